@@ -1,0 +1,307 @@
+//! What the platform stores, as the domain sees it.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::ids::{AgentId, ApiKeyId, AuditEntryId, PlatformKeyId, TenantId, UserId};
+use crate::principal::{Actor, Role, Scopes};
+use crate::values::{Email, MaxTokens, ModelRef, Name, Slug, Temperature};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+impl TenantStatus {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+
+    /// # Errors
+    /// When the text names no status.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "active" => Ok(Self::Active),
+            "suspended" => Ok(Self::Suspended),
+            _ => Err(format!("unknown tenant status {text:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: Name,
+    pub slug: Slug,
+    pub status: TenantStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserStatus {
+    Active,
+    Disabled,
+}
+
+impl UserStatus {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    /// # Errors
+    /// When the text names no status.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "active" => Ok(Self::Active),
+            "disabled" => Ok(Self::Disabled),
+            _ => Err("must be \"active\" or \"disabled\"".into()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub tenant_id: TenantId,
+    pub email: Email,
+    pub name: Option<String>,
+    pub role: Role,
+    pub status: UserStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub deleted_by: Option<uuid::Uuid>,
+}
+
+impl User {
+    /// Whether this user may act: live and not disabled.
+    #[must_use]
+    pub fn is_usable(&self) -> bool {
+        self.deleted_at.is_none() && self.status == UserStatus::Active
+    }
+
+    #[must_use]
+    pub fn is_active_admin(&self) -> bool {
+        self.is_usable() && self.role == Role::Admin
+    }
+}
+
+/// A user with the password hash, read only to verify a login.
+#[derive(Clone, Debug)]
+pub struct UserCredentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewUser {
+    pub id: UserId,
+    pub email: Email,
+    pub name: Option<String>,
+    pub role: Role,
+    pub password_hash: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UserChanges {
+    pub name: Option<Option<String>>,
+    pub role: Option<Role>,
+    pub status: Option<UserStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Agent {
+    pub id: AgentId,
+    pub tenant_id: TenantId,
+    pub name: Name,
+    pub slug: Slug,
+    pub description: String,
+    pub system_prompt: String,
+    pub model: ModelRef,
+    pub temperature: Temperature,
+    pub max_tokens: MaxTokens,
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub deleted_by: Option<uuid::Uuid>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewAgent {
+    pub id: AgentId,
+    pub name: Name,
+    pub slug: Slug,
+    pub description: String,
+    pub system_prompt: String,
+    pub model: ModelRef,
+    pub temperature: Temperature,
+    pub max_tokens: MaxTokens,
+    pub metadata: Value,
+}
+
+/// A partial update; `None` leaves the field as it is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AgentChanges {
+    pub name: Option<Name>,
+    pub slug: Option<Slug>,
+    pub description: Option<String>,
+    pub system_prompt: Option<String>,
+    pub model: Option<ModelRef>,
+    pub temperature: Option<Temperature>,
+    pub max_tokens: Option<MaxTokens>,
+    pub metadata: Option<Value>,
+}
+
+impl AgentChanges {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentFilter {
+    /// Case-insensitive substring of the name or slug.
+    pub q: Option<String>,
+    pub include_deleted: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
+    pub name: Name,
+    /// The first characters of the key, shown so people can tell keys apart.
+    pub prefix: String,
+    pub scopes: Scopes,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_by: Option<uuid::Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewApiKey {
+    pub id: ApiKeyId,
+    pub name: Name,
+    pub prefix: String,
+    pub key_hash: Vec<u8>,
+    pub scopes: Scopes,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_by: Actor,
+}
+
+/// What a bearer API key resolved to before any tenant is known.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyOwner {
+    Tenant {
+        tenant: TenantId,
+        key: ApiKeyId,
+        scopes: Scopes,
+        expires_at: Option<DateTime<Utc>>,
+        revoked: bool,
+        tenant_active: bool,
+    },
+    Platform {
+        key: PlatformKeyId,
+        revoked: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlatformKey {
+    pub id: PlatformKeyId,
+    pub name: Name,
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditAction {
+    Created,
+    Updated,
+    Deleted,
+    Restored,
+    Purged,
+    Revoked,
+}
+
+impl AuditAction {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Deleted => "deleted",
+            Self::Restored => "restored",
+            Self::Purged => "purged",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// One line of the append-only audit log, written in the transaction of the change it records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    pub id: AuditEntryId,
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    pub action: AuditAction,
+    pub resource_type: &'static str,
+    pub resource_id: uuid::Uuid,
+    pub detail: Value,
+}
+
+impl AuditEntry {
+    #[must_use]
+    pub fn new(
+        at: DateTime<Utc>,
+        actor: Actor,
+        action: AuditAction,
+        resource_type: &'static str,
+        resource_id: uuid::Uuid,
+        detail: Value,
+    ) -> Self {
+        Self {
+            id: AuditEntryId::new(),
+            at,
+            actor,
+            action,
+            resource_type,
+            resource_id,
+            detail,
+        }
+    }
+}
+
+/// An audit entry as read back (types are plain strings there: older entries may name kinds this
+/// version no longer has).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditRecord {
+    pub id: AuditEntryId,
+    pub at: DateTime<Utc>,
+    pub actor_type: String,
+    pub actor_id: uuid::Uuid,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: uuid::Uuid,
+    pub detail: Value,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub resource_type: Option<String>,
+    pub resource_id: Option<uuid::Uuid>,
+}

@@ -1,0 +1,182 @@
+//! The domain error. Every service returns it; the HTTP edge maps each variant to a status and a stable
+//! code without a catch-all arm.
+
+use std::fmt;
+
+/// One invalid input field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Why a caller could not be authenticated. All of them answer 401; the reason goes to the logs only,
+/// so an attacker learns nothing from the response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthFailure {
+    MissingCredentials,
+    MalformedToken,
+    BadSignature,
+    UnknownKeyId,
+    Expired,
+    WrongTokenType,
+    Revoked,
+    UnknownPrincipal,
+    BadCredentials,
+    RefreshReuse,
+}
+
+impl AuthFailure {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "missing credentials",
+            Self::MalformedToken => "malformed or unverifiable token",
+            Self::BadSignature => "bad signature",
+            Self::UnknownKeyId => "unknown key id",
+            Self::Expired => "expired",
+            Self::WrongTokenType => "wrong token type",
+            Self::Revoked => "revoked",
+            Self::UnknownPrincipal => "unknown principal",
+            Self::BadCredentials => "bad credentials",
+            Self::RefreshReuse => "refresh token reused",
+        }
+    }
+}
+
+/// Which uniqueness or state rule a request ran into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conflict {
+    AgentSlugTaken,
+    UserEmailTaken,
+    TenantSlugTaken,
+    LastAdmin,
+    NotDeleted,
+}
+
+impl Conflict {
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::AgentSlugTaken => "agent_slug_taken",
+            Self::UserEmailTaken => "user_email_taken",
+            Self::TenantSlugTaken => "tenant_slug_taken",
+            Self::LastAdmin => "last_admin",
+            Self::NotDeleted => "not_deleted",
+        }
+    }
+
+    #[must_use]
+    pub const fn message(self) -> &'static str {
+        match self {
+            Self::AgentSlugTaken => "a live agent of this tenant already has this slug",
+            Self::UserEmailTaken => "a live user of this tenant already has this email",
+            Self::TenantSlugTaken => "a tenant with this slug already exists",
+            Self::LastAdmin => "the tenant must keep at least one active admin",
+            Self::NotDeleted => "the resource is not deleted",
+        }
+    }
+}
+
+/// The kind of resource a [`Error::NotFound`] speaks of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    Tenant,
+    User,
+    Agent,
+    ApiKey,
+}
+
+impl Resource {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Tenant => "tenant",
+            Self::User => "user",
+            Self::Agent => "agent",
+            Self::ApiKey => "api_key",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid input: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Validation(Vec<FieldError>),
+    /// Absent, deleted, or another tenant's: the caller cannot tell which.
+    #[error("{} not found", .0.as_str())]
+    NotFound(Resource),
+    #[error("{}", .0.message())]
+    Conflict(Conflict),
+    #[error("not authenticated: {}", .0.as_str())]
+    Unauthenticated(AuthFailure),
+    /// Authenticated, but the principal may not do this (role, scope, or a disabled account).
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    RateLimited { limit: u32, retry_after_secs: u64 },
+    /// A dependency (database, cache) failed; the source is logged, never shown.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(source.into())
+    }
+}
+
+/// Collects field errors so a request reports all of its problems at once.
+#[derive(Debug, Default)]
+pub struct Validator(Vec<FieldError>);
+
+impl Validator {
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps the value when it is valid, records the field error otherwise.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.0.push(FieldError::new(field, message));
+                None
+            }
+        }
+    }
+
+    pub fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    /// # Errors
+    /// [`Error::Validation`] with every recorded field when there is at least one.
+    pub fn finish(self) -> Result<(), Error> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(self.0))
+        }
+    }
+}

@@ -1,0 +1,145 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::{AuthFailure, Error};
+use crate::ids::{TenantId, TokenFamilyId, TokenId, UserId};
+use crate::principal::Role;
+use crate::values::Password;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+/// The claims of a platform-issued JWT. The codec adds `iss`, `aud` and the `kid` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenClaims {
+    pub subject: UserId,
+    pub tenant: TenantId,
+    pub role: Role,
+    pub kind: TokenKind,
+    pub jti: TokenId,
+    /// The login this token descends from; logout and refresh reuse revoke the whole family.
+    pub family: TokenFamilyId,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Signs and verifies tokens.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait TokenCodec: Send + Sync {
+    /// # Errors
+    /// [`Error::Internal`] when signing fails.
+    fn issue(&self, claims: &TokenClaims) -> Result<String, Error>;
+
+    /// Verifies signature, algorithm, key id, issuer, audience and expiry.
+    ///
+    /// # Errors
+    /// The [`AuthFailure`] that describes the first check that failed.
+    fn verify(&self, token: &str) -> Result<TokenClaims, AuthFailure>;
+}
+
+/// Hashes passwords (slow on purpose; adapters run it off the async executor).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    /// # Errors
+    /// [`Error::Internal`] when hashing fails.
+    async fn hash(&self, password: &Password) -> Result<String, Error>;
+
+    /// Whether `password` matches the stored `hash`; a malformed hash does not match.
+    async fn verify(&self, password: &str, hash: &str) -> bool;
+}
+
+/// A freshly minted API key: the plaintext is shown once, only the hash is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MintedKey {
+    pub plaintext: String,
+    pub prefix: String,
+    pub hash: Vec<u8>,
+}
+
+/// Random secrets: API keys and generated passwords.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Secrets: Send + Sync {
+    fn mint_api_key(&self) -> MintedKey;
+    /// The stored form of a presented key.
+    fn hash_api_key(&self, plaintext: &str) -> Vec<u8>;
+    fn generate_password(&self) -> String;
+}
+
+/// What a presented refresh token turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// It was the family's current token; the family now expects `next`.
+    Rotated,
+    /// It had already been rotated (or the family was revoked): the family is now revoked.
+    Reused,
+}
+
+/// Revocation state of tokens and refresh families, shared by every server instance.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait TokenRevocation: Send + Sync {
+    /// Whether the token or its family was revoked.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the store does not answer (callers fail closed).
+    async fn is_revoked(&self, jti: TokenId, family: TokenFamilyId) -> Result<bool, Error>;
+
+    /// # Errors
+    /// [`Error::Internal`] when the store does not answer.
+    async fn revoke_token(&self, jti: TokenId, until: DateTime<Utc>) -> Result<(), Error>;
+
+    /// Records the first refresh token of a new family.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the store does not answer.
+    async fn start_family(
+        &self,
+        family: TokenFamilyId,
+        current: TokenId,
+        until: DateTime<Utc>,
+    ) -> Result<(), Error>;
+
+    /// Atomically replaces `presented` by `next` if it is the family's current token; otherwise
+    /// revokes the family.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the store does not answer.
+    async fn rotate(
+        &self,
+        family: TokenFamilyId,
+        presented: TokenId,
+        next: TokenId,
+        until: DateTime<Utc>,
+    ) -> Result<Rotation, Error>;
+
+    /// # Errors
+    /// [`Error::Internal`] when the store does not answer.
+    async fn revoke_family(&self, family: TokenFamilyId, until: DateTime<Utc>) -> Result<(), Error>;
+}
+
+/// The outcome of counting one attempt against a limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateDecision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the window resets.
+    pub reset_after_secs: u64,
+}
+
+/// Fixed-window counters shared by every server instance.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one attempt under `key`.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the store does not answer.
+    async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision, Error>;
+}

@@ -1,0 +1,266 @@
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::entities::{
+    Agent, AgentChanges, AgentFilter, ApiKey, AuditEntry, AuditFilter, AuditRecord, KeyOwner,
+    NewAgent, NewApiKey, NewUser, PlatformKey, Tenant, TenantStatus, User, UserChanges,
+    UserCredentials,
+};
+use crate::error::{Conflict, Error};
+use crate::ids::{AgentId, ApiKeyId, PlatformKeyId, TenantId, UserId};
+use crate::page::{Page, PageRequest};
+use crate::principal::Actor;
+use crate::values::{Email, Name, Slug};
+
+/// What a storage adapter can report.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule held by the database (mapped from the constraint's name).
+    #[error("conflict: {0:?}")]
+    Conflict(Conflict),
+    #[error("storage failure")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(conflict) => Self::Conflict(conflict),
+            StoreError::Internal(source) => Self::Internal(source),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Opens units of work on tenant data.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// A unit of work that sees only `tenant`'s rows, through an explicit filter in every query and
+    /// through row-level security. Dropping it without [`TenantTx::commit`] rolls it back.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when no connection or transaction can be had.
+    async fn begin(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantTx>>;
+
+    /// Whether the database answers.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when it does not.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// A transaction bound to one tenant. Its repositories need no tenant argument and cannot reach
+/// another tenant's rows.
+#[async_trait]
+pub trait TenantTx: Send {
+    fn tenant_id(&self) -> TenantId;
+    fn tenant(&mut self) -> &mut dyn TenantRepo;
+    fn users(&mut self) -> &mut dyn UserRepo;
+    fn api_keys(&mut self) -> &mut dyn ApiKeyRepo;
+    fn agents(&mut self) -> &mut dyn AgentRepo;
+    fn audit(&mut self) -> &mut dyn AuditLog;
+
+    /// # Errors
+    /// [`StoreError::Internal`] when the commit fails; nothing of the unit of work is kept then.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// The tenant's own row.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait TenantRepo: Send {
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn get(&mut self) -> StoreResult<Option<Tenant>>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn rename(&mut self, name: &Name, now: DateTime<Utc>) -> StoreResult<Option<Tenant>>;
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait UserRepo: Send {
+    /// # Errors
+    /// [`Conflict::UserEmailTaken`] when a live user has the email.
+    async fn insert(&mut self, user: &NewUser, now: DateTime<Utc>) -> StoreResult<User>;
+
+    /// A live user, or with `include_deleted` a soft-deleted one too.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn get(&mut self, id: UserId, include_deleted: bool) -> StoreResult<Option<User>>;
+
+    /// The live user with this email, with the password hash.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn credentials_by_email(&mut self, email: &Email)
+    -> StoreResult<Option<UserCredentials>>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn list(&mut self, include_deleted: bool, page: PageRequest) -> StoreResult<Page<User>>;
+
+    /// Changes a live user; `None` when there is none with that id.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn update(
+        &mut self,
+        id: UserId,
+        changes: &UserChanges,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<User>>;
+
+    /// The ids of the live, active admins, locked until the end of the unit of work so two
+    /// concurrent demotions cannot both pass the last-admin rule.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn lock_active_admins(&mut self) -> StoreResult<Vec<UserId>>;
+
+    /// Soft-deletes a live user; `false` when there is none.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn soft_delete(&mut self, id: UserId, by: Actor, now: DateTime<Utc>)
+    -> StoreResult<bool>;
+
+    /// Brings back a soft-deleted user; `None` when there is no deleted user with that id.
+    ///
+    /// # Errors
+    /// [`Conflict::UserEmailTaken`] when a live user took the email meanwhile.
+    async fn restore(&mut self, id: UserId, now: DateTime<Utc>) -> StoreResult<Option<User>>;
+
+    /// Removes the user for good; `false` when there is none, live or deleted.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn purge(&mut self, id: UserId) -> StoreResult<bool>;
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ApiKeyRepo: Send {
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn insert(&mut self, key: &NewApiKey, now: DateTime<Utc>) -> StoreResult<ApiKey>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn list(&mut self, page: PageRequest) -> StoreResult<Page<ApiKey>>;
+
+    /// Revokes the key (idempotent); `None` when there is no such key.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn revoke(&mut self, id: ApiKeyId, now: DateTime<Utc>) -> StoreResult<Option<ApiKey>>;
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait AgentRepo: Send {
+    /// # Errors
+    /// [`Conflict::AgentSlugTaken`] when a live agent has the slug.
+    async fn insert(&mut self, agent: &NewAgent, now: DateTime<Utc>) -> StoreResult<Agent>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn get(&mut self, id: AgentId, include_deleted: bool) -> StoreResult<Option<Agent>>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn list(&mut self, filter: &AgentFilter, page: PageRequest) -> StoreResult<Page<Agent>>;
+
+    /// Changes a live agent; `None` when there is none with that id.
+    ///
+    /// # Errors
+    /// [`Conflict::AgentSlugTaken`] when the new slug belongs to another live agent.
+    async fn update(
+        &mut self,
+        id: AgentId,
+        changes: &AgentChanges,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Agent>>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn soft_delete(
+        &mut self,
+        id: AgentId,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// # Errors
+    /// [`Conflict::AgentSlugTaken`] when a live agent took the slug meanwhile.
+    async fn restore(&mut self, id: AgentId, now: DateTime<Utc>) -> StoreResult<Option<Agent>>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn purge(&mut self, id: AgentId) -> StoreResult<bool>;
+}
+
+/// The append-only audit log. There is no update or delete: the database refuses them too.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait AuditLog: Send {
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn append(&mut self, entry: &AuditEntry) -> StoreResult<()>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn list(&mut self, filter: &AuditFilter, page: PageRequest)
+    -> StoreResult<Page<AuditRecord>>;
+}
+
+/// A tenant to provision, with its first admin.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTenant {
+    pub id: TenantId,
+    pub name: Name,
+    pub slug: Slug,
+}
+
+/// Work that has to see across tenants, done by the platform role (which bypasses row-level
+/// security): resolving a tenant slug or an API key before any tenant is known, and provisioning.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PlatformStore: Send + Sync {
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn tenant_by_slug(&self, slug: &Slug) -> StoreResult<Option<(TenantId, TenantStatus)>>;
+
+    /// Creates the tenant, its first admin and the audit entries in one transaction.
+    ///
+    /// # Errors
+    /// [`Conflict::TenantSlugTaken`] when the slug is taken.
+    async fn create_tenant(
+        &self,
+        tenant: &NewTenant,
+        admin: &NewUser,
+        audit: &[AuditEntry],
+        now: DateTime<Utc>,
+    ) -> StoreResult<(Tenant, User)>;
+
+    /// Finds the tenant or platform key with this hash and notes that it was used.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn key_owner(&self, key_hash: &[u8], now: DateTime<Utc>) -> StoreResult<Option<KeyOwner>>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn insert_platform_key(
+        &self,
+        id: PlatformKeyId,
+        name: &Name,
+        prefix: &str,
+        key_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<PlatformKey>;
+}

@@ -1,0 +1,520 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::entities::{KeyOwner, TenantStatus, User};
+use crate::error::{AuthFailure, Error};
+use crate::ids::{TokenFamilyId, TokenId};
+use crate::ports::{
+    Clock, PasswordHasher, PlatformStore, RateLimiter, Rotation, Secrets, Store, TokenClaims,
+    TokenCodec, TokenKind, TokenRevocation,
+};
+use crate::principal::{Principal, SessionToken};
+use crate::values::{Email, Slug};
+
+/// Every API key starts with this, so a bearer token is told apart from a JWT without parsing.
+pub const API_KEY_PREFIX: &str = "ak_";
+
+/// Lifetimes and limits of authentication.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthPolicy {
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    /// Login attempts allowed per tenant and email within `login_window`.
+    pub login_attempts: u32,
+    pub login_window: Duration,
+}
+
+impl Default for AuthPolicy {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(7 * 24 * 3600),
+            login_attempts: 10,
+            login_window: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+    pub user: User,
+}
+
+pub struct AuthService {
+    store: Arc<dyn Store>,
+    platform: Arc<dyn PlatformStore>,
+    hasher: Arc<dyn PasswordHasher>,
+    codec: Arc<dyn TokenCodec>,
+    revocation: Arc<dyn TokenRevocation>,
+    limiter: Arc<dyn RateLimiter>,
+    secrets: Arc<dyn Secrets>,
+    clock: Arc<dyn Clock>,
+    policy: AuthPolicy,
+}
+
+/// Everything [`AuthService`] needs, named so wiring code reads well.
+pub struct AuthPorts {
+    pub store: Arc<dyn Store>,
+    pub platform: Arc<dyn PlatformStore>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub codec: Arc<dyn TokenCodec>,
+    pub revocation: Arc<dyn TokenRevocation>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub secrets: Arc<dyn Secrets>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AuthService {
+    pub fn new(ports: AuthPorts, policy: AuthPolicy) -> Self {
+        Self {
+            store: ports.store,
+            platform: ports.platform,
+            hasher: ports.hasher,
+            codec: ports.codec,
+            revocation: ports.revocation,
+            limiter: ports.limiter,
+            secrets: ports.secrets,
+            clock: ports.clock,
+            policy,
+        }
+    }
+
+    /// Verifies a password login and opens a new token family.
+    ///
+    /// # Errors
+    /// `RateLimited` past the attempts allowed for this tenant and email; `Unauthenticated` with the
+    /// same answer whichever of tenant, email or password was wrong; `Forbidden` for a disabled user.
+    pub async fn login(&self, tenant: &str, email: &str, password: &str) -> Result<TokenPair, Error> {
+        let bad = Error::Unauthenticated(AuthFailure::BadCredentials);
+        let (Ok(slug), Ok(email)) = (Slug::parse(tenant), Email::parse(email)) else {
+            return Err(bad);
+        };
+        let attempt = self
+            .limiter
+            .hit(
+                &format!("login:{slug}:{email}"),
+                self.policy.login_attempts,
+                self.policy.login_window,
+            )
+            .await?;
+        if !attempt.allowed {
+            return Err(Error::RateLimited {
+                limit: attempt.limit,
+                retry_after_secs: attempt.reset_after_secs,
+            });
+        }
+        let Some((tenant, status)) = self.platform.tenant_by_slug(&slug).await? else {
+            return Err(bad);
+        };
+        let mut tx = self.store.begin(tenant).await?;
+        let credentials = tx.users().credentials_by_email(&email).await?;
+        tx.commit().await?;
+        let Some(credentials) = credentials else {
+            return Err(bad);
+        };
+        if !self.hasher.verify(password, &credentials.password_hash).await {
+            return Err(bad);
+        }
+        if status != TenantStatus::Active {
+            return Err(Error::Forbidden("the tenant is suspended"));
+        }
+        if !credentials.user.is_usable() {
+            return Err(Error::Forbidden("the account is disabled"));
+        }
+        self.issue_pair(credentials.user, TokenFamilyId::new(), None).await
+    }
+
+    /// Exchanges a refresh token for a new pair; the presented token dies. Presenting a token that
+    /// was already rotated revokes its whole family (someone else holds a copy).
+    ///
+    /// # Errors
+    /// `Unauthenticated` for anything but the family's current, valid refresh token.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, Error> {
+        let claims = self.codec.verify(refresh_token).map_err(Error::Unauthenticated)?;
+        if claims.kind != TokenKind::Refresh {
+            return Err(Error::Unauthenticated(AuthFailure::WrongTokenType));
+        }
+        let mut tx = self.store.begin(claims.tenant).await?;
+        let user = tx.users().get(claims.subject, false).await?;
+        tx.commit().await?;
+        let user = user.ok_or(Error::Unauthenticated(AuthFailure::UnknownPrincipal))?;
+        if !user.is_usable() {
+            return Err(Error::Forbidden("the account is disabled"));
+        }
+        self.issue_pair(user, claims.family, Some(claims.jti)).await
+    }
+
+    /// Revokes the caller's access token and its family, and the family of `refresh_token` if given.
+    ///
+    /// # Errors
+    /// `Forbidden` for API keys (revoke them instead).
+    pub async fn logout(&self, who: &Principal, refresh_token: Option<&str>) -> Result<(), Error> {
+        let Principal::User { session, user, .. } = who else {
+            return Err(Error::Forbidden("only user sessions can log out; revoke API keys instead"));
+        };
+        let until = session.expires_at.max(self.clock.now()) + chrono::Duration::from_std(self.policy.refresh_ttl).unwrap_or_default();
+        self.revocation.revoke_token(session.jti, session.expires_at).await?;
+        self.revocation.revoke_family(session.family, until).await?;
+        if let Some(token) = refresh_token {
+            // A refresh token of another user, or an invalid one, is ignored rather than reported:
+            // logout must not become an oracle for tokens.
+            if let Ok(claims) = self.codec.verify(token) {
+                if claims.subject == *user && claims.kind == TokenKind::Refresh {
+                    self.revocation.revoke_family(claims.family, claims.expires_at).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a bearer credential into a [`Principal`].
+    ///
+    /// # Errors
+    /// `Unauthenticated` for any invalid, expired, revoked or unknown credential; `Forbidden` for a
+    /// disabled or deleted user, or a suspended tenant.
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, Error> {
+        if bearer.starts_with(API_KEY_PREFIX) {
+            return self.authenticate_key(bearer).await;
+        }
+        let claims = self.codec.verify(bearer).map_err(Error::Unauthenticated)?;
+        if claims.kind != TokenKind::Access {
+            return Err(Error::Unauthenticated(AuthFailure::WrongTokenType));
+        }
+        if self.revocation.is_revoked(claims.jti, claims.family).await? {
+            return Err(Error::Unauthenticated(AuthFailure::Revoked));
+        }
+        let mut tx = self.store.begin(claims.tenant).await?;
+        let user = tx.users().get(claims.subject, true).await?;
+        tx.commit().await?;
+        let Some(user) = user else {
+            return Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal));
+        };
+        if !user.is_usable() {
+            return Err(Error::Forbidden("the account is disabled or deleted"));
+        }
+        Ok(Principal::User {
+            tenant: user.tenant_id,
+            user: user.id,
+            // The role is read fresh, so a demotion takes effect before the token expires.
+            role: user.role,
+            session: SessionToken {
+                jti: claims.jti,
+                family: claims.family,
+                expires_at: claims.expires_at,
+            },
+        })
+    }
+
+    async fn authenticate_key(&self, plaintext: &str) -> Result<Principal, Error> {
+        let now = self.clock.now();
+        let hash = self.secrets.hash_api_key(plaintext);
+        match self.platform.key_owner(&hash, now).await? {
+            None => Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal)),
+            Some(KeyOwner::Platform { revoked: true, .. } | KeyOwner::Tenant { revoked: true, .. }) => {
+                Err(Error::Unauthenticated(AuthFailure::Revoked))
+            }
+            Some(KeyOwner::Platform { key, revoked: false }) => Ok(Principal::Platform { key }),
+            Some(KeyOwner::Tenant {
+                tenant,
+                key,
+                scopes,
+                expires_at,
+                revoked: false,
+                tenant_active,
+            }) => {
+                if expires_at.is_some_and(|at| at <= now) {
+                    Err(Error::Unauthenticated(AuthFailure::Expired))
+                } else if !tenant_active {
+                    Err(Error::Forbidden("the tenant is suspended"))
+                } else {
+                    Ok(Principal::ApiKey { tenant, key, scopes })
+                }
+            }
+        }
+    }
+
+    async fn issue_pair(
+        &self,
+        user: User,
+        family: TokenFamilyId,
+        rotating: Option<TokenId>,
+    ) -> Result<TokenPair, Error> {
+        let now = self.clock.now();
+        let refresh_expires = now + chrono_duration(self.policy.refresh_ttl);
+        let claims = |kind, ttl: Duration| TokenClaims {
+            subject: user.id,
+            tenant: user.tenant_id,
+            role: user.role,
+            kind,
+            jti: TokenId::new(),
+            family,
+            issued_at: now,
+            expires_at: now + chrono_duration(ttl),
+        };
+        let access = claims(TokenKind::Access, self.policy.access_ttl);
+        let refresh = claims(TokenKind::Refresh, self.policy.refresh_ttl);
+        match rotating {
+            None => {
+                self.revocation
+                    .start_family(family, refresh.jti, refresh_expires)
+                    .await?;
+            }
+            Some(presented) => {
+                let rotation = self
+                    .revocation
+                    .rotate(family, presented, refresh.jti, refresh_expires)
+                    .await?;
+                if rotation == Rotation::Reused {
+                    return Err(Error::Unauthenticated(AuthFailure::RefreshReuse));
+                }
+            }
+        }
+        Ok(TokenPair {
+            access_token: self.codec.issue(&access)?,
+            refresh_token: self.codec.issue(&refresh)?,
+            expires_in: self.policy.access_ttl.as_secs(),
+            user,
+        })
+    }
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// When a token's revocation record may be forgotten: once the token would be expired anyway.
+#[must_use]
+pub fn revocation_ttl(until: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
+    u64::try_from((until - now).num_seconds()).unwrap_or(0).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entities::{NewUser, UserCredentials, UserStatus};
+    use crate::ids::{TenantId, UserId};
+    use crate::ports::{
+        MockPasswordHasher, MockPlatformStore, MockRateLimiter, MockSecrets, MockTokenCodec,
+        MockTokenRevocation, RateDecision,
+    };
+    use crate::principal::Role;
+    use crate::services::testing::{FakeTx, fixed_clock, now, sample_user, store_with_all};
+
+    struct Mocks {
+        platform: MockPlatformStore,
+        hasher: MockPasswordHasher,
+        codec: MockTokenCodec,
+        revocation: MockTokenRevocation,
+        limiter: MockRateLimiter,
+        secrets: MockSecrets,
+    }
+
+    impl Mocks {
+        fn new() -> Self {
+            let mut limiter = MockRateLimiter::new();
+            limiter.expect_hit().returning(|_, limit, _| {
+                Ok(RateDecision {
+                    allowed: true,
+                    limit,
+                    remaining: limit - 1,
+                    reset_after_secs: 60,
+                })
+            });
+            Self {
+                platform: MockPlatformStore::new(),
+                hasher: MockPasswordHasher::new(),
+                codec: MockTokenCodec::new(),
+                revocation: MockTokenRevocation::new(),
+                limiter,
+                secrets: MockSecrets::new(),
+            }
+        }
+
+        fn service(self, txs: Vec<FakeTx>) -> AuthService {
+            AuthService::new(
+                AuthPorts {
+                    store: store_with_all(txs),
+                    platform: Arc::new(self.platform),
+                    hasher: Arc::new(self.hasher),
+                    codec: Arc::new(self.codec),
+                    revocation: Arc::new(self.revocation),
+                    limiter: Arc::new(self.limiter),
+                    secrets: Arc::new(self.secrets),
+                    clock: fixed_clock(),
+                },
+                AuthPolicy::default(),
+            )
+        }
+    }
+
+    fn user(tenant: TenantId) -> User {
+        sample_user(
+            tenant,
+            &NewUser {
+                id: UserId::new(),
+                email: Email::parse("ada@example.com").unwrap(),
+                name: None,
+                role: Role::Member,
+                password_hash: String::new(),
+            },
+        )
+    }
+
+    fn claims(user: &User, kind: TokenKind) -> TokenClaims {
+        TokenClaims {
+            subject: user.id,
+            tenant: user.tenant_id,
+            role: user.role,
+            kind,
+            jti: TokenId::new(),
+            family: TokenFamilyId::new(),
+            issued_at: now(),
+            expires_at: now() + chrono::Duration::minutes(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_password_and_unknown_tenant_answer_alike() {
+        let tenant = TenantId::new();
+        let ada = user(tenant);
+        let mut m = Mocks::new();
+        m.platform
+            .expect_tenant_by_slug()
+            .returning(move |s| Ok((s.as_str() == "acme").then_some((tenant, TenantStatus::Active))));
+        m.hasher.expect_verify().returning(|_, _| false);
+        let mut tx = FakeTx::new(tenant);
+        tx.users.expect_credentials_by_email().returning(move |_| {
+            Ok(Some(UserCredentials {
+                user: ada.clone(),
+                password_hash: "h".into(),
+            }))
+        });
+        let service = m.service(vec![tx]);
+        let wrong_password = service.login("acme", "ada@example.com", "nope-nope").await.unwrap_err();
+        let wrong_tenant = service.login("other", "ada@example.com", "nope-nope").await.unwrap_err();
+        assert_eq!(wrong_password.to_string(), wrong_tenant.to_string());
+        assert!(matches!(wrong_password, Error::Unauthenticated(AuthFailure::BadCredentials)));
+    }
+
+    #[tokio::test]
+    async fn login_is_rate_limited_before_the_password_is_checked() {
+        let mut m = Mocks::new();
+        m.limiter = MockRateLimiter::new();
+        m.limiter.expect_hit().returning(|_, limit, _| {
+            Ok(RateDecision {
+                allowed: false,
+                limit,
+                remaining: 0,
+                reset_after_secs: 42,
+            })
+        });
+        m.hasher.expect_verify().never();
+        let service = m.service(vec![]);
+        let err = service.login("acme", "ada@example.com", "whatever1").await.unwrap_err();
+        assert!(matches!(err, Error::RateLimited { retry_after_secs: 42, .. }));
+    }
+
+    #[tokio::test]
+    async fn refresh_tokens_are_not_access_tokens_and_vice_versa() {
+        let ada = user(TenantId::new());
+        let refresh = claims(&ada, TokenKind::Refresh);
+        let access = claims(&ada, TokenKind::Access);
+        let mut m = Mocks::new();
+        m.codec.expect_verify().returning(move |t| Ok(if t == "refresh" { refresh } else { access }));
+        let service = m.service(vec![]);
+        assert!(matches!(
+            service.authenticate("refresh").await,
+            Err(Error::Unauthenticated(AuthFailure::WrongTokenType))
+        ));
+        assert!(matches!(
+            service.refresh("access").await,
+            Err(Error::Unauthenticated(AuthFailure::WrongTokenType))
+        ));
+    }
+
+    #[tokio::test]
+    async fn reusing_a_rotated_refresh_token_fails() {
+        let ada = user(TenantId::new());
+        let refresh = claims(&ada, TokenKind::Refresh);
+        let mut m = Mocks::new();
+        m.codec.expect_verify().returning(move |_| Ok(refresh));
+        m.revocation.expect_rotate().returning(|_, _, _, _| Ok(Rotation::Reused));
+        m.codec.expect_issue().never();
+        let mut tx = FakeTx::new(ada.tenant_id);
+        let found = ada.clone();
+        tx.users.expect_get().returning(move |_, _| Ok(Some(found.clone())));
+        let service = m.service(vec![tx]);
+        assert!(matches!(
+            service.refresh("token").await,
+            Err(Error::Unauthenticated(AuthFailure::RefreshReuse))
+        ));
+    }
+
+    #[tokio::test]
+    async fn revoked_and_disabled_are_refused() {
+        let mut ada = user(TenantId::new());
+        let access = claims(&ada, TokenKind::Access);
+        let mut m = Mocks::new();
+        m.codec.expect_verify().returning(move |_| Ok(access));
+        let mut revoked = true;
+        m.revocation.expect_is_revoked().returning(move |_, _| {
+            let answer = revoked;
+            revoked = false;
+            Ok(answer)
+        });
+        ada.status = UserStatus::Disabled;
+        let mut tx = FakeTx::new(ada.tenant_id);
+        tx.users.expect_get().returning(move |_, _| Ok(Some(ada.clone())));
+        let service = m.service(vec![tx]);
+        assert!(matches!(
+            service.authenticate("t").await,
+            Err(Error::Unauthenticated(AuthFailure::Revoked))
+        ));
+        assert!(matches!(service.authenticate("t").await, Err(Error::Forbidden(_))));
+    }
+
+    #[tokio::test]
+    async fn expired_and_revoked_api_keys_are_refused() {
+        let mut m = Mocks::new();
+        m.secrets.expect_hash_api_key().returning(|k| k.as_bytes().to_vec());
+        let tenant = TenantId::new();
+        m.platform.expect_key_owner().returning(move |hash, _| {
+            let key = crate::ids::ApiKeyId::new();
+            Ok(match hash {
+                b"ak_expired" => Some(KeyOwner::Tenant {
+                    tenant,
+                    key,
+                    scopes: crate::Scopes::ALL,
+                    expires_at: Some(now() - chrono::Duration::seconds(1)),
+                    revoked: false,
+                    tenant_active: true,
+                }),
+                b"ak_revoked" => Some(KeyOwner::Tenant {
+                    tenant,
+                    key,
+                    scopes: crate::Scopes::ALL,
+                    expires_at: None,
+                    revoked: true,
+                    tenant_active: true,
+                }),
+                _ => None,
+            })
+        });
+        let service = m.service(vec![]);
+        for (key, failure) in [
+            ("ak_expired", AuthFailure::Expired),
+            ("ak_revoked", AuthFailure::Revoked),
+            ("ak_unknown", AuthFailure::UnknownPrincipal),
+        ] {
+            match service.authenticate(key).await {
+                Err(Error::Unauthenticated(f)) => assert_eq!(f, failure, "{key}"),
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+    }
+}

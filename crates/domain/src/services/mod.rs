@@ -1,0 +1,20 @@
+//! Services hold the business rules. Each public method takes the [`crate::Principal`] that asks,
+//! checks what it may do, runs one short unit of work, and writes the audit entry in the same
+//! transaction as the change.
+
+mod agents;
+mod api_keys;
+mod audit;
+mod auth;
+mod tenants;
+mod users;
+
+pub use agents::{AgentDraft, AgentPatch, AgentService};
+pub use api_keys::{ApiKeyService, CreatedApiKey};
+pub use audit::AuditService;
+pub use auth::{API_KEY_PREFIX, AuthPolicy, AuthPorts, AuthService, TokenPair, revocation_ttl};
+pub use tenants::{ProvisionedTenant, TenantService};
+pub use users::{UserDraft, UserPatch, UserService};
+
+#[cfg(test)]
+pub(crate) mod testing;

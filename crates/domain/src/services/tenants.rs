@@ -1,0 +1,229 @@
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::entities::{AuditAction, AuditEntry, Tenant, User};
+use crate::error::{Error, Resource, Validator};
+use crate::ids::{PlatformKeyId, TenantId, UserId};
+use crate::ports::{Clock, NewTenant, PasswordHasher, PlatformStore, Secrets, Store};
+use crate::principal::{Actor, Principal, Role, Scope};
+use crate::entities::{NewUser, PlatformKey};
+use crate::values::{Email, Name, Password, Slug};
+
+/// A tenant just created, with its first admin and that admin's password (shown once).
+#[derive(Clone, Debug)]
+pub struct ProvisionedTenant {
+    pub tenant: Tenant,
+    pub admin: User,
+    pub admin_password: String,
+}
+
+pub struct TenantService {
+    store: Arc<dyn Store>,
+    platform: Arc<dyn PlatformStore>,
+    hasher: Arc<dyn PasswordHasher>,
+    secrets: Arc<dyn Secrets>,
+    clock: Arc<dyn Clock>,
+}
+
+impl TenantService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        platform: Arc<dyn PlatformStore>,
+        hasher: Arc<dyn PasswordHasher>,
+        secrets: Arc<dyn Secrets>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            platform,
+            hasher,
+            secrets,
+            clock,
+        }
+    }
+
+    /// Creates a tenant for a platform operator.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the caller holds a platform key; see [`Self::provision`].
+    pub async fn create(
+        &self,
+        who: &Principal,
+        name: &str,
+        slug: &str,
+        admin_email: &str,
+        admin_password: Option<&str>,
+    ) -> Result<ProvisionedTenant, Error> {
+        let key = who.require_platform()?;
+        self.provision(Actor::Platform(key), name, slug, admin_email, admin_password)
+            .await
+    }
+
+    /// Creates a tenant with its first admin. Without a password, a random one is generated.
+    ///
+    /// # Errors
+    /// Validation, `Conflict::TenantSlugTaken`.
+    pub async fn provision(
+        &self,
+        actor: Actor,
+        name: &str,
+        slug: &str,
+        admin_email: &str,
+        admin_password: Option<&str>,
+    ) -> Result<ProvisionedTenant, Error> {
+        let mut v = Validator::new();
+        let name = v.check("name", Name::parse(name));
+        let slug = v.check("slug", Slug::parse(slug));
+        let email = v.check("admin_email", Email::parse(admin_email));
+        let plaintext = admin_password.map_or_else(|| self.secrets.generate_password(), str::to_owned);
+        let password = v.check("admin_password", Password::parse(&plaintext));
+        v.finish()?;
+        let (Some(name), Some(slug), Some(email), Some(password)) = (name, slug, email, password)
+        else {
+            return Err(Error::internal("validator passed with a missing field"));
+        };
+        let now = self.clock.now();
+        let tenant = NewTenant {
+            id: TenantId::new(),
+            name,
+            slug,
+        };
+        let admin = NewUser {
+            id: UserId::new(),
+            email,
+            name: None,
+            role: Role::Admin,
+            password_hash: self.hasher.hash(&password).await?,
+        };
+        let audit = [
+            AuditEntry::new(
+                now,
+                actor,
+                AuditAction::Created,
+                "tenant",
+                tenant.id.as_uuid(),
+                json!({"slug": tenant.slug.as_str()}),
+            ),
+            AuditEntry::new(
+                now,
+                actor,
+                AuditAction::Created,
+                "user",
+                admin.id.as_uuid(),
+                json!({"email": admin.email.as_str(), "role": "admin"}),
+            ),
+        ];
+        let (tenant, admin) = self.platform.create_tenant(&tenant, &admin, &audit, now).await?;
+        Ok(ProvisionedTenant {
+            tenant,
+            admin,
+            admin_password: plaintext,
+        })
+    }
+
+    /// The caller's own tenant.
+    ///
+    /// # Errors
+    /// `Forbidden` for platform keys.
+    pub async fn current(&self, who: &Principal) -> Result<Tenant, Error> {
+        let tenant = who.tenant_with(Scope::Read)?;
+        let mut tx = self.store.begin(tenant).await?;
+        let found = tx.tenant().get().await?;
+        tx.commit().await?;
+        found.ok_or(Error::NotFound(Resource::Tenant))
+    }
+
+    /// # Errors
+    /// `Forbidden` for non-admins, validation.
+    pub async fn rename(&self, who: &Principal, name: &str) -> Result<Tenant, Error> {
+        let tenant = who.tenant_with(Scope::Admin)?;
+        let name = Name::parse(name).map_err(|m| Error::invalid("name", m))?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let renamed = tx
+            .tenant()
+            .rename(&name, now)
+            .await?
+            .ok_or(Error::NotFound(Resource::Tenant))?;
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Updated,
+            "tenant",
+            tenant.as_uuid(),
+            json!({"name": name.as_str()}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(renamed)
+    }
+
+    /// Mints a platform key (command line only: whoever runs it already holds the database).
+    ///
+    /// # Errors
+    /// Validation of the name.
+    pub async fn create_platform_key(&self, name: &str) -> Result<(PlatformKey, String), Error> {
+        let name = Name::parse(name).map_err(|m| Error::invalid("name", m))?;
+        let minted = self.secrets.mint_api_key();
+        let key = self
+            .platform
+            .insert_platform_key(PlatformKeyId::new(), &name, &minted.prefix, &minted.hash, self.clock.now())
+            .await?;
+        Ok((key, minted.plaintext))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::{MockPasswordHasher, MockPlatformStore, MockSecrets};
+    use crate::services::testing::{admin, fixed_clock, sample_user, store_with_all};
+    use crate::entities::TenantStatus;
+
+    #[tokio::test]
+    async fn only_platform_keys_create_tenants_and_a_password_is_generated() {
+        let mut secrets = MockSecrets::new();
+        secrets.expect_generate_password().returning(|| "generated-password".into());
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_hash().returning(|_| Ok("h".into()));
+        let mut platform = MockPlatformStore::new();
+        platform
+            .expect_create_tenant()
+            .withf(|t, a, audit, _| {
+                t.slug.as_str() == "acme" && a.role == Role::Admin && audit.len() == 2
+            })
+            .returning(|t, a, _, now| {
+                Ok((
+                    Tenant {
+                        id: t.id,
+                        name: t.name.clone(),
+                        slug: t.slug.clone(),
+                        status: TenantStatus::Active,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                    sample_user(t.id, a),
+                ))
+            });
+        let service = TenantService::new(
+            store_with_all(vec![]),
+            Arc::new(platform),
+            Arc::new(hasher),
+            Arc::new(secrets),
+            fixed_clock(),
+        );
+        assert!(matches!(
+            service.create(&admin(), "Acme", "acme", "a@acme.test", None).await,
+            Err(Error::Forbidden(_))
+        ));
+        let operator = Principal::Platform {
+            key: PlatformKeyId::new(),
+        };
+        let made = service
+            .create(&operator, "Acme", "acme", "a@acme.test", None)
+            .await
+            .unwrap();
+        assert_eq!(made.admin_password, "generated-password");
+    }
+}

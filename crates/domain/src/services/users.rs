@@ -1,0 +1,337 @@
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::entities::{AuditAction, AuditEntry, NewUser, User, UserChanges, UserStatus};
+use crate::error::{Conflict, Error, Resource, Validator};
+use crate::ids::UserId;
+use crate::page::{Page, PageRequest};
+use crate::ports::{Clock, PasswordHasher, Store, TenantTx};
+use crate::principal::{Principal, Role, Scope};
+use crate::values::{self, Email, Password};
+
+const RESOURCE: &str = "user";
+
+#[derive(Clone, Debug, Default)]
+pub struct UserDraft {
+    pub email: String,
+    pub password: String,
+    pub role: String,
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct UserPatch {
+    pub name: Option<Option<String>>,
+    pub role: Option<String>,
+    pub status: Option<String>,
+}
+
+pub struct UserService {
+    store: Arc<dyn Store>,
+    hasher: Arc<dyn PasswordHasher>,
+    clock: Arc<dyn Clock>,
+}
+
+impl UserService {
+    pub fn new(store: Arc<dyn Store>, hasher: Arc<dyn PasswordHasher>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            hasher,
+            clock,
+        }
+    }
+
+    /// Validates a new user and hashes the password (before any transaction opens: hashing is slow).
+    ///
+    /// # Errors
+    /// Validation errors for every bad field.
+    pub async fn prepare(&self, draft: UserDraft) -> Result<NewUser, Error> {
+        let mut v = Validator::new();
+        let email = v.check("email", Email::parse(&draft.email));
+        let password = v.check("password", Password::parse(&draft.password));
+        let role = v.check("role", Role::parse(&draft.role));
+        let name = match draft.name {
+            Some(name) => v.check("name", values::bounded_text(name.trim(), 200)).map(Some),
+            None => Some(None),
+        };
+        v.finish()?;
+        let (Some(email), Some(password), Some(role), Some(name)) = (email, password, role, name)
+        else {
+            return Err(Error::internal("validator passed with a missing field"));
+        };
+        Ok(NewUser {
+            id: UserId::new(),
+            email,
+            name,
+            role,
+            password_hash: self.hasher.hash(&password).await?,
+        })
+    }
+
+    /// # Errors
+    /// `Forbidden` for non-admins, validation, `Conflict` when the email is live in the tenant.
+    pub async fn create(&self, who: &Principal, draft: UserDraft) -> Result<User, Error> {
+        let tenant = who.tenant_with(Scope::Admin)?;
+        let new = self.prepare(draft).await?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let user = tx.users().insert(&new, now).await?;
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Created,
+            RESOURCE,
+            user.id.as_uuid(),
+            json!({"email": user.email.as_str(), "role": user.role.as_str()}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Admins see any user of their tenant; everyone may see themselves.
+    ///
+    /// # Errors
+    /// `NotFound` (also for other users when the caller is not an admin, so ids cannot be probed).
+    pub async fn get(&self, who: &Principal, id: UserId) -> Result<User, Error> {
+        let is_self = matches!(who, Principal::User { user, .. } if *user == id);
+        let tenant = if is_self {
+            who.tenant_with(Scope::Read)?
+        } else {
+            who.tenant_with(Scope::Admin)?
+        };
+        let mut tx = self.store.begin(tenant).await?;
+        let user = tx.users().get(id, false).await?;
+        tx.commit().await?;
+        user.ok_or(Error::NotFound(Resource::User))
+    }
+
+    /// # Errors
+    /// `Forbidden` for non-admins.
+    pub async fn list(
+        &self,
+        who: &Principal,
+        include_deleted: bool,
+        page: PageRequest,
+    ) -> Result<Page<User>, Error> {
+        let tenant = who.tenant_with(Scope::Admin)?;
+        let mut tx = self.store.begin(tenant).await?;
+        let users = tx.users().list(include_deleted, page).await?;
+        tx.commit().await?;
+        Ok(users)
+    }
+
+    /// # Errors
+    /// Validation, `NotFound`, `Conflict::LastAdmin` when the change would leave no active admin.
+    pub async fn update(&self, who: &Principal, id: UserId, patch: UserPatch) -> Result<User, Error> {
+        let tenant = who.tenant_with(Scope::Admin)?;
+        let mut v = Validator::new();
+        let changes = UserChanges {
+            name: patch.name.map(|name| {
+                name.and_then(|n| v.check("name", values::bounded_text(n.trim(), 200)))
+            }),
+            role: patch.role.and_then(|r| v.check("role", Role::parse(&r))),
+            status: patch.status.and_then(|s| v.check("status", UserStatus::parse(&s))),
+        };
+        v.finish()?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let current = tx
+            .users()
+            .get(id, false)
+            .await?
+            .ok_or(Error::NotFound(Resource::User))?;
+        let stays_admin = changes.role.unwrap_or(current.role) == Role::Admin
+            && changes.status.unwrap_or(current.status) == UserStatus::Active;
+        if current.is_active_admin() && !stays_admin {
+            ensure_other_admin(tx.as_mut(), id).await?;
+        }
+        let user = tx
+            .users()
+            .update(id, &changes, now)
+            .await?
+            .ok_or(Error::NotFound(Resource::User))?;
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Updated,
+            RESOURCE,
+            id.as_uuid(),
+            json!({
+                "role": changes.role.map(Role::as_str),
+                "status": changes.status.map(UserStatus::as_str),
+                "name_changed": changes.name.is_some(),
+            }),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// # Errors
+    /// `NotFound`, `Conflict::LastAdmin`.
+    pub async fn delete(&self, who: &Principal, id: UserId) -> Result<(), Error> {
+        let tenant = who.tenant_with(Scope::Admin)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let current = tx
+            .users()
+            .get(id, false)
+            .await?
+            .ok_or(Error::NotFound(Resource::User))?;
+        if current.is_active_admin() {
+            ensure_other_admin(tx.as_mut(), id).await?;
+        }
+        if !tx.users().soft_delete(id, who.actor(), now).await? {
+            return Err(Error::NotFound(Resource::User));
+        }
+        let entry = AuditEntry::new(now, who.actor(), AuditAction::Deleted, RESOURCE, id.as_uuid(), json!({}));
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// `NotFound`, `Conflict::UserEmailTaken` when the email is live again.
+    pub async fn restore(&self, who: &Principal, id: UserId) -> Result<User, Error> {
+        let tenant = who.tenant_with(Scope::Admin)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let user = tx
+            .users()
+            .restore(id, now)
+            .await?
+            .ok_or(Error::NotFound(Resource::User))?;
+        let entry = AuditEntry::new(now, who.actor(), AuditAction::Restored, RESOURCE, id.as_uuid(), json!({}));
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// # Errors
+    /// `NotFound`, `Conflict::LastAdmin` when purging the last live admin.
+    pub async fn purge(&self, who: &Principal, id: UserId) -> Result<(), Error> {
+        let tenant = who.tenant_with(Scope::Admin)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let current = tx
+            .users()
+            .get(id, true)
+            .await?
+            .ok_or(Error::NotFound(Resource::User))?;
+        if current.is_active_admin() {
+            ensure_other_admin(tx.as_mut(), id).await?;
+        }
+        if !tx.users().purge(id).await? {
+            return Err(Error::NotFound(Resource::User));
+        }
+        let entry = AuditEntry::new(now, who.actor(), AuditAction::Purged, RESOURCE, id.as_uuid(), json!({}));
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The last-admin rule: some active admin other than `leaving` must remain. The admins stay locked
+/// until the unit of work ends, so concurrent demotions serialise on them.
+async fn ensure_other_admin(tx: &mut dyn TenantTx, leaving: UserId) -> Result<(), Error> {
+    let admins = tx.users().lock_active_admins().await?;
+    if admins.iter().any(|id| *id != leaving) {
+        Ok(())
+    } else {
+        Err(Error::Conflict(Conflict::LastAdmin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::TenantId;
+    use crate::ports::MockPasswordHasher;
+    use crate::services::testing::{FakeTx, fixed_clock, sample_user, store_with, user_principal};
+
+    fn hasher() -> Arc<dyn PasswordHasher> {
+        let mut h = MockPasswordHasher::new();
+        h.expect_hash().returning(|p| Ok(format!("hashed:{}", p.expose().len())));
+        Arc::new(h)
+    }
+
+    fn lone_admin_tx(tenant: TenantId, admin_id: UserId) -> FakeTx {
+        let mut tx = FakeTx::new(tenant);
+        let admin = sample_user(
+            tenant,
+            &NewUser {
+                id: admin_id,
+                email: Email::parse("root@example.com").unwrap(),
+                name: None,
+                role: Role::Admin,
+                password_hash: String::new(),
+            },
+        );
+        tx.users.expect_get().returning(move |_, _| Ok(Some(admin.clone())));
+        tx.users.expect_lock_active_admins().returning(move || Ok(vec![admin_id]));
+        tx
+    }
+
+    #[tokio::test]
+    async fn the_last_admin_cannot_be_demoted_disabled_or_deleted() {
+        let tenant = TenantId::new();
+        let admin_id = UserId::new();
+        let who = user_principal(tenant, admin_id, Role::Admin);
+        for patch in [
+            UserPatch { role: Some("member".into()), ..UserPatch::default() },
+            UserPatch { status: Some("disabled".into()), ..UserPatch::default() },
+        ] {
+            let mut tx = lone_admin_tx(tenant, admin_id);
+            tx.users.expect_update().never();
+            let (store, committed) = store_with(tx);
+            let service = UserService::new(store, hasher(), fixed_clock());
+            let err = service.update(&who, admin_id, patch).await.unwrap_err();
+            assert!(matches!(err, Error::Conflict(Conflict::LastAdmin)));
+            assert!(!committed.load(std::sync::atomic::Ordering::SeqCst));
+        }
+        let mut tx = lone_admin_tx(tenant, admin_id);
+        tx.users.expect_soft_delete().never();
+        let (store, _) = store_with(tx);
+        let service = UserService::new(store, hasher(), fixed_clock());
+        let err = service.delete(&who, admin_id).await.unwrap_err();
+        assert!(matches!(err, Error::Conflict(Conflict::LastAdmin)));
+    }
+
+    #[tokio::test]
+    async fn create_hashes_the_password_and_audits() {
+        let tenant = TenantId::new();
+        let who = user_principal(tenant, UserId::new(), Role::Admin);
+        let mut tx = FakeTx::new(tenant);
+        tx.users
+            .expect_insert()
+            .withf(|u, _| u.password_hash == "hashed:12" && u.email.as_str() == "new@example.com")
+            .returning(move |u, _| Ok(sample_user(tenant, u)));
+        tx.audit.expect_append().times(1).returning(|_| Ok(()));
+        let (store, committed) = store_with(tx);
+        let service = UserService::new(store, hasher(), fixed_clock());
+        let draft = UserDraft {
+            email: "New@Example.com".into(),
+            password: "long-enough!".into(),
+            role: "member".into(),
+            name: None,
+        };
+        service.create(&who, draft).await.unwrap();
+        assert!(committed.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn members_see_only_themselves() {
+        let tenant = TenantId::new();
+        let me = UserId::new();
+        let who = user_principal(tenant, me, Role::Member);
+        let (store, _) = store_with(FakeTx::new(tenant));
+        let service = UserService::new(store, hasher(), fixed_clock());
+        assert!(matches!(service.get(&who, UserId::new()).await, Err(Error::Forbidden(_))));
+        assert!(matches!(
+            service.list(&who, false, PageRequest::default()).await,
+            Err(Error::Forbidden(_))
+        ));
+    }
+}

@@ -1,0 +1,297 @@
+//! Validated values: if one exists, it is valid. Constructors return the message for the field error.
+
+use std::fmt;
+
+/// A URL-safe identifier: 1–63 characters of `a-z`, `0-9` and `-`, starting with a letter or digit.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Slug(String);
+
+impl Slug {
+    /// # Errors
+    /// The reason the text is not a slug.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let valid_chars = text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if text.is_empty() || text.len() > 63 {
+            Err("must be 1 to 63 characters".into())
+        } else if !valid_chars {
+            Err("may contain only lowercase letters, digits and '-'".into())
+        } else if text.starts_with('-') || text.ends_with('-') {
+            Err("must not start or end with '-'".into())
+        } else {
+            Ok(Self(text.to_owned()))
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Slug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An email address, trimmed and lower-cased so that uniqueness ignores case.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    /// # Errors
+    /// The reason the text is not an email address.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim().to_lowercase();
+        let Some((local, host)) = text.split_once('@') else {
+            return Err("must be an email address".into());
+        };
+        let plausible = !local.is_empty()
+            && host.contains('.')
+            && !host.starts_with('.')
+            && !host.ends_with('.')
+            && !host.contains('@')
+            && !text.chars().any(char::is_whitespace);
+        if text.len() > 254 {
+            Err("must be at most 254 characters".into())
+        } else if !plausible {
+            Err("must be an email address".into())
+        } else {
+            Ok(Self(text))
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A human-readable name: trimmed, 1–200 characters, no control characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Name(String);
+
+impl Name {
+    /// # Errors
+    /// The reason the text is not a usable name.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if text.is_empty() || text.chars().count() > 200 {
+            Err("must be 1 to 200 characters".into())
+        } else if text.chars().any(char::is_control) {
+            Err("must not contain control characters".into())
+        } else {
+            Ok(Self(text.to_owned()))
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A password as typed: 8–256 characters. Never stored; only its hash is.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// # Errors
+    /// The reason the password is refused.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let len = text.chars().count();
+        if len < 8 {
+            Err("must be at least 8 characters".into())
+        } else if len > 256 {
+            Err("must be at most 256 characters".into())
+        } else {
+            Ok(Self(text.to_owned()))
+        }
+    }
+
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// Sampling temperature, 0.0–2.0 as OpenAI-compatible servers accept.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Temperature(f32);
+
+impl Temperature {
+    /// # Errors
+    /// When the value is not a finite number in 0.0..=2.0.
+    pub fn parse(value: f64) -> Result<Self, String> {
+        if value.is_finite() && (0.0..=2.0).contains(&value) {
+            #[allow(clippy::cast_possible_truncation)]
+            Ok(Self(value as f32))
+        } else {
+            Err("must be between 0.0 and 2.0".into())
+        }
+    }
+
+    #[must_use]
+    pub const fn value(self) -> f32 {
+        self.0
+    }
+}
+
+impl Default for Temperature {
+    fn default() -> Self {
+        Self(0.7)
+    }
+}
+
+/// Upper bound on tokens an agent may generate in one answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxTokens(u32);
+
+impl MaxTokens {
+    pub const LIMIT: i64 = 128_000;
+
+    /// # Errors
+    /// When the value is outside 1..=128000.
+    pub fn parse(value: i64) -> Result<Self, String> {
+        if (1..=Self::LIMIT).contains(&value) {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Ok(Self(value as u32))
+        } else {
+            Err(format!("must be between 1 and {}", Self::LIMIT))
+        }
+    }
+
+    #[must_use]
+    pub const fn value(self) -> u32 {
+        self.0
+    }
+}
+
+impl Default for MaxTokens {
+    fn default() -> Self {
+        Self(1024)
+    }
+}
+
+/// Which model serves an agent: a provider (`local`, `openai`, …) and the provider's model name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelRef {
+    provider: String,
+    name: String,
+}
+
+impl ModelRef {
+    /// # Errors
+    /// When either part is empty, too long, or has whitespace or control characters.
+    pub fn parse(provider: &str, name: &str) -> Result<Self, String> {
+        let ok = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
+        if !ok(provider, 50) {
+            Err("provider must be 1 to 50 characters without spaces".into())
+        } else if !ok(name, 200) {
+            Err("name must be 1 to 200 characters without spaces".into())
+        } else {
+            Ok(Self {
+                provider: provider.to_owned(),
+                name: name.to_owned(),
+            })
+        }
+    }
+
+    #[must_use]
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Bounded free text (descriptions, system prompts): at most `max` characters.
+///
+/// # Errors
+/// When the text is longer than `max` characters.
+pub fn bounded_text(text: &str, max: usize) -> Result<String, String> {
+    if text.chars().count() > max {
+        Err(format!("must be at most {max} characters"))
+    } else if text.contains('\0') {
+        Err("must not contain NUL characters".into())
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+/// Metadata must be a JSON object of bounded size, so it stays indexable and cheap to return.
+///
+/// # Errors
+/// When the value is not an object or is larger than 16 KiB serialised.
+pub fn metadata(value: serde_json::Value) -> Result<serde_json::Value, String> {
+    if !value.is_object() {
+        return Err("must be a JSON object".into());
+    }
+    if value.to_string().len() > 16 * 1024 {
+        return Err("must be at most 16 KiB".into());
+    }
+    if value.to_string().contains("\\u0000") {
+        return Err("must not contain NUL characters".into());
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert!(Slug::parse("support-bot-2").is_ok());
+        for bad in ["", "-a", "a-", "Upper", "sp ace", "ü", &"a".repeat(64)] {
+            assert!(Slug::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn emails_are_normalised() {
+        assert_eq!(Email::parse(" Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@c.d"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn numbers_are_bounded() {
+        assert!(Temperature::parse(f64::NAN).is_err());
+        assert!(Temperature::parse(2.5).is_err());
+        assert!(MaxTokens::parse(0).is_err());
+        assert_eq!(MaxTokens::parse(256).unwrap().value(), 256);
+    }
+
+    #[test]
+    fn metadata_must_be_an_object() {
+        assert!(metadata(serde_json::json!([1])).is_err());
+        assert!(metadata(serde_json::json!({"a": "\u{0}"})).is_err());
+        assert!(metadata(serde_json::json!({"team": "support"})).is_ok());
+    }
+}
