@@ -1,1 +1,53 @@
+//! PostgreSQL adapter: implements the domain's storage ports with SeaORM.
+//!
+//! - [`PgStore`] opens tenant units of work as the application role: every transaction first runs
+//!   `set_config('app.tenant_id', …, true)` (local to the transaction, so a pooled connection never
+//!   carries a tenant over), and every query also filters on the tenant explicitly. Two walls.
+//! - [`PgPlatformStore`] is the platform role (BYPASSRLS), for the few things that must see across
+//!   tenants: resolving a tenant slug or an API key before a tenant is known, and provisioning.
+//!
+//! SeaORM models never leave this crate: rows are read into private structs and converted to
+//! domain entities, and driver errors become [`domain::ports::StoreError`].
 
+mod error;
+mod platform;
+mod rows;
+mod tenant_tx;
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+pub use platform::PgPlatformStore;
+pub use tenant_tx::PgStore;
+
+/// Connection pool settings.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 32,
+            min_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Opens a pool to `url`.
+///
+/// # Errors
+/// When the database cannot be reached.
+pub async fn connect(url: &str, options: &PoolOptions) -> Result<DatabaseConnection, sea_orm::DbErr> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(options.max_connections)
+        .min_connections(options.min_connections)
+        .acquire_timeout(options.acquire_timeout)
+        .sqlx_logging(false);
+    Database::connect(opts).await
+}

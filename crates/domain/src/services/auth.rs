@@ -163,10 +163,11 @@ impl AuthService {
         if let Some(token) = refresh_token {
             // A refresh token of another user, or an invalid one, is ignored rather than reported:
             // logout must not become an oracle for tokens.
-            if let Ok(claims) = self.codec.verify(token) {
-                if claims.subject == *user && claims.kind == TokenKind::Refresh {
-                    self.revocation.revoke_family(claims.family, claims.expires_at).await?;
-                }
+            if let Ok(claims) = self.codec.verify(token)
+                && claims.subject == *user
+                && claims.kind == TokenKind::Refresh
+            {
+                self.revocation.revoke_family(claims.family, claims.expires_at).await?;
             }
         }
         Ok(())

@@ -1,0 +1,210 @@
+//! The one error type of the HTTP edge: RFC 9457 problem details with a stable `code`.
+//!
+//! Every domain variant is matched explicitly (no catch-all), so a new variant cannot silently
+//! become a 500. Internal causes are logged with their chain, never returned.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use domain::Error;
+use domain::error::{AuthFailure, FieldError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::http::request_id;
+
+/// One invalid field of a request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProblemField {
+    /// Path of the field in the request (`name`, `model.provider`, query `limit`, …).
+    pub field: String,
+    pub message: String,
+}
+
+/// RFC 9457 problem details.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem (`about:blank`-style: a tag, not a page to fetch).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable, machine-readable code, e.g. `agent_slug_taken`.
+    pub code: String,
+    pub request_id: String,
+    /// Invalid fields (validation errors only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ProblemField>>,
+}
+
+/// An error answered as problem+json.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    errors: Option<Vec<ProblemField>>,
+    retry_after: Option<(u32, u64)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            errors: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn validation(fields: Vec<FieldError>) -> Self {
+        let detail = fields
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self {
+            errors: Some(
+                fields
+                    .into_iter()
+                    .map(|f| ProblemField {
+                        field: f.field,
+                        message: f.message,
+                    })
+                    .collect(),
+            ),
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail)
+        }
+    }
+
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "missing, invalid, expired or revoked credentials",
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::Validation(fields) => Self::validation(fields),
+            Error::NotFound(resource) => {
+                Self::not_found(format!("{} not found", resource.as_str()))
+            }
+            Error::Conflict(conflict) => {
+                Self::new(StatusCode::CONFLICT, conflict.code(), conflict.message())
+            }
+            Error::Unauthenticated(failure) => {
+                tracing::info!(reason = failure.as_str(), "authentication refused");
+                match failure {
+                    AuthFailure::BadCredentials => Self::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_credentials",
+                        "tenant, email or password is wrong",
+                    ),
+                    AuthFailure::MissingCredentials
+                    | AuthFailure::MalformedToken
+                    | AuthFailure::BadSignature
+                    | AuthFailure::UnknownKeyId
+                    | AuthFailure::Expired
+                    | AuthFailure::WrongTokenType
+                    | AuthFailure::Revoked
+                    | AuthFailure::UnknownPrincipal
+                    | AuthFailure::RefreshReuse => Self::unauthenticated(),
+                }
+            }
+            Error::Forbidden(reason) => Self::new(StatusCode::FORBIDDEN, "forbidden", reason),
+            Error::RateLimited {
+                limit,
+                retry_after_secs,
+            } => Self {
+                retry_after: Some((limit, retry_after_secs)),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many attempts; retry in {retry_after_secs} s"),
+                )
+            },
+            Error::Internal(source) => {
+                let mut chain = source.to_string();
+                let mut cause = source.source();
+                while let Some(c) = cause {
+                    chain.push_str(": ");
+                    chain.push_str(&c.to_string());
+                    cause = c.source();
+                }
+                tracing::error!(error = %chain, "internal error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an internal error occurred; it has been logged",
+                )
+            }
+        }
+    }
+}
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let problem = Problem {
+            kind: format!("urn:agentic:problem:{}", self.code),
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_owned(),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            code: self.code.to_owned(),
+            request_id: request_id::current().unwrap_or_default(),
+            errors: self.errors.as_ref().map(|fields| {
+                fields
+                    .iter()
+                    .map(|f| ProblemField {
+                        field: f.field.clone(),
+                        message: f.message.clone(),
+                    })
+                    .collect()
+            }),
+        };
+        let mut response = HttpResponse::build(self.status);
+        response.content_type(PROBLEM_JSON);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        if let Some((limit, retry)) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, retry.to_string()));
+            response.insert_header(("RateLimit-Limit", limit.to_string()));
+            response.insert_header(("RateLimit-Remaining", "0"));
+            response.insert_header(("RateLimit-Reset", retry.to_string()));
+        }
+        response.json(problem)
+    }
+}
+
+/// The result type of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

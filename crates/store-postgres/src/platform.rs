@@ -1,0 +1,196 @@
+//! The platform role's work: it bypasses row-level security, so everything here is kept to what
+//! cannot be done inside one tenant, and each query still names the tenant it writes.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::entities::{KeyOwner, NewUser, PlatformKey, Tenant, TenantStatus, User};
+use domain::ports::{NewTenant, PlatformStore, StoreResult};
+use domain::values::{Name, Slug};
+use domain::entities::AuditEntry;
+use domain::{ApiKeyId, PlatformKeyId, TenantId};
+use sea_orm::{DatabaseConnection, FromQueryResult, TransactionTrait};
+use uuid::Uuid;
+
+use crate::error::{corrupt, map};
+use crate::rows::{TENANT_COLUMNS, TenantRow, USER_COLUMNS, UserRow, parse_scopes};
+use crate::tenant_tx::{INSERT_AUDIT, audit_values, execute, fetch_one};
+
+/// Cross-tenant work on a pool of the platform role.
+#[derive(Clone, Debug)]
+pub struct PgPlatformStore {
+    db: DatabaseConnection,
+}
+
+impl PgPlatformStore {
+    #[must_use]
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+#[derive(FromQueryResult)]
+struct TenantKeyRow {
+    tenant_id: Uuid,
+    id: Uuid,
+    scopes: String,
+    expires_at: Option<DateTime<Utc>>,
+    revoked: bool,
+    tenant_active: bool,
+}
+
+#[derive(FromQueryResult)]
+struct PlatformKeyRow {
+    id: Uuid,
+    name: String,
+    prefix: String,
+    created_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A key's last use is written at most once a minute, so authentication stays a read on the
+/// hot path.
+const TOUCH_INTERVAL: &str = "interval '60 seconds'";
+
+#[async_trait]
+impl PlatformStore for PgPlatformStore {
+    async fn tenant_by_slug(&self, slug: &Slug) -> StoreResult<Option<(TenantId, TenantStatus)>> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            id: Uuid,
+            status: String,
+        }
+        let row = fetch_one::<Row>(
+            &self.db,
+            "SELECT id, status FROM tenants WHERE slug = $1",
+            vec![slug.as_str().into()],
+        )
+        .await?;
+        row.map(|r| {
+            let status = TenantStatus::parse(&r.status).map_err(|e| corrupt("tenant", e))?;
+            Ok((TenantId::from_uuid(r.id), status))
+        })
+        .transpose()
+    }
+
+    async fn create_tenant(
+        &self,
+        tenant: &NewTenant,
+        admin: &NewUser,
+        audit: &[AuditEntry],
+        now: DateTime<Utc>,
+    ) -> StoreResult<(Tenant, User)> {
+        let tx = self.db.begin().await.map_err(map)?;
+        let sql = format!(
+            "INSERT INTO tenants (id, name, slug, status, created_at, updated_at)
+             VALUES ($1, $2, $3, 'active', $4, $4) RETURNING {TENANT_COLUMNS}"
+        );
+        let created: Tenant = fetch_one::<TenantRow>(
+            &tx,
+            &sql,
+            vec![
+                tenant.id.as_uuid().into(),
+                tenant.name.as_str().into(),
+                tenant.slug.as_str().into(),
+                now.into(),
+            ],
+        )
+        .await?
+        .ok_or_else(|| corrupt("tenant", "insert returned nothing".into()))?
+        .try_into()?;
+        let sql = format!(
+            "INSERT INTO users (tenant_id, id, email, name, password_hash, role, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $7) RETURNING {USER_COLUMNS}"
+        );
+        let user: User = fetch_one::<UserRow>(
+            &tx,
+            &sql,
+            vec![
+                tenant.id.as_uuid().into(),
+                admin.id.as_uuid().into(),
+                admin.email.as_str().into(),
+                admin.name.clone().into(),
+                admin.password_hash.as_str().into(),
+                admin.role.as_str().into(),
+                now.into(),
+            ],
+        )
+        .await?
+        .ok_or_else(|| corrupt("user", "insert returned nothing".into()))?
+        .try_into()?;
+        for entry in audit {
+            execute(&tx, INSERT_AUDIT, audit_values(tenant.id, entry)).await?;
+        }
+        tx.commit().await.map_err(map)?;
+        Ok((created, user))
+    }
+
+    async fn key_owner(&self, key_hash: &[u8], now: DateTime<Utc>) -> StoreResult<Option<KeyOwner>> {
+        // The data-modifying CTE always runs, so noting the use costs no extra round trip.
+        let sql = format!(
+            "WITH touched AS (
+                 UPDATE api_keys SET last_used_at = $2
+                 WHERE key_hash = $1 AND (last_used_at IS NULL OR last_used_at < $2 - {TOUCH_INTERVAL})
+             )
+             SELECT k.tenant_id, k.id, array_to_string(k.scopes, ',') AS scopes, k.expires_at,
+                    k.revoked_at IS NOT NULL AS revoked, t.status = 'active' AS tenant_active
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+             WHERE k.key_hash = $1"
+        );
+        let hash: Vec<u8> = key_hash.to_vec();
+        if let Some(row) =
+            fetch_one::<TenantKeyRow>(&self.db, &sql, vec![hash.clone().into(), now.into()]).await?
+        {
+            return Ok(Some(KeyOwner::Tenant {
+                tenant: TenantId::from_uuid(row.tenant_id),
+                key: ApiKeyId::from_uuid(row.id),
+                scopes: parse_scopes(&row.scopes)?,
+                expires_at: row.expires_at,
+                revoked: row.revoked,
+                tenant_active: row.tenant_active,
+            }));
+        }
+        let sql = format!(
+            "UPDATE platform_keys
+             SET last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 - {TOUCH_INTERVAL}
+                                     THEN $2 ELSE last_used_at END
+             WHERE key_hash = $1
+             RETURNING id, name, prefix, created_at, revoked_at"
+        );
+        let row = fetch_one::<PlatformKeyRow>(&self.db, &sql, vec![hash.into(), now.into()]).await?;
+        Ok(row.map(|r| KeyOwner::Platform {
+            key: PlatformKeyId::from_uuid(r.id),
+            revoked: r.revoked_at.is_some(),
+        }))
+    }
+
+    async fn insert_platform_key(
+        &self,
+        id: PlatformKeyId,
+        name: &Name,
+        prefix: &str,
+        key_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<PlatformKey> {
+        let row = fetch_one::<PlatformKeyRow>(
+            &self.db,
+            "INSERT INTO platform_keys (id, name, prefix, key_hash, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             RETURNING id, name, prefix, created_at, revoked_at",
+            vec![
+                id.as_uuid().into(),
+                name.as_str().into(),
+                prefix.into(),
+                key_hash.to_vec().into(),
+                now.into(),
+            ],
+        )
+        .await?
+        .ok_or_else(|| corrupt("platform key", "insert returned nothing".into()))?;
+        Ok(PlatformKey {
+            id: PlatformKeyId::from_uuid(row.id),
+            name: Name::parse(&row.name).map_err(|e| corrupt("platform key", e))?,
+            prefix: row.prefix,
+            created_at: row.created_at,
+        })
+    }
+}

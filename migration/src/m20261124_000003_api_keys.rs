@@ -1,0 +1,50 @@
+//! Tenant API keys, stored as SHA-256 hashes (the keys are 256-bit random, so a fast hash is
+//! enough and lets a presented key be found by an index lookup).
+
+use sea_orm_migration::prelude::*;
+
+use crate::{APP_ROLE, PLATFORM_ROLE, run, tenant_policy};
+
+pub struct Migration;
+
+impl MigrationName for Migration {
+    fn name(&self) -> &str {
+        "m20261124_000003_api_keys"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(
+            manager,
+            &format!(
+                "CREATE TABLE api_keys (
+                     tenant_id uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+                     id uuid NOT NULL,
+                     name text NOT NULL,
+                     prefix text NOT NULL,
+                     key_hash bytea NOT NULL,
+                     scopes text[] NOT NULL CHECK (scopes <@ ARRAY['read', 'write', 'admin']
+                                                   AND cardinality(scopes) > 0),
+                     expires_at timestamptz,
+                     last_used_at timestamptz,
+                     created_by uuid,
+                     created_at timestamptz NOT NULL,
+                     revoked_at timestamptz,
+                     PRIMARY KEY (tenant_id, id),
+                     CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash)
+                 );
+                 {policy}
+                 GRANT SELECT, INSERT, UPDATE (revoked_at) ON api_keys TO {APP_ROLE};
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON api_keys TO {PLATFORM_ROLE};",
+                policy = tenant_policy("api_keys")
+            ),
+        )
+        .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(manager, "DROP TABLE api_keys;").await
+    }
+}
