@@ -53,5 +53,9 @@ pub(crate) fn tenant_policy(table: &str) -> String {
 
 /// Runs several statements in order (the simple query protocol, so no parameters).
 pub(crate) async fn run(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
-    manager.get_connection().execute_unprepared(sql).await.map(|_| ())
+    manager
+        .get_connection()
+        .execute_unprepared(sql)
+        .await
+        .map(|_| ())
 }

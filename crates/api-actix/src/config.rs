@@ -66,7 +66,9 @@ fn required<'a>(value: Option<&'a Secret>, name: &str) -> anyhow::Result<&'a str
     value
         .map(Secret::expose)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| anyhow::anyhow!("{name} is not set (see .local/env, written by `just services`)"))
+        .ok_or_else(|| {
+            anyhow::anyhow!("{name} is not set (see .local/env, written by `just services`)")
+        })
 }
 
 /// Everything `agentic serve` needs beyond the database.
@@ -88,6 +90,13 @@ pub struct ServeSettings {
     /// Worker threads of the HTTP server (default: one per core).
     #[arg(long, env = "AGENTIC_WORKERS")]
     pub workers: Option<usize>,
+    /// Login attempts allowed per tenant and email within five minutes.
+    #[arg(long, env = "AGENTIC_LOGIN_ATTEMPTS", default_value_t = 10)]
+    pub login_attempts: u32,
+    /// Argon2id memory cost in KiB; unset means the OWASP default (19 MiB, 2 passes). Only the
+    /// test suite lowers it.
+    #[arg(long, env = "AGENTIC_ARGON2_M_KIB", hide = true)]
+    pub argon2_m_kib: Option<u32>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -134,7 +143,11 @@ impl JwtSettings {
         };
         let mut keys = vec![(self.jwt_kid.clone(), signing)];
         if let Some(previous) = &self.jwt_previous_keys {
-            for pair in previous.expose().split(',').filter(|p| !p.trim().is_empty()) {
+            for pair in previous
+                .expose()
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+            {
                 let (kid, secret) = pair
                     .split_once('=')
                     .ok_or_else(|| anyhow::anyhow!("JWT_PREVIOUS_KEYS entries are kid=secret"))?;

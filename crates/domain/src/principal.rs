@@ -66,7 +66,9 @@ impl Scope {
             "read" => Ok(Self::Read),
             "write" => Ok(Self::Write),
             "admin" => Ok(Self::Admin),
-            _ => Err(format!("unknown scope {text:?}; expected read, write or admin")),
+            _ => Err(format!(
+                "unknown scope {text:?}; expected read, write or admin"
+            )),
         }
     }
 
@@ -244,7 +246,10 @@ mod tests {
             scopes: Scopes::parse(["read"]).unwrap(),
         };
         assert!(member.tenant_with(Scope::Read).is_ok());
-        assert!(matches!(member.tenant_with(Scope::Write), Err(Error::Forbidden(_))));
+        assert!(matches!(
+            member.tenant_with(Scope::Write),
+            Err(Error::Forbidden(_))
+        ));
         assert!(member.require_platform().is_err());
     }
 
@@ -262,6 +267,9 @@ mod tests {
         assert!(Scopes::parse([]).is_err());
         assert!(Scopes::parse(["read", "nope"]).is_err());
         let s = Scopes::parse(["write", "admin"]).unwrap();
-        assert_eq!(s.iter().collect::<Vec<_>>(), vec![Scope::Write, Scope::Admin]);
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            vec![Scope::Write, Scope::Admin]
+        );
     }
 }

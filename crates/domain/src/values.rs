@@ -204,7 +204,9 @@ impl ModelRef {
     /// When either part is empty, too long, or has whitespace or control characters.
     pub fn parse(provider: &str, name: &str) -> Result<Self, String> {
         let ok = |s: &str, max: usize| {
-            !s.is_empty() && s.len() <= max && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+            !s.is_empty()
+                && s.len() <= max
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
         };
         if !ok(provider, 50) {
             Err("provider must be 1 to 50 characters without spaces".into())
@@ -274,8 +276,19 @@ mod tests {
 
     #[test]
     fn emails_are_normalised() {
-        assert_eq!(Email::parse(" Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "a@b@c.d"] {
+        assert_eq!(
+            Email::parse(" Ada@Example.COM ").unwrap().as_str(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "a@b@c.d",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -43,7 +43,10 @@ impl Default for PoolOptions {
 ///
 /// # Errors
 /// When the database cannot be reached.
-pub async fn connect(url: &str, options: &PoolOptions) -> Result<DatabaseConnection, sea_orm::DbErr> {
+pub async fn connect(
+    url: &str,
+    options: &PoolOptions,
+) -> Result<DatabaseConnection, sea_orm::DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(options.max_connections)
         .min_connections(options.min_connections)

@@ -3,10 +3,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::entities::AuditEntry;
 use domain::entities::{KeyOwner, NewUser, PlatformKey, Tenant, TenantStatus, User};
 use domain::ports::{NewTenant, PlatformStore, StoreResult};
 use domain::values::{Name, Slug};
-use domain::entities::AuditEntry;
 use domain::{ApiKeyId, PlatformKeyId, TenantId};
 use sea_orm::{DatabaseConnection, FromQueryResult, TransactionTrait};
 use uuid::Uuid;
@@ -124,7 +124,11 @@ impl PlatformStore for PgPlatformStore {
         Ok((created, user))
     }
 
-    async fn key_owner(&self, key_hash: &[u8], now: DateTime<Utc>) -> StoreResult<Option<KeyOwner>> {
+    async fn key_owner(
+        &self,
+        key_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<KeyOwner>> {
         // The data-modifying CTE always runs, so noting the use costs no extra round trip.
         let sql = format!(
             "WITH touched AS (
@@ -156,7 +160,8 @@ impl PlatformStore for PgPlatformStore {
              WHERE key_hash = $1
              RETURNING id, name, prefix, created_at, revoked_at"
         );
-        let row = fetch_one::<PlatformKeyRow>(&self.db, &sql, vec![hash.into(), now.into()]).await?;
+        let row =
+            fetch_one::<PlatformKeyRow>(&self.db, &sql, vec![hash.into(), now.into()]).await?;
         Ok(row.map(|r| KeyOwner::Platform {
             key: PlatformKeyId::from_uuid(r.id),
             revoked: r.revoked_at.is_some(),

@@ -7,7 +7,7 @@ use domain::entities::{
 };
 use domain::ports::StoreError;
 use domain::values::{Email, MaxTokens, ModelRef, Name, Slug, Temperature};
-use domain::{ApiKeyId, AuditEntryId, AgentId, Role, Scopes, TenantId, UserId};
+use domain::{AgentId, ApiKeyId, AuditEntryId, Role, Scopes, TenantId, UserId};
 use sea_orm::FromQueryResult;
 use uuid::Uuid;
 

@@ -159,10 +159,14 @@ impl TenantRepo for PgTx {
         let sql = format!(
             "UPDATE tenants SET name = $2, updated_at = $3 WHERE id = $1 RETURNING {TENANT_COLUMNS}"
         );
-        fetch_one::<TenantRow>(&self.tx, &sql, vec![self.t(), name.as_str().into(), now.into()])
-            .await?
-            .map(Tenant::try_from)
-            .transpose()
+        fetch_one::<TenantRow>(
+            &self.tx,
+            &sql,
+            vec![self.t(), name.as_str().into(), now.into()],
+        )
+        .await?
+        .map(Tenant::try_from)
+        .transpose()
     }
 }
 
@@ -192,13 +196,20 @@ impl UserRepo for PgTx {
             "SELECT {USER_COLUMNS} FROM users
              WHERE tenant_id = $1 AND id = $2 AND ($3 OR deleted_at IS NULL)"
         );
-        fetch_one::<UserRow>(&self.tx, &sql, vec![self.t(), id.as_uuid().into(), include_deleted.into()])
-            .await?
-            .map(User::try_from)
-            .transpose()
+        fetch_one::<UserRow>(
+            &self.tx,
+            &sql,
+            vec![self.t(), id.as_uuid().into(), include_deleted.into()],
+        )
+        .await?
+        .map(User::try_from)
+        .transpose()
     }
 
-    async fn credentials_by_email(&mut self, email: &Email) -> StoreResult<Option<UserCredentials>> {
+    async fn credentials_by_email(
+        &mut self,
+        email: &Email,
+    ) -> StoreResult<Option<UserCredentials>> {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users
              WHERE tenant_id = $1 AND email = $2 AND deleted_at IS NULL"
@@ -218,10 +229,17 @@ impl UserRepo for PgTx {
         let rows = fetch_all::<UserRow>(
             &self.tx,
             &sql,
-            vec![self.t(), include_deleted.into(), page.after.into(), limit(page)],
+            vec![
+                self.t(),
+                include_deleted.into(),
+                page.after.into(),
+                limit(page),
+            ],
         )
         .await?;
-        Ok(Page::from_rows(convert(rows)?, page, |u: &User| u.id.as_uuid()))
+        Ok(Page::from_rows(convert(rows)?, page, |u: &User| {
+            u.id.as_uuid()
+        }))
     }
 
     async fn update(
@@ -270,7 +288,12 @@ impl UserRepo for PgTx {
         Ok(rows.into_iter().map(|r| UserId::from_uuid(r.id)).collect())
     }
 
-    async fn soft_delete(&mut self, id: UserId, by: Actor, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn soft_delete(
+        &mut self,
+        id: UserId,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let n = execute(
             &self.tx,
             "UPDATE users SET deleted_at = $3, deleted_by = $4, updated_at = $3
@@ -287,10 +310,14 @@ impl UserRepo for PgTx {
              WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NOT NULL
              RETURNING {USER_COLUMNS}"
         );
-        fetch_one::<UserRow>(&self.tx, &sql, vec![self.t(), id.as_uuid().into(), now.into()])
-            .await?
-            .map(User::try_from)
-            .transpose()
+        fetch_one::<UserRow>(
+            &self.tx,
+            &sql,
+            vec![self.t(), id.as_uuid().into(), now.into()],
+        )
+        .await?
+        .map(User::try_from)
+        .transpose()
     }
 
     async fn purge(&mut self, id: UserId) -> StoreResult<bool> {
@@ -335,8 +362,15 @@ impl ApiKeyRepo for PgTx {
              WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2)
              ORDER BY id DESC LIMIT $3"
         );
-        let rows = fetch_all::<ApiKeyRow>(&self.tx, &sql, vec![self.t(), page.after.into(), limit(page)]).await?;
-        Ok(Page::from_rows(convert(rows)?, page, |k: &ApiKey| k.id.as_uuid()))
+        let rows = fetch_all::<ApiKeyRow>(
+            &self.tx,
+            &sql,
+            vec![self.t(), page.after.into(), limit(page)],
+        )
+        .await?;
+        Ok(Page::from_rows(convert(rows)?, page, |k: &ApiKey| {
+            k.id.as_uuid()
+        }))
     }
 
     async fn revoke(&mut self, id: ApiKeyId, now: DateTime<Utc>) -> StoreResult<Option<ApiKey>> {
@@ -344,10 +378,14 @@ impl ApiKeyRepo for PgTx {
             "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3)
              WHERE tenant_id = $1 AND id = $2 RETURNING {API_KEY_COLUMNS}"
         );
-        fetch_one::<ApiKeyRow>(&self.tx, &sql, vec![self.t(), id.as_uuid().into(), now.into()])
-            .await?
-            .map(ApiKey::try_from)
-            .transpose()
+        fetch_one::<ApiKeyRow>(
+            &self.tx,
+            &sql,
+            vec![self.t(), id.as_uuid().into(), now.into()],
+        )
+        .await?
+        .map(ApiKey::try_from)
+        .transpose()
     }
 }
 
@@ -370,7 +408,9 @@ impl AgentRepo for PgTx {
             agent.model.provider().into(),
             agent.model.name().into(),
             agent.temperature.value().into(),
-            i32::try_from(agent.max_tokens.value()).unwrap_or(i32::MAX).into(),
+            i32::try_from(agent.max_tokens.value())
+                .unwrap_or(i32::MAX)
+                .into(),
             agent.metadata.clone().into(),
             now.into(),
         ];
@@ -384,10 +424,14 @@ impl AgentRepo for PgTx {
             "SELECT {AGENT_COLUMNS} FROM agents
              WHERE tenant_id = $1 AND id = $2 AND ($3 OR deleted_at IS NULL)"
         );
-        fetch_one::<AgentRow>(&self.tx, &sql, vec![self.t(), id.as_uuid().into(), include_deleted.into()])
-            .await?
-            .map(Agent::try_from)
-            .transpose()
+        fetch_one::<AgentRow>(
+            &self.tx,
+            &sql,
+            vec![self.t(), id.as_uuid().into(), include_deleted.into()],
+        )
+        .await?
+        .map(Agent::try_from)
+        .transpose()
     }
 
     async fn list(&mut self, filter: &AgentFilter, page: PageRequest) -> StoreResult<Page<Agent>> {
@@ -407,7 +451,9 @@ impl AgentRepo for PgTx {
             limit(page),
         ];
         let rows = fetch_all::<AgentRow>(&self.tx, &sql, values).await?;
-        Ok(Page::from_rows(convert(rows)?, page, |a: &Agent| a.id.as_uuid()))
+        Ok(Page::from_rows(convert(rows)?, page, |a: &Agent| {
+            a.id.as_uuid()
+        }))
     }
 
     async fn update(
@@ -438,7 +484,11 @@ impl AgentRepo for PgTx {
             changes.slug.as_ref().map(|s| s.as_str().to_owned()).into(),
             changes.description.clone().into(),
             changes.system_prompt.clone().into(),
-            changes.model.as_ref().map(|m| m.provider().to_owned()).into(),
+            changes
+                .model
+                .as_ref()
+                .map(|m| m.provider().to_owned())
+                .into(),
             changes.model.as_ref().map(|m| m.name().to_owned()).into(),
             changes.temperature.map(|t| t.value()).into(),
             changes
@@ -454,7 +504,12 @@ impl AgentRepo for PgTx {
             .transpose()
     }
 
-    async fn soft_delete(&mut self, id: AgentId, by: Actor, now: DateTime<Utc>) -> StoreResult<bool> {
+    async fn soft_delete(
+        &mut self,
+        id: AgentId,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
         let n = execute(
             &self.tx,
             "UPDATE agents SET deleted_at = $3, deleted_by = $4, updated_at = $3
@@ -471,10 +526,14 @@ impl AgentRepo for PgTx {
              WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NOT NULL
              RETURNING {AGENT_COLUMNS}"
         );
-        fetch_one::<AgentRow>(&self.tx, &sql, vec![self.t(), id.as_uuid().into(), now.into()])
-            .await?
-            .map(Agent::try_from)
-            .transpose()
+        fetch_one::<AgentRow>(
+            &self.tx,
+            &sql,
+            vec![self.t(), id.as_uuid().into(), now.into()],
+        )
+        .await?
+        .map(Agent::try_from)
+        .transpose()
     }
 
     async fn purge(&mut self, id: AgentId) -> StoreResult<bool> {
@@ -513,7 +572,11 @@ impl AuditLog for PgTx {
         Ok(())
     }
 
-    async fn list(&mut self, filter: &AuditFilter, page: PageRequest) -> StoreResult<Page<AuditRecord>> {
+    async fn list(
+        &mut self,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditRecord>> {
         let sql = format!(
             "SELECT {AUDIT_COLUMNS} FROM audit_log
              WHERE tenant_id = $1
@@ -531,7 +594,8 @@ impl AuditLog for PgTx {
         ];
         let rows = fetch_all::<AuditRow>(&self.tx, &sql, values).await?;
         let records = rows.into_iter().map(AuditRecord::from).collect();
-        Ok(Page::from_rows(records, page, |r: &AuditRecord| r.id.as_uuid()))
+        Ok(Page::from_rows(records, page, |r: &AuditRecord| {
+            r.id.as_uuid()
+        }))
     }
 }
-

@@ -75,7 +75,11 @@ impl ApiError {
                     })
                     .collect(),
             ),
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail)
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                detail,
+            )
         }
     }
 
@@ -172,11 +176,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let problem = Problem {
             kind: format!("urn:agentic:problem:{}", self.code),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
             code: self.code.to_owned(),

@@ -120,7 +120,8 @@ pub trait TokenRevocation: Send + Sync {
 
     /// # Errors
     /// [`Error::Internal`] when the store does not answer.
-    async fn revoke_family(&self, family: TokenFamilyId, until: DateTime<Utc>) -> Result<(), Error>;
+    async fn revoke_family(&self, family: TokenFamilyId, until: DateTime<Utc>)
+    -> Result<(), Error>;
 }
 
 /// The outcome of counting one attempt against a limit.

@@ -214,8 +214,11 @@ pub trait AuditLog: Send {
 
     /// # Errors
     /// [`StoreError::Internal`] on storage failure.
-    async fn list(&mut self, filter: &AuditFilter, page: PageRequest)
-    -> StoreResult<Page<AuditRecord>>;
+    async fn list(
+        &mut self,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<AuditRecord>>;
 }
 
 /// A tenant to provision, with its first admin.
@@ -251,7 +254,8 @@ pub trait PlatformStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError::Internal`] on storage failure.
-    async fn key_owner(&self, key_hash: &[u8], now: DateTime<Utc>) -> StoreResult<Option<KeyOwner>>;
+    async fn key_owner(&self, key_hash: &[u8], now: DateTime<Utc>)
+    -> StoreResult<Option<KeyOwner>>;
 
     /// # Errors
     /// [`StoreError::Internal`] on storage failure.

@@ -147,7 +147,14 @@ impl AgentService {
         if !tx.agents().soft_delete(id, who.actor(), now).await? {
             return Err(Error::NotFound(Resource::Agent));
         }
-        let entry = AuditEntry::new(now, who.actor(), AuditAction::Deleted, RESOURCE, id.as_uuid(), json!({}));
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Deleted,
+            RESOURCE,
+            id.as_uuid(),
+            json!({}),
+        );
         tx.audit().append(&entry).await?;
         tx.commit().await?;
         Ok(())
@@ -164,7 +171,14 @@ impl AgentService {
             .restore(id, now)
             .await?
             .ok_or(Error::NotFound(Resource::Agent))?;
-        let entry = AuditEntry::new(now, who.actor(), AuditAction::Restored, RESOURCE, id.as_uuid(), json!({}));
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Restored,
+            RESOURCE,
+            id.as_uuid(),
+            json!({}),
+        );
         tx.audit().append(&entry).await?;
         tx.commit().await?;
         Ok(agent)
@@ -181,7 +195,14 @@ impl AgentService {
         if !tx.agents().purge(id).await? {
             return Err(Error::NotFound(Resource::Agent));
         }
-        let entry = AuditEntry::new(now, who.actor(), AuditAction::Purged, RESOURCE, id.as_uuid(), json!({}));
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Purged,
+            RESOURCE,
+            id.as_uuid(),
+            json!({}),
+        );
         tx.audit().append(&entry).await?;
         tx.commit().await?;
         Ok(())
@@ -198,9 +219,15 @@ fn validate_draft(draft: AgentDraft) -> Result<NewAgent, Error> {
     );
     let system_prompt = v.check(
         "system_prompt",
-        values::bounded_text(draft.system_prompt.as_deref().unwrap_or(""), MAX_SYSTEM_PROMPT),
+        values::bounded_text(
+            draft.system_prompt.as_deref().unwrap_or(""),
+            MAX_SYSTEM_PROMPT,
+        ),
     );
-    let model = v.check("model", ModelRef::parse(&draft.model_provider, &draft.model_name));
+    let model = v.check(
+        "model",
+        ModelRef::parse(&draft.model_provider, &draft.model_name),
+    );
     let temperature = match draft.temperature {
         Some(t) => v.check("temperature", Temperature::parse(t)),
         None => Some(Temperature::default()),
@@ -214,20 +241,36 @@ fn validate_draft(draft: AgentDraft) -> Result<NewAgent, Error> {
         values::metadata(draft.metadata.unwrap_or_else(|| json!({}))),
     );
     v.finish()?;
-    match (name, slug, description, system_prompt, model, temperature, max_tokens, metadata) {
-        (Some(name), Some(slug), Some(description), Some(system_prompt), Some(model), Some(temperature), Some(max_tokens), Some(metadata)) => {
-            Ok(NewAgent {
-                id: AgentId::new(),
-                name,
-                slug,
-                description,
-                system_prompt,
-                model,
-                temperature,
-                max_tokens,
-                metadata,
-            })
-        }
+    match (
+        name,
+        slug,
+        description,
+        system_prompt,
+        model,
+        temperature,
+        max_tokens,
+        metadata,
+    ) {
+        (
+            Some(name),
+            Some(slug),
+            Some(description),
+            Some(system_prompt),
+            Some(model),
+            Some(temperature),
+            Some(max_tokens),
+            Some(metadata),
+        ) => Ok(NewAgent {
+            id: AgentId::new(),
+            name,
+            slug,
+            description,
+            system_prompt,
+            model,
+            temperature,
+            max_tokens,
+            metadata,
+        }),
         _ => Err(Error::internal("validator passed with a missing field")),
     }
 }
@@ -240,16 +283,25 @@ fn validate_patch(patch: AgentPatch, current: &Agent) -> Result<AgentChanges, Er
         description: patch
             .description
             .and_then(|d| v.check("description", values::bounded_text(&d, MAX_DESCRIPTION))),
-        system_prompt: patch.system_prompt.and_then(|p| {
-            v.check("system_prompt", values::bounded_text(&p, MAX_SYSTEM_PROMPT))
-        }),
+        system_prompt: patch
+            .system_prompt
+            .and_then(|p| v.check("system_prompt", values::bounded_text(&p, MAX_SYSTEM_PROMPT))),
         model: None,
-        temperature: patch.temperature.and_then(|t| v.check("temperature", Temperature::parse(t))),
-        max_tokens: patch.max_tokens.and_then(|t| v.check("max_tokens", MaxTokens::parse(t))),
-        metadata: patch.metadata.and_then(|m| v.check("metadata", values::metadata(m))),
+        temperature: patch
+            .temperature
+            .and_then(|t| v.check("temperature", Temperature::parse(t))),
+        max_tokens: patch
+            .max_tokens
+            .and_then(|t| v.check("max_tokens", MaxTokens::parse(t))),
+        metadata: patch
+            .metadata
+            .and_then(|m| v.check("metadata", values::metadata(m))),
     };
     if patch.model_provider.is_some() || patch.model_name.is_some() {
-        let provider = patch.model_provider.as_deref().unwrap_or(current.model.provider());
+        let provider = patch
+            .model_provider
+            .as_deref()
+            .unwrap_or(current.model.provider());
         let name = patch.model_name.as_deref().unwrap_or(current.model.name());
         changes.model = v.check("model", ModelRef::parse(provider, name));
     }
@@ -278,7 +330,9 @@ mod tests {
     use super::*;
     use crate::error::Conflict;
     use crate::ports::StoreError;
-    use crate::services::testing::{FakeTx, admin, fixed_clock, member_key_read, sample_agent, store_with};
+    use crate::services::testing::{
+        FakeTx, admin, fixed_clock, member_key_read, sample_agent, store_with,
+    };
 
     fn draft() -> AgentDraft {
         AgentDraft {
@@ -348,8 +402,14 @@ mod tests {
         let (store, _) = store_with(FakeTx::new(crate::TenantId::new()));
         let service = AgentService::new(store, fixed_clock());
         let reader = member_key_read();
-        assert!(matches!(service.create(&reader, draft()).await, Err(Error::Forbidden(_))));
-        assert!(matches!(service.purge(&reader, AgentId::new()).await, Err(Error::Forbidden(_))));
+        assert!(matches!(
+            service.create(&reader, draft()).await,
+            Err(Error::Forbidden(_))
+        ));
+        assert!(matches!(
+            service.purge(&reader, AgentId::new()).await,
+            Err(Error::Forbidden(_))
+        ));
         let deleted = AgentFilter {
             include_deleted: true,
             ..AgentFilter::default()
@@ -364,7 +424,9 @@ mod tests {
     async fn deleting_a_missing_agent_is_not_found_without_audit() {
         let who = admin();
         let mut tx = FakeTx::new(who.tenant_with(Scope::Read).unwrap());
-        tx.agents.expect_soft_delete().returning(|_, _, _| Ok(false));
+        tx.agents
+            .expect_soft_delete()
+            .returning(|_, _, _| Ok(false));
         tx.audit.expect_append().never();
         let (store, _) = store_with(tx);
         let service = AgentService::new(store, fixed_clock());
@@ -379,11 +441,15 @@ mod tests {
         let mut tx = FakeTx::new(tenant);
         let existing = sample_agent(&validate_draft(draft()).unwrap(), chrono::Utc::now());
         let id = existing.id;
-        tx.agents.expect_get().returning(move |_, _| Ok(Some(existing.clone())));
+        tx.agents
+            .expect_get()
+            .returning(move |_, _| Ok(Some(existing.clone())));
         tx.agents
             .expect_update()
             .withf(|_, c, _| {
-                c.model.as_ref().is_some_and(|m| m.provider() == "local" && m.name() == "bigger")
+                c.model
+                    .as_ref()
+                    .is_some_and(|m| m.provider() == "local" && m.name() == "bigger")
                     && c.name.is_none()
             })
             .returning(|_, _, now| Ok(Some(sample_agent(&validate_draft(draft()).unwrap(), now))));

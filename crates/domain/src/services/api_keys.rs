@@ -109,7 +109,14 @@ impl ApiKeyService {
             .revoke(id, now)
             .await?
             .ok_or(Error::NotFound(Resource::ApiKey))?;
-        let entry = AuditEntry::new(now, who.actor(), AuditAction::Revoked, RESOURCE, id.as_uuid(), json!({}));
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Revoked,
+            RESOURCE,
+            id.as_uuid(),
+            json!({}),
+        );
         tx.audit().append(&entry).await?;
         tx.commit().await?;
         Ok(())
@@ -152,7 +159,10 @@ mod tests {
         tx.audit.expect_append().times(1).returning(|_| Ok(()));
         let (store, _) = store_with(tx);
         let service = ApiKeyService::new(store, Arc::new(secrets), fixed_clock());
-        let created = service.create(&who, "ci", &["read".into()], None).await.unwrap();
+        let created = service
+            .create(&who, "ci", &["read".into()], None)
+            .await
+            .unwrap();
         assert_eq!(created.plaintext, "ak_secret");
     }
 
@@ -162,7 +172,12 @@ mod tests {
         let (store, _) = store_with(FakeTx::new(crate::TenantId::new()));
         let service = ApiKeyService::new(store, Arc::new(MockSecrets::new()), fixed_clock());
         let err = service
-            .create(&who, "ci", &["root".into()], Some(now() - chrono::Duration::seconds(1)))
+            .create(
+                &who,
+                "ci",
+                &["root".into()],
+                Some(now() - chrono::Duration::seconds(1)),
+            )
             .await
             .unwrap_err();
         match err {

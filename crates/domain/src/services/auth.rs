@@ -89,7 +89,12 @@ impl AuthService {
     /// # Errors
     /// `RateLimited` past the attempts allowed for this tenant and email; `Unauthenticated` with the
     /// same answer whichever of tenant, email or password was wrong; `Forbidden` for a disabled user.
-    pub async fn login(&self, tenant: &str, email: &str, password: &str) -> Result<TokenPair, Error> {
+    pub async fn login(
+        &self,
+        tenant: &str,
+        email: &str,
+        password: &str,
+    ) -> Result<TokenPair, Error> {
         let bad = Error::Unauthenticated(AuthFailure::BadCredentials);
         let (Ok(slug), Ok(email)) = (Slug::parse(tenant), Email::parse(email)) else {
             return Err(bad);
@@ -117,7 +122,11 @@ impl AuthService {
         let Some(credentials) = credentials else {
             return Err(bad);
         };
-        if !self.hasher.verify(password, &credentials.password_hash).await {
+        if !self
+            .hasher
+            .verify(password, &credentials.password_hash)
+            .await
+        {
             return Err(bad);
         }
         if status != TenantStatus::Active {
@@ -126,7 +135,8 @@ impl AuthService {
         if !credentials.user.is_usable() {
             return Err(Error::Forbidden("the account is disabled"));
         }
-        self.issue_pair(credentials.user, TokenFamilyId::new(), None).await
+        self.issue_pair(credentials.user, TokenFamilyId::new(), None)
+            .await
     }
 
     /// Exchanges a refresh token for a new pair; the presented token dies. Presenting a token that
@@ -135,7 +145,10 @@ impl AuthService {
     /// # Errors
     /// `Unauthenticated` for anything but the family's current, valid refresh token.
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, Error> {
-        let claims = self.codec.verify(refresh_token).map_err(Error::Unauthenticated)?;
+        let claims = self
+            .codec
+            .verify(refresh_token)
+            .map_err(Error::Unauthenticated)?;
         if claims.kind != TokenKind::Refresh {
             return Err(Error::Unauthenticated(AuthFailure::WrongTokenType));
         }
@@ -155,10 +168,15 @@ impl AuthService {
     /// `Forbidden` for API keys (revoke them instead).
     pub async fn logout(&self, who: &Principal, refresh_token: Option<&str>) -> Result<(), Error> {
         let Principal::User { session, user, .. } = who else {
-            return Err(Error::Forbidden("only user sessions can log out; revoke API keys instead"));
+            return Err(Error::Forbidden(
+                "only user sessions can log out; revoke API keys instead",
+            ));
         };
-        let until = session.expires_at.max(self.clock.now()) + chrono::Duration::from_std(self.policy.refresh_ttl).unwrap_or_default();
-        self.revocation.revoke_token(session.jti, session.expires_at).await?;
+        let until = session.expires_at.max(self.clock.now())
+            + chrono::Duration::from_std(self.policy.refresh_ttl).unwrap_or_default();
+        self.revocation
+            .revoke_token(session.jti, session.expires_at)
+            .await?;
         self.revocation.revoke_family(session.family, until).await?;
         if let Some(token) = refresh_token {
             // A refresh token of another user, or an invalid one, is ignored rather than reported:
@@ -167,7 +185,9 @@ impl AuthService {
                 && claims.subject == *user
                 && claims.kind == TokenKind::Refresh
             {
-                self.revocation.revoke_family(claims.family, claims.expires_at).await?;
+                self.revocation
+                    .revoke_family(claims.family, claims.expires_at)
+                    .await?;
             }
         }
         Ok(())
@@ -186,7 +206,11 @@ impl AuthService {
         if claims.kind != TokenKind::Access {
             return Err(Error::Unauthenticated(AuthFailure::WrongTokenType));
         }
-        if self.revocation.is_revoked(claims.jti, claims.family).await? {
+        if self
+            .revocation
+            .is_revoked(claims.jti, claims.family)
+            .await?
+        {
             return Err(Error::Unauthenticated(AuthFailure::Revoked));
         }
         let mut tx = self.store.begin(claims.tenant).await?;
@@ -216,10 +240,13 @@ impl AuthService {
         let hash = self.secrets.hash_api_key(plaintext);
         match self.platform.key_owner(&hash, now).await? {
             None => Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal)),
-            Some(KeyOwner::Platform { revoked: true, .. } | KeyOwner::Tenant { revoked: true, .. }) => {
-                Err(Error::Unauthenticated(AuthFailure::Revoked))
-            }
-            Some(KeyOwner::Platform { key, revoked: false }) => Ok(Principal::Platform { key }),
+            Some(
+                KeyOwner::Platform { revoked: true, .. } | KeyOwner::Tenant { revoked: true, .. },
+            ) => Err(Error::Unauthenticated(AuthFailure::Revoked)),
+            Some(KeyOwner::Platform {
+                key,
+                revoked: false,
+            }) => Ok(Principal::Platform { key }),
             Some(KeyOwner::Tenant {
                 tenant,
                 key,
@@ -233,7 +260,11 @@ impl AuthService {
                 } else if !tenant_active {
                     Err(Error::Forbidden("the tenant is suspended"))
                 } else {
-                    Ok(Principal::ApiKey { tenant, key, scopes })
+                    Ok(Principal::ApiKey {
+                        tenant,
+                        key,
+                        scopes,
+                    })
                 }
             }
         }
@@ -291,7 +322,9 @@ fn chrono_duration(d: Duration) -> chrono::Duration {
 /// When a token's revocation record may be forgotten: once the token would be expired anyway.
 #[must_use]
 pub fn revocation_ttl(until: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
-    u64::try_from((until - now).num_seconds()).unwrap_or(0).max(1)
+    u64::try_from((until - now).num_seconds())
+        .unwrap_or(0)
+        .max(1)
 }
 
 #[cfg(test)]
@@ -384,9 +417,9 @@ mod tests {
         let tenant = TenantId::new();
         let ada = user(tenant);
         let mut m = Mocks::new();
-        m.platform
-            .expect_tenant_by_slug()
-            .returning(move |s| Ok((s.as_str() == "acme").then_some((tenant, TenantStatus::Active))));
+        m.platform.expect_tenant_by_slug().returning(move |s| {
+            Ok((s.as_str() == "acme").then_some((tenant, TenantStatus::Active)))
+        });
         m.hasher.expect_verify().returning(|_, _| false);
         let mut tx = FakeTx::new(tenant);
         tx.users.expect_credentials_by_email().returning(move |_| {
@@ -396,10 +429,19 @@ mod tests {
             }))
         });
         let service = m.service(vec![tx]);
-        let wrong_password = service.login("acme", "ada@example.com", "nope-nope").await.unwrap_err();
-        let wrong_tenant = service.login("other", "ada@example.com", "nope-nope").await.unwrap_err();
+        let wrong_password = service
+            .login("acme", "ada@example.com", "nope-nope")
+            .await
+            .unwrap_err();
+        let wrong_tenant = service
+            .login("other", "ada@example.com", "nope-nope")
+            .await
+            .unwrap_err();
         assert_eq!(wrong_password.to_string(), wrong_tenant.to_string());
-        assert!(matches!(wrong_password, Error::Unauthenticated(AuthFailure::BadCredentials)));
+        assert!(matches!(
+            wrong_password,
+            Error::Unauthenticated(AuthFailure::BadCredentials)
+        ));
     }
 
     #[tokio::test]
@@ -416,8 +458,17 @@ mod tests {
         });
         m.hasher.expect_verify().never();
         let service = m.service(vec![]);
-        let err = service.login("acme", "ada@example.com", "whatever1").await.unwrap_err();
-        assert!(matches!(err, Error::RateLimited { retry_after_secs: 42, .. }));
+        let err = service
+            .login("acme", "ada@example.com", "whatever1")
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::RateLimited {
+                retry_after_secs: 42,
+                ..
+            }
+        ));
     }
 
     #[tokio::test]
@@ -426,7 +477,9 @@ mod tests {
         let refresh = claims(&ada, TokenKind::Refresh);
         let access = claims(&ada, TokenKind::Access);
         let mut m = Mocks::new();
-        m.codec.expect_verify().returning(move |t| Ok(if t == "refresh" { refresh } else { access }));
+        m.codec
+            .expect_verify()
+            .returning(move |t| Ok(if t == "refresh" { refresh } else { access }));
         let service = m.service(vec![]);
         assert!(matches!(
             service.authenticate("refresh").await,
@@ -444,11 +497,15 @@ mod tests {
         let refresh = claims(&ada, TokenKind::Refresh);
         let mut m = Mocks::new();
         m.codec.expect_verify().returning(move |_| Ok(refresh));
-        m.revocation.expect_rotate().returning(|_, _, _, _| Ok(Rotation::Reused));
+        m.revocation
+            .expect_rotate()
+            .returning(|_, _, _, _| Ok(Rotation::Reused));
         m.codec.expect_issue().never();
         let mut tx = FakeTx::new(ada.tenant_id);
         let found = ada.clone();
-        tx.users.expect_get().returning(move |_, _| Ok(Some(found.clone())));
+        tx.users
+            .expect_get()
+            .returning(move |_, _| Ok(Some(found.clone())));
         let service = m.service(vec![tx]);
         assert!(matches!(
             service.refresh("token").await,
@@ -470,19 +527,26 @@ mod tests {
         });
         ada.status = UserStatus::Disabled;
         let mut tx = FakeTx::new(ada.tenant_id);
-        tx.users.expect_get().returning(move |_, _| Ok(Some(ada.clone())));
+        tx.users
+            .expect_get()
+            .returning(move |_, _| Ok(Some(ada.clone())));
         let service = m.service(vec![tx]);
         assert!(matches!(
             service.authenticate("t").await,
             Err(Error::Unauthenticated(AuthFailure::Revoked))
         ));
-        assert!(matches!(service.authenticate("t").await, Err(Error::Forbidden(_))));
+        assert!(matches!(
+            service.authenticate("t").await,
+            Err(Error::Forbidden(_))
+        ));
     }
 
     #[tokio::test]
     async fn expired_and_revoked_api_keys_are_refused() {
         let mut m = Mocks::new();
-        m.secrets.expect_hash_api_key().returning(|k| k.as_bytes().to_vec());
+        m.secrets
+            .expect_hash_api_key()
+            .returning(|k| k.as_bytes().to_vec());
         let tenant = TenantId::new();
         m.platform.expect_key_owner().returning(move |hash, _| {
             let key = crate::ids::ApiKeyId::new();

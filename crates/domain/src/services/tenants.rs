@@ -3,11 +3,11 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::entities::{AuditAction, AuditEntry, Tenant, User};
+use crate::entities::{NewUser, PlatformKey};
 use crate::error::{Error, Resource, Validator};
 use crate::ids::{PlatformKeyId, TenantId, UserId};
 use crate::ports::{Clock, NewTenant, PasswordHasher, PlatformStore, Secrets, Store};
 use crate::principal::{Actor, Principal, Role, Scope};
-use crate::entities::{NewUser, PlatformKey};
 use crate::values::{Email, Name, Password, Slug};
 
 /// A tenant just created, with its first admin and that admin's password (shown once).
@@ -56,8 +56,14 @@ impl TenantService {
         admin_password: Option<&str>,
     ) -> Result<ProvisionedTenant, Error> {
         let key = who.require_platform()?;
-        self.provision(Actor::Platform(key), name, slug, admin_email, admin_password)
-            .await
+        self.provision(
+            Actor::Platform(key),
+            name,
+            slug,
+            admin_email,
+            admin_password,
+        )
+        .await
     }
 
     /// Creates a tenant with its first admin. Without a password, a random one is generated.
@@ -76,7 +82,8 @@ impl TenantService {
         let name = v.check("name", Name::parse(name));
         let slug = v.check("slug", Slug::parse(slug));
         let email = v.check("admin_email", Email::parse(admin_email));
-        let plaintext = admin_password.map_or_else(|| self.secrets.generate_password(), str::to_owned);
+        let plaintext =
+            admin_password.map_or_else(|| self.secrets.generate_password(), str::to_owned);
         let password = v.check("admin_password", Password::parse(&plaintext));
         v.finish()?;
         let (Some(name), Some(slug), Some(email), Some(password)) = (name, slug, email, password)
@@ -114,7 +121,10 @@ impl TenantService {
                 json!({"email": admin.email.as_str(), "role": "admin"}),
             ),
         ];
-        let (tenant, admin) = self.platform.create_tenant(&tenant, &admin, &audit, now).await?;
+        let (tenant, admin) = self
+            .platform
+            .create_tenant(&tenant, &admin, &audit, now)
+            .await?;
         Ok(ProvisionedTenant {
             tenant,
             admin,
@@ -134,10 +144,15 @@ impl TenantService {
         found.ok_or(Error::NotFound(Resource::Tenant))
     }
 
+    /// Changes the caller's tenant; without changes, answers it as it is.
+    ///
     /// # Errors
     /// `Forbidden` for non-admins, validation.
-    pub async fn rename(&self, who: &Principal, name: &str) -> Result<Tenant, Error> {
+    pub async fn update(&self, who: &Principal, name: Option<&str>) -> Result<Tenant, Error> {
         let tenant = who.tenant_with(Scope::Admin)?;
+        let Some(name) = name else {
+            return self.current(who).await;
+        };
         let name = Name::parse(name).map_err(|m| Error::invalid("name", m))?;
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
@@ -168,7 +183,13 @@ impl TenantService {
         let minted = self.secrets.mint_api_key();
         let key = self
             .platform
-            .insert_platform_key(PlatformKeyId::new(), &name, &minted.prefix, &minted.hash, self.clock.now())
+            .insert_platform_key(
+                PlatformKeyId::new(),
+                &name,
+                &minted.prefix,
+                &minted.hash,
+                self.clock.now(),
+            )
             .await?;
         Ok((key, minted.plaintext))
     }
@@ -177,14 +198,16 @@ impl TenantService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entities::TenantStatus;
     use crate::ports::{MockPasswordHasher, MockPlatformStore, MockSecrets};
     use crate::services::testing::{admin, fixed_clock, sample_user, store_with_all};
-    use crate::entities::TenantStatus;
 
     #[tokio::test]
     async fn only_platform_keys_create_tenants_and_a_password_is_generated() {
         let mut secrets = MockSecrets::new();
-        secrets.expect_generate_password().returning(|| "generated-password".into());
+        secrets
+            .expect_generate_password()
+            .returning(|| "generated-password".into());
         let mut hasher = MockPasswordHasher::new();
         hasher.expect_hash().returning(|_| Ok("h".into()));
         let mut platform = MockPlatformStore::new();
@@ -214,7 +237,9 @@ mod tests {
             fixed_clock(),
         );
         assert!(matches!(
-            service.create(&admin(), "Acme", "acme", "a@acme.test", None).await,
+            service
+                .create(&admin(), "Acme", "acme", "a@acme.test", None)
+                .await,
             Err(Error::Forbidden(_))
         ));
         let operator = Principal::Platform {

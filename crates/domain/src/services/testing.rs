@@ -10,9 +10,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use crate::entities::{Agent, NewAgent, NewUser, User, UserStatus};
 use crate::ids::{ApiKeyId, TenantId, TokenFamilyId, TokenId, UserId};
 use crate::ports::{
-    AgentRepo, ApiKeyRepo, AuditLog, Clock, MockAgentRepo, MockApiKeyRepo, MockAuditLog,
-    MockClock, MockTenantRepo, MockUserRepo, Store, StoreError, StoreResult, TenantRepo, TenantTx,
-    UserRepo,
+    AgentRepo, ApiKeyRepo, AuditLog, Clock, MockAgentRepo, MockApiKeyRepo, MockAuditLog, MockClock,
+    MockTenantRepo, MockUserRepo, Store, StoreError, StoreResult, TenantRepo, TenantTx, UserRepo,
 };
 use crate::principal::{Principal, Role, Scopes, SessionToken};
 
@@ -74,10 +73,19 @@ pub struct FakeStore {
 #[async_trait]
 impl Store for FakeStore {
     async fn begin(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantTx>> {
-        let mut txs = self.txs.lock().map_err(|e| StoreError::Internal(e.to_string().into()))?;
-        assert!(!txs.is_empty(), "the service opened more units of work than the test prepared");
+        let mut txs = self
+            .txs
+            .lock()
+            .map_err(|e| StoreError::Internal(e.to_string().into()))?;
+        assert!(
+            !txs.is_empty(),
+            "the service opened more units of work than the test prepared"
+        );
         let tx = txs.remove(0);
-        assert_eq!(tx.tenant_id, tenant, "unit of work opened for the wrong tenant");
+        assert_eq!(
+            tx.tenant_id, tenant,
+            "unit of work opened for the wrong tenant"
+        );
         Ok(Box::new(tx))
     }
 
@@ -104,7 +112,9 @@ pub fn store_with_all(txs: Vec<FakeTx>) -> Arc<dyn Store> {
 }
 
 pub fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
+        .single()
+        .unwrap_or_default()
 }
 
 pub fn fixed_clock() -> Arc<dyn Clock> {

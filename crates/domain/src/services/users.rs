@@ -4,10 +4,10 @@ use serde_json::json;
 
 use crate::entities::{AuditAction, AuditEntry, NewUser, User, UserChanges, UserStatus};
 use crate::error::{Conflict, Error, Resource, Validator};
-use crate::ids::UserId;
+use crate::ids::{TenantId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::ports::{Clock, PasswordHasher, Store, TenantTx};
-use crate::principal::{Principal, Role, Scope};
+use crate::principal::{Actor, Principal, Role, Scope};
 use crate::values::{self, Email, Password};
 
 const RESOURCE: &str = "user";
@@ -34,7 +34,11 @@ pub struct UserService {
 }
 
 impl UserService {
-    pub fn new(store: Arc<dyn Store>, hasher: Arc<dyn PasswordHasher>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: Arc<dyn PasswordHasher>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             store,
             hasher,
@@ -52,7 +56,9 @@ impl UserService {
         let password = v.check("password", Password::parse(&draft.password));
         let role = v.check("role", Role::parse(&draft.role));
         let name = match draft.name {
-            Some(name) => v.check("name", values::bounded_text(name.trim(), 200)).map(Some),
+            Some(name) => v
+                .check("name", values::bounded_text(name.trim(), 200))
+                .map(Some),
             None => Some(None),
         };
         v.finish()?;
@@ -73,13 +79,27 @@ impl UserService {
     /// `Forbidden` for non-admins, validation, `Conflict` when the email is live in the tenant.
     pub async fn create(&self, who: &Principal, draft: UserDraft) -> Result<User, Error> {
         let tenant = who.tenant_with(Scope::Admin)?;
+        self.create_as(who.actor(), tenant, draft).await
+    }
+
+    /// Creates a user on behalf of `actor`, whose right to do so the caller has established
+    /// (an admin principal, or the operator at the command line).
+    ///
+    /// # Errors
+    /// Validation, `Conflict` when the email is live in the tenant.
+    pub async fn create_as(
+        &self,
+        actor: Actor,
+        tenant: TenantId,
+        draft: UserDraft,
+    ) -> Result<User, Error> {
         let new = self.prepare(draft).await?;
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
         let user = tx.users().insert(&new, now).await?;
         let entry = AuditEntry::new(
             now,
-            who.actor(),
+            actor,
             AuditAction::Created,
             RESOURCE,
             user.id.as_uuid(),
@@ -124,7 +144,12 @@ impl UserService {
 
     /// # Errors
     /// Validation, `NotFound`, `Conflict::LastAdmin` when the change would leave no active admin.
-    pub async fn update(&self, who: &Principal, id: UserId, patch: UserPatch) -> Result<User, Error> {
+    pub async fn update(
+        &self,
+        who: &Principal,
+        id: UserId,
+        patch: UserPatch,
+    ) -> Result<User, Error> {
         let tenant = who.tenant_with(Scope::Admin)?;
         let mut v = Validator::new();
         let changes = UserChanges {
@@ -132,7 +157,9 @@ impl UserService {
                 name.and_then(|n| v.check("name", values::bounded_text(n.trim(), 200)))
             }),
             role: patch.role.and_then(|r| v.check("role", Role::parse(&r))),
-            status: patch.status.and_then(|s| v.check("status", UserStatus::parse(&s))),
+            status: patch
+                .status
+                .and_then(|s| v.check("status", UserStatus::parse(&s))),
         };
         v.finish()?;
         let now = self.clock.now();
@@ -186,7 +213,14 @@ impl UserService {
         if !tx.users().soft_delete(id, who.actor(), now).await? {
             return Err(Error::NotFound(Resource::User));
         }
-        let entry = AuditEntry::new(now, who.actor(), AuditAction::Deleted, RESOURCE, id.as_uuid(), json!({}));
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Deleted,
+            RESOURCE,
+            id.as_uuid(),
+            json!({}),
+        );
         tx.audit().append(&entry).await?;
         tx.commit().await?;
         Ok(())
@@ -203,7 +237,14 @@ impl UserService {
             .restore(id, now)
             .await?
             .ok_or(Error::NotFound(Resource::User))?;
-        let entry = AuditEntry::new(now, who.actor(), AuditAction::Restored, RESOURCE, id.as_uuid(), json!({}));
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Restored,
+            RESOURCE,
+            id.as_uuid(),
+            json!({}),
+        );
         tx.audit().append(&entry).await?;
         tx.commit().await?;
         Ok(user)
@@ -226,7 +267,14 @@ impl UserService {
         if !tx.users().purge(id).await? {
             return Err(Error::NotFound(Resource::User));
         }
-        let entry = AuditEntry::new(now, who.actor(), AuditAction::Purged, RESOURCE, id.as_uuid(), json!({}));
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Purged,
+            RESOURCE,
+            id.as_uuid(),
+            json!({}),
+        );
         tx.audit().append(&entry).await?;
         tx.commit().await?;
         Ok(())
@@ -247,13 +295,13 @@ async fn ensure_other_admin(tx: &mut dyn TenantTx, leaving: UserId) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::TenantId;
     use crate::ports::MockPasswordHasher;
     use crate::services::testing::{FakeTx, fixed_clock, sample_user, store_with, user_principal};
 
     fn hasher() -> Arc<dyn PasswordHasher> {
         let mut h = MockPasswordHasher::new();
-        h.expect_hash().returning(|p| Ok(format!("hashed:{}", p.expose().len())));
+        h.expect_hash()
+            .returning(|p| Ok(format!("hashed:{}", p.expose().len())));
         Arc::new(h)
     }
 
@@ -269,8 +317,12 @@ mod tests {
                 password_hash: String::new(),
             },
         );
-        tx.users.expect_get().returning(move |_, _| Ok(Some(admin.clone())));
-        tx.users.expect_lock_active_admins().returning(move || Ok(vec![admin_id]));
+        tx.users
+            .expect_get()
+            .returning(move |_, _| Ok(Some(admin.clone())));
+        tx.users
+            .expect_lock_active_admins()
+            .returning(move || Ok(vec![admin_id]));
         tx
     }
 
@@ -280,8 +332,14 @@ mod tests {
         let admin_id = UserId::new();
         let who = user_principal(tenant, admin_id, Role::Admin);
         for patch in [
-            UserPatch { role: Some("member".into()), ..UserPatch::default() },
-            UserPatch { status: Some("disabled".into()), ..UserPatch::default() },
+            UserPatch {
+                role: Some("member".into()),
+                ..UserPatch::default()
+            },
+            UserPatch {
+                status: Some("disabled".into()),
+                ..UserPatch::default()
+            },
         ] {
             let mut tx = lone_admin_tx(tenant, admin_id);
             tx.users.expect_update().never();
@@ -328,7 +386,10 @@ mod tests {
         let who = user_principal(tenant, me, Role::Member);
         let (store, _) = store_with(FakeTx::new(tenant));
         let service = UserService::new(store, hasher(), fixed_clock());
-        assert!(matches!(service.get(&who, UserId::new()).await, Err(Error::Forbidden(_))));
+        assert!(matches!(
+            service.get(&who, UserId::new()).await,
+            Err(Error::Forbidden(_))
+        ));
         assert!(matches!(
             service.list(&who, false, PageRequest::default()).await,
             Err(Error::Forbidden(_))

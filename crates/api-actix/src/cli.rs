@@ -1,0 +1,244 @@
+//! The `agentic` command line: serve, migrate, and the operator's provisioning commands.
+
+use std::net::TcpListener;
+
+use clap::{Parser, Subcommand};
+use domain::Actor;
+use domain::ports::SystemClock;
+use domain::services::{TenantService, UserDraft, UserService};
+use domain::values::Slug;
+use migration::{Migrator, MigratorTrait};
+use serde_json::json;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{DatabaseSettings, ServeSettings};
+use crate::http::dto::{TenantDto, UserDto};
+use crate::startup::{Application, Stores, password_hasher};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agentic",
+    version,
+    about = "Agentic Platform: multi-tenant backend for AI agents with RAG"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub db: DatabaseSettings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve(Box<ServeSettings>),
+    /// Apply or roll back schema migrations (as the owner role, DATABASE_OWNER_URL).
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Tenants.
+    Tenant {
+        #[command(subcommand)]
+        action: TenantAction,
+    },
+    /// Users.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Platform operator keys (for POST /v1/tenants).
+    PlatformKey {
+        #[command(subcommand)]
+        action: PlatformKeyAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// Roll back the last `steps` migrations (all of them with --all).
+    Down {
+        #[arg(long, default_value_t = 1, conflicts_with = "all")]
+        steps: u32,
+        #[arg(long)]
+        all: bool,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantAction {
+    /// Create a tenant with its first admin; prints JSON with the ids and the admin's password.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        admin_email: String,
+        /// Generated when omitted.
+        #[arg(long, env = "AGENTIC_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Create a user in a tenant; prints the user as JSON.
+    Create {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, env = "AGENTIC_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value = "member")]
+        role: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlatformKeyAction {
+    /// Mint a platform key; prints it once as JSON.
+    Create {
+        #[arg(long, default_value = "operator")]
+        name: String,
+    },
+}
+
+/// Logs to stderr, `RUST_LOG`-filtered (default `info`), JSON when `AGENTIC_LOG_JSON` is set.
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if std::env::var_os("AGENTIC_LOG_JSON").is_some() {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve(serve) => {
+                let listener = TcpListener::bind(&serve.bind)?;
+                let app = Application::build(&self.db, &serve, listener).await?;
+                tracing::info!(bind = %serve.bind, "serving; docs at /docs");
+                app.run_until_stopped().await?;
+                Ok(())
+            }
+            Command::Migrate { action } => migrate(&self.db, action).await,
+            Command::Tenant { action } => tenant(&self.db, action).await,
+            Command::User { action } => user(&self.db, action).await,
+            Command::PlatformKey { action } => platform_key(&self.db, action).await,
+        }
+    }
+}
+
+async fn migrate(db: &DatabaseSettings, action: MigrateAction) -> anyhow::Result<()> {
+    let conn =
+        store_postgres::connect(db.owner_url()?, &store_postgres::PoolOptions::default()).await?;
+    match action {
+        MigrateAction::Up => Migrator::up(&conn, None).await?,
+        MigrateAction::Down { steps, all } => {
+            Migrator::down(&conn, if all { None } else { Some(steps) }).await?;
+        }
+        MigrateAction::Status => {
+            for m in Migrator::get_migration_with_status(&conn).await? {
+                println!("{}\t{}", m.name(), m.status());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn tenant_service(stores: &Stores) -> anyhow::Result<TenantService> {
+    Ok(TenantService::new(
+        stores.store.clone(),
+        stores.platform.clone(),
+        password_hasher(None)?,
+        Arc::new(auth_crypto::RandomSecrets),
+        Arc::new(SystemClock),
+    ))
+}
+
+async fn tenant(db: &DatabaseSettings, action: TenantAction) -> anyhow::Result<()> {
+    let TenantAction::Create {
+        name,
+        slug,
+        admin_email,
+        admin_password,
+    } = action;
+    let stores = Stores::connect(db).await?;
+    let made = tenant_service(&stores)?
+        .provision(
+            Actor::System,
+            &name,
+            &slug,
+            &admin_email,
+            admin_password.as_deref(),
+        )
+        .await?;
+    let out = json!({
+        "tenant": TenantDto::from(made.tenant),
+        "admin": UserDto::from(made.admin),
+        "admin_password": made.admin_password,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+async fn user(db: &DatabaseSettings, action: UserAction) -> anyhow::Result<()> {
+    let UserAction::Create {
+        tenant,
+        email,
+        password,
+        role,
+        name,
+    } = action;
+    let stores = Stores::connect(db).await?;
+    let slug = Slug::parse(&tenant).map_err(|m| anyhow::anyhow!("--tenant {m}"))?;
+    let (tenant_id, _) = stores
+        .platform
+        .tenant_by_slug(&slug)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no tenant with slug {slug}"))?;
+    let users = UserService::new(
+        stores.store.clone(),
+        password_hasher(None)?,
+        Arc::new(SystemClock),
+    );
+    let draft = UserDraft {
+        email,
+        password,
+        role,
+        name,
+    };
+    let user = users.create_as(Actor::System, tenant_id, draft).await?;
+    println!("{}", serde_json::to_string_pretty(&UserDto::from(user))?);
+    Ok(())
+}
+
+async fn platform_key(db: &DatabaseSettings, action: PlatformKeyAction) -> anyhow::Result<()> {
+    let PlatformKeyAction::Create { name } = action;
+    let stores = Stores::connect(db).await?;
+    let (key, plaintext) = tenant_service(&stores)?.create_platform_key(&name).await?;
+    let out = json!({
+        "id": key.id.as_uuid(),
+        "name": key.name.as_str(),
+        "prefix": key.prefix,
+        "created_at": key.created_at,
+        "key": plaintext,
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}

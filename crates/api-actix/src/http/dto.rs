@@ -1,0 +1,391 @@
+//! Wire types: what clients send and receive. Domain entities convert into these explicitly, so
+//! the JSON contract changes only when this file does.
+
+use chrono::{DateTime, Utc};
+use domain::entities::{Agent, ApiKey, AuditRecord, Tenant, User};
+use domain::page::Page;
+use domain::{Principal, Scope};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::http::extract::encode_cursor;
+
+/// A page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct List<T: ToSchema> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T: ToSchema> List<T> {
+    pub fn from_page<D>(page: Page<D>, convert: impl FnMut(D) -> T) -> Self {
+        let next_cursor = page.next.map(encode_cursor);
+        Self {
+            items: page.items.into_iter().map(convert).collect(),
+            next_cursor,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantDto {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Tenant> for TenantDto {
+    fn from(t: Tenant) -> Self {
+        Self {
+            id: t.id.as_uuid(),
+            name: t.name.into_string(),
+            slug: t.slug.to_string(),
+            status: t.status.as_str().to_owned(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDto {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub email: String,
+    pub name: Option<String>,
+    /// `admin` or `member`.
+    pub role: String,
+    /// `active` or `disabled`.
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub deleted_by: Option<Uuid>,
+}
+
+impl From<User> for UserDto {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id.as_uuid(),
+            tenant_id: u.tenant_id.as_uuid(),
+            email: u.email.to_string(),
+            name: u.name,
+            role: u.role.as_str().to_owned(),
+            status: u.status.as_str().to_owned(),
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+            deleted_at: u.deleted_at,
+            deleted_by: u.deleted_by,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The tenant's slug.
+    pub tenant: String,
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    /// Also revoke this refresh token's family.
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokensDto {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Lifetime of the access token, in seconds.
+    pub expires_in: u64,
+    pub user: UserDto,
+}
+
+impl From<domain::services::TokenPair> for TokensDto {
+    fn from(p: domain::services::TokenPair) -> Self {
+        Self {
+            access_token: p.access_token,
+            refresh_token: p.refresh_token,
+            token_type: "bearer".into(),
+            expires_in: p.expires_in,
+            user: p.user.into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallerKeyDto {
+    pub id: Uuid,
+    pub scopes: Vec<String>,
+}
+
+/// Who the caller is: a user, or an API key, with their tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeDto {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserDto>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<CallerKeyDto>,
+    pub tenant: TenantDto,
+}
+
+pub fn scope_names(principal: &Principal) -> Vec<String> {
+    principal
+        .scopes()
+        .iter()
+        .map(|s: Scope| s.as_str().to_owned())
+        .collect()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenantRequest {
+    pub name: String,
+    pub slug: String,
+    pub admin_email: String,
+    /// Generated (and returned once) when omitted.
+    pub admin_password: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTenantDto {
+    pub tenant: TenantDto,
+    pub admin: UserDto,
+    /// Shown once.
+    pub admin_password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTenantRequest {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub email: String,
+    pub password: String,
+    /// `admin` or `member`.
+    pub role: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchUserRequest {
+    /// A string sets the name, null clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    /// `admin` or `member`.
+    pub role: Option<String>,
+    /// `active` or `disabled`.
+    pub status: Option<String>,
+}
+
+/// Tells an absent field (`None`) from an explicit null (`Some(None)`).
+fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyDto {
+    pub id: Uuid,
+    pub name: String,
+    /// The first characters of the key, to tell keys apart.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKey> for ApiKeyDto {
+    fn from(k: ApiKey) -> Self {
+        Self {
+            id: k.id.as_uuid(),
+            name: k.name.into_string(),
+            prefix: k.prefix,
+            scopes: k.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            expires_at: k.expires_at,
+            last_used_at: k.last_used_at,
+            created_by: k.created_by,
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKeyRequest {
+    pub name: String,
+    /// Any of `read`, `write`, `admin`.
+    pub scopes: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKeyDto {
+    #[serde(flatten)]
+    pub api_key: ApiKeyDto,
+    /// The key itself: shown once, stored only as a hash.
+    pub key: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDto {
+    /// `local`, `openai`, or another configured provider.
+    pub provider: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentDto {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub system_prompt: String,
+    pub model: ModelDto,
+    pub temperature: f32,
+    pub max_tokens: u32,
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub deleted_by: Option<Uuid>,
+}
+
+impl From<Agent> for AgentDto {
+    fn from(a: Agent) -> Self {
+        Self {
+            id: a.id.as_uuid(),
+            name: a.name.into_string(),
+            slug: a.slug.to_string(),
+            description: a.description,
+            system_prompt: a.system_prompt,
+            model: ModelDto {
+                provider: a.model.provider().to_owned(),
+                name: a.model.name().to_owned(),
+            },
+            temperature: a.temperature.value(),
+            max_tokens: a.max_tokens.value(),
+            metadata: a.metadata,
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+            deleted_at: a.deleted_at,
+            deleted_by: a.deleted_by,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgentRequest {
+    pub name: String,
+    /// Lowercase letters, digits and '-'; unique among the tenant's live agents.
+    pub slug: String,
+    pub description: Option<String>,
+    pub system_prompt: Option<String>,
+    pub model: ModelDto,
+    /// 0.0..=2.0 (default 0.7).
+    pub temperature: Option<f64>,
+    /// 1..=128000 (default 1024).
+    pub max_tokens: Option<i64>,
+    /// A JSON object.
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPatch {
+    pub provider: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchAgentRequest {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub description: Option<String>,
+    pub system_prompt: Option<String>,
+    pub model: Option<ModelPatch>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<i64>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPrincipalDto {
+    /// `user`, `api_key`, `platform_key` or `system`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: Uuid,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntryDto {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub principal: AuditPrincipalDto,
+    /// `created`, `updated`, `deleted`, `restored`, `purged` or `revoked`.
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Uuid,
+    pub detail: serde_json::Value,
+}
+
+impl From<AuditRecord> for AuditEntryDto {
+    fn from(r: AuditRecord) -> Self {
+        Self {
+            id: r.id.as_uuid(),
+            at: r.at,
+            principal: AuditPrincipalDto {
+                kind: r.actor_type,
+                id: r.actor_id,
+            },
+            action: r.action,
+            resource_type: r.resource_type,
+            resource_id: r.resource_id,
+            detail: r.detail,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthDto {
+    /// `ok`, or `unavailable` when a dependency does not answer.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
+}

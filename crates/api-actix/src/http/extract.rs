@@ -1,0 +1,205 @@
+//! Extractors: the authenticated caller, JSON bodies that report the failing field, ids in paths,
+//! and list parameters.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use domain::Principal;
+use domain::error::AuthFailure;
+use domain::page::PageRequest;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
+
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+/// The authenticated caller, resolved from `Authorization: Bearer <JWT | API key>`.
+pub struct Caller(pub Principal);
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let bearer = bearer_token(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| {
+                ApiError::from(domain::Error::internal("application state missing"))
+            })?;
+            let token = bearer.ok_or(domain::Error::Unauthenticated(
+                AuthFailure::MissingCredentials,
+            ))?;
+            Ok(Self(state.auth.authenticate(&token).await?))
+        })
+    }
+}
+
+fn bearer_token(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+/// Body size limit for JSON bodies, set per application.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+/// A JSON body. Unlike `web::Json`, a type mismatch names the field (422), a wrong media type is
+/// 415 and an oversized body 413, all as problem details.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req.app_data::<BodyLimit>().map_or(1024 * 1024, |l| l.0);
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|mime| {
+                let mime = mime.trim().to_ascii_lowercase();
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        let declared_too_large = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n > limit);
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if !is_json {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "the body must be application/json",
+                ));
+            }
+            if declared_too_large {
+                return Err(too_large(limit));
+            }
+            let bytes = bytes.await.map_err(|_| too_large(limit))?;
+            if bytes.len() > limit {
+                return Err(too_large(limit));
+            }
+            let de = &mut serde_json::Deserializer::from_slice(&bytes);
+            serde_path_to_error::deserialize(de)
+                .map(Body)
+                .map_err(|err| {
+                    let path = err.path().to_string();
+                    let field = if path == "." { "body".to_owned() } else { path };
+                    ApiError::invalid(&field, clean_serde_message(&err.into_inner().to_string()))
+                })
+        })
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the body exceeds the limit of {limit} bytes"),
+    )
+}
+
+/// serde_json appends "at line 1 column 5"; the field path already says where.
+fn clean_serde_message(message: &str) -> String {
+    message
+        .rsplit_once(" at line ")
+        .map_or(message, |(head, _)| head)
+        .to_owned()
+}
+
+/// Parses an id from the path; a malformed id is indistinguishable from a missing resource.
+pub fn parse_id<T: std::str::FromStr>(raw: &str, resource: &str) -> Result<T, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found(format!("{resource} not found")))
+}
+
+/// `?limit=&cursor=` of every list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page size, 1..=100.
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub limit: Option<i64>,
+    /// Opaque cursor from a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub fn to_request(&self) -> Result<PageRequest, ApiError> {
+        let after = self
+            .cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(decode_cursor)
+            .transpose()?;
+        PageRequest::new(self.limit, after).map_err(|m| ApiError::invalid("limit", m))
+    }
+}
+
+pub fn encode_cursor(id: uuid::Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+fn decode_cursor(cursor: &str) -> Result<uuid::Uuid, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| uuid::Uuid::from_slice(&bytes).ok())
+        .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this server issued"))
+}
+
+/// Query-string errors answer 422 naming the parameter.
+pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    let message = clean_serde_message(&err.to_string());
+    let field = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field"))
+        .unwrap_or("query")
+        .to_owned();
+    ApiError::invalid(&field, message).into()
+}
+
+/// Path errors (e.g. a malformed id) answer 404.
+pub fn path_error(_: actix_web::error::PathError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::not_found("no such resource").into()
+}
+
+/// An optional JSON body: a request without a body (no content type, no length) is `None`.
+pub struct MaybeBody<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for MaybeBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let headers = req.headers();
+        let empty = !headers.contains_key(header::CONTENT_TYPE)
+            && headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|v| v.trim() == "0");
+        if empty {
+            return Box::pin(async { Ok(Self(None)) });
+        }
+        let body = Body::<T>::from_request(req, payload);
+        Box::pin(async move { body.await.map(|b| Self(Some(b.0))) })
+    }
+}

@@ -1,0 +1,9 @@
+//! The HTTP edge: extractors, wire types, problem details, routes and the OpenAPI document.
+
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod request_id;
+pub mod responses;
+pub mod routes;

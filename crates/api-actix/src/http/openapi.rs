@@ -1,0 +1,49 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::http::routes::{agents, api_keys, audit, auth, ops, tenants, users};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Agentic Platform API",
+        description = "Multi-tenant backend for AI agents with retrieval-augmented generation. \
+            Authenticate with `Authorization: Bearer <access JWT | API key>`. Errors are RFC 9457 \
+            problem details with a stable `code`; another tenant's resource answers 404.",
+        version = "1"
+    ),
+    paths(
+        auth::login, auth::refresh, auth::logout, auth::me,
+        tenants::create, tenants::current, tenants::rename,
+        users::create, users::list, users::get, users::update, users::delete, users::restore, users::purge,
+        api_keys::create, api_keys::list, api_keys::revoke,
+        agents::create, agents::list, agents::get, agents::update, agents::delete, agents::restore, agents::purge,
+        audit::list,
+        ops::healthz, ops::readyz,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Sign in, refresh, sign out"),
+        (name = "tenants", description = "Provisioning (platform keys) and the caller's tenant"),
+        (name = "users", description = "The tenant's users (admins)"),
+        (name = "api-keys", description = "The tenant's API keys (admins)"),
+        (name = "agents", description = "Agents: soft-deletable, restorable, purgeable"),
+        (name = "audit", description = "The append-only audit log (admins)"),
+        (name = "operations", description = "Health and readiness"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description =
+            Some("An access JWT from /v1/auth/login, or an API key (`ak_…`)".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}

@@ -1,0 +1,109 @@
+use actix_web::{HttpResponse, get, post, web};
+use domain::Principal;
+
+use crate::http::dto::{
+    CallerKeyDto, LoginRequest, LogoutRequest, MeDto, RefreshRequest, TokensDto, scope_names,
+};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::{Body, Caller, MaybeBody};
+use crate::http::responses::{
+    Forbidden, Internal, Invalid, RateLimited, TooLarge, Unauthorized, Unsupported,
+};
+use crate::state::AppState;
+
+/// Sign in with a password; answers an access and a refresh token.
+#[utoipa::path(
+    post, path = "/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokensDto),
+        Unauthorized, Forbidden, Invalid, TooLarge, Unsupported, RateLimited, Internal
+    )
+)]
+#[post("/auth/login")]
+pub async fn login(
+    state: web::Data<AppState>,
+    body: Body<LoginRequest>,
+) -> ApiResult<web::Json<TokensDto>> {
+    let req = body.0;
+    let pair = state
+        .auth
+        .login(&req.tenant, &req.email, &req.password)
+        .await?;
+    Ok(web::Json(pair.into()))
+}
+
+/// Rotate a refresh token: the presented one dies; presenting it again revokes its whole family.
+#[utoipa::path(
+    post, path = "/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = TokensDto),
+        Unauthorized, Forbidden, Invalid, TooLarge, Unsupported, Internal
+    )
+)]
+#[post("/auth/refresh")]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: Body<RefreshRequest>,
+) -> ApiResult<web::Json<TokensDto>> {
+    let pair = state.auth.refresh(&body.0.refresh_token).await?;
+    Ok(web::Json(pair.into()))
+}
+
+/// Revoke the access token in use and its refresh family (and the family of `refresh_token`).
+#[utoipa::path(
+    post, path = "/v1/auth/logout", tag = "auth",
+    request_body(content = Option<LogoutRequest>, description = "Optional; `{}` or no body"),
+    responses(
+        (status = 204, description = "Signed out"),
+        Unauthorized, Forbidden, Invalid, TooLarge, Unsupported, Internal
+    ),
+    security(("bearer" = []))
+)]
+#[post("/auth/logout")]
+pub async fn logout(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: MaybeBody<LogoutRequest>,
+) -> ApiResult<HttpResponse> {
+    let request = body.0.unwrap_or_default();
+    state
+        .auth
+        .logout(&caller.0, request.refresh_token.as_deref())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Who am I: the user or API key behind the credentials, and its tenant.
+#[utoipa::path(
+    get, path = "/v1/me", tag = "auth",
+    responses((status = 200, description = "The caller", body = MeDto), Unauthorized, Forbidden, Internal),
+    security(("bearer" = []))
+)]
+#[get("/me")]
+pub async fn me(state: web::Data<AppState>, caller: Caller) -> ApiResult<web::Json<MeDto>> {
+    let who = caller.0;
+    let tenant = state.tenants.current(&who).await?;
+    let me = match &who {
+        Principal::User { user, .. } => MeDto {
+            user: Some(state.users.get(&who, *user).await?.into()),
+            api_key: None,
+            tenant: tenant.into(),
+        },
+        Principal::ApiKey { key, .. } => MeDto {
+            user: None,
+            api_key: Some(CallerKeyDto {
+                id: key.as_uuid(),
+                scopes: scope_names(&who),
+            }),
+            tenant: tenant.into(),
+        },
+        Principal::Platform { .. } => {
+            return Err(ApiError::from(domain::Error::Forbidden(
+                "platform keys have no tenant",
+            )));
+        }
+    };
+    Ok(web::Json(me))
+}

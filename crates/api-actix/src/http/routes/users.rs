@@ -1,0 +1,179 @@
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use domain::UserId;
+use domain::services::{UserDraft, UserPatch};
+use serde::Deserialize;
+
+use crate::http::dto::{CreateUserRequest, List, PatchUserRequest, UserDto};
+use crate::http::error::ApiResult;
+use crate::http::extract::{Body, Caller, PageQuery, parse_id};
+use crate::http::responses::{
+    Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
+};
+use crate::state::AppState;
+
+/// Create a user in the caller's tenant (admins).
+#[utoipa::path(
+    post, path = "/v1/users", tag = "users",
+    request_body = CreateUserRequest,
+    responses(
+        (status = 201, description = "Created", body = UserDto),
+        Unauthorized, Forbidden, Conflict, Invalid, TooLarge, Unsupported, Internal
+    ),
+    security(("bearer" = []))
+)]
+#[post("/users")]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Body<CreateUserRequest>,
+) -> ApiResult<HttpResponse> {
+    let req = body.0;
+    let draft = UserDraft {
+        email: req.email,
+        password: req.password,
+        role: req.role,
+        name: req.name,
+    };
+    let user = state.users.create(&caller.0, draft).await?;
+    Ok(HttpResponse::Created().json(UserDto::from(user)))
+}
+
+/// List the tenant's users (admins).
+#[utoipa::path(
+    get, path = "/v1/users", tag = "users",
+    params(PageQuery, ("include_deleted" = Option<bool>, Query, description = "Also list soft-deleted users")),
+    responses((status = 200, description = "A page of users", body = List<UserDto>), Unauthorized, Forbidden, Invalid, Internal),
+    security(("bearer" = []))
+)]
+#[get("/users")]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListParams>,
+) -> ApiResult<web::Json<List<UserDto>>> {
+    let page = query.page().to_request()?;
+    let users = state
+        .users
+        .list(&caller.0, query.include_deleted, page)
+        .await?;
+    Ok(web::Json(List::from_page(users, UserDto::from)))
+}
+
+/// Query of lists with soft-deleted rows: paging plus `include_deleted`.
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    #[serde(default)]
+    pub include_deleted: bool,
+}
+
+impl ListParams {
+    pub fn page(&self) -> PageQuery {
+        PageQuery {
+            limit: self.limit,
+            cursor: self.cursor.clone(),
+        }
+    }
+}
+
+/// A user (admins, or the user themselves).
+#[utoipa::path(
+    get, path = "/v1/users/{id}", tag = "users",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The user", body = UserDto), Unauthorized, Forbidden, NotFound, Internal),
+    security(("bearer" = []))
+)]
+#[get("/users/{id}")]
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<UserDto>> {
+    let id: UserId = parse_id(&id, "user")?;
+    Ok(web::Json(state.users.get(&caller.0, id).await?.into()))
+}
+
+/// Change a user's name, role or status (admins). The last active admin cannot be demoted or
+/// disabled (409).
+#[utoipa::path(
+    patch, path = "/v1/users/{id}", tag = "users",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = PatchUserRequest,
+    responses(
+        (status = 200, description = "The user", body = UserDto),
+        Unauthorized, Forbidden, NotFound, Conflict, Invalid, TooLarge, Unsupported, Internal
+    ),
+    security(("bearer" = []))
+)]
+#[patch("/users/{id}")]
+pub async fn update(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: Body<PatchUserRequest>,
+) -> ApiResult<web::Json<UserDto>> {
+    let id: UserId = parse_id(&id, "user")?;
+    let req = body.0;
+    let patch = UserPatch {
+        name: req.name,
+        role: req.role,
+        status: req.status,
+    };
+    Ok(web::Json(
+        state.users.update(&caller.0, id, patch).await?.into(),
+    ))
+}
+
+/// Soft-delete a user (admins); their tokens stop working at once.
+#[utoipa::path(
+    delete, path = "/v1/users/{id}", tag = "users",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Conflict, Internal),
+    security(("bearer" = []))
+)]
+#[delete("/users/{id}")]
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id: UserId = parse_id(&id, "user")?;
+    state.users.delete(&caller.0, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Restore a soft-deleted user (admins); 409 if a live user took the email meanwhile.
+#[utoipa::path(
+    post, path = "/v1/users/{id}/restore", tag = "users",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "Restored", body = UserDto), Unauthorized, Forbidden, NotFound, Conflict, Internal),
+    security(("bearer" = []))
+)]
+#[post("/users/{id}/restore")]
+pub async fn restore(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<UserDto>> {
+    let id: UserId = parse_id(&id, "user")?;
+    Ok(web::Json(state.users.restore(&caller.0, id).await?.into()))
+}
+
+/// Remove a user for good (admins).
+#[utoipa::path(
+    delete, path = "/v1/users/{id}/purge", tag = "users",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204, description = "Purged"), Unauthorized, Forbidden, NotFound, Conflict, Internal),
+    security(("bearer" = []))
+)]
+#[delete("/users/{id}/purge")]
+pub async fn purge(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id: UserId = parse_id(&id, "user")?;
+    state.users.purge(&caller.0, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

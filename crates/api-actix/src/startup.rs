@@ -1,0 +1,171 @@
+//! Wiring: adapters into services, services into the HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{Compress, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use auth_crypto::{Argon2Hasher, JwtCodec, JwtConfig, RandomSecrets};
+use cache_redis::RedisCache;
+use domain::ports::{Clock, PasswordHasher, PlatformStore, Secrets, Store, SystemClock};
+use domain::services::{
+    AgentService, ApiKeyService, AuditService, AuthPolicy, AuthPorts, AuthService, TenantService,
+    UserService,
+};
+use store_postgres::{PgPlatformStore, PgStore, PoolOptions};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::{DatabaseSettings, ServeSettings};
+use crate::http::error::ApiError;
+use crate::http::extract::{BodyLimit, path_error, query_error};
+use crate::http::openapi::ApiDoc;
+use crate::http::{request_id, routes};
+use crate::state::AppState;
+
+/// The storage ports, connected.
+pub struct Stores {
+    pub store: Arc<dyn Store>,
+    pub platform: Arc<dyn PlatformStore>,
+}
+
+impl Stores {
+    pub async fn connect(db: &DatabaseSettings) -> anyhow::Result<Self> {
+        let options = PoolOptions {
+            max_connections: db.database_max_connections,
+            ..PoolOptions::default()
+        };
+        let platform_options = PoolOptions {
+            max_connections: db.database_max_connections.clamp(2, 8),
+            ..PoolOptions::default()
+        };
+        let app = store_postgres::connect(db.app_url()?, &options).await?;
+        let platform = store_postgres::connect(db.platform_url()?, &platform_options).await?;
+        Ok(Self {
+            store: Arc::new(PgStore::new(app)),
+            platform: Arc::new(PgPlatformStore::new(platform)),
+        })
+    }
+}
+
+/// The password hasher of this deployment (argon2id; cheaper parameters only when configured,
+/// which the test suite does to stay fast).
+pub fn password_hasher(serve: Option<&ServeSettings>) -> anyhow::Result<Arc<dyn PasswordHasher>> {
+    match serve.and_then(|s| s.argon2_m_kib) {
+        Some(m) => Ok(Arc::new(Argon2Hasher::with_params(m, 1, 1)?)),
+        None => Ok(Arc::new(Argon2Hasher::new())),
+    }
+}
+
+/// Builds every service from connected adapters.
+pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow::Result<AppState> {
+    let stores = Stores::connect(db).await?;
+    let cache = RedisCache::connect(&serve.redis_url, serve.redis_key_prefix.clone())?;
+    let codec = JwtCodec::new(JwtConfig {
+        issuer: serve.jwt.jwt_issuer.clone(),
+        audience: serve.jwt.jwt_audience.clone(),
+        signing_kid: serve.jwt.jwt_kid.clone(),
+        keys: serve.jwt.keys()?,
+    })?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let secrets: Arc<dyn Secrets> = Arc::new(RandomSecrets);
+    let hasher = password_hasher(Some(serve))?;
+    let policy = AuthPolicy {
+        access_ttl: serve.jwt.access_ttl(),
+        refresh_ttl: serve.jwt.refresh_ttl(),
+        login_attempts: serve.login_attempts,
+        ..AuthPolicy::default()
+    };
+    let auth = AuthService::new(
+        AuthPorts {
+            store: stores.store.clone(),
+            platform: stores.platform.clone(),
+            hasher: hasher.clone(),
+            codec: Arc::new(codec),
+            revocation: Arc::new(cache.clone()),
+            limiter: Arc::new(cache.clone()),
+            secrets: secrets.clone(),
+            clock: clock.clone(),
+        },
+        policy,
+    );
+    Ok(AppState {
+        auth,
+        tenants: TenantService::new(
+            stores.store.clone(),
+            stores.platform.clone(),
+            hasher.clone(),
+            secrets.clone(),
+            clock.clone(),
+        ),
+        users: UserService::new(stores.store.clone(), hasher, clock.clone()),
+        api_keys: ApiKeyService::new(stores.store.clone(), secrets, clock.clone()),
+        agents: AgentService::new(stores.store.clone(), clock.clone()),
+        audit: AuditService::new(stores.store.clone()),
+        store: stores.store,
+        cache,
+    })
+}
+
+/// A running HTTP server and the port it listens on (tests bind port 0).
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(
+        db: &DatabaseSettings,
+        serve: &ServeSettings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let state = web::Data::new(build_state(db, serve).await?);
+        let port = listener.local_addr()?.port();
+        let limit = serve.max_body_bytes;
+        let openapi = ApiDoc::openapi();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(BodyLimit(limit))
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PathConfig::default().error_handler(path_error))
+                .wrap(Compress::default())
+                .wrap(from_fn(request_id::middleware))
+                .configure(routes::configure)
+                .service(routes::ops::healthz)
+                .service(routes::ops::readyz)
+                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
+                .route(
+                    "/docs",
+                    web::get().to(|| async {
+                        HttpResponse::PermanentRedirect()
+                            .insert_header(("Location", "/docs/"))
+                            .finish()
+                    }),
+                )
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, _>(ApiError::not_found(
+                        "no route matches this method and path",
+                    ))
+                }))
+        })
+        .listen(listener)?;
+        if let Some(workers) = serve.workers {
+            server = server.workers(workers);
+        }
+        Ok(Self {
+            port,
+            server: server.run(),
+        })
+    }
+
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
