@@ -1,0 +1,1 @@
+//! Authentication: see the helper-written tests below.

@@ -1,0 +1,10 @@
+//! Integration tests over HTTP against real PostgreSQL (fresh database per test) and Redis.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod agents;
+mod auth;
+mod isolation;
+mod migrations;
+mod platform;
