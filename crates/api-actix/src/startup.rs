@@ -133,8 +133,6 @@ impl Application {
                 .wrap(Compress::default())
                 .wrap(from_fn(request_id::middleware))
                 .configure(routes::configure)
-                .service(routes::ops::healthz)
-                .service(routes::ops::readyz)
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
                 .route(
                     "/docs",

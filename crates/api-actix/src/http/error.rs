@@ -46,6 +46,7 @@ pub struct ApiError {
     detail: String,
     errors: Option<Vec<ProblemField>>,
     retry_after: Option<(u32, u64)>,
+    allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -56,6 +57,7 @@ impl ApiError {
             detail: detail.into(),
             errors: None,
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -89,6 +91,17 @@ impl ApiError {
 
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Self {
+            allow: Some(allow),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("this resource allows {allow}"),
+            )
+        }
     }
 
     pub fn unauthenticated() -> Self {
@@ -195,6 +208,9 @@ impl ResponseError for ApiError {
         response.content_type(PROBLEM_JSON);
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+        }
+        if let Some(allow) = self.allow {
+            response.insert_header((header::ALLOW, allow));
         }
         if let Some((limit, retry)) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, retry.to_string()));

@@ -23,6 +23,7 @@ use crate::http::routes::{agents, api_keys, audit, auth, ops, tenants, users};
         audit::list,
         ops::healthz, ops::readyz,
     ),
+    components(schemas(crate::http::error::Problem, crate::http::error::ProblemField)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Sign in, refresh, sign out"),

@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpResponse, web};
 use domain::AgentId;
 use domain::entities::AgentFilter;
 use domain::services::{AgentDraft, AgentPatch};
@@ -22,7 +22,6 @@ use crate::state::AppState;
     ),
     security(("bearer" = []))
 )]
-#[post("/agents")]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -64,7 +63,6 @@ pub struct AgentListParams {
     responses((status = 200, description = "A page of agents", body = List<AgentDto>), Unauthorized, Forbidden, Invalid, Internal),
     security(("bearer" = []))
 )]
-#[get("/agents")]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -91,7 +89,6 @@ pub async fn list(
     responses((status = 200, description = "The agent", body = AgentDto), Unauthorized, Forbidden, NotFound, Internal),
     security(("bearer" = []))
 )]
-#[get("/agents/{id}")]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -112,7 +109,6 @@ pub async fn get(
     ),
     security(("bearer" = []))
 )]
-#[patch("/agents/{id}")]
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,
@@ -145,7 +141,6 @@ pub async fn update(
     responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Internal),
     security(("bearer" = []))
 )]
-#[delete("/agents/{id}")]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -163,7 +158,6 @@ pub async fn delete(
     responses((status = 200, description = "Restored", body = AgentDto), Unauthorized, Forbidden, NotFound, Conflict, Internal),
     security(("bearer" = []))
 )]
-#[post("/agents/{id}/restore")]
 pub async fn restore(
     state: web::Data<AppState>,
     caller: Caller,
@@ -180,7 +174,6 @@ pub async fn restore(
     responses((status = 204, description = "Purged"), Unauthorized, Forbidden, NotFound, Internal),
     security(("bearer" = []))
 )]
-#[delete("/agents/{id}/purge")]
 pub async fn purge(
     state: web::Data<AppState>,
     caller: Caller,

@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpResponse, web};
 use domain::ApiKeyId;
 
 use crate::http::dto::{ApiKeyDto, CreateApiKeyRequest, CreatedApiKeyDto, List};
@@ -19,7 +19,6 @@ use crate::state::AppState;
     ),
     security(("bearer" = []))
 )]
-#[post("/api-keys")]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -43,7 +42,6 @@ pub async fn create(
     responses((status = 200, description = "A page of keys", body = List<ApiKeyDto>), Unauthorized, Forbidden, Invalid, Internal),
     security(("bearer" = []))
 )]
-#[get("/api-keys")]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -60,7 +58,6 @@ pub async fn list(
     responses((status = 204, description = "Revoked"), Unauthorized, Forbidden, NotFound, Internal),
     security(("bearer" = []))
 )]
-#[delete("/api-keys/{id}")]
 pub async fn revoke(
     state: web::Data<AppState>,
     caller: Caller,

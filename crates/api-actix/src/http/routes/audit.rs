@@ -1,4 +1,4 @@
-use actix_web::{get, web};
+use actix_web::web;
 use domain::entities::AuditFilter;
 use serde::Deserialize;
 
@@ -27,7 +27,6 @@ pub struct AuditParams {
     responses((status = 200, description = "A page of entries", body = List<AuditEntryDto>), Unauthorized, Forbidden, Invalid, Internal),
     security(("bearer" = []))
 )]
-#[get("/audit")]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,

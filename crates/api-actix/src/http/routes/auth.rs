@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpResponse, web};
 use domain::Principal;
 
 use crate::http::dto::{
@@ -20,7 +20,6 @@ use crate::state::AppState;
         Unauthorized, Forbidden, Invalid, TooLarge, Unsupported, RateLimited, Internal
     )
 )]
-#[post("/auth/login")]
 pub async fn login(
     state: web::Data<AppState>,
     body: Body<LoginRequest>,
@@ -42,7 +41,6 @@ pub async fn login(
         Unauthorized, Forbidden, Invalid, TooLarge, Unsupported, Internal
     )
 )]
-#[post("/auth/refresh")]
 pub async fn refresh(
     state: web::Data<AppState>,
     body: Body<RefreshRequest>,
@@ -61,7 +59,6 @@ pub async fn refresh(
     ),
     security(("bearer" = []))
 )]
-#[post("/auth/logout")]
 pub async fn logout(
     state: web::Data<AppState>,
     caller: Caller,
@@ -81,7 +78,6 @@ pub async fn logout(
     responses((status = 200, description = "The caller", body = MeDto), Unauthorized, Forbidden, Internal),
     security(("bearer" = []))
 )]
-#[get("/me")]
 pub async fn me(state: web::Data<AppState>, caller: Caller) -> ApiResult<web::Json<MeDto>> {
     let who = caller.0;
     let tenant = state.tenants.current(&who).await?;

@@ -1,4 +1,7 @@
 //! Route handlers: extract, call one service method, convert the answer. No business rules here.
+//!
+//! Routes are registered per resource, so a path that exists answers an unsupported method with
+//! 405 and an `Allow` header rather than 404.
 
 pub mod agents;
 pub mod api_keys;
@@ -8,36 +11,75 @@ pub mod ops;
 pub mod tenants;
 pub mod users;
 
-use actix_web::web;
+use actix_web::{HttpResponse, Resource, web};
 
-/// Registers every `/v1` route.
+use crate::http::error::ApiError;
+
+/// A resource whose unsupported methods answer 405 naming the `allow`ed ones.
+fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<HttpResponse, _>(ApiError::method_not_allowed(allow))
+    }))
+}
+
+/// Registers `/healthz`, `/readyz` and every `/v1` route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/v1")
-            .service(auth::login)
-            .service(auth::refresh)
-            .service(auth::logout)
-            .service(auth::me)
-            .service(tenants::create)
-            .service(tenants::current)
-            .service(tenants::rename)
-            .service(users::create)
-            .service(users::list)
-            .service(users::get)
-            .service(users::update)
-            .service(users::delete)
-            .service(users::restore)
-            .service(users::purge)
-            .service(api_keys::create)
-            .service(api_keys::list)
-            .service(api_keys::revoke)
-            .service(agents::create)
-            .service(agents::list)
-            .service(agents::get)
-            .service(agents::update)
-            .service(agents::delete)
-            .service(agents::restore)
-            .service(agents::purge)
-            .service(audit::list),
-    );
+    cfg.service(resource("/healthz", "GET").route(web::get().to(ops::healthz)))
+        .service(resource("/readyz", "GET").route(web::get().to(ops::readyz)))
+        .service(
+            web::scope("/v1")
+                .service(resource("/auth/login", "POST").route(web::post().to(auth::login)))
+                .service(resource("/auth/refresh", "POST").route(web::post().to(auth::refresh)))
+                .service(resource("/auth/logout", "POST").route(web::post().to(auth::logout)))
+                .service(resource("/me", "GET").route(web::get().to(auth::me)))
+                .service(resource("/tenants", "POST").route(web::post().to(tenants::create)))
+                .service(
+                    resource("/tenant", "GET, PATCH")
+                        .route(web::get().to(tenants::current))
+                        .route(web::patch().to(tenants::rename)),
+                )
+                .service(
+                    resource("/users", "GET, POST")
+                        .route(web::post().to(users::create))
+                        .route(web::get().to(users::list)),
+                )
+                .service(
+                    resource("/users/{id}", "GET, PATCH, DELETE")
+                        .route(web::get().to(users::get))
+                        .route(web::patch().to(users::update))
+                        .route(web::delete().to(users::delete)),
+                )
+                .service(
+                    resource("/users/{id}/restore", "POST").route(web::post().to(users::restore)),
+                )
+                .service(
+                    resource("/users/{id}/purge", "DELETE").route(web::delete().to(users::purge)),
+                )
+                .service(
+                    resource("/api-keys", "GET, POST")
+                        .route(web::post().to(api_keys::create))
+                        .route(web::get().to(api_keys::list)),
+                )
+                .service(
+                    resource("/api-keys/{id}", "DELETE").route(web::delete().to(api_keys::revoke)),
+                )
+                .service(
+                    resource("/agents", "GET, POST")
+                        .route(web::post().to(agents::create))
+                        .route(web::get().to(agents::list)),
+                )
+                .service(
+                    resource("/agents/{id}", "GET, PATCH, DELETE")
+                        .route(web::get().to(agents::get))
+                        .route(web::patch().to(agents::update))
+                        .route(web::delete().to(agents::delete)),
+                )
+                .service(
+                    resource("/agents/{id}/restore", "POST").route(web::post().to(agents::restore)),
+                )
+                .service(
+                    resource("/agents/{id}/purge", "DELETE").route(web::delete().to(agents::purge)),
+                )
+                .service(resource("/audit", "GET").route(web::get().to(audit::list))),
+        );
 }

@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, web};
 
 use crate::http::dto::HealthDto;
 use crate::state::AppState;
@@ -6,7 +6,6 @@ use crate::state::AppState;
 /// Liveness: the process answers. Touches no dependency.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, description = "Alive", body = HealthDto)))]
-#[get("/healthz")]
 pub async fn healthz() -> web::Json<HealthDto> {
     web::Json(HealthDto {
         status: "ok".into(),
@@ -21,7 +20,6 @@ pub async fn healthz() -> web::Json<HealthDto> {
         (status = 200, description = "Ready", body = HealthDto),
         (status = 503, description = "A dependency does not answer", body = HealthDto)
     ))]
-#[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (postgres, redis) = tokio::join!(state.store.ping(), state.cache.ping());
     let word = |ok: bool| if ok { "ok" } else { "unavailable" }.to_owned();

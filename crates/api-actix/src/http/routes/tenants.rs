@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, get, patch, post, web};
+use actix_web::{HttpResponse, web};
 
 use crate::http::dto::{CreateTenantRequest, CreatedTenantDto, PatchTenantRequest, TenantDto};
 use crate::http::error::ApiResult;
@@ -18,7 +18,6 @@ use crate::state::AppState;
     ),
     security(("bearer" = []))
 )]
-#[post("/tenants")]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -48,7 +47,6 @@ pub async fn create(
     responses((status = 200, description = "The tenant", body = TenantDto), Unauthorized, Forbidden, Internal),
     security(("bearer" = []))
 )]
-#[get("/tenant")]
 pub async fn current(
     state: web::Data<AppState>,
     caller: Caller,
@@ -66,7 +64,6 @@ pub async fn current(
     ),
     security(("bearer" = []))
 )]
-#[patch("/tenant")]
 pub async fn rename(
     state: web::Data<AppState>,
     caller: Caller,

@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpResponse, web};
 use domain::UserId;
 use domain::services::{UserDraft, UserPatch};
 use serde::Deserialize;
@@ -21,7 +21,6 @@ use crate::state::AppState;
     ),
     security(("bearer" = []))
 )]
-#[post("/users")]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
@@ -45,7 +44,6 @@ pub async fn create(
     responses((status = 200, description = "A page of users", body = List<UserDto>), Unauthorized, Forbidden, Invalid, Internal),
     security(("bearer" = []))
 )]
-#[get("/users")]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
@@ -84,7 +82,6 @@ impl ListParams {
     responses((status = 200, description = "The user", body = UserDto), Unauthorized, Forbidden, NotFound, Internal),
     security(("bearer" = []))
 )]
-#[get("/users/{id}")]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
@@ -106,7 +103,6 @@ pub async fn get(
     ),
     security(("bearer" = []))
 )]
-#[patch("/users/{id}")]
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,
@@ -132,7 +128,6 @@ pub async fn update(
     responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Conflict, Internal),
     security(("bearer" = []))
 )]
-#[delete("/users/{id}")]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
@@ -150,7 +145,6 @@ pub async fn delete(
     responses((status = 200, description = "Restored", body = UserDto), Unauthorized, Forbidden, NotFound, Conflict, Internal),
     security(("bearer" = []))
 )]
-#[post("/users/{id}/restore")]
 pub async fn restore(
     state: web::Data<AppState>,
     caller: Caller,
@@ -167,7 +161,6 @@ pub async fn restore(
     responses((status = 204, description = "Purged"), Unauthorized, Forbidden, NotFound, Conflict, Internal),
     security(("bearer" = []))
 )]
-#[delete("/users/{id}/purge")]
 pub async fn purge(
     state: web::Data<AppState>,
     caller: Caller,

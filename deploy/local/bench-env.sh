@@ -1,0 +1,49 @@
+# Sourced by the benchmark and fuzz scripts: a dedicated, freshly migrated database, a demo tenant
+# with an admin token and an admin API key, and the `agentic` server on its own port.
+# Inputs: PROFILE (debug|release), PORT, DB_NAME. Outputs: BASE_URL, TOKEN, API_KEY, SERVER_PID.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+cd "$ROOT"
+source .local/env
+PROFILE=${PROFILE:-release}
+PORT=${PORT:-18080}
+DB_NAME=${DB_NAME:-agentic_bench}
+psql_bin="$AGENTIC_PG_BIN/psql"
+
+if [[ $PROFILE == release ]]; then
+    cargo build -q --release -p api-actix --bin agentic
+    BIN="$ROOT/target/release/agentic"
+else
+    cargo build -q -p api-actix --bin agentic
+    BIN="$ROOT/target/debug/agentic"
+fi
+
+with_db() { echo "${1%/*}/$DB_NAME"; }
+"$psql_bin" "$DATABASE_OWNER_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
+"$psql_bin" "$DATABASE_OWNER_URL" -qc "CREATE DATABASE $DB_NAME" >/dev/null
+export DATABASE_URL=$(with_db "$DATABASE_URL")
+export DATABASE_OWNER_URL=$(with_db "$DATABASE_OWNER_URL")
+export DATABASE_PLATFORM_URL=$(with_db "$DATABASE_PLATFORM_URL")
+export REDIS_KEY_PREFIX="bench:$DB_NAME:"
+export RUST_LOG=warn
+"$BIN" migrate up
+
+PASSWORD="bench-password-$(date +%s)"
+"$BIN" tenant create --name Bench --slug bench --admin-email admin@bench.test --admin-password "$PASSWORD" >/dev/null
+
+AGENTIC_BIND="127.0.0.1:$PORT" "$BIN" serve &
+SERVER_PID=$!
+trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
+BASE_URL="http://127.0.0.1:$PORT"
+for _ in $(seq 1 100); do
+    curl -fsS "$BASE_URL/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+TOKEN=$(curl -fsS "$BASE_URL/v1/auth/login" -H 'content-type: application/json' \
+    -d "{\"tenant\":\"bench\",\"email\":\"admin@bench.test\",\"password\":\"$PASSWORD\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+API_KEY=$(curl -fsS "$BASE_URL/v1/api-keys" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+    -d '{"name":"bench","scopes":["read","write","admin"]}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+export BASE_URL TOKEN API_KEY SERVER_PID

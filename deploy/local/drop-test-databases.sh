@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Drops the per-test databases (agentic_test_*) that earlier test runs left behind: each
+# integration test creates a fresh database, and tests run as separate processes that cannot
+# clean up after themselves reliably.
+set -euo pipefail
+: "${DATABASE_OWNER_URL:?source .local/env first}"
+psql_bin="${AGENTIC_PG_BIN:+$AGENTIC_PG_BIN/}psql"
+for db in $("$psql_bin" "$DATABASE_OWNER_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'agentic\_test\_%'"); do
+    "$psql_bin" "$DATABASE_OWNER_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+done

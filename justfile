@@ -1,0 +1,61 @@
+# Agentic Platform: the commands. `just services` once, then `just run` or `just test`.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set dotenv-load := false
+
+export RUST_LOG := env_var_or_default("RUST_LOG", "info,sqlx=warn")
+
+default:
+    @just --list
+
+# Start PostgreSQL (pgvector) and Redis, idempotently; writes .local/env.
+services:
+    deploy/local/services.sh start
+
+# Stop the PostgreSQL cluster started by `just services`.
+services-stop:
+    deploy/local/services.sh stop
+
+# Apply the schema migrations.
+migrate: services
+    source .local/env && cargo run -q -p api-actix --bin agentic -- migrate up
+
+# Services, migrations, a demo tenant (credentials printed once), then the API on :8080.
+run: migrate
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source .local/env
+    cargo build -q -p api-actix --bin agentic
+    if ./target/debug/agentic tenant create --name Demo --slug demo --admin-email admin@demo.test > .local/demo.json 2>/dev/null; then
+        echo "Demo tenant created. Sign in with (shown once):"
+        python3 -c 'import json; d = json.load(open(".local/demo.json")); print(f"  tenant=demo email={d[\"admin\"][\"email\"]} password={d[\"admin_password\"]}")'
+    else
+        echo "Demo tenant already exists (its admin password was printed when it was created)."
+    fi
+    rm -f .local/demo.json
+    echo "Serving on http://${AGENTIC_BIND:-127.0.0.1:8080} (docs at /docs)"
+    exec ./target/debug/agentic serve
+
+# Services, then the whole test suite (unit and integration) with cargo-nextest.
+test: services
+    #!/usr/bin/env bash
+    set -euo pipefail
+    source .local/env
+    deploy/local/drop-test-databases.sh
+    cargo nextest run --workspace --no-fail-fast
+
+# Formatting and lints, as CI runs them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Property-based API fuzzing with schemathesis against the OpenAPI document (budget: examples per operation).
+fuzz examples="50": services
+    deploy/local/fuzz.sh {{examples}}
+
+# HTTP load benchmark of the agent routes (wrk, 64 connections, 30 s each); writes docs/benchmarks.md.
+bench-api seconds="30": services
+    deploy/local/bench-api.sh {{seconds}}
+
+# Every benchmark.
+bench: bench-api
