@@ -33,8 +33,12 @@ impl MigrationTrait for Migration {
                      created_at timestamptz NOT NULL,
                      revoked_at timestamptz,
                      PRIMARY KEY (tenant_id, id),
-                     CONSTRAINT api_keys_key_hash_key UNIQUE (key_hash)
+                     CONSTRAINT api_keys_tenant_key_hash_key UNIQUE (tenant_id, key_hash)
                  );
+                 -- A presented key is looked up by hash before its tenant is known. Not unique on
+                 -- its own: a unique index without tenant_id could not be distributed by tenant.
+                 -- (Two tenants drawing the same 256-bit key is not a case to design for.)
+                 CREATE INDEX api_keys_key_hash ON api_keys (key_hash);
                  {policy}
                  GRANT SELECT, INSERT, UPDATE (revoked_at) ON api_keys TO {APP_ROLE};
                  GRANT SELECT, INSERT, UPDATE, DELETE ON api_keys TO {PLATFORM_ROLE};",
