@@ -212,9 +212,14 @@ async fn user(db: &DatabaseSettings, action: UserAction) -> anyhow::Result<()> {
         .tenant_by_slug(&slug)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no tenant with slug {slug}"))?;
+    // Creating a user changes no cached view of an existing one, so this Redis connection (opened
+    // lazily) is never used; the service needs one all the same.
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let sessions = cache_redis::RedisCache::connect(&redis_url, "agentic:")?;
     let users = UserService::new(
         stores.store.clone(),
         password_hasher(None)?,
+        Arc::new(sessions),
         Arc::new(SystemClock),
     );
     let draft = UserDraft {

@@ -99,7 +99,12 @@ pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow
             secrets.clone(),
             clock.clone(),
         ),
-        users: UserService::new(stores.store.clone(), hasher, clock.clone()),
+        users: UserService::new(
+            stores.store.clone(),
+            hasher,
+            Arc::new(cache.clone()),
+            clock.clone(),
+        ),
         api_keys: ApiKeyService::new(stores.store.clone(), secrets, clock.clone()),
         agents: AgentService::new(stores.store.clone(), clock.clone()),
         audit: AuditService::new(stores.store.clone()),

@@ -54,4 +54,13 @@ impl RateLimiter for RedisCache {
             reset_after_secs: ttl_ms.div_ceil(1000).max(1),
         })
     }
+
+    async fn reset(&self, key: &str) -> Result<(), domain::Error> {
+        let mut conn = self.conn().await?;
+        redis::cmd("DEL")
+            .arg(self.key("rl:", key))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(internal)
+    }
 }

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_redis::redis;
-use domain::ids::{TokenFamilyId, TokenId};
-use domain::ports::{Rotation, TokenRevocation};
+use domain::ids::{TokenFamilyId, TokenId, UserId};
+use domain::ports::{Rotation, SessionCheck, TokenRevocation};
 use domain::services::revocation_ttl;
 
 use crate::RedisCache;
@@ -13,6 +13,10 @@ use crate::error::internal;
 /// Longest lifetime given to a key (ten years): keeps `EX` within what Redis accepts whatever
 /// `until` a caller passes.
 const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// A user's generation outlives every cached view of the user by far (servers trust a cached
+/// view for seconds), so letting it expire after a day cannot make a stale view look current.
+const USER_GENERATION_TTL_SECS: u64 = 24 * 3600;
 
 /// Lua that marks a family revoked (`KEYS[1]`) for at least `ARGV[1]` seconds — an existing mark
 /// that lasts longer is kept, never shortened — and forgets its current token (`KEYS[2]`).
@@ -71,6 +75,10 @@ impl RedisCache {
     fn family_key(&self, family: TokenFamilyId) -> String {
         self.key("fam:", family)
     }
+
+    fn user_generation_key(&self, user: UserId) -> String {
+        self.key("user-gen:", user)
+    }
 }
 
 // Scripts go through `EVAL` rather than `redis::Script` (`EVALSHA`): the latter needs redis-rs's
@@ -78,15 +86,41 @@ impl RedisCache {
 // by its hash either way, and each call stays one atomic command.
 #[async_trait]
 impl TokenRevocation for RedisCache {
-    async fn is_revoked(&self, jti: TokenId, family: TokenFamilyId) -> Result<bool, domain::Error> {
+    async fn check_session(
+        &self,
+        jti: TokenId,
+        family: TokenFamilyId,
+        user: UserId,
+    ) -> Result<SessionCheck, domain::Error> {
         let mut conn = self.conn().await?;
-        let found: u32 = redis::cmd("EXISTS")
-            .arg(self.revoked_jti_key(jti))
-            .arg(self.revoked_family_key(family))
-            .query_async(&mut conn)
+        let (jti_mark, family_mark, generation): (Option<String>, Option<String>, Option<u64>) =
+            redis::cmd("MGET")
+                .arg(self.revoked_jti_key(jti))
+                .arg(self.revoked_family_key(family))
+                .arg(self.user_generation_key(user))
+                .query_async(&mut conn)
+                .await
+                .map_err(internal)?;
+        Ok(SessionCheck {
+            revoked: jti_mark.is_some() || family_mark.is_some(),
+            user_generation: generation.unwrap_or(0),
+        })
+    }
+
+    async fn user_changed(&self, user: UserId) -> Result<(), domain::Error> {
+        let mut conn = self.conn().await?;
+        redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(self.user_generation_key(user))
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(self.user_generation_key(user))
+            .arg(USER_GENERATION_TTL_SECS)
+            .ignore()
+            .query_async::<()>(&mut conn)
             .await
-            .map_err(internal)?;
-        Ok(found > 0)
+            .map_err(internal)
     }
 
     async fn revoke_token(&self, jti: TokenId, until: DateTime<Utc>) -> Result<(), domain::Error> {

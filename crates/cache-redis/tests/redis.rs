@@ -9,8 +9,22 @@ use std::time::Duration;
 use cache_redis::{CacheError, RedisCache};
 use chrono::Utc;
 use deadpool_redis::redis;
-use domain::ids::{TokenFamilyId, TokenId};
+use domain::ids::{TokenFamilyId, TokenId, UserId};
 use domain::ports::{RateLimiter, Rotation, TokenRevocation};
+
+/// Revocation as seen by one session check (whose user does not matter here).
+trait IsRevoked {
+    async fn is_revoked(&self, jti: TokenId, family: TokenFamilyId) -> Result<bool, domain::Error>;
+}
+
+impl IsRevoked for RedisCache {
+    async fn is_revoked(&self, jti: TokenId, family: TokenFamilyId) -> Result<bool, domain::Error> {
+        Ok(self
+            .check_session(jti, family, UserId::new())
+            .await?
+            .revoked)
+    }
+}
 
 fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -295,4 +309,42 @@ async fn two_prefixes_do_not_see_each_other() {
     let fresh = b.hit("shared", 2, Duration::from_secs(60)).await.unwrap();
     assert!(fresh.allowed);
     assert_eq!(fresh.remaining, 1);
+}
+
+#[tokio::test]
+async fn user_changes_bump_the_generation_seen_by_session_checks() {
+    let cache = cache().await;
+    let (jti, family, user) = (TokenId::new(), TokenFamilyId::new(), UserId::new());
+    let before = cache.check_session(jti, family, user).await.unwrap();
+    assert_eq!(before.user_generation, 0);
+    assert!(!before.revoked);
+    cache.user_changed(user).await.unwrap();
+    cache.user_changed(user).await.unwrap();
+    assert_eq!(
+        cache
+            .check_session(jti, family, user)
+            .await
+            .unwrap()
+            .user_generation,
+        2
+    );
+    let other = cache
+        .check_session(jti, family, UserId::new())
+        .await
+        .unwrap();
+    assert_eq!(other.user_generation, 0, "generations are per user");
+}
+
+#[tokio::test]
+async fn a_reset_forgets_the_attempts() {
+    let cache = cache().await;
+    let window = Duration::from_secs(60);
+    for _ in 0..3 {
+        cache.hit("login:x", 3, window).await.unwrap();
+    }
+    assert!(!cache.hit("login:x", 3, window).await.unwrap().allowed);
+    cache.reset("login:x").await.unwrap();
+    let after = cache.hit("login:x", 3, window).await.unwrap();
+    assert!(after.allowed);
+    assert_eq!(after.remaining, 2);
 }

@@ -201,17 +201,25 @@ impl Principal {
         }
     }
 
+    /// The tenant this caller belongs to, whatever its scopes (to say who it is, for example).
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] for platform operators, who hold no tenant.
+    pub fn tenant(&self) -> Result<TenantId, Error> {
+        match self {
+            Self::User { tenant, .. } | Self::ApiKey { tenant, .. } => Ok(*tenant),
+            Self::Platform { .. } => {
+                Err(Error::Forbidden("platform keys cannot act within a tenant"))
+            }
+        }
+    }
+
     /// The tenant this caller acts within, provided it holds `scope` there.
     ///
     /// # Errors
     /// [`Error::Forbidden`] for platform operators (they hold no tenant) and for missing scopes.
     pub fn tenant_with(&self, scope: Scope) -> Result<TenantId, Error> {
-        let tenant = match self {
-            Self::User { tenant, .. } | Self::ApiKey { tenant, .. } => *tenant,
-            Self::Platform { .. } => {
-                return Err(Error::Forbidden("platform keys cannot act within a tenant"));
-            }
-        };
+        let tenant = self.tenant()?;
         if !self.scopes().contains(scope) {
             return Err(Error::Forbidden(match scope {
                 Scope::Read => "the read scope is required",

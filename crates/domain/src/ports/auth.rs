@@ -71,6 +71,16 @@ pub trait Secrets: Send + Sync {
     fn generate_password(&self) -> String;
 }
 
+/// The shared state of one session, read on every request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionCheck {
+    /// The token or its family was revoked.
+    pub revoked: bool,
+    /// Bumped by [`TokenRevocation::user_changed`]; a cached view of the user taken under another
+    /// generation is stale.
+    pub user_generation: u64,
+}
+
 /// What a presented refresh token turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rotation {
@@ -84,11 +94,24 @@ pub enum Rotation {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait TokenRevocation: Send + Sync {
-    /// Whether the token or its family was revoked.
+    /// Whether the token or its family was revoked, and the user's directory generation, in one
+    /// round trip (this runs on every request).
     ///
     /// # Errors
     /// [`Error::Internal`] when the store does not answer (callers fail closed).
-    async fn is_revoked(&self, jti: TokenId, family: TokenFamilyId) -> Result<bool, Error>;
+    async fn check_session(
+        &self,
+        jti: TokenId,
+        family: TokenFamilyId,
+        user: UserId,
+    ) -> Result<SessionCheck, Error>;
+
+    /// Records that a user's role, status or existence changed, so every server instance reads
+    /// the user afresh instead of trusting what it cached.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the store does not answer.
+    async fn user_changed(&self, user: UserId) -> Result<(), Error>;
 
     /// # Errors
     /// [`Error::Internal`] when the store does not answer.
@@ -143,4 +166,10 @@ pub trait RateLimiter: Send + Sync {
     /// # Errors
     /// [`Error::Internal`] when the store does not answer.
     async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<RateDecision, Error>;
+
+    /// Forgets the attempts counted under `key` (after a successful login, say).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the store does not answer.
+    async fn reset(&self, key: &str) -> Result<(), Error>;
 }

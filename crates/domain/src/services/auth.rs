@@ -1,17 +1,18 @@
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::entities::{KeyOwner, TenantStatus, User};
 use crate::error::{AuthFailure, Error};
-use crate::ids::{TokenFamilyId, TokenId};
+use crate::ids::{TenantId, TokenFamilyId, TokenId, UserId};
 use crate::ports::{
     Clock, PasswordHasher, PlatformStore, RateLimiter, Rotation, Secrets, Store, TokenClaims,
     TokenCodec, TokenKind, TokenRevocation,
 };
-use crate::principal::{Principal, SessionToken};
-use crate::values::{Email, Slug};
+use crate::principal::{Principal, Role, SessionToken};
+use crate::values::{Email, Password, Slug};
 
 /// Every API key starts with this, so a bearer token is told apart from a JWT without parsing.
 pub const API_KEY_PREFIX: &str = "ak_";
@@ -24,6 +25,9 @@ pub struct AuthPolicy {
     /// Login attempts allowed per tenant and email within `login_window`.
     pub login_attempts: u32,
     pub login_window: Duration,
+    /// How long a server may trust what it read of a user without asking again. Changes to a user
+    /// bump a shared generation, so this is only the backstop if that signal is lost.
+    pub user_cache_ttl: Duration,
 }
 
 impl Default for AuthPolicy {
@@ -33,6 +37,7 @@ impl Default for AuthPolicy {
             refresh_ttl: Duration::from_secs(7 * 24 * 3600),
             login_attempts: 10,
             login_window: Duration::from_secs(5 * 60),
+            user_cache_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -55,6 +60,10 @@ pub struct AuthService {
     secrets: Arc<dyn Secrets>,
     clock: Arc<dyn Clock>,
     policy: AuthPolicy,
+    users: UserCache,
+    /// A real hash to verify against when the tenant or email is unknown, so such a login takes
+    /// as long as a wrong password and does not tell which emails exist.
+    decoy_hash: OnceLock<String>,
 }
 
 /// Everything [`AuthService`] needs, named so wiring code reads well.
@@ -81,7 +90,25 @@ impl AuthService {
             secrets: ports.secrets,
             clock: ports.clock,
             policy,
+            users: UserCache::default(),
+            decoy_hash: OnceLock::new(),
         }
+    }
+
+    async fn spend_decoy_verification(&self, password: &str) {
+        let hash = match self.decoy_hash.get() {
+            Some(hash) => hash.clone(),
+            None => {
+                let Ok(decoy) = Password::parse("decoy-password-never-used") else {
+                    return;
+                };
+                let Ok(hash) = self.hasher.hash(&decoy).await else {
+                    return;
+                };
+                self.decoy_hash.get_or_init(|| hash).clone()
+            }
+        };
+        let _ = self.hasher.verify(password, &hash).await;
     }
 
     /// Verifies a password login and opens a new token family.
@@ -99,10 +126,11 @@ impl AuthService {
         let (Ok(slug), Ok(email)) = (Slug::parse(tenant), Email::parse(email)) else {
             return Err(bad);
         };
+        let limit_key = format!("login:{slug}:{email}");
         let attempt = self
             .limiter
             .hit(
-                &format!("login:{slug}:{email}"),
+                &limit_key,
                 self.policy.login_attempts,
                 self.policy.login_window,
             )
@@ -113,13 +141,17 @@ impl AuthService {
                 retry_after_secs: attempt.reset_after_secs,
             });
         }
-        let Some((tenant, status)) = self.platform.tenant_by_slug(&slug).await? else {
-            return Err(bad);
+        let found = match self.platform.tenant_by_slug(&slug).await? {
+            Some((tenant, status)) => {
+                let mut tx = self.store.begin(tenant).await?;
+                let credentials = tx.users().credentials_by_email(&email).await?;
+                tx.commit().await?;
+                credentials.map(|c| (c, status))
+            }
+            None => None,
         };
-        let mut tx = self.store.begin(tenant).await?;
-        let credentials = tx.users().credentials_by_email(&email).await?;
-        tx.commit().await?;
-        let Some(credentials) = credentials else {
+        let Some((credentials, status)) = found else {
+            self.spend_decoy_verification(password).await;
             return Err(bad);
         };
         if !self
@@ -129,6 +161,8 @@ impl AuthService {
         {
             return Err(bad);
         }
+        // Only failures count against the limit: a user who signs in often is not locked out.
+        self.limiter.reset(&limit_key).await?;
         if status != TenantStatus::Active {
             return Err(Error::Forbidden("the tenant is suspended"));
         }
@@ -153,11 +187,11 @@ impl AuthService {
             return Err(Error::Unauthenticated(AuthFailure::WrongTokenType));
         }
         let mut tx = self.store.begin(claims.tenant).await?;
-        let user = tx.users().get(claims.subject, false).await?;
+        let user = tx.users().get(claims.subject, true).await?;
         tx.commit().await?;
         let user = user.ok_or(Error::Unauthenticated(AuthFailure::UnknownPrincipal))?;
         if !user.is_usable() {
-            return Err(Error::Forbidden("the account is disabled"));
+            return Err(Error::Forbidden("the account is disabled or deleted"));
         }
         self.issue_pair(user, claims.family, Some(claims.jti)).await
     }
@@ -206,26 +240,45 @@ impl AuthService {
         if claims.kind != TokenKind::Access {
             return Err(Error::Unauthenticated(AuthFailure::WrongTokenType));
         }
-        if self
+        let session = self
             .revocation
-            .is_revoked(claims.jti, claims.family)
-            .await?
-        {
+            .check_session(claims.jti, claims.family, claims.subject)
+            .await?;
+        if session.revoked {
             return Err(Error::Unauthenticated(AuthFailure::Revoked));
         }
-        let mut tx = self.store.begin(claims.tenant).await?;
-        let user = tx.users().get(claims.subject, true).await?;
-        tx.commit().await?;
-        let Some(user) = user else {
-            return Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal));
+        let now = self.clock.now();
+        let user = match self
+            .users
+            .get(claims.subject, claims.tenant, session.user_generation, now)
+        {
+            Some(user) => user,
+            None => {
+                let mut tx = self.store.begin(claims.tenant).await?;
+                let found = tx.users().get(claims.subject, true).await?;
+                tx.commit().await?;
+                let Some(found) = found else {
+                    return Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal));
+                };
+                let user = CachedUser {
+                    tenant: found.tenant_id,
+                    role: found.role,
+                    usable: found.is_usable(),
+                    generation: session.user_generation,
+                    expires_at: now + chrono_duration(self.policy.user_cache_ttl),
+                };
+                self.users.put(found.id, user);
+                user
+            }
         };
-        if !user.is_usable() {
+        if !user.usable {
             return Err(Error::Forbidden("the account is disabled or deleted"));
         }
         Ok(Principal::User {
-            tenant: user.tenant_id,
-            user: user.id,
-            // The role is read fresh, so a demotion takes effect before the token expires.
+            tenant: user.tenant,
+            user: claims.subject,
+            // The role is the stored one, not the token's, so a demotion takes effect before the
+            // token expires.
             role: user.role,
             session: SessionToken {
                 jti: claims.jti,
@@ -315,6 +368,51 @@ impl AuthService {
     }
 }
 
+/// What authentication remembers of a user between requests: enough to build the principal.
+#[derive(Clone, Copy, Debug)]
+struct CachedUser {
+    tenant: TenantId,
+    role: Role,
+    usable: bool,
+    /// The user's generation when this was read; another generation means it is stale.
+    generation: u64,
+    expires_at: DateTime<Utc>,
+}
+
+/// Users seen recently, so a request needs no database round trip to learn who its token's
+/// subject is. Entries are trusted only under the generation they were read with (bumped by
+/// every change to the user) and until they expire.
+#[derive(Debug, Default)]
+struct UserCache(Mutex<HashMap<UserId, CachedUser>>);
+
+impl UserCache {
+    /// Beyond this many users the cache starts afresh rather than tracking recency.
+    const CAPACITY: usize = 100_000;
+
+    fn get(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+        generation: u64,
+        now: DateTime<Utc>,
+    ) -> Option<CachedUser> {
+        let entries = self.0.lock().ok()?;
+        entries
+            .get(&user)
+            .filter(|c| c.tenant == tenant && c.generation == generation && c.expires_at > now)
+            .copied()
+    }
+
+    fn put(&self, user: UserId, entry: CachedUser) {
+        if let Ok(mut entries) = self.0.lock() {
+            if entries.len() >= Self::CAPACITY {
+                entries.clear();
+            }
+            entries.insert(user, entry);
+        }
+    }
+}
+
 fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -359,6 +457,7 @@ mod tests {
                     reset_after_secs: 60,
                 })
             });
+            limiter.expect_reset().returning(|_| Ok(()));
             Self {
                 platform: MockPlatformStore::new(),
                 hasher: MockPasswordHasher::new(),
@@ -420,7 +519,11 @@ mod tests {
         m.platform.expect_tenant_by_slug().returning(move |s| {
             Ok((s.as_str() == "acme").then_some((tenant, TenantStatus::Active)))
         });
-        m.hasher.expect_verify().returning(|_, _| false);
+        m.hasher.expect_verify().times(2).returning(|_, _| false);
+        m.hasher
+            .expect_hash()
+            .times(1)
+            .returning(|_| Ok("decoy".into()));
         let mut tx = FakeTx::new(tenant);
         tx.users.expect_credentials_by_email().returning(move |_| {
             Ok(Some(UserCredentials {
@@ -520,11 +623,16 @@ mod tests {
         let mut m = Mocks::new();
         m.codec.expect_verify().returning(move |_| Ok(access));
         let mut revoked = true;
-        m.revocation.expect_is_revoked().returning(move |_, _| {
-            let answer = revoked;
-            revoked = false;
-            Ok(answer)
-        });
+        m.revocation
+            .expect_check_session()
+            .returning(move |_, _, _| {
+                let answer = revoked;
+                revoked = false;
+                Ok(crate::ports::SessionCheck {
+                    revoked: answer,
+                    user_generation: 0,
+                })
+            });
         ada.status = UserStatus::Disabled;
         let mut tx = FakeTx::new(ada.tenant_id);
         tx.users
@@ -579,6 +687,48 @@ mod tests {
             match service.authenticate(key).await {
                 Err(Error::Unauthenticated(f)) => assert_eq!(f, failure, "{key}"),
                 other => panic!("{key}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_user_is_read_once_per_generation() {
+        let ada = user(TenantId::new());
+        let access = claims(&ada, TokenKind::Access);
+        let mut m = Mocks::new();
+        m.codec.expect_verify().returning(move |_| Ok(access));
+        let mut generation = 0;
+        m.revocation
+            .expect_check_session()
+            .returning(move |_, _, _| {
+                // Unchanged for the first two requests, then the user changes.
+                generation += 1;
+                Ok(crate::ports::SessionCheck {
+                    revoked: false,
+                    user_generation: u64::from(generation > 2),
+                })
+            });
+        let mut first = FakeTx::new(ada.tenant_id);
+        let found = ada.clone();
+        first
+            .users
+            .expect_get()
+            .times(1)
+            .returning(move |_, _| Ok(Some(found.clone())));
+        let mut second = FakeTx::new(ada.tenant_id);
+        let mut promoted = ada.clone();
+        promoted.role = Role::Admin;
+        second
+            .users
+            .expect_get()
+            .times(1)
+            .returning(move |_, _| Ok(Some(promoted.clone())));
+        // A third read would find no prepared unit of work and fail the test.
+        let service = m.service(vec![first, second]);
+        for expected in [Role::Member, Role::Member, Role::Admin, Role::Admin] {
+            match service.authenticate("t").await.unwrap() {
+                Principal::User { role, .. } => assert_eq!(role, expected),
+                other => panic!("{other:?}"),
             }
         }
     }

@@ -137,7 +137,8 @@ impl TenantService {
     /// # Errors
     /// `Forbidden` for platform keys.
     pub async fn current(&self, who: &Principal) -> Result<Tenant, Error> {
-        let tenant = who.tenant_with(Scope::Read)?;
+        // Any key may learn its own tenant, whatever its scopes.
+        let tenant = who.tenant()?;
         let mut tx = self.store.begin(tenant).await?;
         let found = tx.tenant().get().await?;
         tx.commit().await?;

@@ -6,7 +6,7 @@ use crate::entities::{AuditAction, AuditEntry, NewUser, User, UserChanges, UserS
 use crate::error::{Conflict, Error, Resource, Validator};
 use crate::ids::{TenantId, UserId};
 use crate::page::{Page, PageRequest};
-use crate::ports::{Clock, PasswordHasher, Store, TenantTx};
+use crate::ports::{Clock, PasswordHasher, Store, TenantTx, TokenRevocation};
 use crate::principal::{Actor, Principal, Role, Scope};
 use crate::values::{self, Email, Password};
 
@@ -30,6 +30,7 @@ pub struct UserPatch {
 pub struct UserService {
     store: Arc<dyn Store>,
     hasher: Arc<dyn PasswordHasher>,
+    sessions: Arc<dyn TokenRevocation>,
     clock: Arc<dyn Clock>,
 }
 
@@ -37,13 +38,21 @@ impl UserService {
     pub fn new(
         store: Arc<dyn Store>,
         hasher: Arc<dyn PasswordHasher>,
+        sessions: Arc<dyn TokenRevocation>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             store,
             hasher,
+            sessions,
             clock,
         }
+    }
+
+    /// After a change to who a user is (role, status, existence) has committed, every server
+    /// instance must stop trusting its cached view of that user.
+    async fn committed_change(&self, id: UserId) -> Result<(), Error> {
+        self.sessions.user_changed(id).await
     }
 
     /// Validates a new user and hashes the password (before any transaction opens: hashing is slow).
@@ -113,11 +122,12 @@ impl UserService {
     /// Admins see any user of their tenant; everyone may see themselves.
     ///
     /// # Errors
-    /// `NotFound` (also for other users when the caller is not an admin, so ids cannot be probed).
+    /// `NotFound`; `Forbidden` for a non-admin asking for anyone else (whether that user exists
+    /// or not, so ids cannot be probed).
     pub async fn get(&self, who: &Principal, id: UserId) -> Result<User, Error> {
         let is_self = matches!(who, Principal::User { user, .. } if *user == id);
         let tenant = if is_self {
-            who.tenant_with(Scope::Read)?
+            who.tenant()?
         } else {
             who.tenant_with(Scope::Admin)?
         };
@@ -193,6 +203,7 @@ impl UserService {
         );
         tx.audit().append(&entry).await?;
         tx.commit().await?;
+        self.committed_change(id).await?;
         Ok(user)
     }
 
@@ -223,7 +234,7 @@ impl UserService {
         );
         tx.audit().append(&entry).await?;
         tx.commit().await?;
-        Ok(())
+        self.committed_change(id).await
     }
 
     /// # Errors
@@ -247,6 +258,7 @@ impl UserService {
         );
         tx.audit().append(&entry).await?;
         tx.commit().await?;
+        self.committed_change(id).await?;
         Ok(user)
     }
 
@@ -277,7 +289,7 @@ impl UserService {
         );
         tx.audit().append(&entry).await?;
         tx.commit().await?;
-        Ok(())
+        self.committed_change(id).await
     }
 }
 
@@ -303,6 +315,12 @@ mod tests {
         h.expect_hash()
             .returning(|p| Ok(format!("hashed:{}", p.expose().len())));
         Arc::new(h)
+    }
+
+    fn sessions() -> Arc<dyn TokenRevocation> {
+        let mut s = crate::ports::MockTokenRevocation::new();
+        s.expect_user_changed().returning(|_| Ok(()));
+        Arc::new(s)
     }
 
     fn lone_admin_tx(tenant: TenantId, admin_id: UserId) -> FakeTx {
@@ -344,7 +362,7 @@ mod tests {
             let mut tx = lone_admin_tx(tenant, admin_id);
             tx.users.expect_update().never();
             let (store, committed) = store_with(tx);
-            let service = UserService::new(store, hasher(), fixed_clock());
+            let service = UserService::new(store, hasher(), sessions(), fixed_clock());
             let err = service.update(&who, admin_id, patch).await.unwrap_err();
             assert!(matches!(err, Error::Conflict(Conflict::LastAdmin)));
             assert!(!committed.load(std::sync::atomic::Ordering::SeqCst));
@@ -352,7 +370,7 @@ mod tests {
         let mut tx = lone_admin_tx(tenant, admin_id);
         tx.users.expect_soft_delete().never();
         let (store, _) = store_with(tx);
-        let service = UserService::new(store, hasher(), fixed_clock());
+        let service = UserService::new(store, hasher(), sessions(), fixed_clock());
         let err = service.delete(&who, admin_id).await.unwrap_err();
         assert!(matches!(err, Error::Conflict(Conflict::LastAdmin)));
     }
@@ -368,7 +386,7 @@ mod tests {
             .returning(move |u, _| Ok(sample_user(tenant, u)));
         tx.audit.expect_append().times(1).returning(|_| Ok(()));
         let (store, committed) = store_with(tx);
-        let service = UserService::new(store, hasher(), fixed_clock());
+        let service = UserService::new(store, hasher(), sessions(), fixed_clock());
         let draft = UserDraft {
             email: "New@Example.com".into(),
             password: "long-enough!".into(),
@@ -385,7 +403,7 @@ mod tests {
         let me = UserId::new();
         let who = user_principal(tenant, me, Role::Member);
         let (store, _) = store_with(FakeTx::new(tenant));
-        let service = UserService::new(store, hasher(), fixed_clock());
+        let service = UserService::new(store, hasher(), sessions(), fixed_clock());
         assert!(matches!(
             service.get(&who, UserId::new()).await,
             Err(Error::Forbidden(_))
