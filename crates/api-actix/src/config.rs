@@ -45,8 +45,9 @@ pub struct DatabaseSettings {
     /// PostgreSQL URL of the owner role (migrations only).
     #[arg(long, env = "DATABASE_OWNER_URL", hide_env_values = true)]
     pub database_owner_url: Option<Secret>,
-    /// Connections per pool.
-    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 32)]
+    /// Connections of the application pool. On a 2-core box more connections only add context
+    /// switches: 16 measured the best tail latency (docs/benchmarks.md).
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
 }
 

@@ -18,9 +18,10 @@ mod rate_limit;
 mod revocation;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, Value};
 use deadpool_redis::{Config, Connection, Pool, PoolConfig, Runtime, Timeouts};
 
@@ -38,6 +39,11 @@ const POOL_WAIT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct RedisCache {
     pool: Pool,
+    /// One multiplexed connection taken out of the pool and shared by every command: it pipelines
+    /// concurrent commands over one socket, and unlike a pool checkout it costs no health-check
+    /// round trip per command (this sits on every request's path). Dropped on a command error,
+    /// so the next command takes a fresh one from the pool.
+    shared: Arc<Mutex<Option<MultiplexedConnection>>>,
     prefix: Arc<str>,
 }
 
@@ -72,6 +78,7 @@ impl RedisCache {
         let pool = config.create_pool(Some(Runtime::Tokio1))?;
         Ok(Self {
             pool,
+            shared: Arc::new(Mutex::new(None)),
             prefix: Arc::from(key_prefix.into()),
         })
     }
@@ -97,12 +104,79 @@ impl RedisCache {
         &self.prefix
     }
 
-    async fn conn(&self) -> Result<Connection, CacheError> {
-        Ok(self.pool.get().await?)
+    /// The shared connection, taking one from the pool when there is none (yet, or any more).
+    async fn conn(&self) -> Result<SharedConnection, CacheError> {
+        let existing = self.shared.lock().ok().and_then(|shared| shared.clone());
+        let conn = match existing {
+            Some(conn) => conn,
+            None => {
+                let conn = Connection::take(self.pool.get().await?);
+                if let Ok(mut shared) = self.shared.lock() {
+                    *shared = Some(conn.clone());
+                }
+                conn
+            }
+        };
+        Ok(SharedConnection {
+            conn,
+            shared: self.shared.clone(),
+        })
     }
 
     /// `{prefix}{kind}{id}`, e.g. `agentic:revoked:jti:…`.
     fn key(&self, kind: &str, id: impl fmt::Display) -> String {
         format!("{}{kind}{id}", self.prefix)
+    }
+}
+
+/// A clone of the shared connection that forgets the shared one when a command on it fails, so a
+/// broken socket is replaced instead of failing every later command.
+struct SharedConnection {
+    conn: MultiplexedConnection,
+    shared: Arc<Mutex<Option<MultiplexedConnection>>>,
+}
+
+impl SharedConnection {
+    fn forget(&self) {
+        if let Ok(mut shared) = self.shared.lock() {
+            *shared = None;
+        }
+    }
+}
+
+impl redis::aio::ConnectionLike for SharedConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let result = self.conn.req_packed_command(cmd).await;
+            if result
+                .as_ref()
+                .is_err_and(|e| e.is_unrecoverable_error() || e.is_io_error())
+            {
+                self.forget();
+            }
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let result = self.conn.req_packed_commands(cmd, offset, count).await;
+            if result
+                .as_ref()
+                .is_err_and(|e| e.is_unrecoverable_error() || e.is_io_error())
+            {
+                self.forget();
+            }
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
     }
 }

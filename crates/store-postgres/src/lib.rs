@@ -32,7 +32,7 @@ pub struct PoolOptions {
 impl Default for PoolOptions {
     fn default() -> Self {
         Self {
-            max_connections: 32,
+            max_connections: 16,
             min_connections: 2,
             acquire_timeout: Duration::from_secs(5),
         }
