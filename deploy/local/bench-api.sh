@@ -41,8 +41,10 @@ section=$(cat <<MD
 
 $(date -u +%Y-%m-%d), $(nproc) cores ($cpu), $(free -g | awk '/Mem:/ {print $2}') GiB; server (release, actix workers = cores),
 PostgreSQL 18 + pgvector, Redis and wrk all on this one machine. wrk: 2 threads, 64 connections,
-${SECONDS_EACH} s per route, JWT auth: every request verifies the token, checks revocation in Redis,
-reads the user's status and runs its query in an RLS transaction (\`set_config\` + query + commit).
+${SECONDS_EACH} s per route, JWT auth: every request verifies the token, checks revocation and the
+user's generation in Redis (one \`MGET\`; the user's role and status come from the in-process cache
+that generation validates) and runs its query in an RLS transaction (\`BEGIN\`, \`set_config\`,
+query, \`COMMIT\`: four PostgreSQL round trips). Figures vary by about ±10 % from run to run.
 
 | route | req/s | p50 | p99 | non-2xx | socket errors |
 |---|---|---|---|---|---|
