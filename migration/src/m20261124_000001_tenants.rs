@@ -4,13 +4,8 @@ use sea_orm_migration::prelude::*;
 
 use crate::{APP_ROLE, PLATFORM_ROLE, run};
 
+#[derive(DeriveMigrationName)]
 pub struct Migration;
-
-impl MigrationName for Migration {
-    fn name(&self) -> &str {
-        "m20261124_000001_tenants"
-    }
-}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {

@@ -6,13 +6,8 @@ use sea_orm_migration::prelude::*;
 
 use crate::{APP_ROLE, PLATFORM_ROLE, run, tenant_policy};
 
+#[derive(DeriveMigrationName)]
 pub struct Migration;
-
-impl MigrationName for Migration {
-    fn name(&self) -> &str {
-        "m20261124_000002_users"
-    }
-}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {

@@ -5,13 +5,8 @@ use sea_orm_migration::prelude::*;
 
 use crate::{PLATFORM_ROLE, run};
 
+#[derive(DeriveMigrationName)]
 pub struct Migration;
-
-impl MigrationName for Migration {
-    fn name(&self) -> &str {
-        "m20261124_000006_platform_keys"
-    }
-}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
