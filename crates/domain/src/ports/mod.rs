@@ -5,9 +5,11 @@
 //! (unique violations by constraint name become [`StoreError::Conflict`]).
 
 mod auth;
+mod embed;
 mod store;
 
 pub use auth::*;
+pub use embed::*;
 pub use store::*;
 
 use chrono::{DateTime, Utc};
