@@ -56,6 +56,11 @@ ALTER ROLE agentic_platform WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREP
 ALTER ROLE agentic_app WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
     INHERIT PASSWORD :'app_pw';
 
+-- The platform role builds each embedding space's vector index (CREATE INDEX needs the table's
+-- owner). It may SET ROLE agentic_owner for that, explicitly, but does not inherit the owner's
+-- rights otherwise (PostgreSQL 16+).
+GRANT agentic_owner TO agentic_platform WITH INHERIT FALSE, SET TRUE;
+
 -- template1 ----------------------------------------------------------------------------------
 -- Every CREATE DATABASE copies template1, so a per-test database made by agentic_owner already
 -- has the extensions (creating them needs rights the owner may lack) and a public schema that

@@ -16,6 +16,11 @@ mod m20261124_000003_api_keys;
 mod m20261124_000004_agents;
 mod m20261124_000005_audit_log;
 mod m20261124_000006_platform_keys;
+mod m20261125_000007_embedding_spaces;
+mod m20261125_000008_collections;
+mod m20261125_000009_documents;
+mod m20261125_000010_chunks;
+mod m20261125_000011_jobs;
 
 /// The role the API serves tenant work with (neither owner, superuser nor BYPASSRLS).
 pub const APP_ROLE: &str = "agentic_app";
@@ -34,6 +39,11 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_agents::Migration),
             Box::new(m20261124_000005_audit_log::Migration),
             Box::new(m20261124_000006_platform_keys::Migration),
+            Box::new(m20261125_000007_embedding_spaces::Migration),
+            Box::new(m20261125_000008_collections::Migration),
+            Box::new(m20261125_000009_documents::Migration),
+            Box::new(m20261125_000010_chunks::Migration),
+            Box::new(m20261125_000011_jobs::Migration),
         ]
     }
 }

@@ -10,8 +10,8 @@ use auth_crypto::{Argon2Hasher, JwtCodec, JwtConfig, RandomSecrets};
 use cache_redis::RedisCache;
 use domain::ports::{Clock, PasswordHasher, PlatformStore, Secrets, Store, SystemClock};
 use domain::services::{
-    AgentService, ApiKeyService, AuditService, AuthPolicy, AuthPorts, AuthService, TenantService,
-    UserService,
+    AgentService, ApiKeyService, AuditService, AuthPolicy, AuthPorts, AuthService,
+    CollectionService, TenantService, UserService,
 };
 use store_postgres::{PgPlatformStore, PgStore, PoolOptions};
 use utoipa::OpenApi;
@@ -23,6 +23,9 @@ use crate::http::extract::{BodyLimit, path_error, query_error};
 use crate::http::openapi::ApiDoc;
 use crate::http::{request_id, routes};
 use crate::state::AppState;
+
+/// The space of collections created without one: the local model needs no network.
+pub const DEFAULT_SPACE: &str = "local-minilm-l6-v2";
 
 /// The storage ports, connected.
 pub struct Stores {
@@ -107,6 +110,7 @@ pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow
         ),
         api_keys: ApiKeyService::new(stores.store.clone(), secrets, clock.clone()),
         agents: AgentService::new(stores.store.clone(), clock.clone()),
+        collections: CollectionService::new(stores.store.clone(), clock.clone(), DEFAULT_SPACE),
         audit: AuditService::new(stores.store.clone()),
         store: stores.store,
         cache,

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use cache_redis::RedisCache;
 use domain::ports::Store;
 use domain::services::{
-    AgentService, ApiKeyService, AuditService, AuthService, TenantService, UserService,
+    AgentService, ApiKeyService, AuditService, AuthService, CollectionService, TenantService,
+    UserService,
 };
 
 pub struct AppState {
@@ -14,6 +15,7 @@ pub struct AppState {
     pub users: UserService,
     pub api_keys: ApiKeyService,
     pub agents: AgentService,
+    pub collections: CollectionService,
     pub audit: AuditService,
     /// For readiness checks.
     pub store: Arc<dyn Store>,

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::ids::{AgentId, ApiKeyId, AuditEntryId, PlatformKeyId, TenantId, UserId};
+use crate::ids::{
+    AgentId, ApiKeyId, AuditEntryId, CollectionId, GenerationId, PlatformKeyId, TenantId, UserId,
+};
 use crate::principal::{Actor, Role, Scopes};
 use crate::values::{Email, MaxTokens, ModelRef, Name, Slug, Temperature};
 
@@ -304,4 +306,56 @@ pub struct AuditRecord {
 pub struct AuditFilter {
     pub resource_type: Option<String>,
     pub resource_id: Option<uuid::Uuid>,
+}
+
+/// Where vectors live: vectors of two spaces are never compared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmbeddingSpace {
+    /// A slug, e.g. `local-minilm-l6-v2`.
+    pub id: String,
+    pub provider: String,
+    pub model: String,
+    pub dimensions: u32,
+    /// Vectors are L2-normalised (cosine distance then equals a dot product).
+    pub normalized: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Collection {
+    pub id: CollectionId,
+    pub tenant_id: TenantId,
+    pub name: Name,
+    pub description: String,
+    pub space: EmbeddingSpace,
+    /// The generation searches read; re-embedding switches it when the new one is complete.
+    pub active_generation: GenerationId,
+    pub document_count: i64,
+    pub byte_count: i64,
+    pub last_active_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub deleted_by: Option<uuid::Uuid>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewCollection {
+    pub id: CollectionId,
+    pub name: Name,
+    pub description: String,
+    pub space_id: String,
+    pub generation: GenerationId,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CollectionChanges {
+    pub name: Option<Name>,
+    pub description: Option<String>,
+}
+
+impl CollectionChanges {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }

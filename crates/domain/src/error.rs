@@ -100,6 +100,7 @@ pub enum Resource {
     User,
     Agent,
     ApiKey,
+    Collection,
 }
 
 impl Resource {
@@ -110,6 +111,7 @@ impl Resource {
             Self::User => "user",
             Self::Agent => "agent",
             Self::ApiKey => "api_key",
+            Self::Collection => "collection",
         }
     }
 }

@@ -79,3 +79,11 @@ typed_id!(
     /// A chain of refresh tokens born from one login; reuse of a rotated member revokes all of it.
     TokenFamilyId
 );
+typed_id!(CollectionId);
+typed_id!(
+    /// One embedding of a collection's documents in one space; re-embedding makes a new one.
+    GenerationId
+);
+typed_id!(DocumentId);
+typed_id!(ChunkId);
+typed_id!(JobId);

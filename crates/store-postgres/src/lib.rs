@@ -9,6 +9,7 @@
 //! SeaORM models never leave this crate: rows are read into private structs and converted to
 //! domain entities, and driver errors become [`domain::ports::StoreError`].
 
+mod collections;
 mod error;
 mod platform;
 mod rows;

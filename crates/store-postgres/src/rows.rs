@@ -3,11 +3,14 @@
 
 use chrono::{DateTime, Utc};
 use domain::entities::{
-    Agent, ApiKey, AuditRecord, Tenant, TenantStatus, User, UserCredentials, UserStatus,
+    Agent, ApiKey, AuditRecord, Collection, EmbeddingSpace, Tenant, TenantStatus, User,
+    UserCredentials, UserStatus,
 };
 use domain::ports::StoreError;
 use domain::values::{Email, MaxTokens, ModelRef, Name, Slug, Temperature};
-use domain::{AgentId, ApiKeyId, AuditEntryId, Role, Scopes, TenantId, UserId};
+use domain::{
+    AgentId, ApiKeyId, AuditEntryId, CollectionId, GenerationId, Role, Scopes, TenantId, UserId,
+};
 use sea_orm::FromQueryResult;
 use uuid::Uuid;
 
@@ -211,4 +214,87 @@ where
     T: TryFrom<R, Error = StoreError>,
 {
     rows.into_iter().map(T::try_from).collect()
+}
+
+#[derive(Debug, FromQueryResult)]
+pub(crate) struct SpaceRow {
+    id: String,
+    provider: String,
+    model: String,
+    dimensions: i32,
+    normalized: bool,
+}
+
+impl TryFrom<SpaceRow> for EmbeddingSpace {
+    type Error = StoreError;
+    fn try_from(r: SpaceRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: r.id,
+            provider: r.provider,
+            model: r.model,
+            dimensions: u32::try_from(r.dimensions)
+                .map_err(|e| corrupt("embedding space", e.to_string()))?,
+            normalized: r.normalized,
+        })
+    }
+}
+
+/// Selects collections (`c`, a table or CTE of collection rows) with their space.
+pub(crate) fn collection_select(from: &str) -> String {
+    format!(
+        "SELECT c.tenant_id, c.id, c.name, c.description, c.active_generation_id, c.document_count,
+                c.byte_count, c.last_active_at, c.created_at, c.updated_at, c.deleted_at, c.deleted_by,
+                s.id AS space_id, s.provider AS space_provider, s.model AS space_model,
+                s.dimensions AS space_dimensions, s.normalized AS space_normalized
+         FROM {from} c JOIN embedding_spaces s ON s.id = c.space_id"
+    )
+}
+
+#[derive(Debug, FromQueryResult)]
+pub(crate) struct CollectionRow {
+    tenant_id: Uuid,
+    id: Uuid,
+    name: String,
+    description: String,
+    active_generation_id: Uuid,
+    document_count: i64,
+    byte_count: i64,
+    last_active_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
+    deleted_by: Option<Uuid>,
+    space_id: String,
+    space_provider: String,
+    space_model: String,
+    space_dimensions: i32,
+    space_normalized: bool,
+}
+
+impl TryFrom<CollectionRow> for Collection {
+    type Error = StoreError;
+    fn try_from(r: CollectionRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: CollectionId::from_uuid(r.id),
+            tenant_id: TenantId::from_uuid(r.tenant_id),
+            name: Name::parse(&r.name).map_err(|e| corrupt("collection", e))?,
+            description: r.description,
+            space: SpaceRow {
+                id: r.space_id,
+                provider: r.space_provider,
+                model: r.space_model,
+                dimensions: r.space_dimensions,
+                normalized: r.space_normalized,
+            }
+            .try_into()?,
+            active_generation: GenerationId::from_uuid(r.active_generation_id),
+            document_count: r.document_count,
+            byte_count: r.byte_count,
+            last_active_at: r.last_active_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            deleted_at: r.deleted_at,
+            deleted_by: r.deleted_by,
+        })
+    }
 }

@@ -3,12 +3,13 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::entities::{
-    Agent, AgentChanges, AgentFilter, ApiKey, AuditEntry, AuditFilter, AuditRecord, NewAgent,
-    NewApiKey, NewUser, Tenant, User, UserChanges, UserCredentials,
+    Agent, AgentChanges, AgentFilter, ApiKey, AuditEntry, AuditFilter, AuditRecord, EmbeddingSpace,
+    NewAgent, NewApiKey, NewUser, Tenant, User, UserChanges, UserCredentials,
 };
 use domain::page::{Page, PageRequest};
 use domain::ports::{
-    AgentRepo, ApiKeyRepo, AuditLog, Store, StoreResult, TenantRepo, TenantTx, UserRepo,
+    AgentRepo, ApiKeyRepo, AuditLog, CollectionRepo, Store, StoreResult, TenantRepo, TenantTx,
+    UserRepo,
 };
 use domain::values::{Email, Name};
 use domain::{Actor, AgentId, ApiKeyId, Scope, TenantId, UserId};
@@ -20,8 +21,8 @@ use uuid::Uuid;
 
 use crate::error::map;
 use crate::rows::{
-    AGENT_COLUMNS, API_KEY_COLUMNS, AUDIT_COLUMNS, AgentRow, ApiKeyRow, AuditRow, TENANT_COLUMNS,
-    TenantRow, USER_COLUMNS, UserRow, convert,
+    AGENT_COLUMNS, API_KEY_COLUMNS, AUDIT_COLUMNS, AgentRow, ApiKeyRow, AuditRow, SpaceRow,
+    TENANT_COLUMNS, TenantRow, USER_COLUMNS, UserRow, convert,
 };
 
 /// Opens tenant units of work on a pool of the application role.
@@ -56,11 +57,21 @@ impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
         self.db.ping().await.map_err(map)
     }
+
+    async fn spaces(&self) -> StoreResult<Vec<EmbeddingSpace>> {
+        let rows = fetch_all::<SpaceRow>(
+            &self.db,
+            "SELECT id, provider, model, dimensions, normalized FROM embedding_spaces ORDER BY id",
+            vec![],
+        )
+        .await?;
+        convert(rows)
+    }
 }
 
 /// A transaction with `app.tenant_id` set. Dropped without commit, SeaORM rolls it back.
 pub struct PgTx {
-    tx: DatabaseTransaction,
+    pub(crate) tx: DatabaseTransaction,
     tenant: TenantId,
 }
 
@@ -101,7 +112,7 @@ pub(crate) async fn execute(
         .map_err(map)
 }
 
-fn limit(page: PageRequest) -> Value {
+pub(crate) fn limit(page: PageRequest) -> Value {
     i64::try_from(page.fetch_limit()).unwrap_or(i64::MAX).into()
 }
 
@@ -115,7 +126,7 @@ fn contains_pattern(q: &str) -> String {
 }
 
 impl PgTx {
-    fn t(&self) -> Value {
+    pub(crate) fn t(&self) -> Value {
         self.tenant.as_uuid().into()
     }
 }
@@ -135,6 +146,9 @@ impl TenantTx for PgTx {
         self
     }
     fn agents(&mut self) -> &mut dyn AgentRepo {
+        self
+    }
+    fn collections(&mut self) -> &mut dyn CollectionRepo {
         self
     }
     fn audit(&mut self) -> &mut dyn AuditLog {

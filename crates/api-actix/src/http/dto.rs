@@ -389,3 +389,78 @@ pub struct HealthDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SpaceDto {
+    /// e.g. `local-minilm-l6-v2`.
+    pub id: String,
+    /// `local` or `openai`.
+    pub provider: String,
+    pub model: String,
+    pub dimensions: u32,
+}
+
+impl From<domain::entities::EmbeddingSpace> for SpaceDto {
+    fn from(s: domain::entities::EmbeddingSpace) -> Self {
+        Self {
+            id: s.id,
+            provider: s.provider,
+            model: s.model,
+            dimensions: s.dimensions,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SpaceList {
+    pub items: Vec<SpaceDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionDto {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub space: SpaceDto,
+    pub document_count: i64,
+    pub byte_count: i64,
+    pub last_active_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<domain::entities::Collection> for CollectionDto {
+    fn from(c: domain::entities::Collection) -> Self {
+        Self {
+            id: c.id.as_uuid(),
+            name: c.name.into_string(),
+            description: c.description,
+            space: c.space.into(),
+            document_count: c.document_count,
+            byte_count: c.byte_count,
+            last_active_at: c.last_active_at,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            deleted_at: c.deleted_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollectionRequest {
+    pub name: String,
+    pub description: Option<String>,
+    /// An id from `GET /v1/spaces`; the local MiniLM space when omitted.
+    pub space_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchCollectionRequest {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// Refused (422): the space changes only by re-embedding.
+    pub space_id: Option<String>,
+}

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::routes::{agents, api_keys, audit, auth, ops, tenants, users};
+use crate::http::routes::{agents, api_keys, audit, auth, collections, ops, tenants, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,8 @@ use crate::http::routes::{agents, api_keys, audit, auth, ops, tenants, users};
         users::create, users::list, users::get, users::update, users::delete, users::restore, users::purge,
         api_keys::create, api_keys::list, api_keys::revoke,
         agents::create, agents::list, agents::get, agents::update, agents::delete, agents::restore, agents::purge,
+        collections::spaces, collections::create, collections::list, collections::get,
+        collections::update, collections::delete, collections::restore, collections::purge,
         audit::list,
         ops::healthz, ops::readyz,
     ),
@@ -31,6 +33,7 @@ use crate::http::routes::{agents, api_keys, audit, auth, ops, tenants, users};
         (name = "users", description = "The tenant's users (admins)"),
         (name = "api-keys", description = "The tenant's API keys (admins)"),
         (name = "agents", description = "Agents: soft-deletable, restorable, purgeable"),
+        (name = "collections", description = "Knowledge collections and embedding spaces"),
         (name = "audit", description = "The append-only audit log (admins)"),
         (name = "operations", description = "Health and readiness"),
     )

@@ -5,6 +5,7 @@ mod helpers;
 
 mod agents;
 mod auth;
+mod collections;
 mod isolation;
 mod migrations;
 mod platform;

@@ -27,6 +27,12 @@ async fn up_down_to_zero_and_up_again() {
         "agents",
         "api_keys",
         "audit_log",
+        "chunks",
+        "collections",
+        "documents",
+        "embedding_spaces",
+        "generations",
+        "jobs",
         "platform_keys",
         "tenants",
         "users",
@@ -73,7 +79,20 @@ async fn every_tenant_table_forces_row_level_security() {
         .await
         .unwrap();
     let names: Vec<String> = rows.iter().map(|r| r.try_get("", "t").unwrap()).collect();
-    assert_eq!(names, ["agents", "api_keys", "audit_log", "users"]);
+    assert_eq!(
+        names,
+        [
+            "agents",
+            "api_keys",
+            "audit_log",
+            "chunks",
+            "collections",
+            "documents",
+            "generations",
+            "jobs",
+            "users"
+        ]
+    );
     for row in rows {
         assert!(row.try_get::<bool>("", "enabled").unwrap());
         assert!(row.try_get::<bool>("", "forced").unwrap());

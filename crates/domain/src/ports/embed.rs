@@ -5,7 +5,11 @@ use async_trait::async_trait;
 pub enum EmbedError {
     /// A text is longer than the model's window; chunking must have failed to keep it small.
     #[error("text {index} has {tokens} tokens; the model takes at most {max}")]
-    TooLong { index: usize, tokens: usize, max: usize },
+    TooLong {
+        index: usize,
+        tokens: usize,
+        max: usize,
+    },
     /// The provider refused or failed after retries (rate limits, server errors, timeouts).
     #[error("embedding provider failed: {0}")]
     Provider(String),

@@ -2,12 +2,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::entities::{
-    Agent, AgentChanges, AgentFilter, ApiKey, AuditEntry, AuditFilter, AuditRecord, KeyOwner,
-    NewAgent, NewApiKey, NewUser, PlatformKey, Tenant, TenantStatus, User, UserChanges,
-    UserCredentials,
+    Agent, AgentChanges, AgentFilter, ApiKey, AuditEntry, AuditFilter, AuditRecord, Collection,
+    CollectionChanges, EmbeddingSpace, KeyOwner, NewAgent, NewApiKey, NewCollection, NewUser,
+    PlatformKey, Tenant, TenantStatus, User, UserChanges, UserCredentials,
 };
 use crate::error::{Conflict, Error};
-use crate::ids::{AgentId, ApiKeyId, PlatformKeyId, TenantId, UserId};
+use crate::ids::{AgentId, ApiKeyId, CollectionId, PlatformKeyId, TenantId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::principal::Actor;
 use crate::values::{Email, Name, Slug};
@@ -49,6 +49,12 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// [`StoreError::Internal`] when it does not.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The embedding spaces this server offers (platform-wide, not tenant data).
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn spaces(&self) -> StoreResult<Vec<EmbeddingSpace>>;
 }
 
 /// A transaction bound to one tenant. Its repositories need no tenant argument and cannot reach
@@ -60,6 +66,7 @@ pub trait TenantTx: Send {
     fn users(&mut self) -> &mut dyn UserRepo;
     fn api_keys(&mut self) -> &mut dyn ApiKeyRepo;
     fn agents(&mut self) -> &mut dyn AgentRepo;
+    fn collections(&mut self) -> &mut dyn CollectionRepo;
     fn audit(&mut self) -> &mut dyn AuditLog;
 
     /// # Errors
@@ -202,6 +209,70 @@ pub trait AgentRepo: Send {
     /// # Errors
     /// [`StoreError::Internal`] on storage failure.
     async fn purge(&mut self, id: AgentId) -> StoreResult<bool>;
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait CollectionRepo: Send {
+    /// Creates the collection with its first (active, empty) generation.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn insert(
+        &mut self,
+        collection: &NewCollection,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Collection>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn get(
+        &mut self,
+        id: CollectionId,
+        include_deleted: bool,
+    ) -> StoreResult<Option<Collection>>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn list(
+        &mut self,
+        include_deleted: bool,
+        page: PageRequest,
+    ) -> StoreResult<Page<Collection>>;
+
+    /// Changes a live collection; `None` when there is none with that id.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn update(
+        &mut self,
+        id: CollectionId,
+        changes: &CollectionChanges,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Collection>>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn soft_delete(
+        &mut self,
+        id: CollectionId,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn restore(
+        &mut self,
+        id: CollectionId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Collection>>;
+
+    /// Removes the collection and everything in it (generations, documents, chunks, jobs).
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn purge(&mut self, id: CollectionId) -> StoreResult<bool>;
 }
 
 /// The append-only audit log. There is no update or delete: the database refuses them too.

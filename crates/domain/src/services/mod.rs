@@ -6,6 +6,7 @@ mod agents;
 mod api_keys;
 mod audit;
 mod auth;
+mod collections;
 mod tenants;
 mod users;
 
@@ -13,6 +14,7 @@ pub use agents::{AgentDraft, AgentPatch, AgentService};
 pub use api_keys::{ApiKeyService, CreatedApiKey};
 pub use audit::AuditService;
 pub use auth::{API_KEY_PREFIX, AuthPolicy, AuthPorts, AuthService, TokenPair, revocation_ttl};
+pub use collections::{CollectionPatch, CollectionService};
 pub use tenants::{ProvisionedTenant, TenantService};
 pub use users::{UserDraft, UserPatch, UserService};
 

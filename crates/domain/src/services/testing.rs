@@ -10,8 +10,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use crate::entities::{Agent, NewAgent, NewUser, User, UserStatus};
 use crate::ids::{ApiKeyId, TenantId, TokenFamilyId, TokenId, UserId};
 use crate::ports::{
-    AgentRepo, ApiKeyRepo, AuditLog, Clock, MockAgentRepo, MockApiKeyRepo, MockAuditLog, MockClock,
-    MockTenantRepo, MockUserRepo, Store, StoreError, StoreResult, TenantRepo, TenantTx, UserRepo,
+    AgentRepo, ApiKeyRepo, AuditLog, Clock, CollectionRepo, MockAgentRepo, MockApiKeyRepo,
+    MockAuditLog, MockClock, MockCollectionRepo, MockTenantRepo, MockUserRepo, Store, StoreError,
+    StoreResult, TenantRepo, TenantTx, UserRepo,
 };
 use crate::principal::{Principal, Role, Scopes, SessionToken};
 
@@ -21,6 +22,7 @@ pub struct FakeTx {
     pub users: MockUserRepo,
     pub api_keys: MockApiKeyRepo,
     pub agents: MockAgentRepo,
+    pub collections: MockCollectionRepo,
     pub audit: MockAuditLog,
     committed: Arc<AtomicBool>,
 }
@@ -33,6 +35,7 @@ impl FakeTx {
             users: MockUserRepo::new(),
             api_keys: MockApiKeyRepo::new(),
             agents: MockAgentRepo::new(),
+            collections: MockCollectionRepo::new(),
             audit: MockAuditLog::new(),
             committed: Arc::new(AtomicBool::new(false)),
         }
@@ -55,6 +58,9 @@ impl TenantTx for FakeTx {
     }
     fn agents(&mut self) -> &mut dyn AgentRepo {
         &mut self.agents
+    }
+    fn collections(&mut self) -> &mut dyn CollectionRepo {
+        &mut self.collections
     }
     fn audit(&mut self) -> &mut dyn AuditLog {
         &mut self.audit
@@ -91,6 +97,10 @@ impl Store for FakeStore {
 
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
+    }
+
+    async fn spaces(&self) -> StoreResult<Vec<crate::entities::EmbeddingSpace>> {
+        Ok(vec![minilm_space()])
     }
 }
 
@@ -179,5 +189,15 @@ pub fn sample_user(tenant: TenantId, new: &NewUser) -> User {
         updated_at: now(),
         deleted_at: None,
         deleted_by: None,
+    }
+}
+
+pub fn minilm_space() -> crate::entities::EmbeddingSpace {
+    crate::entities::EmbeddingSpace {
+        id: "local-minilm-l6-v2".into(),
+        provider: "local".into(),
+        model: "all-MiniLM-L6-v2".into(),
+        dimensions: 384,
+        normalized: true,
     }
 }

@@ -7,6 +7,7 @@ pub mod agents;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod collections;
 pub mod ops;
 pub mod tenants;
 pub mod users;
@@ -79,6 +80,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(
                     resource("/agents/{id}/purge", "DELETE").route(web::delete().to(agents::purge)),
+                )
+                .service(resource("/spaces", "GET").route(web::get().to(collections::spaces)))
+                .service(
+                    resource("/collections", "GET, POST")
+                        .route(web::post().to(collections::create))
+                        .route(web::get().to(collections::list)),
+                )
+                .service(
+                    resource("/collections/{id}", "GET, PATCH, DELETE")
+                        .route(web::get().to(collections::get))
+                        .route(web::patch().to(collections::update))
+                        .route(web::delete().to(collections::delete)),
+                )
+                .service(
+                    resource("/collections/{id}/restore", "POST")
+                        .route(web::post().to(collections::restore)),
+                )
+                .service(
+                    resource("/collections/{id}/purge", "DELETE")
+                        .route(web::delete().to(collections::purge)),
                 )
                 .service(resource("/audit", "GET").route(web::get().to(audit::list))),
         );

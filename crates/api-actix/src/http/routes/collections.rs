@@ -1,0 +1,174 @@
+use actix_web::{HttpResponse, web};
+use domain::CollectionId;
+use domain::services::CollectionPatch;
+
+use crate::http::dto::{
+    CollectionDto, CreateCollectionRequest, List, PatchCollectionRequest, SpaceList,
+};
+use crate::http::error::ApiResult;
+use crate::http::extract::{Body, Caller, PageQuery, parse_id};
+use crate::http::responses::{
+    Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
+};
+use crate::http::routes::users::ListParams;
+use crate::state::AppState;
+
+/// The embedding spaces this server offers.
+#[utoipa::path(
+    get, path = "/v1/spaces", tag = "collections",
+    responses((status = 200, description = "The spaces", body = SpaceList), Unauthorized, Forbidden, Internal),
+    security(("bearer" = []))
+)]
+pub async fn spaces(state: web::Data<AppState>, caller: Caller) -> ApiResult<web::Json<SpaceList>> {
+    let spaces = state.collections.spaces(&caller.0).await?;
+    Ok(web::Json(SpaceList {
+        items: spaces.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Create a collection in an embedding space (default: the local MiniLM space).
+#[utoipa::path(
+    post, path = "/v1/collections", tag = "collections",
+    request_body = CreateCollectionRequest,
+    responses(
+        (status = 201, description = "Created", body = CollectionDto),
+        Unauthorized, Forbidden, Invalid, TooLarge, Unsupported, Internal
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Body<CreateCollectionRequest>,
+) -> ApiResult<HttpResponse> {
+    let req = body.0;
+    let collection = state
+        .collections
+        .create(
+            &caller.0,
+            &req.name,
+            req.description.as_deref(),
+            req.space_id.as_deref(),
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(CollectionDto::from(collection)))
+}
+
+/// List collections, newest first.
+#[utoipa::path(
+    get, path = "/v1/collections", tag = "collections",
+    params(PageQuery, ("include_deleted" = Option<bool>, Query, description = "Also list soft-deleted collections (admins)")),
+    responses((status = 200, description = "A page of collections", body = List<CollectionDto>), Unauthorized, Forbidden, Invalid, Internal),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ListParams>,
+) -> ApiResult<web::Json<List<CollectionDto>>> {
+    let page = query.page().to_request()?;
+    let found = state
+        .collections
+        .list(&caller.0, query.include_deleted, page)
+        .await?;
+    Ok(web::Json(List::from_page(found, CollectionDto::from)))
+}
+
+/// A collection.
+#[utoipa::path(
+    get, path = "/v1/collections/{id}", tag = "collections",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The collection", body = CollectionDto), Unauthorized, Forbidden, NotFound, Internal),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<CollectionDto>> {
+    let id: CollectionId = parse_id(&id, "collection")?;
+    Ok(web::Json(
+        state.collections.get(&caller.0, id).await?.into(),
+    ))
+}
+
+/// Rename or describe a collection; its space cannot change here (422: re-embed instead).
+#[utoipa::path(
+    patch, path = "/v1/collections/{id}", tag = "collections",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = PatchCollectionRequest,
+    responses(
+        (status = 200, description = "The collection", body = CollectionDto),
+        Unauthorized, Forbidden, NotFound, Invalid, TooLarge, Unsupported, Internal
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: Body<PatchCollectionRequest>,
+) -> ApiResult<web::Json<CollectionDto>> {
+    let id: CollectionId = parse_id(&id, "collection")?;
+    let req = body.0;
+    let patch = CollectionPatch {
+        name: req.name,
+        description: req.description,
+        space_id: req.space_id,
+    };
+    Ok(web::Json(
+        state.collections.update(&caller.0, id, patch).await?.into(),
+    ))
+}
+
+/// Soft-delete a collection; its documents leave search at once.
+#[utoipa::path(
+    delete, path = "/v1/collections/{id}", tag = "collections",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Internal),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id: CollectionId = parse_id(&id, "collection")?;
+    state.collections.delete(&caller.0, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Restore a soft-deleted collection.
+#[utoipa::path(
+    post, path = "/v1/collections/{id}/restore", tag = "collections",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "Restored", body = CollectionDto), Unauthorized, Forbidden, NotFound, Internal),
+    security(("bearer" = []))
+)]
+pub async fn restore(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<CollectionDto>> {
+    let id: CollectionId = parse_id(&id, "collection")?;
+    Ok(web::Json(
+        state.collections.restore(&caller.0, id).await?.into(),
+    ))
+}
+
+/// Remove a collection and everything in it for good (admins).
+#[utoipa::path(
+    delete, path = "/v1/collections/{id}/purge", tag = "collections",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204, description = "Purged"), Unauthorized, Forbidden, NotFound, Internal),
+    security(("bearer" = []))
+)]
+pub async fn purge(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id: CollectionId = parse_id(&id, "collection")?;
+    state.collections.purge(&caller.0, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,292 @@
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::entities::{
+    AuditAction, AuditEntry, Collection, CollectionChanges, EmbeddingSpace, NewCollection,
+};
+use crate::error::{Error, Resource, Validator};
+use crate::ids::{CollectionId, GenerationId};
+use crate::page::{Page, PageRequest};
+use crate::ports::{Clock, Store};
+use crate::principal::{Principal, Scope};
+use crate::values::{self, Name};
+
+const RESOURCE: &str = "collection";
+const MAX_DESCRIPTION: usize = 2_000;
+
+/// A partial change as asked for; `space_id` is accepted only to refuse it with a clear message.
+#[derive(Clone, Debug, Default)]
+pub struct CollectionPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub space_id: Option<String>,
+}
+
+pub struct CollectionService {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    default_space: String,
+}
+
+impl CollectionService {
+    /// `default_space` is the space of collections created without one.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        default_space: impl Into<String>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            default_space: default_space.into(),
+        }
+    }
+
+    /// The embedding spaces collections can be created in.
+    ///
+    /// # Errors
+    /// `Forbidden` for platform keys.
+    pub async fn spaces(&self, who: &Principal) -> Result<Vec<EmbeddingSpace>, Error> {
+        who.tenant()?;
+        Ok(self.store.spaces().await?)
+    }
+
+    /// # Errors
+    /// Validation (an unknown space names `space_id`), `Forbidden` without the write scope.
+    pub async fn create(
+        &self,
+        who: &Principal,
+        name: &str,
+        description: Option<&str>,
+        space_id: Option<&str>,
+    ) -> Result<Collection, Error> {
+        let tenant = who.tenant_with(Scope::Write)?;
+        let mut v = Validator::new();
+        let name = v.check("name", Name::parse(name));
+        let description = v.check(
+            "description",
+            values::bounded_text(description.unwrap_or(""), MAX_DESCRIPTION),
+        );
+        let space_id = space_id.unwrap_or(&self.default_space).to_owned();
+        if !self.store.spaces().await?.iter().any(|s| s.id == space_id) {
+            v.push(
+                "space_id",
+                format!("no embedding space {space_id:?}; see GET /v1/spaces"),
+            );
+        }
+        v.finish()?;
+        let (Some(name), Some(description)) = (name, description) else {
+            return Err(Error::internal("validator passed with a missing field"));
+        };
+        let new = NewCollection {
+            id: CollectionId::new(),
+            name,
+            description,
+            space_id,
+            generation: GenerationId::new(),
+        };
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let collection = tx.collections().insert(&new, now).await?;
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Created,
+            RESOURCE,
+            collection.id.as_uuid(),
+            json!({"name": collection.name.as_str(), "space_id": collection.space.id}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(collection)
+    }
+
+    /// # Errors
+    /// `NotFound` when absent, deleted or another tenant's.
+    pub async fn get(&self, who: &Principal, id: CollectionId) -> Result<Collection, Error> {
+        let tenant = who.tenant_with(Scope::Read)?;
+        let mut tx = self.store.begin(tenant).await?;
+        let found = tx.collections().get(id, false).await?;
+        tx.commit().await?;
+        found.ok_or(Error::NotFound(Resource::Collection))
+    }
+
+    /// # Errors
+    /// `Forbidden` when a non-admin asks for deleted rows.
+    pub async fn list(
+        &self,
+        who: &Principal,
+        include_deleted: bool,
+        page: PageRequest,
+    ) -> Result<Page<Collection>, Error> {
+        let tenant = who.tenant_with(if include_deleted {
+            Scope::Admin
+        } else {
+            Scope::Read
+        })?;
+        let mut tx = self.store.begin(tenant).await?;
+        let found = tx.collections().list(include_deleted, page).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    /// # Errors
+    /// Validation (the space cannot change: re-embed instead), `NotFound`.
+    pub async fn update(
+        &self,
+        who: &Principal,
+        id: CollectionId,
+        patch: CollectionPatch,
+    ) -> Result<Collection, Error> {
+        let tenant = who.tenant_with(Scope::Write)?;
+        let mut v = Validator::new();
+        if patch.space_id.is_some() {
+            v.push(
+                "space_id",
+                "the space of a collection cannot change; POST /v1/collections/{id}/reembed",
+            );
+        }
+        let changes = CollectionChanges {
+            name: patch.name.and_then(|n| v.check("name", Name::parse(&n))),
+            description: patch
+                .description
+                .and_then(|d| v.check("description", values::bounded_text(&d, MAX_DESCRIPTION))),
+        };
+        v.finish()?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        if changes.is_empty() {
+            let found = tx.collections().get(id, false).await?;
+            tx.commit().await?;
+            return found.ok_or(Error::NotFound(Resource::Collection));
+        }
+        let collection = tx
+            .collections()
+            .update(id, &changes, now)
+            .await?
+            .ok_or(Error::NotFound(Resource::Collection))?;
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Updated,
+            RESOURCE,
+            id.as_uuid(),
+            json!({"name_changed": changes.name.is_some(), "description_changed": changes.description.is_some()}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(collection)
+    }
+
+    /// Soft-deletes the collection; its documents leave search at once.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn delete(&self, who: &Principal, id: CollectionId) -> Result<(), Error> {
+        let tenant = who.tenant_with(Scope::Write)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        if !tx.collections().soft_delete(id, who.actor(), now).await? {
+            return Err(Error::NotFound(Resource::Collection));
+        }
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Deleted,
+            RESOURCE,
+            id.as_uuid(),
+            json!({}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// `NotFound` when there is no deleted collection with that id.
+    pub async fn restore(&self, who: &Principal, id: CollectionId) -> Result<Collection, Error> {
+        let tenant = who.tenant_with(Scope::Write)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let collection = tx
+            .collections()
+            .restore(id, now)
+            .await?
+            .ok_or(Error::NotFound(Resource::Collection))?;
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Restored,
+            RESOURCE,
+            id.as_uuid(),
+            json!({}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(collection)
+    }
+
+    /// Removes the collection and all it holds for good (admins).
+    ///
+    /// # Errors
+    /// `Forbidden` without the admin scope, `NotFound`.
+    pub async fn purge(&self, who: &Principal, id: CollectionId) -> Result<(), Error> {
+        let tenant = who.tenant_with(Scope::Admin)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        if !tx.collections().purge(id).await? {
+            return Err(Error::NotFound(Resource::Collection));
+        }
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Purged,
+            RESOURCE,
+            id.as_uuid(),
+            json!({}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::testing::{FakeTx, admin, fixed_clock, member_key_read, store_with};
+
+    #[tokio::test]
+    async fn unknown_spaces_and_space_changes_are_refused() {
+        let (store, _) = store_with(FakeTx::new(crate::TenantId::new()));
+        let service = CollectionService::new(store, fixed_clock(), "local-minilm-l6-v2");
+        match service.create(&admin(), "Docs", None, Some("nope")).await {
+            Err(Error::Validation(fields)) => assert_eq!(fields[0].field, "space_id"),
+            other => panic!("{other:?}"),
+        }
+        let patch = CollectionPatch {
+            space_id: Some("local-minilm-l6-v2".into()),
+            ..CollectionPatch::default()
+        };
+        match service.update(&admin(), CollectionId::new(), patch).await {
+            Err(Error::Validation(fields)) => assert_eq!(fields[0].field, "space_id"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn readers_cannot_create_or_purge() {
+        let (store, _) = store_with(FakeTx::new(crate::TenantId::new()));
+        let service = CollectionService::new(store, fixed_clock(), "local-minilm-l6-v2");
+        let reader = member_key_read();
+        assert!(matches!(
+            service.create(&reader, "Docs", None, None).await,
+            Err(Error::Forbidden(_))
+        ));
+        assert!(matches!(
+            service.purge(&reader, CollectionId::new()).await,
+            Err(Error::Forbidden(_))
+        ));
+    }
+}
