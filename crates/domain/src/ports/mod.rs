@@ -6,10 +6,12 @@
 
 mod auth;
 mod embed;
+mod ingest;
 mod store;
 
 pub use auth::*;
 pub use embed::*;
+pub use ingest::*;
 pub use store::*;
 
 use chrono::{DateTime, Utc};

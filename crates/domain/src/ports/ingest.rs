@@ -1,0 +1,113 @@
+use async_trait::async_trait;
+
+use crate::ports::{EmbedError, Embedder};
+
+/// The formats documents are accepted in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ContentType {
+    PlainText,
+    Markdown,
+    Html,
+    Pdf,
+}
+
+impl ContentType {
+    #[must_use]
+    pub const fn mime(self) -> &'static str {
+        match self {
+            Self::PlainText => "text/plain",
+            Self::Markdown => "text/markdown",
+            Self::Html => "text/html",
+            Self::Pdf => "application/pdf",
+        }
+    }
+
+    /// From a MIME type (parameters such as `; charset=utf-8` are ignored).
+    #[must_use]
+    pub fn from_mime(mime: &str) -> Option<Self> {
+        let essence = mime
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "text/plain" => Some(Self::PlainText),
+            "text/markdown" | "text/x-markdown" => Some(Self::Markdown),
+            "text/html" => Some(Self::Html),
+            "application/pdf" => Some(Self::Pdf),
+            _ => None,
+        }
+    }
+
+    /// From a file name's extension (`.txt`, `.md`, `.html`, `.pdf`).
+    #[must_use]
+    pub fn from_file_name(name: &str) -> Option<Self> {
+        let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+        match ext.as_str() {
+            "txt" | "text" => Some(Self::PlainText),
+            "md" | "markdown" => Some(Self::Markdown),
+            "html" | "htm" => Some(Self::Html),
+            "pdf" => Some(Self::Pdf),
+            _ => None,
+        }
+    }
+}
+
+/// Why a document's text could not be had.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    #[error("the content is not valid UTF-8 (at byte {0})")]
+    InvalidUtf8(usize),
+    #[error("the document contains no text")]
+    Empty,
+    #[error("the document is corrupt or unreadable: {0}")]
+    Corrupt(String),
+    #[error("text extraction took longer than {0} s")]
+    TimedOut(u64),
+    #[error("text extraction failed: {0}")]
+    Internal(String),
+}
+
+/// Turns an uploaded document into plain text. Parsing untrusted files (PDF above all) is kept
+/// away from the worker: a malformed file may only fail its own job.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait TextExtractor: Send + Sync {
+    /// # Errors
+    /// [`ExtractError`] for invalid, empty, corrupt or too slow documents.
+    async fn extract(
+        &self,
+        content_type: ContentType,
+        bytes: Vec<u8>,
+    ) -> Result<String, ExtractError>;
+}
+
+/// One piece of a document, small enough for the embedding model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextChunk {
+    /// 0, 1, 2… in document order.
+    pub position: u32,
+    pub content: String,
+    /// In the embedder's own tokens (special tokens excluded); never above the chunk limit.
+    pub token_count: usize,
+}
+
+/// Splits text into overlapping chunks measured in an embedder's tokens.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Chunker: Send + Sync {
+    /// Chunks of at most `max_tokens` tokens of `embedder`'s tokenizer, consecutive chunks sharing
+    /// about `overlap` tokens, split at the most meaningful boundary that fits (paragraph,
+    /// sentence, word). Never truncates: every character of `text` other than the whitespace
+    /// between chunks is in some chunk.
+    ///
+    /// # Errors
+    /// [`EmbedError`] when the tokenizer fails.
+    fn chunk(
+        &self,
+        text: &str,
+        embedder: &dyn Embedder,
+        max_tokens: usize,
+        overlap: usize,
+    ) -> Result<Vec<TextChunk>, EmbedError>;
+}
