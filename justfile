@@ -36,8 +36,12 @@ run: migrate
     echo "Serving on http://${AGENTIC_BIND:-127.0.0.1:8080} (docs at /docs)"
     exec ./target/debug/agentic serve
 
+# Download the local models (all-MiniLM-L6-v2, SmolLM2) into .local/models, idempotently.
+models:
+    deploy/local/models.sh
+
 # Services, then the whole test suite (unit and integration) with cargo-nextest.
-test: services
+test: services models
     #!/usr/bin/env bash
     set -euo pipefail
     source .local/env

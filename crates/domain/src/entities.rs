@@ -4,8 +4,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::ids::{
-    AgentId, ApiKeyId, AuditEntryId, CollectionId, GenerationId, PlatformKeyId, TenantId, UserId,
+    AgentId, ApiKeyId, AuditEntryId, CollectionId, DocumentId, GenerationId, JobId, PlatformKeyId,
+    TenantId, UserId,
 };
+use crate::ports::ContentType;
 use crate::principal::{Actor, Role, Scopes};
 use crate::values::{Email, MaxTokens, ModelRef, Name, Slug, Temperature};
 
@@ -358,4 +360,152 @@ impl CollectionChanges {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocumentStatus {
+    Pending,
+    Processing,
+    Ready,
+    Failed,
+}
+
+impl DocumentStatus {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processing => "processing",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// # Errors
+    /// When the text names no status.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "pending" => Ok(Self::Pending),
+            "processing" => Ok(Self::Processing),
+            "ready" => Ok(Self::Ready),
+            "failed" => Ok(Self::Failed),
+            _ => Err(format!("unknown document status {text:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    pub id: DocumentId,
+    pub tenant_id: TenantId,
+    pub collection_id: CollectionId,
+    pub title: Name,
+    pub content_type: ContentType,
+    pub metadata: Value,
+    /// SHA-256 of the uploaded bytes.
+    pub content_hash: Vec<u8>,
+    pub byte_count: i64,
+    pub status: DocumentStatus,
+    pub error: Option<String>,
+    /// The extracted text; read only where asked for (`get`).
+    pub content: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub deleted_by: Option<uuid::Uuid>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewDocument {
+    pub id: DocumentId,
+    pub collection_id: CollectionId,
+    pub title: Name,
+    pub content_type: ContentType,
+    pub metadata: Value,
+    pub content: String,
+    pub content_hash: Vec<u8>,
+    pub byte_count: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    Ingest,
+    Reembed,
+}
+
+impl JobKind {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Reembed => "reembed",
+        }
+    }
+
+    /// # Errors
+    /// When the text names no kind.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "ingest" => Ok(Self::Ingest),
+            "reembed" => Ok(Self::Reembed),
+            _ => Err(format!("unknown job kind {text:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// # Errors
+    /// When the text names no state.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "queued" => Ok(Self::Queued),
+            "running" => Ok(Self::Running),
+            "succeeded" => Ok(Self::Succeeded),
+            "failed" => Ok(Self::Failed),
+            "cancelled" => Ok(Self::Cancelled),
+            _ => Err(format!("unknown job state {text:?}")),
+        }
+    }
+
+    #[must_use]
+    pub const fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub tenant_id: TenantId,
+    pub kind: JobKind,
+    pub state: JobState,
+    pub collection_id: CollectionId,
+    pub document_id: Option<DocumentId>,
+    pub generation_id: Option<GenerationId>,
+    pub progress_done: i32,
+    pub progress_total: i32,
+    pub error: Option<String>,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }

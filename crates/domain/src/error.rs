@@ -67,6 +67,7 @@ pub enum Conflict {
     TenantSlugTaken,
     LastAdmin,
     NotDeleted,
+    DocumentExists,
 }
 
 impl Conflict {
@@ -78,6 +79,7 @@ impl Conflict {
             Self::TenantSlugTaken => "tenant_slug_taken",
             Self::LastAdmin => "last_admin",
             Self::NotDeleted => "not_deleted",
+            Self::DocumentExists => "document_exists",
         }
     }
 
@@ -89,6 +91,9 @@ impl Conflict {
             Self::TenantSlugTaken => "a tenant with this slug already exists",
             Self::LastAdmin => "the tenant must keep at least one active admin",
             Self::NotDeleted => "the resource is not deleted",
+            Self::DocumentExists => {
+                "the collection already holds a live document with this content"
+            }
         }
     }
 }
@@ -101,6 +106,8 @@ pub enum Resource {
     Agent,
     ApiKey,
     Collection,
+    Document,
+    Job,
 }
 
 impl Resource {
@@ -112,6 +119,8 @@ impl Resource {
             Self::Agent => "agent",
             Self::ApiKey => "api_key",
             Self::Collection => "collection",
+            Self::Document => "document",
+            Self::Job => "job",
         }
     }
 }
@@ -130,6 +139,17 @@ pub enum Error {
     /// Authenticated, but the principal may not do this (role, scope, or a disabled account).
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// The document or body is larger than the server accepts.
+    #[error("the content exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    /// A format the server does not read.
+    #[error(
+        "unsupported media type {0:?}; expected text/plain, text/markdown, text/html or application/pdf"
+    )]
+    UnsupportedMediaType(String),
+    /// A dependency such as an embedding provider is not available for this request.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("too many attempts; retry in {retry_after_secs} s")]
     RateLimited { limit: u32, retry_after_secs: u64 },
     /// A dependency (database, cache) failed; the source is logged, never shown.

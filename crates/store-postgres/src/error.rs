@@ -9,6 +9,7 @@ pub(crate) fn map(err: DbErr) -> StoreError {
             ("agents_live_slug", Conflict::AgentSlugTaken),
             ("users_live_email", Conflict::UserEmailTaken),
             ("tenants_slug_key", Conflict::TenantSlugTaken),
+            ("documents_live_content", Conflict::DocumentExists),
         ]
         .into_iter()
         .find_map(|(constraint, conflict)| message.contains(constraint).then_some(conflict));

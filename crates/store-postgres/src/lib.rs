@@ -10,6 +10,7 @@
 //! domain entities, and driver errors become [`domain::ports::StoreError`].
 
 mod collections;
+mod documents;
 mod error;
 mod platform;
 mod rows;

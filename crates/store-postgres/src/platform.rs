@@ -4,10 +4,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::entities::AuditEntry;
+use domain::entities::JobKind;
 use domain::entities::{KeyOwner, NewUser, PlatformKey, Tenant, TenantStatus, User};
-use domain::ports::{NewTenant, PlatformStore, StoreResult};
+use domain::ports::{ClaimedJob, JobQueue, NewTenant, PlatformStore, StoreResult};
 use domain::values::{Name, Slug};
-use domain::{ApiKeyId, PlatformKeyId, TenantId};
+use domain::{ApiKeyId, CollectionId, DocumentId, GenerationId, JobId, PlatformKeyId, TenantId};
 use sea_orm::{DatabaseConnection, FromQueryResult, TransactionTrait};
 use uuid::Uuid;
 
@@ -197,5 +198,63 @@ impl PlatformStore for PgPlatformStore {
             prefix: row.prefix,
             created_at: row.created_at,
         })
+    }
+}
+
+#[derive(FromQueryResult)]
+struct ClaimRow {
+    tenant_id: Uuid,
+    id: Uuid,
+    kind: String,
+    collection_id: Uuid,
+    document_id: Option<Uuid>,
+    generation_id: Option<Uuid>,
+    attempts: i32,
+    max_attempts: i32,
+}
+
+#[async_trait]
+impl JobQueue for PgPlatformStore {
+    async fn claim(
+        &self,
+        worker: &str,
+        lease: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ClaimedJob>> {
+        // SKIP LOCKED lets workers claim side by side; the row lock lasts only this statement.
+        // A running job whose lease ran out belonged to a worker that died: it is taken over.
+        let row = fetch_one::<ClaimRow>(
+            &self.db,
+            "UPDATE jobs SET state = 'running', locked_by = $1,
+                             locked_until = $2 + make_interval(secs => $3::double precision / 1000),
+                             attempts = attempts + 1, updated_at = $2
+             WHERE (tenant_id, id) = (
+                 SELECT tenant_id, id FROM jobs
+                 WHERE (state = 'queued' AND run_at <= $2) OR (state = 'running' AND locked_until < $2)
+                 ORDER BY run_at
+                 LIMIT 1
+                 FOR UPDATE SKIP LOCKED
+             )
+             RETURNING tenant_id, id, kind, collection_id, document_id, generation_id, attempts, max_attempts",
+            vec![
+                worker.into(),
+                now.into(),
+                i64::try_from(lease.as_millis()).unwrap_or(i64::MAX).into(),
+            ],
+        )
+        .await?;
+        row.map(|r| {
+            Ok(ClaimedJob {
+                tenant: TenantId::from_uuid(r.tenant_id),
+                id: JobId::from_uuid(r.id),
+                kind: JobKind::parse(&r.kind).map_err(|e| corrupt("job", e))?,
+                collection_id: CollectionId::from_uuid(r.collection_id),
+                document_id: r.document_id.map(DocumentId::from_uuid),
+                generation_id: r.generation_id.map(GenerationId::from_uuid),
+                attempts: r.attempts,
+                max_attempts: r.max_attempts,
+            })
+        })
+        .transpose()
     }
 }

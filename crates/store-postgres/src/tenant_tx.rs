@@ -151,6 +151,15 @@ impl TenantTx for PgTx {
     fn collections(&mut self) -> &mut dyn CollectionRepo {
         self
     }
+    fn documents(&mut self) -> &mut dyn domain::ports::DocumentRepo {
+        self
+    }
+    fn jobs(&mut self) -> &mut dyn domain::ports::JobRepo {
+        self
+    }
+    fn chunks(&mut self) -> &mut dyn domain::ports::ChunkRepo {
+        self
+    }
     fn audit(&mut self) -> &mut dyn AuditLog {
         self
     }

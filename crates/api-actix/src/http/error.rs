@@ -149,6 +149,20 @@ impl From<Error> for ApiError {
                 }
             }
             Error::Forbidden(reason) => Self::new(StatusCode::FORBIDDEN, "forbidden", reason),
+            Error::TooLarge { limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the content exceeds the limit of {limit} bytes"),
+            ),
+            err @ Error::UnsupportedMediaType(_) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                err.to_string(),
+            ),
+            Error::Unavailable(reason) => {
+                tracing::warn!(%reason, "dependency unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason)
+            }
             Error::RateLimited {
                 limit,
                 retry_after_secs,

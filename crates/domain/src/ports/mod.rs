@@ -7,11 +7,13 @@
 mod auth;
 mod embed;
 mod ingest;
+mod knowledge;
 mod store;
 
 pub use auth::*;
 pub use embed::*;
 pub use ingest::*;
+pub use knowledge::*;
 pub use store::*;
 
 use chrono::{DateTime, Utc};

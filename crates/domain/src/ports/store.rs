@@ -67,6 +67,9 @@ pub trait TenantTx: Send {
     fn api_keys(&mut self) -> &mut dyn ApiKeyRepo;
     fn agents(&mut self) -> &mut dyn AgentRepo;
     fn collections(&mut self) -> &mut dyn CollectionRepo;
+    fn documents(&mut self) -> &mut dyn crate::ports::DocumentRepo;
+    fn jobs(&mut self) -> &mut dyn crate::ports::JobRepo;
+    fn chunks(&mut self) -> &mut dyn crate::ports::ChunkRepo;
     fn audit(&mut self) -> &mut dyn AuditLog;
 
     /// # Errors

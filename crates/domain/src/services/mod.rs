@@ -7,6 +7,9 @@ mod api_keys;
 mod audit;
 mod auth;
 mod collections;
+mod documents;
+mod ingest;
+mod search;
 mod tenants;
 mod users;
 
@@ -15,6 +18,9 @@ pub use api_keys::{ApiKeyService, CreatedApiKey};
 pub use audit::AuditService;
 pub use auth::{API_KEY_PREFIX, AuthPolicy, AuthPorts, AuthService, TokenPair, revocation_ttl};
 pub use collections::{CollectionPatch, CollectionService};
+pub use documents::{DocumentService, Embedders, Upload, Uploaded};
+pub use ingest::{IngestPolicy, IngestWorker};
+pub use search::{SearchRequest, SearchService};
 pub use tenants::{ProvisionedTenant, TenantService};
 pub use users::{UserDraft, UserPatch, UserService};
 

@@ -23,6 +23,9 @@ pub struct FakeTx {
     pub api_keys: MockApiKeyRepo,
     pub agents: MockAgentRepo,
     pub collections: MockCollectionRepo,
+    pub documents: crate::ports::MockDocumentRepo,
+    pub jobs: crate::ports::MockJobRepo,
+    pub chunks: crate::ports::MockChunkRepo,
     pub audit: MockAuditLog,
     committed: Arc<AtomicBool>,
 }
@@ -36,6 +39,9 @@ impl FakeTx {
             api_keys: MockApiKeyRepo::new(),
             agents: MockAgentRepo::new(),
             collections: MockCollectionRepo::new(),
+            documents: crate::ports::MockDocumentRepo::new(),
+            jobs: crate::ports::MockJobRepo::new(),
+            chunks: crate::ports::MockChunkRepo::new(),
             audit: MockAuditLog::new(),
             committed: Arc::new(AtomicBool::new(false)),
         }
@@ -61,6 +67,15 @@ impl TenantTx for FakeTx {
     }
     fn collections(&mut self) -> &mut dyn CollectionRepo {
         &mut self.collections
+    }
+    fn documents(&mut self) -> &mut dyn crate::ports::DocumentRepo {
+        &mut self.documents
+    }
+    fn jobs(&mut self) -> &mut dyn crate::ports::JobRepo {
+        &mut self.jobs
+    }
+    fn chunks(&mut self) -> &mut dyn crate::ports::ChunkRepo {
+        &mut self.chunks
     }
     fn audit(&mut self) -> &mut dyn AuditLog {
         &mut self.audit

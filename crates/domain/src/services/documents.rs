@@ -1,0 +1,368 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::entities::{AuditAction, AuditEntry, Document, Job, JobKind, NewDocument};
+use crate::error::{Error, Resource, Validator};
+use crate::ids::{CollectionId, DocumentId, JobId};
+use crate::page::{Page, PageRequest};
+use crate::ports::{
+    CancelOutcome, Clock, ContentType, Embedder, ExtractError, NewJob, Store, TextExtractor,
+};
+use crate::principal::{Principal, Scope};
+use crate::values::{self, Name};
+
+const RESOURCE: &str = "document";
+
+/// The embedders of the spaces this server can embed in, by space id.
+#[derive(Clone, Default)]
+pub struct Embedders(HashMap<String, Arc<dyn Embedder>>);
+
+impl Embedders {
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, space_id: impl Into<String>, embedder: Arc<dyn Embedder>) {
+        self.0.insert(space_id.into(), embedder);
+    }
+
+    #[must_use]
+    pub fn get(&self, space_id: &str) -> Option<Arc<dyn Embedder>> {
+        self.0.get(space_id).cloned()
+    }
+}
+
+impl std::fmt::Debug for Embedders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+/// An upload as received.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub title: String,
+    /// A MIME type (`text/plain`, `text/markdown`, `text/html`, `application/pdf`).
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    pub metadata: Option<Value>,
+}
+
+/// What an upload did: a new document with its ingestion job, or the existing document with the
+/// same content (no job).
+#[derive(Clone, Debug)]
+pub struct Uploaded {
+    pub document: Document,
+    pub job: Option<Job>,
+}
+
+pub struct DocumentService {
+    store: Arc<dyn Store>,
+    extractor: Arc<dyn TextExtractor>,
+    clock: Arc<dyn Clock>,
+    max_bytes: usize,
+}
+
+impl DocumentService {
+    /// `max_bytes` bounds an uploaded document.
+    pub fn new(
+        store: Arc<dyn Store>,
+        extractor: Arc<dyn TextExtractor>,
+        clock: Arc<dyn Clock>,
+        max_bytes: usize,
+    ) -> Self {
+        Self {
+            store,
+            extractor,
+            clock,
+            max_bytes,
+        }
+    }
+
+    /// Stores a document and queues its ingestion; the same content twice in one collection is
+    /// stored once. Text is extracted here, so a bad file is a clear error on the request.
+    ///
+    /// # Errors
+    /// `TooLarge`, `UnsupportedMediaType`, validation (title, metadata, empty or invalid text),
+    /// `NotFound` for the collection.
+    pub async fn upload(
+        &self,
+        who: &Principal,
+        collection: CollectionId,
+        upload: Upload,
+    ) -> Result<Uploaded, Error> {
+        let tenant = who.tenant_with(Scope::Write)?;
+        if upload.bytes.len() > self.max_bytes {
+            return Err(Error::TooLarge {
+                limit: self.max_bytes,
+            });
+        }
+        let content_type = ContentType::from_mime(&upload.content_type)
+            .ok_or_else(|| Error::UnsupportedMediaType(upload.content_type.clone()))?;
+        let mut v = Validator::new();
+        let title = v.check("title", Name::parse(&upload.title));
+        let metadata = v.check(
+            "metadata",
+            values::metadata(upload.metadata.unwrap_or_else(|| json!({}))),
+        );
+        v.finish()?;
+        let (Some(title), Some(metadata)) = (title, metadata) else {
+            return Err(Error::internal("validator passed with a missing field"));
+        };
+        let byte_count = i64::try_from(upload.bytes.len()).unwrap_or(i64::MAX);
+        let content_hash = Sha256::digest(&upload.bytes).to_vec();
+        let content = self
+            .extractor
+            .extract(content_type, upload.bytes)
+            .await
+            .map_err(extraction_error)?;
+        let new = NewDocument {
+            id: DocumentId::new(),
+            collection_id: collection,
+            title,
+            content_type,
+            metadata,
+            content,
+            content_hash,
+            byte_count,
+        };
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        tx.collections()
+            .get(collection, false)
+            .await?
+            .ok_or(Error::NotFound(Resource::Collection))?;
+        let (document, created) = tx.documents().insert_unless_present(&new, now).await?;
+        if !created {
+            tx.commit().await?;
+            return Ok(Uploaded {
+                document,
+                job: None,
+            });
+        }
+        tx.documents()
+            .count_in_collection(collection, 1, document.byte_count, now)
+            .await?;
+        let job = tx
+            .jobs()
+            .insert(
+                &NewJob {
+                    id: JobId::new(),
+                    kind: JobKind::Ingest,
+                    collection_id: collection,
+                    document_id: Some(document.id),
+                    generation_id: None,
+                },
+                now,
+            )
+            .await?;
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Created,
+            RESOURCE,
+            document.id.as_uuid(),
+            json!({"collection_id": collection.as_uuid(), "title": document.title.as_str(), "bytes": document.byte_count}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(Uploaded {
+            document,
+            job: Some(job),
+        })
+    }
+
+    /// # Errors
+    /// `NotFound`.
+    pub async fn get(&self, who: &Principal, id: DocumentId) -> Result<Document, Error> {
+        let tenant = who.tenant_with(Scope::Read)?;
+        let mut tx = self.store.begin(tenant).await?;
+        let found = tx.documents().get(id, true).await?;
+        tx.commit().await?;
+        found.ok_or(Error::NotFound(Resource::Document))
+    }
+
+    /// # Errors
+    /// `NotFound` for the collection; `Forbidden` when a non-admin asks for deleted rows.
+    pub async fn list(
+        &self,
+        who: &Principal,
+        collection: CollectionId,
+        include_deleted: bool,
+        page: PageRequest,
+    ) -> Result<Page<Document>, Error> {
+        let tenant = who.tenant_with(if include_deleted {
+            Scope::Admin
+        } else {
+            Scope::Read
+        })?;
+        let mut tx = self.store.begin(tenant).await?;
+        tx.collections()
+            .get(collection, false)
+            .await?
+            .ok_or(Error::NotFound(Resource::Collection))?;
+        let found = tx
+            .documents()
+            .list(collection, include_deleted, page)
+            .await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    /// Soft-deletes a document; its chunks leave search at once.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn delete(&self, who: &Principal, id: DocumentId) -> Result<(), Error> {
+        let tenant = who.tenant_with(Scope::Write)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let document = tx
+            .documents()
+            .soft_delete(id, who.actor(), now)
+            .await?
+            .ok_or(Error::NotFound(Resource::Document))?;
+        tx.documents()
+            .count_in_collection(document.collection_id, -1, -document.byte_count, now)
+            .await?;
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Deleted,
+            RESOURCE,
+            id.as_uuid(),
+            json!({}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// `NotFound`; `Conflict::DocumentExists` when the same content was uploaded again meanwhile.
+    pub async fn restore(&self, who: &Principal, id: DocumentId) -> Result<Document, Error> {
+        let tenant = who.tenant_with(Scope::Write)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let document = tx
+            .documents()
+            .restore(id, now)
+            .await?
+            .ok_or(Error::NotFound(Resource::Document))?;
+        tx.documents()
+            .count_in_collection(document.collection_id, 1, document.byte_count, now)
+            .await?;
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Restored,
+            RESOURCE,
+            id.as_uuid(),
+            json!({}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(document)
+    }
+
+    /// Removes a document and its chunks for good (admins).
+    ///
+    /// # Errors
+    /// `Forbidden` without the admin scope, `NotFound`.
+    pub async fn purge(&self, who: &Principal, id: DocumentId) -> Result<(), Error> {
+        let tenant = who.tenant_with(Scope::Admin)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let document = tx
+            .documents()
+            .purge(id)
+            .await?
+            .ok_or(Error::NotFound(Resource::Document))?;
+        if document.deleted_at.is_none() {
+            tx.documents()
+                .count_in_collection(document.collection_id, -1, -document.byte_count, now)
+                .await?;
+        }
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Purged,
+            RESOURCE,
+            id.as_uuid(),
+            json!({}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// # Errors
+    /// `NotFound`.
+    pub async fn job(&self, who: &Principal, id: JobId) -> Result<Job, Error> {
+        let tenant = who.tenant_with(Scope::Read)?;
+        let mut tx = self.store.begin(tenant).await?;
+        let found = tx.jobs().get(id).await?;
+        tx.commit().await?;
+        found.ok_or(Error::NotFound(Resource::Job))
+    }
+
+    /// # Errors
+    /// Storage failures only.
+    pub async fn jobs(&self, who: &Principal, page: PageRequest) -> Result<Page<Job>, Error> {
+        let tenant = who.tenant_with(Scope::Read)?;
+        let mut tx = self.store.begin(tenant).await?;
+        let found = tx.jobs().list(page).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    /// Cancels a queued job at once, or asks a running one to stop; a finished job is left as it
+    /// is. A cancelled ingestion leaves nothing indexed.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn cancel_job(&self, who: &Principal, id: JobId) -> Result<Job, Error> {
+        let tenant = who.tenant_with(Scope::Write)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let (job, outcome) = tx
+            .jobs()
+            .cancel(id, now)
+            .await?
+            .ok_or(Error::NotFound(Resource::Job))?;
+        if outcome == CancelOutcome::Cancelled
+            && let Some(document) = job.document_id
+        {
+            tx.documents()
+                .set_status(
+                    document,
+                    crate::entities::DocumentStatus::Failed,
+                    Some("ingestion cancelled".into()),
+                    now,
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(job)
+    }
+}
+
+fn extraction_error(err: ExtractError) -> Error {
+    match err {
+        ExtractError::InvalidUtf8(at) => {
+            Error::invalid("content", format!("is not valid UTF-8 (at byte {at})"))
+        }
+        ExtractError::Empty => Error::invalid("content", "contains no text"),
+        ExtractError::Corrupt(reason) => {
+            Error::invalid("content", format!("cannot be read: {reason}"))
+        }
+        ExtractError::TimedOut(secs) => {
+            Error::invalid("content", format!("took longer than {secs} s to read"))
+        }
+        ExtractError::Internal(reason) => Error::internal(reason),
+    }
+}

@@ -1,0 +1,274 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::entities::Collection;
+use crate::error::{Error, Resource, Validator};
+use crate::ids::{ChunkId, CollectionId};
+use crate::ports::{SearchHit, SearchMode, SearchQuery, Store};
+use crate::principal::{Principal, Scope};
+use crate::services::Embedders;
+
+/// A search as asked for, before validation.
+#[derive(Clone, Debug)]
+pub struct SearchRequest {
+    pub query: String,
+    pub top_k: Option<i64>,
+    pub mode: Option<String>,
+    /// `key: value` (equality) or `key: [values]` (membership).
+    pub filter: Option<serde_json::Map<String, Value>>,
+    /// Vector mode only: drop hits below this cosine similarity.
+    pub min_score: Option<f64>,
+}
+
+struct Validated {
+    text: String,
+    top_k: u32,
+    mode: SearchMode,
+    filter: Vec<(String, Vec<Value>)>,
+    min_score: Option<f32>,
+}
+
+/// Reciprocal rank fusion constant: dampens the weight of the very first ranks.
+const RRF_K: f32 = 60.0;
+
+pub struct SearchService {
+    store: Arc<dyn Store>,
+    embedders: Embedders,
+}
+
+impl SearchService {
+    pub fn new(store: Arc<dyn Store>, embedders: Embedders) -> Self {
+        Self { store, embedders }
+    }
+
+    /// Searches one or several collections of the caller's tenant. Each collection is queried in
+    /// its own space, with the query embedded by that space's embedder; with several collections
+    /// the ranked lists are fused by reciprocal rank.
+    ///
+    /// # Errors
+    /// Validation; `NotFound` for a collection; `Unavailable` when a space has no embedder here.
+    pub async fn search(
+        &self,
+        who: &Principal,
+        collections: &[CollectionId],
+        request: SearchRequest,
+    ) -> Result<Vec<SearchHit>, Error> {
+        let tenant = who.tenant_with(Scope::Read)?;
+        let mut v = Validator::new();
+        if collections.is_empty() {
+            v.push("collection_ids", "must name at least one collection");
+        }
+        if collections.len() > 20 {
+            v.push("collection_ids", "must name at most 20 collections");
+        }
+        let request = validate(request, &mut v);
+        v.finish()?;
+        let request =
+            request.ok_or_else(|| Error::internal("validator passed with a missing field"))?;
+
+        // Read the collections, then embed outside any transaction, then search.
+        let mut tx = self.store.begin(tenant).await?;
+        let mut found: Vec<Collection> = Vec::with_capacity(collections.len());
+        for id in collections {
+            let collection = tx
+                .collections()
+                .get(*id, false)
+                .await?
+                .ok_or(Error::NotFound(Resource::Collection))?;
+            found.push(collection);
+        }
+        tx.commit().await?;
+
+        let mut vectors: HashMap<String, Vec<f32>> = HashMap::new();
+        if request.mode != SearchMode::Fulltext {
+            for collection in &found {
+                if vectors.contains_key(&collection.space.id) {
+                    continue;
+                }
+                let embedder = self.embedders.get(&collection.space.id).ok_or_else(|| {
+                    Error::Unavailable(format!(
+                        "this server cannot embed in space {}",
+                        collection.space.id
+                    ))
+                })?;
+                let mut embedded = embedder
+                    .embed(std::slice::from_ref(&request.text))
+                    .await
+                    .map_err(|e| match e {
+                        crate::ports::EmbedError::TooLong { max, .. } => Error::invalid(
+                            "query",
+                            format!("is longer than the model's {max} tokens"),
+                        ),
+                        other => Error::Unavailable(format!("embedding the query failed: {other}")),
+                    })?;
+                let vector = embedded
+                    .pop()
+                    .ok_or_else(|| Error::internal("the embedder answered no vector"))?;
+                vectors.insert(collection.space.id.clone(), vector);
+            }
+        }
+
+        let mut tx = self.store.begin(tenant).await?;
+        let mut lists = Vec::with_capacity(found.len());
+        for collection in &found {
+            let query = SearchQuery {
+                collection: collection.id,
+                generation: collection.active_generation,
+                space_id: collection.space.id.clone(),
+                dimensions: collection.space.dimensions,
+                text: request.text.clone(),
+                vector: vectors.get(&collection.space.id).cloned(),
+                mode: request.mode,
+                top_k: request.top_k,
+                filter: request.filter.clone(),
+                min_score: request
+                    .min_score
+                    .filter(|_| request.mode == SearchMode::Vector),
+            };
+            lists.push(tx.chunks().search(&query).await?);
+        }
+        tx.commit().await?;
+        if lists.len() == 1 {
+            return Ok(lists.pop().unwrap_or_default());
+        }
+        Ok(fuse(lists, request.top_k))
+    }
+}
+
+fn validate(request: SearchRequest, v: &mut Validator) -> Option<Validated> {
+    let text = request.query.trim().to_owned();
+    if text.is_empty() {
+        v.push("query", "must not be empty");
+    } else if text.chars().count() > 2_000 {
+        v.push("query", "must be at most 2000 characters");
+    }
+    let top_k = request.top_k.unwrap_or(10);
+    if !(1..=100).contains(&top_k) {
+        v.push("top_k", "must be between 1 and 100");
+    }
+    let mode = match request.mode.as_deref().unwrap_or("hybrid") {
+        "vector" => Some(SearchMode::Vector),
+        "fulltext" => Some(SearchMode::Fulltext),
+        "hybrid" => Some(SearchMode::Hybrid),
+        _ => {
+            v.push("mode", "must be \"vector\", \"fulltext\" or \"hybrid\"");
+            None
+        }
+    };
+    let mut filter = Vec::new();
+    for (key, value) in request.filter.unwrap_or_default() {
+        let options = match value {
+            Value::Array(options) if !options.is_empty() && options.len() <= 100 => options,
+            Value::Array(_) => {
+                v.push(&format!("filter.{key}"), "a list must hold 1 to 100 values");
+                continue;
+            }
+            Value::Object(_) => {
+                v.push(
+                    &format!("filter.{key}"),
+                    "must be a value or a list of values",
+                );
+                continue;
+            }
+            scalar => vec![scalar],
+        };
+        filter.push((key, options));
+    }
+    let min_score = match request.min_score {
+        Some(m) if !(-1.0..=1.0).contains(&m) || m.is_nan() => {
+            v.push("min_score", "must be between -1 and 1");
+            None
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        other => other.map(|m| m as f32),
+    };
+    Some(Validated {
+        text,
+        top_k: u32::try_from(top_k).ok()?,
+        mode: mode?,
+        filter,
+        min_score,
+    })
+}
+
+/// Reciprocal rank fusion: a chunk scores Σ 1/(k + rank) over the lists it appears in.
+fn fuse(lists: Vec<Vec<SearchHit>>, top_k: u32) -> Vec<SearchHit> {
+    let mut scored: HashMap<ChunkId, (f32, SearchHit)> = HashMap::new();
+    for list in lists {
+        for (rank, hit) in list.into_iter().enumerate() {
+            #[allow(clippy::cast_precision_loss)]
+            let add = 1.0 / (RRF_K + rank as f32 + 1.0);
+            scored
+                .entry(hit.chunk_id)
+                .and_modify(|(score, _)| *score += add)
+                .or_insert((add, hit));
+        }
+    }
+    let mut fused: Vec<SearchHit> = scored
+        .into_values()
+        .map(|(score, mut hit)| {
+            hit.score = score;
+            hit.score_kind = "rrf";
+            hit
+        })
+        .collect();
+    fused.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.chunk_id.cmp(&b.chunk_id))
+    });
+    fused.truncate(usize::try_from(top_k).unwrap_or(usize::MAX));
+    fused
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::DocumentId;
+
+    fn hit(id: ChunkId) -> SearchHit {
+        SearchHit {
+            chunk_id: id,
+            document_id: DocumentId::new(),
+            document_title: "t".into(),
+            position: 0,
+            content: "c".into(),
+            score: 0.5,
+            score_kind: "cosine_similarity",
+            metadata: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn fusion_rewards_agreement() {
+        let (a, b, c) = (ChunkId::new(), ChunkId::new(), ChunkId::new());
+        let fused = fuse(vec![vec![hit(a), hit(b)], vec![hit(b), hit(c)]], 2);
+        assert_eq!(fused.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), [b, a]);
+        assert!(fused.iter().all(|h| h.score_kind == "rrf"));
+    }
+
+    #[test]
+    fn bad_requests_name_their_fields() {
+        let mut v = Validator::new();
+        let request = SearchRequest {
+            query: " ".into(),
+            top_k: Some(0),
+            mode: Some("magic".into()),
+            filter: Some(serde_json::from_value(serde_json::json!({"team": {"a": 1}})).unwrap()),
+            min_score: Some(3.0),
+        };
+        validate(request, &mut v);
+        match v.finish() {
+            Err(Error::Validation(fields)) => {
+                let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
+                assert_eq!(
+                    names,
+                    ["query", "top_k", "mode", "filter.team", "min_score"]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,307 @@
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use domain::ports::{EmbedError, Embedder};
+use tokenizers::utils::padding::{PaddingDirection, PaddingParams, PaddingStrategy, pad_encodings};
+use tokenizers::{Encoding, PostProcessor, Tokenizer};
+
+use crate::error::LoadError;
+use crate::pooling::{l2_normalize, mean_pool};
+
+/// How a [`CandleEmbedder`] runs its model. The defaults are those of sentence-transformers for
+/// all-MiniLM-L6-v2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedderOptions {
+    /// The longest sequence fed to the model, **special tokens included** (sentence-transformers'
+    /// `max_seq_length`). Texts are never truncated: a longer one is refused. Default 256.
+    pub max_seq_length: usize,
+    /// Texts per forward pass. Default 32.
+    pub batch_size: usize,
+    /// L2-normalise the pooled vectors. Default true.
+    pub normalize: bool,
+}
+
+impl Default for EmbedderOptions {
+    fn default() -> Self {
+        Self {
+            max_seq_length: 256,
+            batch_size: 32,
+            normalize: true,
+        }
+    }
+}
+
+/// A BERT-family sentence embedder on the CPU (F32): mean pooling over the attention mask, then
+/// (by default) L2 normalisation, as sentence-transformers does.
+///
+/// Cheap to clone: clones share the model.
+#[derive(Clone)]
+pub struct CandleEmbedder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    model: BertModel,
+    /// Batch-longest padding, no truncation.
+    tokenizer: Tokenizer,
+    padding: PaddingParams,
+    device: Device,
+    dimensions: usize,
+    /// Special tokens the tokenizer adds to one sequence (`[CLS]` and `[SEP]` for BERT).
+    special_tokens: usize,
+    options: EmbedderOptions,
+}
+
+impl fmt::Debug for CandleEmbedder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CandleEmbedder")
+            .field("dimensions", &self.inner.dimensions)
+            .field("special_tokens", &self.inner.special_tokens)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CandleEmbedder {
+    /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir` (Hugging Face
+    /// layout). The tokenizer's own padding and truncation settings are replaced: padding to the
+    /// longest text of each batch (with the tokenizer's pad token), and no truncation.
+    ///
+    /// # Errors
+    /// [`LoadError`] when a file is missing or unusable, or when `options` do not fit the model.
+    pub fn load(dir: &Path, options: EmbedderOptions) -> Result<Self, LoadError> {
+        if options.batch_size == 0 {
+            return Err(LoadError::InvalidOptions(
+                "batch_size must be at least 1".into(),
+            ));
+        }
+
+        let config_path = dir.join("config.json");
+        let config_text =
+            std::fs::read_to_string(&config_path).map_err(|source| LoadError::Read {
+                path: config_path.clone(),
+                source,
+            })?;
+        let config: Config =
+            serde_json::from_str(&config_text).map_err(|source| LoadError::Config {
+                path: config_path.clone(),
+                source,
+            })?;
+
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer_error = |source| LoadError::Tokenizer {
+            path: tokenizer_path.clone(),
+            source,
+        };
+        if !tokenizer_path.is_file() {
+            return Err(LoadError::Read {
+                path: tokenizer_path.clone(),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(tokenizer_error)?;
+        let special_tokens = tokenizer
+            .get_post_processor()
+            .map_or(0, |post| post.added_tokens(false));
+
+        if options.max_seq_length <= special_tokens {
+            return Err(LoadError::InvalidOptions(format!(
+                "max_seq_length {} leaves no room next to the {special_tokens} special tokens",
+                options.max_seq_length
+            )));
+        }
+        if options.max_seq_length > config.max_position_embeddings {
+            return Err(LoadError::InvalidOptions(format!(
+                "max_seq_length {} exceeds the model's {} positions",
+                options.max_seq_length, config.max_position_embeddings
+            )));
+        }
+
+        let padding = padding_params(&tokenizer, &config)
+            .ok_or_else(|| tokenizer_error("the tokenizer has no pad token".into()))?;
+        tokenizer.with_padding(Some(padding.clone()));
+        tokenizer.with_truncation(None).map_err(tokenizer_error)?;
+
+        let weights_path = dir.join("model.safetensors");
+        let weights_error = |source: candle_core::Error| LoadError::Weights {
+            path: weights_path.clone(),
+            source: Box::new(source),
+        };
+        if !weights_path.is_file() {
+            return Err(LoadError::Read {
+                path: weights_path.clone(),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        // Read, not mmap: mapping a file is `unsafe` in Candle and the workspace forbids it.
+        let device = Device::Cpu;
+        let tensors =
+            candle_core::safetensors::load(&weights_path, &device).map_err(weights_error)?;
+        let model = BertModel::load(
+            VarBuilder::from_tensors(tensors, DType::F32, &device),
+            &config,
+        )
+        .map_err(weights_error)?;
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                model,
+                tokenizer,
+                padding,
+                device,
+                dimensions: config.hidden_size,
+                special_tokens,
+                options,
+            }),
+        })
+    }
+}
+
+/// Batch-longest padding on the right with the tokenizer's pad token, or, when `tokenizer.json`
+/// configures no padding, with the model's `pad_token_id`.
+fn padding_params(tokenizer: &Tokenizer, config: &Config) -> Option<PaddingParams> {
+    let (pad_id, pad_type_id, pad_token) = match tokenizer.get_padding() {
+        Some(shipped) => (
+            shipped.pad_id,
+            shipped.pad_type_id,
+            shipped.pad_token.clone(),
+        ),
+        None => {
+            let pad_id = u32::try_from(config.pad_token_id).ok()?;
+            (pad_id, 0, tokenizer.id_to_token(pad_id)?)
+        }
+    };
+    Some(PaddingParams {
+        strategy: PaddingStrategy::BatchLongest,
+        direction: PaddingDirection::Right,
+        pad_to_multiple_of: None,
+        pad_id,
+        pad_type_id,
+        pad_token,
+    })
+}
+
+fn internal(error: impl std::error::Error + Send + Sync + 'static) -> EmbedError {
+    EmbedError::Internal(Box::new(error))
+}
+
+impl Inner {
+    fn max_input_tokens(&self) -> usize {
+        self.options.max_seq_length - self.special_tokens
+    }
+
+    /// Tokenises every text (refusing any that is too long), then runs the model on batches of
+    /// texts of similar length and puts the vectors back in the caller's order.
+    fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut encodings = Vec::with_capacity(texts.len());
+        for (index, text) in texts.iter().enumerate() {
+            let encoding = self
+                .tokenizer
+                .encode_fast(text.as_str(), true)
+                .map_err(EmbedError::Internal)?;
+            if encoding.len() > self.options.max_seq_length {
+                return Err(EmbedError::TooLong {
+                    index,
+                    tokens: encoding.len().saturating_sub(self.special_tokens),
+                    max: self.max_input_tokens(),
+                });
+            }
+            encodings.push(encoding);
+        }
+
+        // Sorting by length keeps padding (wasted compute) small.
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        order.sort_by_key(|&i| encodings[i].len());
+
+        let mut vectors = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(self.options.batch_size) {
+            let mut batch: Vec<Encoding> = chunk
+                .iter()
+                .map(|&i| std::mem::take(&mut encodings[i]))
+                .collect();
+            pad_encodings(&mut batch, &self.padding).map_err(EmbedError::Internal)?;
+            let rows = self.forward(&batch).map_err(internal)?;
+            if rows.len() != chunk.len() || rows.iter().any(|row| row.len() != self.dimensions) {
+                return Err(EmbedError::BadResponse(format!(
+                    "{} vectors for {} texts, expected {} dimensions",
+                    rows.len(),
+                    chunk.len(),
+                    self.dimensions
+                )));
+            }
+            for (&i, row) in chunk.iter().zip(rows) {
+                vectors[i] = row;
+            }
+        }
+        Ok(vectors)
+    }
+
+    /// One forward pass over a batch of encodings padded to the same length.
+    fn forward(&self, batch: &[Encoding]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let rows = batch.len();
+        let seq_len = batch.first().map_or(0, Encoding::len);
+        let mut ids = Vec::with_capacity(rows * seq_len);
+        let mut type_ids = Vec::with_capacity(rows * seq_len);
+        let mut mask = Vec::with_capacity(rows * seq_len);
+        for encoding in batch {
+            if encoding.len() != seq_len {
+                candle_core::bail!(
+                    "unpadded batch: {} tokens instead of {seq_len}",
+                    encoding.len()
+                );
+            }
+            ids.extend_from_slice(encoding.get_ids());
+            type_ids.extend_from_slice(encoding.get_type_ids());
+            // The model wants the mask in its own dtype; pooling uses the same tensor.
+            mask.extend(encoding.get_attention_mask().iter().map(|&m| m as f32));
+        }
+        let ids = Tensor::from_vec(ids, (rows, seq_len), &self.device)?;
+        let type_ids = Tensor::from_vec(type_ids, (rows, seq_len), &self.device)?;
+        let mask = Tensor::from_vec(mask, (rows, seq_len), &self.device)?;
+
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let pooled = mean_pool(&hidden, &mask)?;
+        let pooled = if self.options.normalize {
+            l2_normalize(&pooled)?
+        } else {
+            pooled
+        };
+        pooled.to_vec2::<f32>()
+    }
+}
+
+#[async_trait]
+impl Embedder for CandleEmbedder {
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions
+    }
+
+    fn max_input_tokens(&self) -> usize {
+        self.inner.max_input_tokens()
+    }
+
+    fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
+        let encoding = self
+            .inner
+            .tokenizer
+            .encode_fast(text, false)
+            .map_err(EmbedError::Internal)?;
+        Ok(encoding.len())
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = Arc::clone(&self.inner);
+        let texts = texts.to_vec();
+        tokio::task::spawn_blocking(move || inner.embed_blocking(&texts))
+            .await
+            .map_err(internal)?
+    }
+}

@@ -1,0 +1,24 @@
+//! Local sentence embedders on [Candle](https://docs.rs/candle-core), behind the domain's
+//! [`Embedder`](domain::ports::Embedder) port.
+//!
+//! [`CandleEmbedder`] runs a BERT-family encoder (for example `all-MiniLM-L6-v2`) on the CPU in
+//! F32, loaded from a local directory in Hugging Face layout (`config.json`, `model.safetensors`,
+//! `tokenizer.json`). It reproduces sentence-transformers: mean pooling over the attention mask,
+//! then L2 normalisation.
+//!
+//! Invariants:
+//! - **A text is never truncated**: one longer than [`max_input_tokens`] fails the whole call
+//!   with [`EmbedError::TooLong`](domain::ports::EmbedError::TooLong). Whatever truncation the
+//!   shipped `tokenizer.json` configures is switched off at load time.
+//! - **Padding never changes a vector**: batches are padded to their longest member and padded
+//!   positions are masked out of both attention and pooling.
+//! - **Inference never runs on the async executor**: it runs in `tokio::task::spawn_blocking`.
+//!
+//! [`max_input_tokens`]: domain::ports::Embedder::max_input_tokens
+
+mod embedder;
+mod error;
+mod pooling;
+
+pub use embedder::{CandleEmbedder, EmbedderOptions};
+pub use error::LoadError;

@@ -1,0 +1,147 @@
+//! The async-openai client every adapter of this crate uses (embeddings now, chat later): one
+//! base URL, one key, one connection pool, and the retrying transport underneath. Also the
+//! translation of async-openai's errors into the three kinds the ports care about.
+
+use std::error::Error as StdError;
+
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use reqwest::header::HeaderValue;
+use secrecy::ExposeSecret;
+
+use crate::config::{ConfigError, OpenAiClientConfig};
+use crate::transport::{RetryPolicy, RetryingTransport, TransportError};
+
+/// The async-openai client, configured for one OpenAI-compatible server.
+pub(crate) type Api = async_openai::Client<OpenAIConfig>;
+
+/// Longest provider message kept in an error (5xx bodies can be whole HTML pages).
+const MAX_MESSAGE_CHARS: usize = 500;
+
+/// Validates `config` and builds the client.
+pub(crate) fn build(config: &OpenAiClientConfig) -> Result<Api, ConfigError> {
+    let base_url = validate_base_url(&config.base_url)?;
+    let key = config.api_key.expose_secret();
+    if key.is_empty() {
+        return Err(ConfigError::ApiKey("it is empty"));
+    }
+    // async-openai builds this header with `unwrap()`: reject what would make it panic.
+    if HeaderValue::from_str(&format!("Bearer {key}")).is_err() {
+        return Err(ConfigError::ApiKey(
+            "it contains characters not allowed in an HTTP header",
+        ));
+    }
+    if config.timeout.is_zero() {
+        return Err(ConfigError::Timeout);
+    }
+
+    let http = reqwest::Client::builder()
+        .connect_timeout(config.timeout)
+        .build()
+        .map_err(|error| ConfigError::Init {
+            what: "HTTP client",
+            source: Box::new(error),
+        })?;
+    // Organisation and project are set explicitly so `OPENAI_*` environment variables, which
+    // `OpenAIConfig::new` reads, cannot add headers behind the configuration's back.
+    let openai = OpenAIConfig::new()
+        .with_api_base(base_url)
+        .with_api_key(key)
+        .with_org_id("")
+        .with_project_id("");
+    let transport = RetryingTransport::new(http.clone(), RetryPolicy::from_config(config));
+    Ok(async_openai::Client::build(http, openai).with_http_service(transport))
+}
+
+/// The base URL without trailing slashes, after checking that it is an absolute `http(s)` URL.
+fn validate_base_url(raw: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: String| ConfigError::BaseUrl {
+        url: raw.to_owned(),
+        reason,
+    };
+    let url = reqwest::Url::parse(raw).map_err(|error| invalid(error.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!(
+            "scheme {:?} is not http or https",
+            url.scheme()
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("it has a query or fragment".to_owned()));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+/// What went wrong with a call, in the terms of the ports.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The provider refused (4xx), kept failing (429/5xx after retries) or could not be reached.
+    Provider(String),
+    /// The provider answered something that is not the expected JSON.
+    BadResponse(String),
+    /// A bug or misuse on our side.
+    Internal(OpenAIError),
+}
+
+impl From<OpenAIError> for Failure {
+    fn from(error: OpenAIError) -> Self {
+        match error {
+            OpenAIError::ApiError(response) => Failure::Provider(truncate(&format!(
+                "HTTP {}: {}",
+                response.status_code, response.api_error
+            ))),
+            OpenAIError::Boxed(boxed) if boxed.downcast_ref::<TransportError>().is_some() => {
+                Failure::Provider(error_chain(boxed.as_ref()))
+            }
+            OpenAIError::Reqwest(error) => Failure::Provider(error_chain(&error)),
+            OpenAIError::JSONDeserialize(error, content) => {
+                Failure::BadResponse(truncate(&format!("invalid JSON ({error}): {content}")))
+            }
+            other => Failure::Internal(other),
+        }
+    }
+}
+
+/// `error` and its sources, joined by `": "`.
+pub(crate) fn error_chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn truncate(text: &str) -> String {
+    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_checked_and_trimmed() {
+        assert_eq!(
+            validate_base_url("http://127.0.0.1:8080/v1/").unwrap(),
+            "http://127.0.0.1:8080/v1"
+        );
+        assert!(validate_base_url("127.0.0.1:8080/v1").is_err());
+        assert!(validate_base_url("ftp://example.test/v1").is_err());
+        assert!(validate_base_url("http://example.test/v1?x=1").is_err());
+        assert!(validate_base_url("").is_err());
+    }
+
+    #[test]
+    fn long_messages_are_truncated_on_a_char_boundary() {
+        let long = "é".repeat(MAX_MESSAGE_CHARS + 10);
+        let short = truncate(&long);
+        assert_eq!(short.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert_eq!(truncate("short"), "short");
+    }
+}

@@ -1,0 +1,640 @@
+//! Documents, jobs and chunks, within a tenant unit of work.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::entities::{Document, DocumentStatus, Job, JobKind, JobState, NewDocument};
+use domain::page::{Page, PageRequest};
+use domain::ports::{
+    CancelOutcome, ChunkRepo, ChunkTarget, ContentType, DocumentRepo, JobOutcome, JobRepo,
+    NewChunk, NewJob, SearchHit, SearchMode, SearchQuery, StoreError, StoreResult,
+};
+use domain::values::Name;
+use domain::{Actor, ChunkId, CollectionId, DocumentId, GenerationId, JobId, TenantId};
+use sea_orm::prelude::PgVector;
+use sea_orm::{FromQueryResult, Value};
+use uuid::Uuid;
+
+use crate::error::corrupt;
+use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one, limit};
+
+const DOCUMENT_COLUMNS: &str = "tenant_id, id, collection_id, title, content_type, metadata, \
+     content_hash, byte_count, status, error, created_at, updated_at, deleted_at, deleted_by";
+
+#[derive(Debug, FromQueryResult)]
+struct DocumentRow {
+    tenant_id: Uuid,
+    id: Uuid,
+    collection_id: Uuid,
+    title: String,
+    content_type: String,
+    metadata: serde_json::Value,
+    content_hash: Vec<u8>,
+    byte_count: i64,
+    status: String,
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    deleted_at: Option<DateTime<Utc>>,
+    deleted_by: Option<Uuid>,
+    content: Option<String>,
+}
+
+impl TryFrom<DocumentRow> for Document {
+    type Error = StoreError;
+    fn try_from(r: DocumentRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: DocumentId::from_uuid(r.id),
+            tenant_id: TenantId::from_uuid(r.tenant_id),
+            collection_id: CollectionId::from_uuid(r.collection_id),
+            title: Name::parse(&r.title).map_err(|e| corrupt("document", e))?,
+            content_type: ContentType::from_mime(&r.content_type)
+                .ok_or_else(|| corrupt("document", r.content_type.clone()))?,
+            metadata: r.metadata,
+            content_hash: r.content_hash,
+            byte_count: r.byte_count,
+            status: DocumentStatus::parse(&r.status).map_err(|e| corrupt("document", e))?,
+            error: r.error,
+            content: r.content,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            deleted_at: r.deleted_at,
+            deleted_by: r.deleted_by,
+        })
+    }
+}
+
+fn document(row: Option<DocumentRow>) -> StoreResult<Option<Document>> {
+    row.map(Document::try_from).transpose()
+}
+
+#[async_trait]
+impl DocumentRepo for PgTx {
+    async fn insert_unless_present(
+        &mut self,
+        new: &NewDocument,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(Document, bool)> {
+        let sql = format!(
+            "INSERT INTO documents (tenant_id, id, collection_id, title, content_type, metadata, content,
+                                    content_hash, byte_count, status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10)
+             ON CONFLICT (tenant_id, collection_id, content_hash) WHERE deleted_at IS NULL DO NOTHING
+             RETURNING {DOCUMENT_COLUMNS}, NULL::text AS content"
+        );
+        let values = vec![
+            self.t(),
+            new.id.as_uuid().into(),
+            new.collection_id.as_uuid().into(),
+            new.title.as_str().into(),
+            new.content_type.mime().into(),
+            new.metadata.clone().into(),
+            new.content.as_str().into(),
+            new.content_hash.clone().into(),
+            new.byte_count.into(),
+            now.into(),
+        ];
+        if let Some(row) = fetch_one::<DocumentRow>(&self.tx, &sql, values).await? {
+            return Ok((row.try_into()?, true));
+        }
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS}, NULL::text AS content FROM documents
+             WHERE tenant_id = $1 AND collection_id = $2 AND content_hash = $3 AND deleted_at IS NULL"
+        );
+        let existing = fetch_one::<DocumentRow>(
+            &self.tx,
+            &sql,
+            vec![
+                self.t(),
+                new.collection_id.as_uuid().into(),
+                new.content_hash.clone().into(),
+            ],
+        )
+        .await?
+        .ok_or_else(|| corrupt("document", "conflicting document vanished".into()))?;
+        Ok((existing.try_into()?, false))
+    }
+
+    async fn get(&mut self, id: DocumentId, with_content: bool) -> StoreResult<Option<Document>> {
+        let content = if with_content {
+            "content"
+        } else {
+            "NULL::text AS content"
+        };
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS}, {content} FROM documents
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
+        );
+        document(fetch_one(&self.tx, &sql, vec![self.t(), id.as_uuid().into()]).await?)
+    }
+
+    async fn list(
+        &mut self,
+        collection: CollectionId,
+        include_deleted: bool,
+        page: PageRequest,
+    ) -> StoreResult<Page<Document>> {
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS}, NULL::text AS content FROM documents
+             WHERE tenant_id = $1 AND collection_id = $2 AND ($3 OR deleted_at IS NULL)
+               AND ($4::uuid IS NULL OR id < $4)
+             ORDER BY id DESC LIMIT $5"
+        );
+        let rows = fetch_all::<DocumentRow>(
+            &self.tx,
+            &sql,
+            vec![
+                self.t(),
+                collection.as_uuid().into(),
+                include_deleted.into(),
+                page.after.into(),
+                limit(page),
+            ],
+        )
+        .await?;
+        let docs = rows
+            .into_iter()
+            .map(Document::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_rows(docs, page, |d: &Document| d.id.as_uuid()))
+    }
+
+    async fn soft_delete(
+        &mut self,
+        id: DocumentId,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Document>> {
+        let sql = format!(
+            "UPDATE documents SET deleted_at = $3, deleted_by = $4, updated_at = $3
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL
+             RETURNING {DOCUMENT_COLUMNS}, NULL::text AS content"
+        );
+        document(
+            fetch_one(
+                &self.tx,
+                &sql,
+                vec![self.t(), id.as_uuid().into(), now.into(), by.id().into()],
+            )
+            .await?,
+        )
+    }
+
+    async fn restore(
+        &mut self,
+        id: DocumentId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Document>> {
+        let sql = format!(
+            "UPDATE documents SET deleted_at = NULL, deleted_by = NULL, updated_at = $3
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NOT NULL
+             RETURNING {DOCUMENT_COLUMNS}, NULL::text AS content"
+        );
+        // A live document with the same content makes this a unique violation, mapped to
+        // `Conflict::DocumentExists`.
+        document(
+            fetch_one(
+                &self.tx,
+                &sql,
+                vec![self.t(), id.as_uuid().into(), now.into()],
+            )
+            .await?,
+        )
+    }
+
+    async fn purge(&mut self, id: DocumentId) -> StoreResult<Option<Document>> {
+        let sql = format!(
+            "DELETE FROM documents WHERE tenant_id = $1 AND id = $2
+             RETURNING {DOCUMENT_COLUMNS}, NULL::text AS content"
+        );
+        document(fetch_one(&self.tx, &sql, vec![self.t(), id.as_uuid().into()]).await?)
+    }
+
+    async fn set_status(
+        &mut self,
+        id: DocumentId,
+        status: DocumentStatus,
+        error: Option<String>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        execute(
+            &self.tx,
+            "UPDATE documents SET status = $3, error = $4, updated_at = $5 WHERE tenant_id = $1 AND id = $2",
+            vec![self.t(), id.as_uuid().into(), status.as_str().into(), error.into(), now.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn count_in_collection(
+        &mut self,
+        collection: CollectionId,
+        documents: i64,
+        bytes: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        execute(
+            &self.tx,
+            "UPDATE collections SET document_count = GREATEST(document_count + $3, 0),
+                                    byte_count = GREATEST(byte_count + $4, 0),
+                                    last_active_at = $5
+             WHERE tenant_id = $1 AND id = $2",
+            vec![
+                self.t(),
+                collection.as_uuid().into(),
+                documents.into(),
+                bytes.into(),
+                now.into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+const JOB_COLUMNS: &str = "tenant_id, id, kind, state, collection_id, document_id, generation_id, \
+     progress_done, progress_total, error, attempts, created_at, updated_at";
+
+#[derive(Debug, FromQueryResult)]
+pub(crate) struct JobRow {
+    tenant_id: Uuid,
+    id: Uuid,
+    kind: String,
+    state: String,
+    collection_id: Uuid,
+    document_id: Option<Uuid>,
+    generation_id: Option<Uuid>,
+    progress_done: i32,
+    progress_total: i32,
+    error: Option<String>,
+    attempts: i32,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+    fn try_from(r: JobRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: JobId::from_uuid(r.id),
+            tenant_id: TenantId::from_uuid(r.tenant_id),
+            kind: JobKind::parse(&r.kind).map_err(|e| corrupt("job", e))?,
+            state: JobState::parse(&r.state).map_err(|e| corrupt("job", e))?,
+            collection_id: CollectionId::from_uuid(r.collection_id),
+            document_id: r.document_id.map(DocumentId::from_uuid),
+            generation_id: r.generation_id.map(GenerationId::from_uuid),
+            progress_done: r.progress_done,
+            progress_total: r.progress_total,
+            error: r.error,
+            attempts: r.attempts,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+fn lease_interval(lease: Duration) -> Value {
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX).into()
+}
+
+#[async_trait]
+impl JobRepo for PgTx {
+    async fn insert(&mut self, job: &NewJob, now: DateTime<Utc>) -> StoreResult<Job> {
+        let sql = format!(
+            "INSERT INTO jobs (tenant_id, id, kind, state, collection_id, document_id, generation_id,
+                               run_at, created_at, updated_at)
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $7, $7) RETURNING {JOB_COLUMNS}"
+        );
+        let values = vec![
+            self.t(),
+            job.id.as_uuid().into(),
+            job.kind.as_str().into(),
+            job.collection_id.as_uuid().into(),
+            job.document_id.map(|d| d.as_uuid()).into(),
+            job.generation_id.map(|g| g.as_uuid()).into(),
+            now.into(),
+        ];
+        fetch_one::<JobRow>(&self.tx, &sql, values)
+            .await?
+            .ok_or_else(|| corrupt("job", "insert returned nothing".into()))?
+            .try_into()
+    }
+
+    async fn get(&mut self, id: JobId) -> StoreResult<Option<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND id = $2");
+        fetch_one::<JobRow>(&self.tx, &sql, vec![self.t(), id.as_uuid().into()])
+            .await?
+            .map(Job::try_from)
+            .transpose()
+    }
+
+    async fn list(&mut self, page: PageRequest) -> StoreResult<Page<Job>> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2)
+             ORDER BY id DESC LIMIT $3"
+        );
+        let rows = fetch_all::<JobRow>(
+            &self.tx,
+            &sql,
+            vec![self.t(), page.after.into(), limit(page)],
+        )
+        .await?;
+        let jobs = rows
+            .into_iter()
+            .map(Job::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Page::from_rows(jobs, page, |j: &Job| j.id.as_uuid()))
+    }
+
+    async fn cancel(
+        &mut self,
+        id: JobId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(Job, CancelOutcome)>> {
+        // Lock the row so a worker's claim or finish cannot interleave with the decision.
+        let sql =
+            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE");
+        let Some(job) =
+            fetch_one::<JobRow>(&self.tx, &sql, vec![self.t(), id.as_uuid().into()]).await?
+        else {
+            return Ok(None);
+        };
+        let job: Job = job.try_into()?;
+        let (set, outcome) = match job.state {
+            JobState::Queued => (
+                "state = 'cancelled', locked_until = NULL, locked_by = NULL",
+                CancelOutcome::Cancelled,
+            ),
+            JobState::Running => ("cancel_requested = true", CancelOutcome::Requested),
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled => {
+                return Ok(Some((job, CancelOutcome::AlreadyFinished)));
+            }
+        };
+        let sql = format!(
+            "UPDATE jobs SET {set}, updated_at = $3 WHERE tenant_id = $1 AND id = $2 RETURNING {JOB_COLUMNS}"
+        );
+        let job = fetch_one::<JobRow>(
+            &self.tx,
+            &sql,
+            vec![self.t(), id.as_uuid().into(), now.into()],
+        )
+        .await?
+        .ok_or_else(|| corrupt("job", "locked job vanished".into()))?
+        .try_into()?;
+        Ok(Some((job, outcome)))
+    }
+
+    async fn heartbeat(
+        &mut self,
+        id: JobId,
+        worker: &str,
+        progress: (i32, i32),
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            cancel_requested: bool,
+        }
+        let row = fetch_one::<Row>(
+            &self.tx,
+            "UPDATE jobs SET progress_done = $4, progress_total = $5,
+                             locked_until = $6 + make_interval(secs => $7::double precision / 1000),
+                             updated_at = $6
+             WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND locked_by = $3
+             RETURNING cancel_requested",
+            vec![
+                self.t(),
+                id.as_uuid().into(),
+                worker.into(),
+                progress.0.into(),
+                progress.1.into(),
+                now.into(),
+                lease_interval(lease),
+            ],
+        )
+        .await?;
+        Ok(row.is_some_and(|r| !r.cancel_requested))
+    }
+
+    async fn finish(
+        &mut self,
+        id: JobId,
+        worker: &str,
+        outcome: JobOutcome,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (state, error, run_at): (&str, Option<String>, DateTime<Utc>) = match outcome {
+            JobOutcome::Succeeded => ("succeeded", None, now),
+            JobOutcome::Failed(error) => ("failed", Some(error), now),
+            JobOutcome::Cancelled => ("cancelled", None, now),
+            JobOutcome::Retry { error, at } => ("queued", Some(error), at),
+        };
+        let n = execute(
+            &self.tx,
+            "UPDATE jobs SET state = $4, error = $5, run_at = $6, locked_until = NULL, locked_by = NULL,
+                             updated_at = $7
+             WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND locked_by = $3",
+            vec![
+                self.t(),
+                id.as_uuid().into(),
+                worker.into(),
+                state.into(),
+                error.into(),
+                run_at.into(),
+                now.into(),
+            ],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+}
+
+/// A space id and dimension count, checked before they are written into SQL as literals (the
+/// partial index on each space only serves queries that name the space as a literal).
+fn space_literals(space_id: &str, dimensions: u32) -> StoreResult<(String, u32)> {
+    let valid = !space_id.is_empty()
+        && space_id.len() <= 63
+        && space_id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid || dimensions == 0 || dimensions > 16_000 {
+        return Err(corrupt(
+            "embedding space",
+            format!("{space_id:?}/{dimensions}"),
+        ));
+    }
+    Ok((format!("'{space_id}'"), dimensions))
+}
+
+#[derive(Debug, FromQueryResult)]
+struct HitRow {
+    chunk_id: Uuid,
+    document_id: Uuid,
+    document_title: String,
+    position: i32,
+    content: String,
+    score: f64,
+    metadata: serde_json::Value,
+}
+
+#[async_trait]
+impl ChunkRepo for PgTx {
+    async fn replace(&mut self, target: &ChunkTarget, chunks: &[NewChunk]) -> StoreResult<()> {
+        execute(
+            &self.tx,
+            "DELETE FROM chunks WHERE tenant_id = $1 AND document_id = $2 AND generation_id = $3",
+            vec![
+                self.t(),
+                target.document.as_uuid().into(),
+                target.generation.as_uuid().into(),
+            ],
+        )
+        .await?;
+        for chunk in chunks {
+            execute(
+                &self.tx,
+                "INSERT INTO chunks (tenant_id, id, collection_id, document_id, generation_id, space_id,
+                                     position, content, token_count, metadata, embedding)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                vec![
+                    self.t(),
+                    chunk.id.as_uuid().into(),
+                    target.collection.as_uuid().into(),
+                    target.document.as_uuid().into(),
+                    target.generation.as_uuid().into(),
+                    target.space_id.as_str().into(),
+                    i32::try_from(chunk.position).unwrap_or(i32::MAX).into(),
+                    chunk.content.as_str().into(),
+                    i32::try_from(chunk.token_count).unwrap_or(i32::MAX).into(),
+                    target.metadata.clone().into(),
+                    PgVector::from(chunk.embedding.clone()).into(),
+                ],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
+        let (space, dims) = space_literals(&query.space_id, query.dimensions)?;
+        let mut values: Vec<Value> = vec![
+            self.t(),
+            query.generation.as_uuid().into(),
+            i64::from(query.top_k).into(),
+        ];
+        let mut filter = String::new();
+        for (key, options) in &query.filter {
+            let mut any = Vec::new();
+            for option in options {
+                values.push(serde_json::json!({ key: option }).into());
+                any.push(format!("c.metadata @> ${}::jsonb", values.len()));
+            }
+            filter.push_str(&format!(" AND ({})", any.join(" OR ")));
+        }
+        let (sql, kind) = match query.mode {
+            SearchMode::Vector => {
+                let vector = query
+                    .vector
+                    .clone()
+                    .ok_or_else(|| corrupt("search", "vector mode without a vector".into()))?;
+                values.push(PgVector::from(vector).into());
+                let q = values.len();
+                let min = query.min_score.map_or(String::new(), |m| {
+                    format!(
+                        " AND 1 - (c.embedding::vector({dims}) <=> ${q}::vector({dims})) >= {m}"
+                    )
+                });
+                (
+                    format!(
+                        "SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
+                                (1 - (c.embedding::vector({dims}) <=> ${q}::vector({dims})))::float8 AS score, c.metadata
+                         FROM chunks c
+                         JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
+                         WHERE c.tenant_id = $1 AND c.space_id = {space} AND c.generation_id = $2{filter}{min}
+                         ORDER BY c.embedding::vector({dims}) <=> ${q}::vector({dims})
+                         LIMIT $3"
+                    ),
+                    "cosine_similarity",
+                )
+            }
+            SearchMode::Fulltext => {
+                values.push(query.text.as_str().into());
+                let q = values.len();
+                (
+                    format!(
+                        "SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
+                                ts_rank_cd(c.tsv, websearch_to_tsquery('english', ${q}))::float8 AS score, c.metadata
+                         FROM chunks c
+                         JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
+                         WHERE c.tenant_id = $1 AND c.generation_id = $2{filter}
+                           AND c.tsv @@ websearch_to_tsquery('english', ${q})
+                         ORDER BY score DESC, c.id
+                         LIMIT $3"
+                    ),
+                    "ts_rank",
+                )
+            }
+            SearchMode::Hybrid => {
+                let vector = query
+                    .vector
+                    .clone()
+                    .ok_or_else(|| corrupt("search", "hybrid mode without a vector".into()))?;
+                values.push(PgVector::from(vector).into());
+                let v = values.len();
+                values.push(query.text.as_str().into());
+                let t = values.len();
+                // Reciprocal rank fusion of the two ranked lists (k = 60), each list a few times
+                // deeper than the answer so that fusion has something to choose from.
+                (
+                    format!(
+                        "WITH vector_ranked AS (
+                             SELECT c.id, row_number() OVER (ORDER BY c.embedding::vector({dims}) <=> ${v}::vector({dims})) AS r
+                             FROM chunks c
+                             JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
+                             WHERE c.tenant_id = $1 AND c.space_id = {space} AND c.generation_id = $2{filter}
+                             ORDER BY c.embedding::vector({dims}) <=> ${v}::vector({dims})
+                             LIMIT $3 * 4
+                         ), text_ranked AS (
+                             SELECT c.id, row_number() OVER (ORDER BY ts_rank_cd(c.tsv, websearch_to_tsquery('english', ${t})) DESC, c.id) AS r
+                             FROM chunks c
+                             JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
+                             WHERE c.tenant_id = $1 AND c.generation_id = $2{filter}
+                               AND c.tsv @@ websearch_to_tsquery('english', ${t})
+                             ORDER BY r
+                             LIMIT $3 * 4
+                         ), fused AS (
+                             SELECT id, sum(1.0 / (60 + r))::float8 AS score
+                             FROM (SELECT * FROM vector_ranked UNION ALL SELECT * FROM text_ranked) ranked
+                             GROUP BY id
+                         )
+                         SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
+                                f.score, c.metadata
+                         FROM fused f
+                         JOIN chunks c ON c.tenant_id = $1 AND c.id = f.id
+                         JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
+                         ORDER BY f.score DESC, c.id
+                         LIMIT $3"
+                    ),
+                    "rrf",
+                )
+            }
+        };
+        let rows = fetch_all::<HitRow>(&self.tx, &sql, values).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SearchHit {
+                chunk_id: ChunkId::from_uuid(r.chunk_id),
+                document_id: DocumentId::from_uuid(r.document_id),
+                document_title: r.document_title,
+                position: u32::try_from(r.position).unwrap_or(0),
+                content: r.content,
+                #[allow(clippy::cast_possible_truncation)]
+                score: r.score as f32,
+                score_kind: kind,
+                metadata: r.metadata,
+            })
+            .collect())
+    }
+}
