@@ -14,7 +14,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{DatabaseSettings, ServeSettings};
 use crate::http::dto::{TenantDto, UserDto};
-use crate::startup::{Application, Stores, password_hasher};
+use crate::startup::{
+    Application, Stores, ingest_worker, load_embedders, password_hasher, run_worker,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +35,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API.
     Serve(Box<ServeSettings>),
+    /// Work ingestion jobs from the queue (as many of these as you like, on any machine).
+    Worker(Box<ServeSettings>),
     /// Apply or roll back schema migrations (as the owner role, DATABASE_OWNER_URL).
     Migrate {
         #[command(subcommand)]
@@ -47,6 +51,11 @@ pub enum Command {
     User {
         #[command(subcommand)]
         action: UserAction,
+    },
+    /// Embedding spaces (platform-wide).
+    Space {
+        #[command(subcommand)]
+        action: SpaceAction,
     },
     /// Platform operator keys (for POST /v1/tenants).
     PlatformKey {
@@ -105,6 +114,26 @@ pub enum UserAction {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SpaceAction {
+    /// Register an embedding space and build its vector index (as the platform role).
+    Register {
+        /// A slug, e.g. `openai-3-small`.
+        #[arg(long)]
+        id: String,
+        /// `local` or `openai`.
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        dimensions: u32,
+        /// Whether the model's vectors are unit length.
+        #[arg(long, default_value_t = true)]
+        normalized: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PlatformKeyAction {
     /// Mint a platform key; prints it once as JSON.
     Create {
@@ -136,10 +165,22 @@ impl Cli {
                 app.run_until_stopped().await?;
                 Ok(())
             }
+            Command::Worker(settings) => {
+                let stores = Stores::connect(&self.db).await?;
+                let embedders = load_embedders(&settings);
+                tracing::info!("ingestion worker started");
+                run_worker(
+                    ingest_worker(&stores, embedders, "worker"),
+                    std::time::Duration::from_millis(settings.worker_poll_ms),
+                )
+                .await;
+                Ok(())
+            }
             Command::Migrate { action } => migrate(&self.db, action).await,
             Command::Tenant { action } => tenant(&self.db, action).await,
             Command::User { action } => user(&self.db, action).await,
             Command::PlatformKey { action } => platform_key(&self.db, action).await,
+            Command::Space { action } => space(&self.db, action).await,
         }
     }
 }
@@ -245,5 +286,30 @@ async fn platform_key(db: &DatabaseSettings, action: PlatformKeyAction) -> anyho
         "key": plaintext,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+async fn space(db: &DatabaseSettings, action: SpaceAction) -> anyhow::Result<()> {
+    let SpaceAction::Register {
+        id,
+        provider,
+        model,
+        dimensions,
+        normalized,
+    } = action;
+    let space = domain::entities::EmbeddingSpace {
+        id,
+        provider,
+        model,
+        dimensions,
+        normalized,
+    };
+    store_postgres::register_space(db.platform_url()?, &space).await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(
+            &json!({"id": space.id, "index": store_postgres::space_index_name(&space.id)})
+        )?
+    );
     Ok(())
 }

@@ -94,6 +94,18 @@ pub struct ServeSettings {
     /// Login attempts allowed per tenant and email within five minutes.
     #[arg(long, env = "AGENTIC_LOGIN_ATTEMPTS", default_value_t = 10)]
     pub login_attempts: u32,
+    /// Where the local models live (`just models` installs them there).
+    #[arg(long, env = "AGENTIC_MODELS_DIR", default_value = ".local/models")]
+    pub models_dir: String,
+    /// Largest document accepted, in bytes.
+    #[arg(long, env = "AGENTIC_MAX_DOCUMENT_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_document_bytes: usize,
+    /// Ingestion workers run inside this process (0: leave ingestion to `agentic worker`).
+    #[arg(long, env = "AGENTIC_INGEST_WORKERS", default_value_t = 1)]
+    pub ingest_workers: usize,
+    /// How long an idle ingestion worker waits before looking for work again, in milliseconds.
+    #[arg(long, env = "AGENTIC_WORKER_POLL_MS", default_value_t = 500)]
+    pub worker_poll_ms: u64,
     /// Argon2id memory cost in KiB; unset means the OWASP default (19 MiB, 2 passes). Only the
     /// test suite lowers it.
     #[arg(long, env = "AGENTIC_ARGON2_M_KIB", hide = true)]

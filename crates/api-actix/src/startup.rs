@@ -8,12 +8,17 @@ use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use auth_crypto::{Argon2Hasher, JwtCodec, JwtConfig, RandomSecrets};
 use cache_redis::RedisCache;
-use domain::ports::{Clock, PasswordHasher, PlatformStore, Secrets, Store, SystemClock};
+use domain::ports::{
+    Clock, JobQueue, PasswordHasher, PlatformStore, Secrets, Store, SystemClock, TextExtractor,
+};
 use domain::services::{
     AgentService, ApiKeyService, AuditService, AuthPolicy, AuthPorts, AuthService,
-    CollectionService, TenantService, UserService,
+    CollectionService, DocumentService, Embedders, IngestPolicy, IngestWorker, SearchService,
+    TenantService, UserService,
 };
+use embed_candle::{CandleEmbedder, EmbedderOptions};
 use store_postgres::{PgPlatformStore, PgStore, PoolOptions};
+use text_extract::{Extractor, ExtractorConfig, TokenChunker};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -31,6 +36,7 @@ pub const DEFAULT_SPACE: &str = "local-minilm-l6-v2";
 pub struct Stores {
     pub store: Arc<dyn Store>,
     pub platform: Arc<dyn PlatformStore>,
+    pub queue: Arc<dyn JobQueue>,
 }
 
 impl Stores {
@@ -45,9 +51,11 @@ impl Stores {
         };
         let app = store_postgres::connect(db.app_url()?, &options).await?;
         let platform = store_postgres::connect(db.platform_url()?, &platform_options).await?;
+        let platform = Arc::new(PgPlatformStore::new(platform));
         Ok(Self {
             store: Arc::new(PgStore::new(app)),
-            platform: Arc::new(PgPlatformStore::new(platform)),
+            platform: platform.clone(),
+            queue: platform,
         })
     }
 }
@@ -61,9 +69,76 @@ pub fn password_hasher(serve: Option<&ServeSettings>) -> anyhow::Result<Arc<dyn 
     }
 }
 
+/// The embedders of the spaces this server can embed in. A missing local model is not fatal:
+/// the server answers everything else, and searches or ingestion in that space report it.
+pub fn load_embedders(serve: &ServeSettings) -> Embedders {
+    let mut embedders = Embedders::new();
+    let dir = std::path::Path::new(&serve.models_dir).join("all-MiniLM-L6-v2");
+    match CandleEmbedder::load(&dir, EmbedderOptions::default()) {
+        Ok(minilm) => embedders.insert(DEFAULT_SPACE, Arc::new(minilm)),
+        Err(e) => tracing::warn!(
+            error = %e,
+            dir = %dir.display(),
+            "no local embedding model; run `just models` (space {DEFAULT_SPACE} cannot embed)"
+        ),
+    }
+    embedders
+}
+
+/// An ingestion worker on the given stores.
+pub fn ingest_worker(stores: &Stores, embedders: Embedders, name: &str) -> IngestWorker {
+    IngestWorker::new(
+        stores.store.clone(),
+        stores.queue.clone(),
+        Arc::new(TokenChunker),
+        embedders,
+        Arc::new(SystemClock),
+        format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ),
+        IngestPolicy::default(),
+    )
+}
+
+/// Works jobs until the process ends; sleeps `poll` when the queue is empty or failing.
+pub async fn run_worker(worker: IngestWorker, poll: std::time::Duration) {
+    loop {
+        match worker.run_once().await {
+            Ok(true) => {}
+            Ok(false) => tokio::time::sleep(poll).await,
+            Err(e) => {
+                tracing::error!(error = %e, "ingestion worker failed; retrying");
+                tokio::time::sleep(poll).await;
+            }
+        }
+    }
+}
+
 /// Builds every service from connected adapters.
 pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow::Result<AppState> {
     let stores = Stores::connect(db).await?;
+    // Vector indexes of spaces registered since the last start, built without blocking writers.
+    let platform_url = db.platform_url()?.to_owned();
+    tokio::spawn(async move {
+        match store_postgres::ensure_space_indexes(&platform_url).await {
+            Ok(built) if !built.is_empty() => tracing::info!(?built, "built vector indexes"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "could not build vector indexes; searches scan instead")
+            }
+        }
+    });
+    let embedders = load_embedders(serve);
+    for n in 0..serve.ingest_workers {
+        let worker = ingest_worker(&stores, embedders.clone(), &format!("serve{n}"));
+        tokio::spawn(run_worker(
+            worker,
+            std::time::Duration::from_millis(serve.worker_poll_ms),
+        ));
+    }
+    let extractor: Arc<dyn TextExtractor> = Arc::new(Extractor::new(ExtractorConfig::default()));
     let cache = RedisCache::connect(&serve.redis_url, serve.redis_key_prefix.clone())?;
     let codec = JwtCodec::new(JwtConfig {
         issuer: serve.jwt.jwt_issuer.clone(),
@@ -111,6 +186,13 @@ pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow
         api_keys: ApiKeyService::new(stores.store.clone(), secrets, clock.clone()),
         agents: AgentService::new(stores.store.clone(), clock.clone()),
         collections: CollectionService::new(stores.store.clone(), clock.clone(), DEFAULT_SPACE),
+        documents: DocumentService::new(
+            stores.store.clone(),
+            extractor,
+            clock.clone(),
+            serve.max_document_bytes,
+        ),
+        search: SearchService::new(stores.store.clone(), embedders),
         audit: AuditService::new(stores.store.clone()),
         store: stores.store,
         cache,
@@ -132,6 +214,8 @@ impl Application {
         let state = web::Data::new(build_state(db, serve).await?);
         let port = listener.local_addr()?.port();
         let limit = serve.max_body_bytes;
+        // A document travels inside a JSON string: escaping can double it, plus the envelope.
+        let documents_limit = BodyLimit(serve.max_document_bytes.saturating_mul(2) + 64 * 1024);
         let openapi = ApiDoc::openapi();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -141,7 +225,7 @@ impl Application {
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .wrap(Compress::default())
                 .wrap(from_fn(request_id::middleware))
-                .configure(routes::configure)
+                .configure(|cfg| routes::configure(cfg, documents_limit))
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
                 .route(
                     "/docs",

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use cache_redis::RedisCache;
 use domain::ports::Store;
 use domain::services::{
-    AgentService, ApiKeyService, AuditService, AuthService, CollectionService, TenantService,
-    UserService,
+    AgentService, ApiKeyService, AuditService, AuthService, CollectionService, DocumentService,
+    SearchService, TenantService, UserService,
 };
 
 pub struct AppState {
@@ -16,6 +16,8 @@ pub struct AppState {
     pub api_keys: ApiKeyService,
     pub agents: AgentService,
     pub collections: CollectionService,
+    pub documents: DocumentService,
+    pub search: SearchService,
     pub audit: AuditService,
     /// For readiness checks.
     pub store: Arc<dyn Store>,

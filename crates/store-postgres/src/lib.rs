@@ -14,6 +14,7 @@ mod documents;
 mod error;
 mod platform;
 mod rows;
+mod spaces;
 mod tenant_tx;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 pub use platform::PgPlatformStore;
+pub use spaces::{ensure_space_indexes, register_space, space_index_name};
 pub use tenant_tx::PgStore;
 
 /// Connection pool settings.

@@ -464,3 +464,167 @@ pub struct PatchCollectionRequest {
     /// Refused (422): the space changes only by re-embedding.
     pub space_id: Option<String>,
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDocumentRequest {
+    pub title: String,
+    /// The document itself, as text.
+    pub content: String,
+    /// `text/plain` (default), `text/markdown` or `text/html`.
+    pub content_type: Option<String>,
+    /// A JSON object, copied to every chunk for search filters.
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentDto {
+    pub id: Uuid,
+    pub collection_id: Uuid,
+    pub title: String,
+    pub content_type: String,
+    pub metadata: serde_json::Value,
+    /// Hex SHA-256 of the uploaded bytes.
+    pub content_hash: String,
+    pub byte_count: i64,
+    /// `pending`, `processing`, `ready` or `failed`.
+    pub status: String,
+    pub error: Option<String>,
+    /// The extracted text (single-document reads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<domain::entities::Document> for DocumentDto {
+    fn from(d: domain::entities::Document) -> Self {
+        Self {
+            id: d.id.as_uuid(),
+            collection_id: d.collection_id.as_uuid(),
+            title: d.title.into_string(),
+            content_type: d.content_type.mime().to_owned(),
+            metadata: d.metadata,
+            content_hash: d.content_hash.iter().map(|b| format!("{b:02x}")).collect(),
+            byte_count: d.byte_count,
+            status: d.status.as_str().to_owned(),
+            error: d.error,
+            content: d.content,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+            deleted_at: d.deleted_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressDto {
+    /// Chunks embedded so far.
+    pub done: i32,
+    /// Chunks in all (0 until the document is chunked).
+    pub total: i32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobDto {
+    pub id: Uuid,
+    /// `ingest` or `reembed`.
+    pub kind: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    pub collection_id: Uuid,
+    pub document_id: Option<Uuid>,
+    pub progress: ProgressDto,
+    pub error: Option<String>,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<domain::entities::Job> for JobDto {
+    fn from(j: domain::entities::Job) -> Self {
+        Self {
+            id: j.id.as_uuid(),
+            kind: j.kind.as_str().to_owned(),
+            state: j.state.as_str().to_owned(),
+            collection_id: j.collection_id.as_uuid(),
+            document_id: j.document_id.map(|d| d.as_uuid()),
+            progress: ProgressDto {
+                done: j.progress_done,
+                total: j.progress_total,
+            },
+            error: j.error,
+            attempts: j.attempts,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+        }
+    }
+}
+
+/// An upload's answer: the job is absent when the same content was already in the collection.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadedDto {
+    pub document: DocumentDto,
+    pub job: Option<JobDto>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequestDto {
+    pub query: String,
+    /// 1..=100 (default 10).
+    pub top_k: Option<i64>,
+    /// `vector`, `fulltext` or `hybrid` (default).
+    pub mode: Option<String>,
+    /// Metadata equality (`{"team": "hr"}`) or membership (`{"team": ["hr", "it"]}`).
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Vector mode only: the lowest cosine similarity to return.
+    pub min_score: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MultiSearchRequestDto {
+    pub collection_ids: Vec<Uuid>,
+    pub query: String,
+    pub top_k: Option<i64>,
+    pub mode: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Map<String, serde_json::Value>>,
+    pub min_score: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResultDto {
+    pub chunk_id: Uuid,
+    pub document_id: Uuid,
+    pub document_title: String,
+    pub position: u32,
+    pub content: String,
+    pub score: f32,
+    /// `cosine_similarity`, `ts_rank` or `rrf`.
+    pub score_kind: String,
+    pub metadata: serde_json::Value,
+}
+
+impl From<domain::ports::SearchHit> for SearchResultDto {
+    fn from(h: domain::ports::SearchHit) -> Self {
+        Self {
+            chunk_id: h.chunk_id.as_uuid(),
+            document_id: h.document_id.as_uuid(),
+            document_title: h.document_title,
+            position: h.position,
+            content: h.content,
+            score: h.score,
+            score_kind: h.score_kind.to_owned(),
+            metadata: h.metadata,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResponseDto {
+    pub results: Vec<SearchResultDto>,
+}

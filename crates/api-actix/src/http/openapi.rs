@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::routes::{agents, api_keys, audit, auth, collections, ops, tenants, users};
+use crate::http::routes::{
+    agents, api_keys, audit, auth, collections, documents, ops, tenants, users,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +24,9 @@ use crate::http::routes::{agents, api_keys, audit, auth, collections, ops, tenan
         agents::create, agents::list, agents::get, agents::update, agents::delete, agents::restore, agents::purge,
         collections::spaces, collections::create, collections::list, collections::get,
         collections::update, collections::delete, collections::restore, collections::purge,
+        documents::upload, documents::list, documents::get, documents::delete, documents::restore,
+        documents::purge, documents::jobs, documents::job, documents::cancel, documents::search,
+        documents::search_many,
         audit::list,
         ops::healthz, ops::readyz,
     ),
@@ -34,6 +39,8 @@ use crate::http::routes::{agents, api_keys, audit, auth, collections, ops, tenan
         (name = "api-keys", description = "The tenant's API keys (admins)"),
         (name = "agents", description = "Agents: soft-deletable, restorable, purgeable"),
         (name = "collections", description = "Knowledge collections and embedding spaces"),
+        (name = "documents", description = "Documents and their ingestion jobs"),
+        (name = "search", description = "Vector, full-text and hybrid search over collections"),
         (name = "audit", description = "The append-only audit log (admins)"),
         (name = "operations", description = "Health and readiness"),
     )

@@ -85,3 +85,11 @@ pub struct RateLimited(#[to_schema] Problem);
     content_type = "application/problem+json"
 )]
 pub struct Internal(#[to_schema] Problem);
+
+#[derive(IntoResponses)]
+#[response(
+    status = 503,
+    description = "A dependency (an embedding model) is not available",
+    content_type = "application/problem+json"
+)]
+pub struct Unavailable(#[to_schema] Problem);

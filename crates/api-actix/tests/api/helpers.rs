@@ -183,6 +183,10 @@ impl TestApp {
             workers: Some(1),
             login_attempts: options.login_attempts,
             argon2_m_kib: Some(64),
+            models_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../../.local/models").into(),
+            max_document_bytes: 256 * 1024,
+            ingest_workers: 1,
+            worker_poll_ms: 50,
         };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a random port");
         let db = self.db_settings();
@@ -380,4 +384,41 @@ pub async fn json(res: Response, status: StatusCode) -> Value {
     let body = res.text().await.expect("body");
     assert_eq!(actual, status, "status; body: {body}");
     serde_json::from_str(&body).expect("json body")
+}
+
+impl TestApp {
+    /// Waits until the job is finished (or fails the test after 60 s); answers it.
+    pub async fn wait_for_job(&self, token: &str, job_id: &str) -> Value {
+        for _ in 0..600 {
+            let job = json(
+                self.get(&format!("/v1/jobs/{job_id}"), token).await,
+                StatusCode::OK,
+            )
+            .await;
+            if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or("")) {
+                return job;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("job {job_id} did not finish within 60 s");
+    }
+
+    /// Uploads a text document and answers the response body (status 202 expected).
+    pub async fn upload(
+        &self,
+        token: &str,
+        collection: &str,
+        title: &str,
+        content: &str,
+        metadata: Value,
+    ) -> Value {
+        let res = self
+            .post(
+                &format!("/v1/collections/{collection}/documents"),
+                token,
+                json!({"title": title, "content": content, "metadata": metadata}),
+            )
+            .await;
+        json(res, StatusCode::ACCEPTED).await
+    }
 }

@@ -7,5 +7,6 @@ mod agents;
 mod auth;
 mod collections;
 mod isolation;
+mod knowledge;
 mod migrations;
 mod platform;

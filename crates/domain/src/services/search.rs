@@ -127,13 +127,38 @@ impl SearchService {
                     .min_score
                     .filter(|_| request.mode == SearchMode::Vector),
             };
-            lists.push(tx.chunks().search(&query).await?);
+            lists.push((
+                collection.space.id.clone(),
+                tx.chunks().search(&query).await?,
+            ));
         }
         tx.commit().await?;
-        if lists.len() == 1 {
-            return Ok(lists.pop().unwrap_or_default());
+        // Scores are comparable within one space, so lists of one space merge by score; lists of
+        // different spaces are not, so they fuse by rank.
+        let mut by_space: Vec<(String, Vec<SearchHit>)> = Vec::new();
+        for (space, hits) in lists {
+            match by_space.iter_mut().find(|(s, _)| *s == space) {
+                Some((_, merged)) => merged.extend(hits),
+                None => by_space.push((space, hits)),
+            }
         }
-        Ok(fuse(lists, request.top_k))
+        let top_k = usize::try_from(request.top_k).unwrap_or(usize::MAX);
+        let mut ranked: Vec<Vec<SearchHit>> = by_space
+            .into_iter()
+            .map(|(_, mut hits)| {
+                hits.sort_by(|a, b| {
+                    b.score
+                        .total_cmp(&a.score)
+                        .then(a.chunk_id.cmp(&b.chunk_id))
+                });
+                hits.truncate(top_k);
+                hits
+            })
+            .collect();
+        if ranked.len() == 1 {
+            return Ok(ranked.pop().unwrap_or_default());
+        }
+        Ok(fuse(ranked, request.top_k))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod collections;
+pub mod documents;
 pub mod ops;
 pub mod tenants;
 pub mod users;
@@ -15,6 +16,7 @@ pub mod users;
 use actix_web::{HttpResponse, Resource, web};
 
 use crate::http::error::ApiError;
+use crate::http::extract::BodyLimit;
 
 /// A resource whose unsupported methods answer 405 naming the `allow`ed ones.
 fn resource(path: &str, allow: &'static str) -> Resource {
@@ -23,8 +25,9 @@ fn resource(path: &str, allow: &'static str) -> Resource {
     }))
 }
 
-/// Registers `/healthz`, `/readyz` and every `/v1` route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Registers `/healthz`, `/readyz` and every `/v1` route. Document uploads may carry bodies up to
+/// `documents_limit`; every other route keeps the application's body limit.
+pub fn configure(cfg: &mut web::ServiceConfig, documents_limit: BodyLimit) {
     cfg.service(resource("/healthz", "GET").route(web::get().to(ops::healthz)))
         .service(resource("/readyz", "GET").route(web::get().to(ops::readyz)))
         .service(
@@ -101,6 +104,35 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     resource("/collections/{id}/purge", "DELETE")
                         .route(web::delete().to(collections::purge)),
                 )
+                .service(
+                    resource("/collections/{id}/documents", "GET, POST")
+                        .app_data(documents_limit)
+                        .route(web::post().to(documents::upload))
+                        .route(web::get().to(documents::list)),
+                )
+                .service(
+                    resource("/documents/{id}", "GET, DELETE")
+                        .route(web::get().to(documents::get))
+                        .route(web::delete().to(documents::delete)),
+                )
+                .service(
+                    resource("/documents/{id}/restore", "POST")
+                        .route(web::post().to(documents::restore)),
+                )
+                .service(
+                    resource("/documents/{id}/purge", "DELETE")
+                        .route(web::delete().to(documents::purge)),
+                )
+                .service(resource("/jobs", "GET").route(web::get().to(documents::jobs)))
+                .service(resource("/jobs/{id}", "GET").route(web::get().to(documents::job)))
+                .service(
+                    resource("/jobs/{id}/cancel", "POST").route(web::post().to(documents::cancel)),
+                )
+                .service(
+                    resource("/collections/{id}/search", "POST")
+                        .route(web::post().to(documents::search)),
+                )
+                .service(resource("/search", "POST").route(web::post().to(documents::search_many)))
                 .service(resource("/audit", "GET").route(web::get().to(audit::list))),
         );
 }

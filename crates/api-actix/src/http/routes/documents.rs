@@ -1,0 +1,272 @@
+use actix_web::{HttpResponse, web};
+use domain::services::{SearchRequest, Upload};
+use domain::{CollectionId, DocumentId, JobId};
+
+use crate::http::dto::{
+    CreateDocumentRequest, DocumentDto, JobDto, List, MultiSearchRequestDto, SearchRequestDto,
+    SearchResponseDto, UploadedDto,
+};
+use crate::http::error::ApiResult;
+use crate::http::extract::{Body, Caller, PageQuery, parse_id};
+use crate::http::responses::{
+    Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unavailable,
+    Unsupported,
+};
+use crate::http::routes::users::ListParams;
+use crate::state::AppState;
+
+/// Add a document to a collection; its ingestion runs in the background (202 with the job). The
+/// same content twice in one collection is stored once: 200 with the existing document, no job.
+#[utoipa::path(
+    post, path = "/v1/collections/{id}/documents", tag = "documents",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = CreateDocumentRequest,
+    responses(
+        (status = 202, description = "Stored; ingestion queued", body = UploadedDto),
+        (status = 200, description = "The same content was already there", body = UploadedDto),
+        Unauthorized, Forbidden, NotFound, Invalid, TooLarge, Unsupported, Internal
+    ),
+    security(("bearer" = []))
+)]
+pub async fn upload(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: Body<CreateDocumentRequest>,
+) -> ApiResult<HttpResponse> {
+    let collection: CollectionId = parse_id(&id, "collection")?;
+    let req = body.0;
+    let upload = Upload {
+        title: req.title,
+        content_type: req.content_type.unwrap_or_else(|| "text/plain".into()),
+        bytes: req.content.into_bytes(),
+        metadata: req.metadata,
+    };
+    let uploaded = state
+        .documents
+        .upload(&caller.0, collection, upload)
+        .await?;
+    let created = uploaded.job.is_some();
+    let body = UploadedDto {
+        document: uploaded.document.into(),
+        job: uploaded.job.map(Into::into),
+    };
+    Ok(if created {
+        HttpResponse::Accepted().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    })
+}
+
+/// The documents of a collection, newest first.
+#[utoipa::path(
+    get, path = "/v1/collections/{id}/documents", tag = "documents",
+    params(("id" = uuid::Uuid, Path), PageQuery, ("include_deleted" = Option<bool>, Query, description = "Also list soft-deleted documents (admins)")),
+    responses((status = 200, description = "A page of documents", body = List<DocumentDto>), Unauthorized, Forbidden, NotFound, Invalid, Internal),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    query: web::Query<ListParams>,
+) -> ApiResult<web::Json<List<DocumentDto>>> {
+    let collection: CollectionId = parse_id(&id, "collection")?;
+    let page = query.page().to_request()?;
+    let found = state
+        .documents
+        .list(&caller.0, collection, query.include_deleted, page)
+        .await?;
+    Ok(web::Json(List::from_page(found, DocumentDto::from)))
+}
+
+/// A document, with its extracted text.
+#[utoipa::path(
+    get, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The document", body = DocumentDto), Unauthorized, Forbidden, NotFound, Internal),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<DocumentDto>> {
+    let id: DocumentId = parse_id(&id, "document")?;
+    Ok(web::Json(state.documents.get(&caller.0, id).await?.into()))
+}
+
+/// Soft-delete a document: its chunks leave search at once.
+#[utoipa::path(
+    delete, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Internal),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id: DocumentId = parse_id(&id, "document")?;
+    state.documents.delete(&caller.0, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Restore a soft-deleted document; 409 if the same content was uploaded again meanwhile.
+#[utoipa::path(
+    post, path = "/v1/documents/{id}/restore", tag = "documents",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "Restored", body = DocumentDto), Unauthorized, Forbidden, NotFound, Conflict, Internal),
+    security(("bearer" = []))
+)]
+pub async fn restore(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<DocumentDto>> {
+    let id: DocumentId = parse_id(&id, "document")?;
+    Ok(web::Json(
+        state.documents.restore(&caller.0, id).await?.into(),
+    ))
+}
+
+/// Remove a document and its chunks for good (admins).
+#[utoipa::path(
+    delete, path = "/v1/documents/{id}/purge", tag = "documents",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204, description = "Purged"), Unauthorized, Forbidden, NotFound, Internal),
+    security(("bearer" = []))
+)]
+pub async fn purge(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id: DocumentId = parse_id(&id, "document")?;
+    state.documents.purge(&caller.0, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Background jobs of the tenant, newest first.
+#[utoipa::path(
+    get, path = "/v1/jobs", tag = "documents",
+    params(PageQuery),
+    responses((status = 200, description = "A page of jobs", body = List<JobDto>), Unauthorized, Forbidden, Invalid, Internal),
+    security(("bearer" = []))
+)]
+pub async fn jobs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<List<JobDto>>> {
+    let found = state.documents.jobs(&caller.0, query.to_request()?).await?;
+    Ok(web::Json(List::from_page(found, JobDto::from)))
+}
+
+/// A job: state, progress (chunks embedded / total), error.
+#[utoipa::path(
+    get, path = "/v1/jobs/{id}", tag = "documents",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The job", body = JobDto), Unauthorized, Forbidden, NotFound, Internal),
+    security(("bearer" = []))
+)]
+pub async fn job(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<JobDto>> {
+    let id: JobId = parse_id(&id, "job")?;
+    Ok(web::Json(state.documents.job(&caller.0, id).await?.into()))
+}
+
+/// Cancel a job: a queued one at once, a running one at its next heartbeat; nothing of a
+/// cancelled ingestion is indexed. A finished job is answered as it is.
+#[utoipa::path(
+    post, path = "/v1/jobs/{id}/cancel", tag = "documents",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The job", body = JobDto), Unauthorized, Forbidden, NotFound, Internal),
+    security(("bearer" = []))
+)]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<JobDto>> {
+    let id: JobId = parse_id(&id, "job")?;
+    Ok(web::Json(
+        state.documents.cancel_job(&caller.0, id).await?.into(),
+    ))
+}
+
+/// Search a collection: vector, full-text, or both fused by reciprocal rank (default).
+#[utoipa::path(
+    post, path = "/v1/collections/{id}/search", tag = "search",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = SearchRequestDto,
+    responses(
+        (status = 200, description = "The best chunks, best first", body = SearchResponseDto),
+        Unauthorized, Forbidden, NotFound, Invalid, TooLarge, Unsupported, Unavailable, Internal
+    ),
+    security(("bearer" = []))
+)]
+pub async fn search(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: Body<SearchRequestDto>,
+) -> ApiResult<web::Json<SearchResponseDto>> {
+    let collection: CollectionId = parse_id(&id, "collection")?;
+    let req = body.0;
+    let request = SearchRequest {
+        query: req.query,
+        top_k: req.top_k,
+        mode: req.mode,
+        filter: req.filter,
+        min_score: req.min_score,
+    };
+    let hits = state
+        .search
+        .search(&caller.0, &[collection], request)
+        .await?;
+    Ok(web::Json(SearchResponseDto {
+        results: hits.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Search several collections at once, possibly of different spaces; lists are fused by rank.
+#[utoipa::path(
+    post, path = "/v1/search", tag = "search",
+    request_body = MultiSearchRequestDto,
+    responses(
+        (status = 200, description = "The best chunks, best first", body = SearchResponseDto),
+        Unauthorized, Forbidden, NotFound, Invalid, TooLarge, Unsupported, Unavailable, Internal
+    ),
+    security(("bearer" = []))
+)]
+pub async fn search_many(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Body<MultiSearchRequestDto>,
+) -> ApiResult<web::Json<SearchResponseDto>> {
+    let req = body.0;
+    let collections: Vec<CollectionId> = req
+        .collection_ids
+        .into_iter()
+        .map(CollectionId::from_uuid)
+        .collect();
+    let request = SearchRequest {
+        query: req.query,
+        top_k: req.top_k,
+        mode: req.mode,
+        filter: req.filter,
+        min_score: req.min_score,
+    };
+    let hits = state
+        .search
+        .search(&caller.0, &collections, request)
+        .await?;
+    Ok(web::Json(SearchResponseDto {
+        results: hits.into_iter().map(Into::into).collect(),
+    }))
+}

@@ -1,0 +1,546 @@
+//! Documents, ingestion jobs and search, end to end with the local MiniLM model.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem, json};
+
+const CORPUS: [(&str, &str, &str); 4] = [
+    (
+        "Vacation policy",
+        "Employees receive twenty-five days of paid vacation per year. Unused vacation days expire at the end of March.",
+        "hr",
+    ),
+    (
+        "Expense reports",
+        "Submit expense reports within thirty days. Receipts are required for every purchase above fifty euros.",
+        "finance",
+    ),
+    (
+        "Password resets",
+        "To reset your password, open the login page and click the forgot password link; a reset email arrives within minutes.",
+        "it",
+    ),
+    (
+        "Office plants",
+        "The office ficus needs water twice a week and indirect sunlight near the north window.",
+        "facilities",
+    ),
+];
+
+async fn ingested_collection(app: &TestApp, token: &str) -> (String, Vec<String>) {
+    let collection = json(
+        app.post("/v1/collections", token, json!({"name": "Handbook"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = collection["id"].as_str().unwrap().to_owned();
+    let mut documents = Vec::new();
+    for (title, content, team) in CORPUS {
+        let uploaded = app
+            .upload(token, &id, title, content, json!({"team": team}))
+            .await;
+        assert_eq!(uploaded["document"]["status"], "pending");
+        let job = app
+            .wait_for_job(token, uploaded["job"]["id"].as_str().unwrap())
+            .await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        assert!(job["progress"]["total"].as_i64().unwrap() >= 1);
+        assert_eq!(job["progress"]["done"], job["progress"]["total"]);
+        documents.push(uploaded["document"]["id"].as_str().unwrap().to_owned());
+    }
+    (id, documents)
+}
+
+fn titles(results: &Value) -> Vec<String> {
+    results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["document_title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn ingest_then_search_in_every_mode() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let t = &acme.admin_token;
+    let (collection, documents) = ingested_collection(&app, t).await;
+
+    let doc = json(
+        app.get(&format!("/v1/documents/{}", documents[0]), t).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(doc["status"], "ready");
+    assert!(
+        doc["content"]
+            .as_str()
+            .unwrap()
+            .contains("twenty-five days")
+    );
+    let col = json(
+        app.get(&format!("/v1/collections/{collection}"), t).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(col["document_count"], 4);
+    assert!(col["byte_count"].as_i64().unwrap() > 100);
+
+    let search_path = format!("/v1/collections/{collection}/search");
+    let search = |mode: &str, query: &str| {
+        let body = json!({"query": query, "mode": mode, "top_k": 2});
+        app.post(&search_path, t, body)
+    };
+    let vector = json(
+        search("vector", "how many holidays do I get?").await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(titles(&vector)[0], "Vacation policy");
+    assert_eq!(vector["results"][0]["score_kind"], "cosine_similarity");
+    assert!(
+        vector["results"][0]["score"].as_f64().unwrap()
+            > vector["results"][1]["score"].as_f64().unwrap()
+    );
+    let fulltext = json(search("fulltext", "receipts").await, StatusCode::OK).await;
+    assert_eq!(titles(&fulltext), ["Expense reports"]);
+    assert_eq!(fulltext["results"][0]["score_kind"], "ts_rank");
+    let hybrid = json(search("hybrid", "forgot my password").await, StatusCode::OK).await;
+    assert_eq!(titles(&hybrid)[0], "Password resets");
+    assert_eq!(hybrid["results"][0]["score_kind"], "rrf");
+
+    // Metadata filters: equality and membership.
+    let body = json!({"query": "days", "mode": "vector", "filter": {"team": "finance"}});
+    let filtered = json(
+        app.post(&format!("/v1/collections/{collection}/search"), t, body)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(titles(&filtered), ["Expense reports"]);
+    let body = json!({"query": "days", "mode": "vector", "filter": {"team": ["finance", "hr"]}});
+    let filtered = json(
+        app.post(&format!("/v1/collections/{collection}/search"), t, body)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut found = titles(&filtered);
+    found.sort();
+    assert_eq!(found, ["Expense reports", "Vacation policy"]);
+    // min_score cuts weak matches (vector mode).
+    let body = json!({"query": "how many holidays do I get?", "mode": "vector", "min_score": 0.99});
+    let strict = json(
+        app.post(&format!("/v1/collections/{collection}/search"), t, body)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(strict["results"].as_array().unwrap().is_empty());
+
+    // Several collections at once.
+    let other = json(
+        app.post("/v1/collections", t, json!({"name": "Other"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let other_id = other["id"].as_str().unwrap();
+    let uploaded = app
+        .upload(
+            t,
+            other_id,
+            "Parking",
+            "Visitor parking is behind building B; ask reception for a pass.",
+            json!({}),
+        )
+        .await;
+    app.wait_for_job(t, uploaded["job"]["id"].as_str().unwrap())
+        .await;
+    let body = json!({"collection_ids": [collection, other_id], "query": "where can visitors park", "mode": "vector", "top_k": 3});
+    let many = json(app.post("/v1/search", t, body).await, StatusCode::OK).await;
+    assert_eq!(titles(&many)[0], "Parking");
+    // One space: the lists merge by cosine similarity, which stays comparable.
+    assert_eq!(many["results"][0]["score_kind"], "cosine_similarity");
+
+    // Deleting a document hides its chunks at once; restoring brings them back.
+    assert_eq!(
+        app.delete(&format!("/v1/documents/{}", documents[0]), t)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let after = json(
+        search("vector", "how many holidays do I get?").await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(!titles(&after).contains(&"Vacation policy".to_owned()));
+    json(
+        app.post_empty(&format!("/v1/documents/{}/restore", documents[0]), t)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let back = json(
+        search("vector", "how many holidays do I get?").await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(titles(&back)[0], "Vacation policy");
+
+    // Deleting the collection hides everything.
+    assert_eq!(
+        app.delete(&format!("/v1/collections/{collection}"), t)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_problem(
+        search("vector", "vacation").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_same_content_is_stored_once_and_bad_uploads_are_refused() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let t = &acme.admin_token;
+    let collection = json(
+        app.post("/v1/collections", t, json!({"name": "Docs"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = collection["id"].as_str().unwrap();
+    let first = app
+        .upload(t, id, "One", "Exactly the same words.", json!({}))
+        .await;
+    let res = app
+        .post(
+            &format!("/v1/collections/{id}/documents"),
+            t,
+            json!({"title": "Two", "content": "Exactly the same words."}),
+        )
+        .await;
+    let second = json(res, StatusCode::OK).await;
+    assert_eq!(second["document"]["id"], first["document"]["id"]);
+    assert!(second["job"].is_null());
+
+    let upload_path = format!("/v1/collections/{id}/documents");
+    let upload = |body: Value| app.post(&upload_path, t, body);
+    let res = upload(json!({"title": "Empty", "content": "   \n "})).await;
+    let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(body["errors"][0]["field"], "content");
+    let res =
+        upload(json!({"title": "Word", "content": "x", "content_type": "application/msword"}))
+            .await;
+    assert_problem(
+        res,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    let res = upload(json!({"title": "Huge", "content": "a ".repeat(200 * 1024)})).await;
+    assert_problem(res, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    let res = upload(json!({"title": "", "content": "text", "metadata": [1]})).await;
+    let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["title", "metadata"]);
+    let html = upload(json!({"title": "Page", "content": "<html><head><script>var secret=1;</script></head><body><p>Visible words</p></body></html>", "content_type": "text/html"})).await;
+    let html = json(html, StatusCode::ACCEPTED).await;
+    let doc = json(
+        app.get(
+            &format!("/v1/documents/{}", html["document"]["id"].as_str().unwrap()),
+            t,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(doc["content"].as_str().unwrap().contains("Visible words"));
+    assert!(!doc["content"].as_str().unwrap().contains("secret"));
+}
+
+#[tokio::test]
+async fn another_tenants_documents_jobs_and_searches_are_not_found() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant("tenant-a").await;
+    let b = app.tenant("tenant-b").await;
+    let collection = json(
+        app.post("/v1/collections", &a.admin_token, json!({"name": "A"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let cid = collection["id"].as_str().unwrap();
+    let uploaded = app
+        .upload(
+            &a.admin_token,
+            cid,
+            "Secret plan",
+            "The launch date is the ninth of May.",
+            json!({}),
+        )
+        .await;
+    let did = uploaded["document"]["id"].as_str().unwrap();
+    let jid = uploaded["job"]["id"].as_str().unwrap();
+    app.wait_for_job(&a.admin_token, jid).await;
+    let (_, b_key) = app.api_key(&b, &["read", "write", "admin"]).await;
+    let b_collection = json(
+        app.post("/v1/collections", &b.admin_token, json!({"name": "B"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let b_cid = b_collection["id"].as_str().unwrap();
+    for token in [b.admin_token.as_str(), b_key.as_str()] {
+        for res in [
+            app.get(&format!("/v1/documents/{did}"), token).await,
+            app.delete(&format!("/v1/documents/{did}"), token).await,
+            app.post_empty(&format!("/v1/documents/{did}/restore"), token)
+                .await,
+            app.delete(&format!("/v1/documents/{did}/purge"), token)
+                .await,
+            app.get(&format!("/v1/jobs/{jid}"), token).await,
+            app.post_empty(&format!("/v1/jobs/{jid}/cancel"), token)
+                .await,
+            app.get(&format!("/v1/collections/{cid}/documents"), token)
+                .await,
+            app.post(
+                &format!("/v1/collections/{cid}/documents"),
+                token,
+                json!({"title": "x", "content": "y"}),
+            )
+            .await,
+            app.post(
+                &format!("/v1/collections/{cid}/search"),
+                token,
+                json!({"query": "launch"}),
+            )
+            .await,
+            app.post(
+                "/v1/search",
+                token,
+                json!({"collection_ids": [cid], "query": "launch"}),
+            )
+            .await,
+            app.post(
+                "/v1/search",
+                token,
+                json!({"collection_ids": [b_cid, cid], "query": "launch"}),
+            )
+            .await,
+        ] {
+            assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
+        }
+        let jobs = json(app.get("/v1/jobs", token).await, StatusCode::OK).await;
+        assert!(!jobs.to_string().contains(jid));
+        let own = json(
+            app.post(
+                &format!("/v1/collections/{b_cid}/search"),
+                token,
+                json!({"query": "launch date"}),
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert!(
+            own["results"].as_array().unwrap().is_empty(),
+            "B's search never reaches A's chunks"
+        );
+    }
+    let doc = json(
+        app.get(&format!("/v1/documents/{did}"), &a.admin_token)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(doc["deleted_at"].is_null());
+}
+
+#[tokio::test]
+async fn a_queued_job_can_be_cancelled_and_leaves_nothing_indexed() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let t = &acme.admin_token;
+    let collection = json(
+        app.post("/v1/collections", t, json!({"name": "Docs"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = collection["id"].as_str().unwrap();
+    // Hold the job back so it is still queued when cancelled.
+    let conn = app.platform_connection().await;
+    use sea_orm::ConnectionTrait;
+    let uploaded = app
+        .upload(
+            t,
+            id,
+            "Later",
+            "Words that should never be searchable.",
+            json!({}),
+        )
+        .await;
+    let jid = uploaded["job"]["id"].as_str().unwrap();
+    conn.execute_unprepared(&format!(
+        "UPDATE jobs SET run_at = now() + interval '1 hour' WHERE id = '{jid}' AND state = 'queued'"
+    ))
+    .await
+    .unwrap();
+    let job = json(
+        app.post_empty(&format!("/v1/jobs/{jid}/cancel"), t).await,
+        StatusCode::OK,
+    )
+    .await;
+    if job["state"] == "cancelled" {
+        let body = json!({"query": "never searchable", "mode": "fulltext"});
+        let res = json(
+            app.post(&format!("/v1/collections/{id}/search"), t, body)
+                .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert!(res["results"].as_array().unwrap().is_empty());
+        let doc = json(
+            app.get(
+                &format!(
+                    "/v1/documents/{}",
+                    uploaded["document"]["id"].as_str().unwrap()
+                ),
+                t,
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(doc["status"], "failed");
+        // Cancelling a finished job answers it unchanged.
+        let again = json(
+            app.post_empty(&format!("/v1/jobs/{jid}/cancel"), t).await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(again["state"], "cancelled");
+    } else {
+        // The worker took it before the hold: it must then finish normally.
+        assert_eq!(app.wait_for_job(t, jid).await["state"], "succeeded");
+    }
+}
+
+#[tokio::test]
+async fn a_crashed_workers_job_is_taken_up_again() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let t = &acme.admin_token;
+    let collection = json(
+        app.post("/v1/collections", t, json!({"name": "Docs"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = collection["id"].as_str().unwrap();
+    let conn = app.platform_connection().await;
+    use sea_orm::ConnectionTrait;
+    // A job leased to a worker that died: running, lease expired.
+    let uploaded = app
+        .upload(
+            t,
+            id,
+            "Orphan",
+            "The orphaned job still gets indexed.",
+            json!({}),
+        )
+        .await;
+    let jid = uploaded["job"]["id"].as_str().unwrap();
+    conn.execute_unprepared(&format!(
+        "UPDATE jobs SET state = 'running', locked_by = 'dead-worker', locked_until = now() - interval '1 second', attempts = 1
+         WHERE id = '{jid}' AND state = 'queued'"
+    ))
+    .await
+    .unwrap();
+    let job = app.wait_for_job(t, jid).await;
+    assert_eq!(job["state"], "succeeded");
+    let body = json!({"query": "orphaned job", "mode": "fulltext"});
+    let res = json(
+        app.post(&format!("/v1/collections/{id}/search"), t, body)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(titles(&res), ["Orphan"]);
+}
+
+#[tokio::test]
+async fn the_application_role_can_use_the_space_index() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let owner = store_postgres::connect(&app.owner_url, &Default::default())
+        .await
+        .unwrap();
+    // The server builds the index in the background at start.
+    let mut built = false;
+    for _ in 0..100 {
+        let found = owner
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT count(*) AS n FROM pg_indexes WHERE indexname = 'chunks_embedding_local_minilm_l6_v2'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        if found.try_get::<i64>("", "n").unwrap() == 1 {
+            built = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(built, "the platform role built the space's HNSW index");
+    let app_role = app.app_connection().await;
+    let tx = app_role.begin().await.unwrap();
+    tx.execute_unprepared(&format!(
+        "SELECT set_config('app.tenant_id', '{}', true)",
+        acme.id
+    ))
+    .await
+    .unwrap();
+    // The table is tiny; forbid the sequential scan to see whether the index can serve the query.
+    tx.execute_unprepared("SET LOCAL enable_seqscan = off")
+        .await
+        .unwrap();
+    let vector = format!("[{}]", vec!["0.05"; 384].join(","));
+    let plan = tx
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "EXPLAIN SELECT id FROM chunks WHERE tenant_id = '{}' AND space_id = 'local-minilm-l6-v2'
+                 ORDER BY embedding::vector(384) <=> '{vector}'::vector(384) LIMIT 10",
+                acme.id
+            ),
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.try_get::<String>("", "QUERY PLAN").unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        plan.contains("chunks_embedding_local_minilm_l6_v2"),
+        "{plan}"
+    );
+    tx.rollback().await.unwrap();
+}

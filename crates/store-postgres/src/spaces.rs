@@ -1,0 +1,113 @@
+//! Embedding spaces and their vector indexes: the privileged path.
+//!
+//! Each space gets a partial HNSW index on the expression `(embedding::vector(D))`, restricted to
+//! its own rows. Building it needs the table owner's rights and must not lock out writers, so it
+//! runs as the platform role, which may `SET ROLE agentic_owner` for this alone, with
+//! `CREATE INDEX CONCURRENTLY` on a connection of its own (it cannot run inside a transaction)
+//! and enough `maintenance_work_mem` for the graph to be built in memory.
+
+use domain::entities::EmbeddingSpace;
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult};
+
+use crate::PoolOptions;
+use crate::tenant_tx::fetch_all;
+
+/// The owner role, whose rights index creation borrows.
+const OWNER_ROLE: &str = "agentic_owner";
+
+/// The index of one space. Space ids are slugs (checked by the table), so they fit a name.
+#[must_use]
+pub fn space_index_name(space_id: &str) -> String {
+    format!("chunks_embedding_{}", space_id.replace('-', "_"))
+}
+
+/// Registers a space (or leaves an identical one as it is) and builds its index.
+///
+/// # Errors
+/// When the database refuses the space (a different space with that id, say) or the index.
+pub async fn register_space(platform_url: &str, space: &EmbeddingSpace) -> Result<(), DbErr> {
+    let conn = crate::connect(platform_url, &single()).await?;
+    conn.execute_raw(crate::tenant_tx::stmt(
+        "INSERT INTO embedding_spaces (id, provider, model, dimensions, normalized)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        vec![
+            space.id.as_str().into(),
+            space.provider.as_str().into(),
+            space.model.as_str().into(),
+            i32::try_from(space.dimensions).unwrap_or(i32::MAX).into(),
+            space.normalized.into(),
+        ],
+    ))
+    .await?;
+    conn.close().await?;
+    ensure_space_indexes(platform_url).await.map(|_| ())
+}
+
+/// Builds the index of every space that lacks one; answers the names of the indexes built.
+///
+/// # Errors
+/// When an index cannot be built (the platform role lacks `SET ROLE agentic_owner`, say).
+pub async fn ensure_space_indexes(platform_url: &str) -> Result<Vec<String>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Space {
+        id: String,
+        dimensions: i32,
+    }
+    // One connection: the role and memory settings below are per session.
+    let conn = crate::connect(platform_url, &single()).await?;
+    let spaces: Vec<Space> = fetch_all(
+        &conn,
+        "SELECT s.id, s.dimensions FROM embedding_spaces s
+         WHERE NOT EXISTS (SELECT 1 FROM pg_indexes i
+                           WHERE i.schemaname = current_schema() AND i.indexname = 'chunks_embedding_' || replace(s.id, '-', '_'))
+         ORDER BY s.id",
+        vec![],
+    )
+    .await
+    .map_err(|e| DbErr::Custom(e.to_string()))?;
+    let mut built = Vec::new();
+    if spaces.is_empty() {
+        conn.close().await?;
+        return Ok(built);
+    }
+    conn.execute_unprepared(&format!("SET ROLE {OWNER_ROLE}"))
+        .await?;
+    conn.execute_unprepared("SET maintenance_work_mem = '512MB'")
+        .await?;
+    for space in spaces {
+        let valid = space
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid || !(1..=2000).contains(&space.dimensions) {
+            // HNSW on `vector` stops at 2,000 dimensions; such a space is searched exactly.
+            tracing::warn!(space = %space.id, dimensions = space.dimensions, "no HNSW index for this space");
+            continue;
+        }
+        let name = space_index_name(&space.id);
+        // A failed concurrent build leaves an invalid index behind; drop it before retrying.
+        conn.execute_unprepared(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+            .await?;
+        conn.execute_unprepared(&format!(
+            "CREATE INDEX CONCURRENTLY {name} ON chunks
+                 USING hnsw ((embedding::vector({dims})) vector_cosine_ops)
+                 WITH (m = 16, ef_construction = 64)
+                 WHERE space_id = '{id}'",
+            dims = space.dimensions,
+            id = space.id,
+        ))
+        .await?;
+        built.push(name);
+    }
+    conn.execute_unprepared("RESET ROLE").await?;
+    conn.close().await?;
+    Ok(built)
+}
+
+fn single() -> PoolOptions {
+    PoolOptions {
+        max_connections: 1,
+        min_connections: 1,
+        ..PoolOptions::default()
+    }
+}
