@@ -28,7 +28,7 @@ run: migrate
     cargo build -q -p api-actix --bin agentic
     if ./target/debug/agentic tenant create --name Demo --slug demo --admin-email admin@demo.test > .local/demo.json 2>/dev/null; then
         echo "Demo tenant created. Sign in with (shown once):"
-        python3 -c 'import json; d = json.load(open(".local/demo.json")); print(f"  tenant=demo email={d[\"admin\"][\"email\"]} password={d[\"admin_password\"]}")'
+        python3 -c 'import json; d = json.load(open(".local/demo.json")); print("  tenant=demo email=" + d["admin"]["email"] + " password=" + d["admin_password"])'
     else
         echo "Demo tenant already exists (its admin password was printed when it was created)."
     fi

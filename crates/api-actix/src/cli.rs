@@ -52,6 +52,14 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Embed lines of standard input; writes one JSON array per line.
+    Embed {
+        /// The space whose embedder to use.
+        #[arg(long, default_value = crate::startup::DEFAULT_SPACE)]
+        space: String,
+        #[command(flatten)]
+        settings: Box<ServeSettings>,
+    },
     /// Embedding spaces (platform-wide).
     Space {
         #[command(subcommand)]
@@ -177,6 +185,7 @@ impl Cli {
                 Ok(())
             }
             Command::Migrate { action } => migrate(&self.db, action).await,
+            Command::Embed { space, settings } => embed(&space, &settings).await,
             Command::Tenant { action } => tenant(&self.db, action).await,
             Command::User { action } => user(&self.db, action).await,
             Command::PlatformKey { action } => platform_key(&self.db, action).await,
@@ -311,5 +320,34 @@ async fn space(db: &DatabaseSettings, action: SpaceAction) -> anyhow::Result<()>
             &json!({"id": space.id, "index": store_postgres::space_index_name(&space.id)})
         )?
     );
+    Ok(())
+}
+
+/// Reads lines from stdin and prints each one's vector, in batches so the model works at speed.
+async fn embed(space: &str, settings: &ServeSettings) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let embedder = load_embedders(settings)
+        .get(space)
+        .ok_or_else(|| anyhow::anyhow!("no embedder for space {space} here (run `just models`)"))?;
+    let stdin = std::io::stdin();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut batch: Vec<String> = Vec::with_capacity(64);
+    let mut lines = stdin.lock().lines();
+    loop {
+        let line = lines.next().transpose()?;
+        let done = line.is_none();
+        batch.extend(line);
+        if batch.len() == 64 || (done && !batch.is_empty()) {
+            for vector in embedder.embed(&batch).await? {
+                serde_json::to_writer(&mut out, &vector)?;
+                out.write_all(b"\n")?;
+            }
+            batch.clear();
+        }
+        if done {
+            break;
+        }
+    }
+    out.flush()?;
     Ok(())
 }
