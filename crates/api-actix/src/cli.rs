@@ -175,7 +175,8 @@ impl Cli {
             }
             Command::Worker(settings) => {
                 let stores = Stores::connect(&self.db).await?;
-                let embedders = load_embedders(&settings);
+                let spaces = stores.store.spaces().await?;
+                let embedders = load_embedders(&settings, &spaces);
                 tracing::info!("ingestion worker started");
                 run_worker(
                     ingest_worker(&stores, embedders, "worker"),
@@ -185,7 +186,7 @@ impl Cli {
                 Ok(())
             }
             Command::Migrate { action } => migrate(&self.db, action).await,
-            Command::Embed { space, settings } => embed(&space, &settings).await,
+            Command::Embed { space, settings } => embed(&self.db, &space, &settings).await,
             Command::Tenant { action } => tenant(&self.db, action).await,
             Command::User { action } => user(&self.db, action).await,
             Command::PlatformKey { action } => platform_key(&self.db, action).await,
@@ -324,9 +325,14 @@ async fn space(db: &DatabaseSettings, action: SpaceAction) -> anyhow::Result<()>
 }
 
 /// Reads lines from stdin and prints each one's vector, in batches so the model works at speed.
-async fn embed(space: &str, settings: &ServeSettings) -> anyhow::Result<()> {
+async fn embed(db: &DatabaseSettings, space: &str, settings: &ServeSettings) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
-    let embedder = load_embedders(settings)
+    // Registered spaces come from the database when it is configured; the local space needs none.
+    let spaces = match Stores::connect(db).await {
+        Ok(stores) => stores.store.spaces().await?,
+        Err(_) => Vec::new(),
+    };
+    let embedder = load_embedders(settings, &spaces)
         .get(space)
         .ok_or_else(|| anyhow::anyhow!("no embedder for space {space} here (run `just models`)"))?;
     let stdin = std::io::stdin();

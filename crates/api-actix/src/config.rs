@@ -97,6 +97,12 @@ pub struct ServeSettings {
     /// Where the local models live (`just models` installs them there).
     #[arg(long, env = "AGENTIC_MODELS_DIR", default_value = ".local/models")]
     pub models_dir: String,
+    /// Base URL of an OpenAI-compatible API (e.g. `https://…/v1`); spaces of provider `openai`
+    /// embed through it. Without it, such spaces cannot embed here.
+    #[arg(long, env = "OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<Secret>,
     /// Largest document accepted, in bytes.
     #[arg(long, env = "AGENTIC_MAX_DOCUMENT_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_document_bytes: usize,

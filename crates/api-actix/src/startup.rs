@@ -8,6 +8,7 @@ use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use auth_crypto::{Argon2Hasher, JwtCodec, JwtConfig, RandomSecrets};
 use cache_redis::RedisCache;
+use domain::entities::EmbeddingSpace;
 use domain::ports::{
     Clock, JobQueue, PasswordHasher, PlatformStore, Secrets, Store, SystemClock, TextExtractor,
 };
@@ -17,6 +18,7 @@ use domain::services::{
     TenantService, UserService,
 };
 use embed_candle::{CandleEmbedder, EmbedderOptions};
+use llm_openai::{OpenAiEmbedder, OpenAiEmbeddingConfig, SecretString};
 use store_postgres::{PgPlatformStore, PgStore, PoolOptions};
 use text_extract::{Extractor, ExtractorConfig, TokenChunker};
 use utoipa::OpenApi;
@@ -69,9 +71,11 @@ pub fn password_hasher(serve: Option<&ServeSettings>) -> anyhow::Result<Arc<dyn 
     }
 }
 
-/// The embedders of the spaces this server can embed in. A missing local model is not fatal:
-/// the server answers everything else, and searches or ingestion in that space report it.
-pub fn load_embedders(serve: &ServeSettings) -> Embedders {
+/// The embedders of the spaces this server can embed in: the local MiniLM model from the models
+/// directory, and every registered `openai` space when an OpenAI-compatible API is configured. A
+/// missing one is not fatal: the server answers everything else, and searches or ingestion in
+/// that space report it. Spaces registered later need a restart to get their embedder.
+pub fn load_embedders(serve: &ServeSettings, spaces: &[EmbeddingSpace]) -> Embedders {
     let mut embedders = Embedders::new();
     let dir = std::path::Path::new(&serve.models_dir).join("all-MiniLM-L6-v2");
     match CandleEmbedder::load(&dir, EmbedderOptions::default()) {
@@ -81,6 +85,21 @@ pub fn load_embedders(serve: &ServeSettings) -> Embedders {
             dir = %dir.display(),
             "no local embedding model; run `just models` (space {DEFAULT_SPACE} cannot embed)"
         ),
+    }
+    for space in spaces.iter().filter(|s| s.provider == "openai") {
+        let Some(base_url) = &serve.openai_base_url else {
+            tracing::warn!(space = %space.id, "OPENAI_BASE_URL is not set: this space cannot embed");
+            continue;
+        };
+        let key = serve.openai_api_key.as_ref().map_or("", |k| k.expose());
+        let mut config =
+            OpenAiEmbeddingConfig::new(base_url.clone(), SecretString::from(key.to_owned()));
+        config.model.clone_from(&space.model);
+        config.dimensions = Some(space.dimensions);
+        match OpenAiEmbedder::new(config) {
+            Ok(embedder) => embedders.insert(space.id.clone(), Arc::new(embedder)),
+            Err(e) => tracing::error!(space = %space.id, error = %e, "cannot embed in this space"),
+        }
     }
     embedders
 }
@@ -119,6 +138,7 @@ pub async fn run_worker(worker: IngestWorker, poll: std::time::Duration) {
 /// Builds every service from connected adapters.
 pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow::Result<AppState> {
     let stores = Stores::connect(db).await?;
+    let spaces = stores.store.spaces().await?;
     // Vector indexes of spaces registered since the last start, built without blocking writers.
     let platform_url = db.platform_url()?.to_owned();
     tokio::spawn(async move {
@@ -130,7 +150,7 @@ pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow
             }
         }
     });
-    let embedders = load_embedders(serve);
+    let embedders = load_embedders(serve, &spaces);
     for n in 0..serve.ingest_workers {
         let worker = ingest_worker(&stores, embedders.clone(), &format!("serve{n}"));
         tokio::spawn(run_worker(

@@ -79,6 +79,10 @@ pub struct Options {
     pub previous_keys: Option<String>,
     pub access_ttl_secs: u64,
     pub login_attempts: u32,
+    /// An OpenAI-compatible server for `openai` spaces.
+    pub openai_base_url: Option<String>,
+    /// Spaces registered before the server starts: (id, provider, model, dimensions).
+    pub spaces: Vec<(String, String, String, u32)>,
 }
 
 impl Default for Options {
@@ -89,6 +93,8 @@ impl Default for Options {
             previous_keys: None,
             access_ttl_secs: 900,
             login_attempts: 5,
+            openai_base_url: None,
+            spaces: Vec::new(),
         }
     }
 }
@@ -119,6 +125,15 @@ impl TestApp {
             .await
             .expect("owner connects to test db");
         Migrator::up(&owner, None).await.expect("migrations apply");
+        for (id, provider, model, dimensions) in &options.spaces {
+            owner
+                .execute_unprepared(&format!(
+                    "INSERT INTO embedding_spaces (id, provider, model, dimensions, normalized)
+                     VALUES ('{id}', '{provider}', '{model}', {dimensions}, true)"
+                ))
+                .await
+                .expect("space registered");
+        }
         owner.close().await.ok();
         let app = Self {
             address: String::new(),
@@ -184,6 +199,8 @@ impl TestApp {
             login_attempts: options.login_attempts,
             argon2_m_kib: Some(64),
             models_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../../.local/models").into(),
+            openai_base_url: options.openai_base_url.clone(),
+            openai_api_key: Some(Secret::new("test-key")),
             max_document_bytes: 256 * 1024,
             ingest_workers: 1,
             worker_poll_ms: 50,

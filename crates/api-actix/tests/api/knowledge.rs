@@ -544,3 +544,122 @@ async fn the_application_role_can_use_the_space_index() {
     );
     tx.rollback().await.unwrap();
 }
+
+/// An OpenAI-compatible embeddings endpoint answering one fixed 8-dimensional vector per input,
+/// with the first component set when the text mentions "rocket" (so vector search has a winner).
+struct FakeEmbeddings;
+
+impl wiremock::Respond for FakeEmbeddings {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let inputs: Vec<String> = match &body["input"] {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().unwrap_or_default().to_owned())
+                .collect(),
+            other => panic!("unexpected input {other}"),
+        };
+        let data: Vec<Value> = inputs
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                let mut v = vec![0.1_f32; 8];
+                if text.to_lowercase().contains("rocket") {
+                    v[0] = 1.0;
+                }
+                json!({"object": "embedding", "index": index, "embedding": v})
+            })
+            .collect();
+        wiremock::ResponseTemplate::new(200).set_body_json(json!({
+            "object": "list", "data": data, "model": body["model"],
+            "usage": {"prompt_tokens": 1, "total_tokens": 1}
+        }))
+    }
+}
+
+#[tokio::test]
+async fn an_openai_space_embeds_through_the_configured_server() {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/embeddings"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            "Bearer test-key",
+        ))
+        .respond_with(FakeEmbeddings)
+        .expect(1..)
+        .mount(&server)
+        .await;
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        openai_base_url: Some(format!("{}/v1", server.uri())),
+        spaces: vec![(
+            "openai-test".into(),
+            "openai".into(),
+            "test-embed".into(),
+            8,
+        )],
+        ..Default::default()
+    })
+    .await;
+    let acme = app.tenant("acme").await;
+    let t = &acme.admin_token;
+    let spaces = json(app.get("/v1/spaces", t).await, StatusCode::OK).await;
+    assert!(spaces.to_string().contains("openai-test"));
+    let made = json(
+        app.post(
+            "/v1/collections",
+            t,
+            json!({"name": "Remote", "space_id": "openai-test"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = made["id"].as_str().unwrap();
+    assert_eq!(made["space"]["dimensions"], 8);
+    for (title, content) in [
+        ("Launch", "The rocket launches at dawn."),
+        ("Lunch", "Lunch is served at noon."),
+    ] {
+        let uploaded = app.upload(t, id, title, content, json!({})).await;
+        let job = app
+            .wait_for_job(t, uploaded["job"]["id"].as_str().unwrap())
+            .await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+    }
+    let body = json!({"query": "rocket", "mode": "vector", "top_k": 1});
+    let found = json(
+        app.post(&format!("/v1/collections/{id}/search"), t, body)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(titles(&found), ["Launch"]);
+    // A local and a remote collection together: two spaces, fused by rank.
+    let local = json(
+        app.post("/v1/collections", t, json!({"name": "Local"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let local_id = local["id"].as_str().unwrap();
+    let uploaded = app
+        .upload(
+            t,
+            local_id,
+            "Rockets",
+            "A rocket is a vehicle propelled by a rocket engine.",
+            json!({}),
+        )
+        .await;
+    app.wait_for_job(t, uploaded["job"]["id"].as_str().unwrap())
+        .await;
+    let body =
+        json!({"collection_ids": [id, local_id], "query": "rocket", "mode": "vector", "top_k": 2});
+    let both = json(app.post("/v1/search", t, body).await, StatusCode::OK).await;
+    let mut got = titles(&both);
+    got.sort();
+    assert_eq!(got, ["Launch", "Rockets"]);
+    assert_eq!(both["results"][0]["score_kind"], "rrf");
+}
