@@ -53,7 +53,7 @@ impl Email {
             && !host.starts_with('.')
             && !host.ends_with('.')
             && !host.contains('@')
-            && !text.chars().any(char::is_whitespace);
+            && !text.chars().any(|c| c.is_whitespace() || c.is_control());
         if text.len() > 254 {
             Err("must be at most 254 characters".into())
         } else if !plausible {

@@ -431,11 +431,21 @@ impl JobRepo for PgTx {
             JobOutcome::Cancelled => ("cancelled", None, now),
             JobOutcome::Retry { error, at } => ("queued", Some(error), at),
         };
-        let n = execute(
-            &self.tx,
+        // A job whose cancellation was asked for cannot succeed or go back to the queue: the
+        // worker sees `false` and ends it as cancelled instead, keeping nothing.
+        let guard = if state == "succeeded" || state == "queued" {
+            " AND NOT cancel_requested"
+        } else {
+            ""
+        };
+        let sql = format!(
             "UPDATE jobs SET state = $4, error = $5, run_at = $6, locked_until = NULL, locked_by = NULL,
                              updated_at = $7
-             WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND locked_by = $3",
+             WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND locked_by = $3{guard}"
+        );
+        let n = execute(
+            &self.tx,
+            &sql,
             vec![
                 self.t(),
                 id.as_uuid().into(),

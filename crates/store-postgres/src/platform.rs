@@ -221,6 +221,29 @@ impl JobQueue for PgPlatformStore {
         lease: std::time::Duration,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<ClaimedJob>> {
+        // A job whose workers kept dying (a document that crashes or stalls them) is not taken
+        // over forever: past its attempts it fails, and so does its document. One asked to be
+        // cancelled ends as cancelled.
+        execute(
+            &self.db,
+            "WITH dead AS (
+                 UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END,
+                                 locked_by = NULL, locked_until = NULL, updated_at = $1,
+                                 error = CASE WHEN cancel_requested THEN NULL
+                                              ELSE 'abandoned by its workers ' || attempts || ' times' END
+                 WHERE state = 'running' AND locked_until < $1
+                   AND (attempts >= max_attempts OR cancel_requested)
+                 RETURNING tenant_id, document_id, cancel_requested
+             )
+             UPDATE documents d
+             SET status = 'failed',
+                 error = CASE WHEN dead.cancel_requested THEN 'ingestion cancelled'
+                              ELSE 'ingestion was abandoned too often' END,
+                 updated_at = $1
+             FROM dead WHERE d.tenant_id = dead.tenant_id AND d.id = dead.document_id",
+            vec![now.into()],
+        )
+        .await?;
         // SKIP LOCKED lets workers claim side by side; the row lock lasts only this statement.
         // A running job whose lease ran out belonged to a worker that died: it is taken over.
         let row = fetch_one::<ClaimRow>(

@@ -96,6 +96,14 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
             if bytes.len() > limit {
                 return Err(too_large(limit));
             }
+            // PostgreSQL text cannot hold U+0000; refuse it here, once, rather than as a 500 from
+            // whichever query would store or compare it. (JSON writes it only as the escape.)
+            if contains_nul_escape(&bytes) {
+                return Err(ApiError::invalid(
+                    "body",
+                    "must not contain NUL (\\u0000) characters",
+                ));
+            }
             let de = &mut serde_json::Deserializer::from_slice(&bytes);
             serde_path_to_error::deserialize(de)
                 .map(Body)
@@ -106,6 +114,26 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                 })
         })
     }
+}
+
+/// Whether the JSON text holds the escape `\\u0000` (and not a literal backslash before `u0000`).
+fn contains_nul_escape(bytes: &[u8]) -> bool {
+    bytes.windows(6).enumerate().any(|(at, w)| {
+        let backslashes_before = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|b| **b == b'\\')
+            .count();
+        w == b"\\u0000" && backslashes_before % 2 == 0
+    })
+}
+
+/// Refuses a query parameter holding U+0000 (which PostgreSQL text cannot hold).
+pub fn reject_nul(field: &str, value: Option<&str>) -> Result<(), ApiError> {
+    if value.is_some_and(|v| v.contains('\0')) {
+        return Err(ApiError::invalid(field, "must not contain NUL characters"));
+    }
+    Ok(())
 }
 
 fn too_large(limit: usize) -> ApiError {

@@ -201,7 +201,7 @@ impl TestApp {
             models_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../../.local/models").into(),
             openai_base_url: options.openai_base_url.clone(),
             openai_api_key: Some(Secret::new("test-key")),
-            max_document_bytes: 256 * 1024,
+            max_document_bytes: 512 * 1024,
             ingest_workers: 1,
             worker_poll_ms: 50,
         };

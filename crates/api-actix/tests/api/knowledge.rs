@@ -247,8 +247,33 @@ async fn the_same_content_is_stored_once_and_bad_uploads_are_refused() {
         "unsupported_media_type",
     )
     .await;
-    let res = upload(json!({"title": "Huge", "content": "a ".repeat(200 * 1024)})).await;
+    let res = upload(json!({"title": "Huge", "content": "a ".repeat(300 * 1024)})).await;
     assert_problem(res, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    // Under the limit but above actix's default payload size (256 KiB): accepted.
+    let big = "Plenty of words about nothing in particular. ".repeat(7_000);
+    assert!(big.len() > 300 * 1024 && big.len() < 512 * 1024);
+    json(
+        upload(json!({"title": "Big", "content": big})).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    // NUL characters never reach the database as a 500.
+    let res = upload(json!({"title": "Nul", "content": "a\u{0}b"})).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let body = json!({"query": "a\u{0}", "mode": "fulltext"});
+    let res = app
+        .post(&format!("/v1/collections/{id}/search"), t, body)
+        .await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let res = app.get("/v1/agents?q=a%00b", t).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let res = app
+        .request(reqwest::Method::POST, "/v1/auth/login", None)
+        .json(&json!({"tenant": "acme", "email": "a\u{0}@acme.test", "password": "whatever-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let res = upload(json!({"title": "", "content": "text", "metadata": [1]})).await;
     let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     let fields: Vec<&str> = body["errors"]

@@ -334,6 +334,17 @@ impl DocumentService {
             .cancel(id, now)
             .await?
             .ok_or(Error::NotFound(Resource::Job))?;
+        if outcome != CancelOutcome::AlreadyFinished {
+            let entry = AuditEntry::new(
+                now,
+                who.actor(),
+                AuditAction::Updated,
+                "job",
+                id.as_uuid(),
+                json!({"cancel": if outcome == CancelOutcome::Cancelled { "cancelled" } else { "requested" }}),
+            );
+            tx.audit().append(&entry).await?;
+        }
         if outcome == CancelOutcome::Cancelled
             && let Some(document) = job.document_id
         {

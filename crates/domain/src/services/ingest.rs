@@ -121,10 +121,19 @@ impl IngestWorker {
             ),
         };
         let mut tx = self.store.begin(job.tenant).await?;
-        let held = tx
+        let mut held = tx
             .jobs()
             .finish(job.id, &self.worker_id, outcome, now)
             .await?;
+        let mut status = status;
+        if !held {
+            // A retry is refused when cancellation was asked for meanwhile: end it as cancelled.
+            held = tx
+                .jobs()
+                .finish(job.id, &self.worker_id, JobOutcome::Cancelled, now)
+                .await?;
+            status = Some((DocumentStatus::Failed, "ingestion cancelled".to_owned()));
+        }
         if held && let (Some((status, error)), Some(document)) = (status, job.document_id) {
             tx.documents()
                 .set_status(document, status, Some(error), now)

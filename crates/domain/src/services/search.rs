@@ -65,6 +65,13 @@ impl SearchService {
         }
         let request = validate(request, &mut v);
         v.finish()?;
+        let mut unique: Vec<CollectionId> = Vec::with_capacity(collections.len());
+        for id in collections {
+            if !unique.contains(id) {
+                unique.push(*id);
+            }
+        }
+        let collections = unique.as_slice();
         let request =
             request.ok_or_else(|| Error::internal("validator passed with a missing field"))?;
 
@@ -183,7 +190,15 @@ fn validate(request: SearchRequest, v: &mut Validator) -> Option<Validated> {
         }
     };
     let mut filter = Vec::new();
-    for (key, value) in request.filter.unwrap_or_default() {
+    let keys = request.filter.unwrap_or_default();
+    if keys.len() > 16 {
+        v.push("filter", "must name at most 16 keys");
+    }
+    for (key, value) in keys.into_iter().take(16) {
+        if key.contains('\0') || key.is_empty() || key.len() > 200 {
+            v.push("filter", "keys must be 1 to 200 characters without NUL");
+            continue;
+        }
         let options = match value {
             Value::Array(options) if !options.is_empty() && options.len() <= 100 => options,
             Value::Array(_) => {

@@ -69,6 +69,7 @@ pub async fn list(
     query: web::Query<AgentListParams>,
 ) -> ApiResult<web::Json<List<AgentDto>>> {
     let query = query.into_inner();
+    crate::http::extract::reject_nul("q", query.q.as_deref())?;
     let page = PageQuery {
         limit: query.limit,
         cursor: query.cursor,

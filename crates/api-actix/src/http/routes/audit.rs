@@ -33,6 +33,7 @@ pub async fn list(
     query: web::Query<AuditParams>,
 ) -> ApiResult<web::Json<List<AuditEntryDto>>> {
     let query = query.into_inner();
+    crate::http::extract::reject_nul("resource_type", query.resource_type.as_deref())?;
     let page = PageQuery {
         limit: query.limit,
         cursor: query.cursor,
