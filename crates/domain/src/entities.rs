@@ -486,11 +486,6 @@ impl JobState {
             _ => Err(format!("unknown job state {text:?}")),
         }
     }
-
-    #[must_use]
-    pub const fn is_finished(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
-    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

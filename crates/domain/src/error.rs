@@ -66,7 +66,6 @@ pub enum Conflict {
     UserEmailTaken,
     TenantSlugTaken,
     LastAdmin,
-    NotDeleted,
     DocumentExists,
 }
 
@@ -78,7 +77,6 @@ impl Conflict {
             Self::UserEmailTaken => "user_email_taken",
             Self::TenantSlugTaken => "tenant_slug_taken",
             Self::LastAdmin => "last_admin",
-            Self::NotDeleted => "not_deleted",
             Self::DocumentExists => "document_exists",
         }
     }
@@ -90,7 +88,6 @@ impl Conflict {
             Self::UserEmailTaken => "a live user of this tenant already has this email",
             Self::TenantSlugTaken => "a tenant with this slug already exists",
             Self::LastAdmin => "the tenant must keep at least one active admin",
-            Self::NotDeleted => "the resource is not deleted",
             Self::DocumentExists => {
                 "the collection already holds a live document with this content"
             }

@@ -193,6 +193,24 @@ fn decode_cursor(cursor: &str) -> Result<uuid::Uuid, ApiError> {
         .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this server issued"))
 }
 
+/// Query of lists with soft-deleted rows: paging plus `include_deleted`.
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    #[serde(default)]
+    pub include_deleted: bool,
+}
+
+impl ListParams {
+    pub fn page(&self) -> PageQuery {
+        PageQuery {
+            limit: self.limit,
+            cursor: self.cursor.clone(),
+        }
+    }
+}
+
 /// Query-string errors answer 422 naming the parameter.
 pub fn query_error(err: actix_web::error::QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
     let message = clean_serde_message(&err.to_string());

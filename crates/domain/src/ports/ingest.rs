@@ -39,19 +39,6 @@ impl ContentType {
             _ => None,
         }
     }
-
-    /// From a file name's extension (`.txt`, `.md`, `.html`, `.pdf`).
-    #[must_use]
-    pub fn from_file_name(name: &str) -> Option<Self> {
-        let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
-        match ext.as_str() {
-            "txt" | "text" => Some(Self::PlainText),
-            "md" | "markdown" => Some(Self::Markdown),
-            "html" | "htm" => Some(Self::Html),
-            "pdf" => Some(Self::Pdf),
-            _ => None,
-        }
-    }
 }
 
 /// Why a document's text could not be had.

@@ -6,11 +6,10 @@ use crate::http::dto::{
     CollectionDto, CreateCollectionRequest, List, PatchCollectionRequest, SpaceList,
 };
 use crate::http::error::ApiResult;
-use crate::http::extract::{Body, Caller, PageQuery, parse_id};
+use crate::http::extract::{Body, Caller, ListParams, PageQuery, parse_id};
 use crate::http::responses::{
     Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
 };
-use crate::http::routes::users::ListParams;
 use crate::state::AppState;
 
 /// The embedding spaces this server offers.

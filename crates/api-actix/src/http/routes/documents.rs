@@ -7,12 +7,11 @@ use crate::http::dto::{
     SearchResponseDto, UploadedDto,
 };
 use crate::http::error::ApiResult;
-use crate::http::extract::{Body, Caller, PageQuery, parse_id};
+use crate::http::extract::{Body, Caller, ListParams, PageQuery, parse_id};
 use crate::http::responses::{
     Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unavailable,
     Unsupported,
 };
-use crate::http::routes::users::ListParams;
 use crate::state::AppState;
 
 /// Add a document to a collection; its ingestion runs in the background (202 with the job). The

@@ -1,11 +1,10 @@
 use actix_web::{HttpResponse, web};
 use domain::UserId;
 use domain::services::{UserDraft, UserPatch};
-use serde::Deserialize;
 
 use crate::http::dto::{CreateUserRequest, List, PatchUserRequest, UserDto};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Body, Caller, PageQuery, parse_id};
+use crate::http::extract::{Body, Caller, ListParams, PageQuery, parse_id};
 use crate::http::responses::{
     Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
 };
@@ -55,24 +54,6 @@ pub async fn list(
         .list(&caller.0, query.include_deleted, page)
         .await?;
     Ok(web::Json(List::from_page(users, UserDto::from)))
-}
-
-/// Query of lists with soft-deleted rows: paging plus `include_deleted`.
-#[derive(Debug, Deserialize)]
-pub struct ListParams {
-    pub limit: Option<i64>,
-    pub cursor: Option<String>,
-    #[serde(default)]
-    pub include_deleted: bool,
-}
-
-impl ListParams {
-    pub fn page(&self) -> PageQuery {
-        PageQuery {
-            limit: self.limit,
-            cursor: self.cursor.clone(),
-        }
-    }
 }
 
 /// A user (admins, or the user themselves).
