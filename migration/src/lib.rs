@@ -21,6 +21,7 @@ mod m20261125_000008_collections;
 mod m20261125_000009_documents;
 mod m20261125_000010_chunks;
 mod m20261125_000011_jobs;
+mod m20261126_000012_one_building_generation;
 
 /// The role the API serves tenant work with (neither owner, superuser nor BYPASSRLS).
 pub const APP_ROLE: &str = "agentic_app";
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000009_documents::Migration),
             Box::new(m20261125_000010_chunks::Migration),
             Box::new(m20261125_000011_jobs::Migration),
+            Box::new(m20261126_000012_one_building_generation::Migration),
         ]
     }
 }

@@ -205,7 +205,12 @@ pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow
         ),
         api_keys: ApiKeyService::new(stores.store.clone(), secrets, clock.clone()),
         agents: AgentService::new(stores.store.clone(), clock.clone()),
-        collections: CollectionService::new(stores.store.clone(), clock.clone(), DEFAULT_SPACE),
+        collections: CollectionService::new(
+            stores.store.clone(),
+            clock.clone(),
+            embedders.clone(),
+            DEFAULT_SPACE,
+        ),
         documents: DocumentService::new(
             stores.store.clone(),
             extractor,

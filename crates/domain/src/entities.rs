@@ -340,6 +340,45 @@ pub struct Collection {
     pub deleted_by: Option<uuid::Uuid>,
 }
 
+/// Where a generation stands: built in the background, searched, or replaced and about to go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GenerationState {
+    Building,
+    Active,
+    Retired,
+}
+
+impl GenerationState {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Building => "building",
+            Self::Active => "active",
+            Self::Retired => "retired",
+        }
+    }
+
+    /// # Errors
+    /// When the text names no state.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "building" => Ok(Self::Building),
+            "active" => Ok(Self::Active),
+            "retired" => Ok(Self::Retired),
+            _ => Err(format!("unknown generation state {text:?}")),
+        }
+    }
+}
+
+/// One set of a collection's chunks, all embedded in one space.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generation {
+    pub id: GenerationId,
+    pub collection_id: CollectionId,
+    pub space_id: String,
+    pub state: GenerationState,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewCollection {
     pub id: CollectionId,

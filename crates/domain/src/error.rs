@@ -67,6 +67,7 @@ pub enum Conflict {
     TenantSlugTaken,
     LastAdmin,
     DocumentExists,
+    ReembedInProgress,
 }
 
 impl Conflict {
@@ -78,6 +79,7 @@ impl Conflict {
             Self::TenantSlugTaken => "tenant_slug_taken",
             Self::LastAdmin => "last_admin",
             Self::DocumentExists => "document_exists",
+            Self::ReembedInProgress => "reembed_in_progress",
         }
     }
 
@@ -90,6 +92,9 @@ impl Conflict {
             Self::LastAdmin => "the tenant must keep at least one active admin",
             Self::DocumentExists => {
                 "the collection already holds a live document with this content"
+            }
+            Self::ReembedInProgress => {
+                "the collection is already being re-embedded; wait for that job or cancel it"
             }
         }
     }

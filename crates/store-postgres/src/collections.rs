@@ -2,10 +2,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::entities::{Collection, CollectionChanges, NewCollection};
+use domain::entities::{Collection, CollectionChanges, Generation, GenerationState, NewCollection};
 use domain::page::{Page, PageRequest};
-use domain::ports::{CollectionRepo, StoreResult};
-use domain::{Actor, CollectionId};
+use domain::ports::{CollectionRepo, StoreError, StoreResult};
+use domain::{Actor, CollectionId, GenerationId};
+use sea_orm::FromQueryResult;
+use uuid::Uuid;
 
 use crate::error::corrupt;
 use crate::rows::{CollectionRow, collection_select, convert};
@@ -165,5 +167,137 @@ impl CollectionRepo for PgTx {
         )
         .await?;
         Ok(n == 1)
+    }
+
+    async fn start_generation(
+        &mut self,
+        collection: CollectionId,
+        generation: GenerationId,
+        space_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        // Generations retired by an earlier re-embedding that stopped before dropping them.
+        execute(
+            &self.tx,
+            "DELETE FROM generations WHERE tenant_id = $1 AND collection_id = $2 AND state = 'retired'",
+            vec![self.t(), collection.as_uuid().into()],
+        )
+        .await?;
+        execute(
+            &self.tx,
+            "INSERT INTO generations (tenant_id, id, collection_id, space_id, state, created_at)
+             VALUES ($1, $2, $3, $4, 'building', $5)",
+            vec![
+                self.t(),
+                generation.as_uuid().into(),
+                collection.as_uuid().into(),
+                space_id.into(),
+                now.into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn generation(&mut self, id: GenerationId) -> StoreResult<Option<Generation>> {
+        fetch_one::<GenerationRow>(
+            &self.tx,
+            "SELECT id, collection_id, space_id, state FROM generations
+             WHERE tenant_id = $1 AND id = $2",
+            vec![self.t(), id.as_uuid().into()],
+        )
+        .await?
+        .map(Generation::try_from)
+        .transpose()
+    }
+
+    async fn lock_active_generation(
+        &mut self,
+        collection: CollectionId,
+        exclusive: bool,
+    ) -> StoreResult<Option<Generation>> {
+        let lock = if exclusive { "UPDATE" } else { "SHARE" };
+        let sql = format!(
+            "WITH c AS (
+                 SELECT active_generation_id FROM collections
+                 WHERE tenant_id = $1 AND id = $2 FOR {lock}
+             )
+             SELECT g.id, g.collection_id, g.space_id, g.state
+             FROM c JOIN generations g ON g.tenant_id = $1 AND g.id = c.active_generation_id"
+        );
+        fetch_one::<GenerationRow>(&self.tx, &sql, vec![self.t(), collection.as_uuid().into()])
+            .await?
+            .map(Generation::try_from)
+            .transpose()
+    }
+
+    async fn switch_generation(
+        &mut self,
+        collection: CollectionId,
+        generation: GenerationId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<GenerationId>> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            retired: Uuid,
+        }
+        // `old` reads the collection as it was before this statement's update.
+        let row = fetch_one::<Row>(
+            &self.tx,
+            "WITH old AS (
+                 SELECT active_generation_id AS id FROM collections WHERE tenant_id = $1 AND id = $2
+             ), new AS (
+                 UPDATE generations SET state = 'active'
+                 WHERE tenant_id = $1 AND id = $3 AND collection_id = $2 AND state = 'building'
+                 RETURNING id, space_id
+             ), switched AS (
+                 UPDATE collections c SET active_generation_id = new.id, space_id = new.space_id,
+                                          updated_at = $4
+                 FROM new WHERE c.tenant_id = $1 AND c.id = $2
+                 RETURNING c.id
+             )
+             UPDATE generations g SET state = 'retired'
+             FROM old, switched
+             WHERE g.tenant_id = $1 AND g.id = old.id AND g.id <> $3
+             RETURNING g.id AS retired",
+            vec![
+                self.t(),
+                collection.as_uuid().into(),
+                generation.as_uuid().into(),
+                now.into(),
+            ],
+        )
+        .await?;
+        Ok(row.map(|r| GenerationId::from_uuid(r.retired)))
+    }
+
+    async fn drop_generation(&mut self, id: GenerationId) -> StoreResult<()> {
+        execute(
+            &self.tx,
+            "DELETE FROM generations WHERE tenant_id = $1 AND id = $2 AND state <> 'active'",
+            vec![self.t(), id.as_uuid().into()],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, FromQueryResult)]
+struct GenerationRow {
+    id: Uuid,
+    collection_id: Uuid,
+    space_id: String,
+    state: String,
+}
+
+impl TryFrom<GenerationRow> for Generation {
+    type Error = StoreError;
+    fn try_from(r: GenerationRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: GenerationId::from_uuid(r.id),
+            collection_id: CollectionId::from_uuid(r.collection_id),
+            space_id: r.space_id,
+            state: GenerationState::parse(&r.state).map_err(|e| corrupt("generation", e))?,
+        })
     }
 }

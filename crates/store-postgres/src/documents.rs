@@ -129,6 +129,42 @@ impl DocumentRepo for PgTx {
         document(fetch_one(&self.tx, &sql, vec![self.t(), id.as_uuid().into()]).await?)
     }
 
+    async fn get_for_embedding(&mut self, id: DocumentId) -> StoreResult<Option<Document>> {
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS}, content FROM documents WHERE tenant_id = $1 AND id = $2"
+        );
+        document(fetch_one(&self.tx, &sql, vec![self.t(), id.as_uuid().into()]).await?)
+    }
+
+    async fn replace_content(
+        &mut self,
+        id: DocumentId,
+        new: &NewDocument,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Document>> {
+        // Another live document with this content makes this a unique violation, mapped to
+        // `Conflict::DocumentExists`.
+        let sql = format!(
+            "UPDATE documents SET title = $3, content_type = $4, metadata = $5, content = $6,
+                                  content_hash = $7, byte_count = $8, status = 'pending',
+                                  error = NULL, updated_at = $9
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL
+             RETURNING {DOCUMENT_COLUMNS}, NULL::text AS content"
+        );
+        let values = vec![
+            self.t(),
+            id.as_uuid().into(),
+            new.title.as_str().into(),
+            new.content_type.mime().into(),
+            new.metadata.clone().into(),
+            new.content.as_str().into(),
+            new.content_hash.clone().into(),
+            new.byte_count.into(),
+            now.into(),
+        ];
+        document(fetch_one(&self.tx, &sql, values).await?)
+    }
+
     async fn list(
         &mut self,
         collection: CollectionId,
@@ -385,6 +421,48 @@ impl JobRepo for PgTx {
         Ok(Some((job, outcome)))
     }
 
+    async fn cancel_for_document(
+        &mut self,
+        document: DocumentId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        execute(
+            &self.tx,
+            "UPDATE jobs SET state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+                             cancel_requested = (state = 'running'),
+                             locked_until = CASE WHEN state = 'queued' THEN NULL ELSE locked_until END,
+                             locked_by = CASE WHEN state = 'queued' THEN NULL ELSE locked_by END,
+                             updated_at = $3
+             WHERE tenant_id = $1 AND document_id = $2 AND kind = 'ingest'
+               AND state IN ('queued', 'running')",
+            vec![self.t(), document.as_uuid().into(), now.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn document_has_other(
+        &mut self,
+        document: DocumentId,
+        except: JobId,
+    ) -> StoreResult<bool> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            found: bool,
+        }
+        let row = fetch_one::<Row>(
+            &self.tx,
+            "SELECT EXISTS (
+                 SELECT 1 FROM jobs
+                 WHERE tenant_id = $1 AND document_id = $2 AND id <> $3 AND kind = 'ingest'
+                   AND state IN ('queued', 'running') AND NOT cancel_requested
+             ) AS found",
+            vec![self.t(), document.as_uuid().into(), except.as_uuid().into()],
+        )
+        .await?;
+        Ok(row.is_some_and(|r| r.found))
+    }
+
     async fn heartbeat(
         &mut self,
         id: JobId,
@@ -525,6 +603,58 @@ impl ChunkRepo for PgTx {
             .await?;
         }
         Ok(())
+    }
+
+    async fn discard_building(
+        &mut self,
+        collection: CollectionId,
+        document: DocumentId,
+    ) -> StoreResult<()> {
+        execute(
+            &self.tx,
+            "DELETE FROM chunks c USING generations g
+             WHERE c.tenant_id = $1 AND c.document_id = $3
+               AND g.tenant_id = $1 AND g.collection_id = $2 AND g.state = 'building'
+               AND c.generation_id = g.id",
+            vec![
+                self.t(),
+                collection.as_uuid().into(),
+                document.as_uuid().into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn documents_without_chunks(
+        &mut self,
+        collection: CollectionId,
+        generation: GenerationId,
+    ) -> StoreResult<Vec<(DocumentId, Vec<u8>)>> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            id: Uuid,
+            content_hash: Vec<u8>,
+        }
+        let rows = fetch_all::<Row>(
+            &self.tx,
+            "SELECT d.id, d.content_hash FROM documents d
+             WHERE d.tenant_id = $1 AND d.collection_id = $2 AND d.status = 'ready'
+               AND NOT EXISTS (SELECT 1 FROM chunks c
+                               WHERE c.tenant_id = $1 AND c.document_id = d.id
+                                 AND c.generation_id = $3)
+             ORDER BY d.id",
+            vec![
+                self.t(),
+                collection.as_uuid().into(),
+                generation.as_uuid().into(),
+            ],
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (DocumentId::from_uuid(r.id), r.content_hash))
+            .collect())
     }
 
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {

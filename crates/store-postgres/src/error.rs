@@ -10,6 +10,7 @@ pub(crate) fn map(err: DbErr) -> StoreError {
             ("users_live_email", Conflict::UserEmailTaken),
             ("tenants_slug_key", Conflict::TenantSlugTaken),
             ("documents_live_content", Conflict::DocumentExists),
+            ("generations_one_building", Conflict::ReembedInProgress),
         ]
         .into_iter()
         .find_map(|(constraint, conflict)| message.contains(constraint).then_some(conflict));

@@ -477,6 +477,33 @@ pub struct CreateDocumentRequest {
     pub metadata: Option<serde_json::Value>,
 }
 
+/// A document as a file (`multipart/form-data`).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // Describes the form for the OpenAPI document; `DocumentBody` reads it.
+pub struct DocumentForm {
+    /// `.txt`, `.md`, `.html` or `.pdf`; the type comes from the part's `Content-Type`, else
+    /// from the file name.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+    /// Defaults to the file name.
+    pub title: Option<String>,
+    /// A JSON object, as text.
+    pub metadata: Option<String>,
+}
+
+/// Re-embed a collection into another (or the same) embedding space.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReembedRequest {
+    pub space_id: String,
+}
+
+/// The job building the new generation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReembedResponse {
+    pub job: JobDto,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DocumentDto {
     pub id: Uuid,

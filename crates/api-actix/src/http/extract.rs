@@ -136,7 +136,7 @@ pub fn reject_nul(field: &str, value: Option<&str>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn too_large(limit: usize) -> ApiError {
+pub fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",

@@ -7,3 +7,4 @@ pub mod openapi;
 pub mod request_id;
 pub mod responses;
 pub mod routes;
+pub mod upload;

@@ -39,6 +39,19 @@ impl ContentType {
             _ => None,
         }
     }
+
+    /// From a file name's extension, for uploads whose type was not declared.
+    #[must_use]
+    pub fn from_file_name(name: &str) -> Option<Self> {
+        let (_, extension) = name.rsplit_once('.')?;
+        match extension.to_ascii_lowercase().as_str() {
+            "txt" | "text" => Some(Self::PlainText),
+            "md" | "markdown" => Some(Self::Markdown),
+            "html" | "htm" => Some(Self::Html),
+            "pdf" => Some(Self::Pdf),
+            _ => None,
+        }
+    }
 }
 
 /// Why a document's text could not be had.

@@ -30,6 +30,26 @@ pub trait DocumentRepo: Send {
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn get(&mut self, id: DocumentId, with_content: bool) -> StoreResult<Option<Document>>;
 
+    /// A document with its text, deleted or not (a deleted one can be restored, so re-embedding
+    /// covers it too).
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn get_for_embedding(&mut self, id: DocumentId) -> StoreResult<Option<Document>>;
+
+    /// Replaces a live document's content (and title, type and metadata) and sets it pending;
+    /// answers it as it is now, or `None` when there is no live document with that id.
+    ///
+    /// # Errors
+    /// [`crate::error::Conflict::DocumentExists`] when another live document of the collection
+    /// has the new content.
+    async fn replace_content(
+        &mut self,
+        id: DocumentId,
+        replacement: &crate::entities::NewDocument,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Document>>;
+
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn list(
@@ -130,6 +150,26 @@ pub trait JobRepo: Send {
         id: JobId,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<(Job, CancelOutcome)>>;
+
+    /// Asks every queued or running ingestion of the document to stop (its content was replaced).
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn cancel_for_document(
+        &mut self,
+        document: DocumentId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+
+    /// Whether a queued or running ingestion of the document other than `except` exists.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn document_has_other(
+        &mut self,
+        document: DocumentId,
+        except: JobId,
+    ) -> StoreResult<bool>;
 
     /// Records progress and extends the lease, if `worker` still holds it. Answers whether the
     /// job should go on (false: the lease was lost, or cancellation was asked for).
@@ -234,6 +274,28 @@ pub trait ChunkRepo: Send {
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn replace(&mut self, target: &ChunkTarget, chunks: &[NewChunk]) -> StoreResult<()>;
+
+    /// Removes the document's chunks from the collection's building generations (its content
+    /// changed, so a re-embedding in progress must embed it again).
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn discard_building(
+        &mut self,
+        collection: CollectionId,
+        document: DocumentId,
+    ) -> StoreResult<()>;
+
+    /// Documents of the collection (deleted ones too) that are ready but have no chunks in the
+    /// generation, with their content hashes; oldest first.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn documents_without_chunks(
+        &mut self,
+        collection: CollectionId,
+        generation: GenerationId,
+    ) -> StoreResult<Vec<(DocumentId, Vec<u8>)>>;
 
     /// The best chunks of live documents for the query, best first.
     ///

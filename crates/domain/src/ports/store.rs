@@ -3,11 +3,11 @@ use chrono::{DateTime, Utc};
 
 use crate::entities::{
     Agent, AgentChanges, AgentFilter, ApiKey, AuditEntry, AuditFilter, AuditRecord, Collection,
-    CollectionChanges, EmbeddingSpace, KeyOwner, NewAgent, NewApiKey, NewCollection, NewUser,
-    PlatformKey, Tenant, TenantStatus, User, UserChanges, UserCredentials,
+    CollectionChanges, EmbeddingSpace, Generation, KeyOwner, NewAgent, NewApiKey, NewCollection,
+    NewUser, PlatformKey, Tenant, TenantStatus, User, UserChanges, UserCredentials,
 };
 use crate::error::{Conflict, Error};
-use crate::ids::{AgentId, ApiKeyId, CollectionId, PlatformKeyId, TenantId, UserId};
+use crate::ids::{AgentId, ApiKeyId, CollectionId, GenerationId, PlatformKeyId, TenantId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::principal::Actor;
 use crate::values::{Email, Name, Slug};
@@ -276,6 +276,54 @@ pub trait CollectionRepo: Send {
     /// # Errors
     /// [`StoreError::Internal`] on storage failure.
     async fn purge(&mut self, id: CollectionId) -> StoreResult<bool>;
+
+    /// Adds a generation in `building` state to a collection.
+    ///
+    /// # Errors
+    /// [`crate::error::Conflict::ReembedInProgress`] when the collection already has one
+    /// building.
+    async fn start_generation(
+        &mut self,
+        collection: CollectionId,
+        generation: GenerationId,
+        space_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn generation(&mut self, id: GenerationId) -> StoreResult<Option<Generation>>;
+
+    /// The collection's active generation and its space (deleted collections too), locking the
+    /// collection row until the end of the unit of work: shared to write chunks into the
+    /// generation, exclusive to switch it.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn lock_active_generation(
+        &mut self,
+        collection: CollectionId,
+        exclusive: bool,
+    ) -> StoreResult<Option<Generation>>;
+
+    /// Makes a building generation the collection's active one (and its space the collection's);
+    /// the previous one is retired. Answers the retired generation, or `None` when the
+    /// generation was not building (nothing changed then).
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn switch_generation(
+        &mut self,
+        collection: CollectionId,
+        generation: GenerationId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<GenerationId>>;
+
+    /// Removes a generation that is not active, with its chunks.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn drop_generation(&mut self, id: GenerationId) -> StoreResult<()>;
 }
 
 /// The append-only audit log. There is no update or delete: the database refuses them too.

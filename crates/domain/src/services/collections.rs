@@ -3,13 +3,15 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::entities::{
-    AuditAction, AuditEntry, Collection, CollectionChanges, EmbeddingSpace, NewCollection,
+    AuditAction, AuditEntry, Collection, CollectionChanges, EmbeddingSpace, Job, JobKind,
+    NewCollection,
 };
 use crate::error::{Error, Resource, Validator};
-use crate::ids::{CollectionId, GenerationId};
+use crate::ids::{CollectionId, GenerationId, JobId};
 use crate::page::{Page, PageRequest};
-use crate::ports::{Clock, Store};
+use crate::ports::{Clock, NewJob, Store};
 use crate::principal::{Principal, Scope};
+use crate::services::Embedders;
 use crate::values::{self, Name};
 
 const RESOURCE: &str = "collection";
@@ -26,19 +28,23 @@ pub struct CollectionPatch {
 pub struct CollectionService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    embedders: Embedders,
     default_space: String,
 }
 
 impl CollectionService {
-    /// `default_space` is the space of collections created without one.
+    /// `default_space` is the space of collections created without one; `embedders` are the
+    /// spaces this server can re-embed into.
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
+        embedders: Embedders,
         default_space: impl Into<String>,
     ) -> Self {
         Self {
             store,
             clock,
+            embedders,
             default_space: default_space.into(),
         }
     }
@@ -179,6 +185,69 @@ impl CollectionService {
         Ok(collection)
     }
 
+    /// Queues the re-embedding of a collection into `space_id`: a new generation is built in the
+    /// background from the stored document texts while searches keep reading the current one,
+    /// then the collection switches to it at once (keeping its id) and the old one is dropped.
+    ///
+    /// # Errors
+    /// Validation (an unknown space, or one this server cannot embed in, names `space_id`),
+    /// `NotFound`, `Conflict::ReembedInProgress`.
+    pub async fn reembed(
+        &self,
+        who: &Principal,
+        id: CollectionId,
+        space_id: &str,
+    ) -> Result<Job, Error> {
+        let tenant = who.tenant_with(Scope::Write)?;
+        if !self.store.spaces().await?.iter().any(|s| s.id == space_id) {
+            return Err(Error::invalid(
+                "space_id",
+                format!("no embedding space {space_id:?}; see GET /v1/spaces"),
+            ));
+        }
+        if self.embedders.get(space_id).is_none() {
+            return Err(Error::invalid(
+                "space_id",
+                format!("this server has no embedder for space {space_id:?}"),
+            ));
+        }
+        let now = self.clock.now();
+        let generation = GenerationId::new();
+        let mut tx = self.store.begin(tenant).await?;
+        let collection = tx
+            .collections()
+            .get(id, false)
+            .await?
+            .ok_or(Error::NotFound(Resource::Collection))?;
+        tx.collections()
+            .start_generation(id, generation, space_id, now)
+            .await?;
+        let job = tx
+            .jobs()
+            .insert(
+                &NewJob {
+                    id: JobId::new(),
+                    kind: JobKind::Reembed,
+                    collection_id: id,
+                    document_id: None,
+                    generation_id: Some(generation),
+                },
+                now,
+            )
+            .await?;
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Updated,
+            RESOURCE,
+            id.as_uuid(),
+            json!({"reembed": {"from": collection.space.id, "to": space_id, "job_id": job.id.as_uuid()}}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
     /// Soft-deletes the collection; its documents leave search at once.
     ///
     /// # Errors
@@ -260,7 +329,8 @@ mod tests {
     #[tokio::test]
     async fn unknown_spaces_and_space_changes_are_refused() {
         let (store, _) = store_with(FakeTx::new(crate::TenantId::new()));
-        let service = CollectionService::new(store, fixed_clock(), "local-minilm-l6-v2");
+        let service =
+            CollectionService::new(store, fixed_clock(), Embedders::new(), "local-minilm-l6-v2");
         match service.create(&admin(), "Docs", None, Some("nope")).await {
             Err(Error::Validation(fields)) => assert_eq!(fields[0].field, "space_id"),
             other => panic!("{other:?}"),
@@ -278,7 +348,8 @@ mod tests {
     #[tokio::test]
     async fn readers_cannot_create_or_purge() {
         let (store, _) = store_with(FakeTx::new(crate::TenantId::new()));
-        let service = CollectionService::new(store, fixed_clock(), "local-minilm-l6-v2");
+        let service =
+            CollectionService::new(store, fixed_clock(), Embedders::new(), "local-minilm-l6-v2");
         let reader = member_key_read();
         assert!(matches!(
             service.create(&reader, "Docs", None, None).await,

@@ -96,40 +96,7 @@ impl DocumentService {
         upload: Upload,
     ) -> Result<Uploaded, Error> {
         let tenant = who.tenant_with(Scope::Write)?;
-        if upload.bytes.len() > self.max_bytes {
-            return Err(Error::TooLarge {
-                limit: self.max_bytes,
-            });
-        }
-        let content_type = ContentType::from_mime(&upload.content_type)
-            .ok_or_else(|| Error::UnsupportedMediaType(upload.content_type.clone()))?;
-        let mut v = Validator::new();
-        let title = v.check("title", Name::parse(&upload.title));
-        let metadata = v.check(
-            "metadata",
-            values::metadata(upload.metadata.unwrap_or_else(|| json!({}))),
-        );
-        v.finish()?;
-        let (Some(title), Some(metadata)) = (title, metadata) else {
-            return Err(Error::internal("validator passed with a missing field"));
-        };
-        let byte_count = i64::try_from(upload.bytes.len()).unwrap_or(i64::MAX);
-        let content_hash = Sha256::digest(&upload.bytes).to_vec();
-        let content = self
-            .extractor
-            .extract(content_type, upload.bytes)
-            .await
-            .map_err(extraction_error)?;
-        let new = NewDocument {
-            id: DocumentId::new(),
-            collection_id: collection,
-            title,
-            content_type,
-            metadata,
-            content,
-            content_hash,
-            byte_count,
-        };
+        let new = self.read(DocumentId::new(), collection, upload).await?;
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
         tx.collections()
@@ -173,6 +140,126 @@ impl DocumentService {
         Ok(Uploaded {
             document,
             job: Some(job),
+        })
+    }
+
+    /// Replaces a document's content, title and metadata and queues its ingestion; its current
+    /// chunks stay searchable until the new ones are ready, and an ingestion of the old content
+    /// still under way is cancelled. The same title, metadata and content again changes nothing.
+    ///
+    /// # Errors
+    /// As [`Self::upload`]; `NotFound` for the document; `Conflict::DocumentExists` when another
+    /// document of the collection has this content.
+    pub async fn replace(
+        &self,
+        who: &Principal,
+        id: DocumentId,
+        upload: Upload,
+    ) -> Result<Uploaded, Error> {
+        let tenant = who.tenant_with(Scope::Write)?;
+        let mut tx = self.store.begin(tenant).await?;
+        let current = tx
+            .documents()
+            .get(id, false)
+            .await?
+            .ok_or(Error::NotFound(Resource::Document))?;
+        tx.commit().await?;
+        let new = self.read(id, current.collection_id, upload).await?;
+        if new.content_hash == current.content_hash
+            && new.title == current.title
+            && new.metadata == current.metadata
+            && new.content_type == current.content_type
+        {
+            return Ok(Uploaded {
+                document: current,
+                job: None,
+            });
+        }
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let document = tx
+            .documents()
+            .replace_content(id, &new, now)
+            .await?
+            .ok_or(Error::NotFound(Resource::Document))?;
+        tx.jobs().cancel_for_document(id, now).await?;
+        tx.documents()
+            .count_in_collection(
+                document.collection_id,
+                0,
+                document.byte_count - current.byte_count,
+                now,
+            )
+            .await?;
+        let job = tx
+            .jobs()
+            .insert(
+                &NewJob {
+                    id: JobId::new(),
+                    kind: JobKind::Ingest,
+                    collection_id: document.collection_id,
+                    document_id: Some(id),
+                    generation_id: None,
+                },
+                now,
+            )
+            .await?;
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Updated,
+            RESOURCE,
+            id.as_uuid(),
+            json!({"title": document.title.as_str(), "bytes": document.byte_count, "content_changed": new.content_hash != current.content_hash}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        Ok(Uploaded {
+            document,
+            job: Some(job),
+        })
+    }
+
+    /// Checks an upload and extracts its text (a bad file is a clear error on the request).
+    async fn read(
+        &self,
+        id: DocumentId,
+        collection: CollectionId,
+        upload: Upload,
+    ) -> Result<NewDocument, Error> {
+        if upload.bytes.len() > self.max_bytes {
+            return Err(Error::TooLarge {
+                limit: self.max_bytes,
+            });
+        }
+        let content_type = ContentType::from_mime(&upload.content_type)
+            .ok_or_else(|| Error::UnsupportedMediaType(upload.content_type.clone()))?;
+        let mut v = Validator::new();
+        let title = v.check("title", Name::parse(&upload.title));
+        let metadata = v.check(
+            "metadata",
+            values::metadata(upload.metadata.unwrap_or_else(|| json!({}))),
+        );
+        v.finish()?;
+        let (Some(title), Some(metadata)) = (title, metadata) else {
+            return Err(Error::internal("validator passed with a missing field"));
+        };
+        let byte_count = i64::try_from(upload.bytes.len()).unwrap_or(i64::MAX);
+        let content_hash = Sha256::digest(&upload.bytes).to_vec();
+        let content = self
+            .extractor
+            .extract(content_type, upload.bytes)
+            .await
+            .map_err(extraction_error)?;
+        Ok(NewDocument {
+            id,
+            collection_id: collection,
+            title,
+            content_type,
+            metadata,
+            content,
+            content_hash,
+            byte_count,
         })
     }
 

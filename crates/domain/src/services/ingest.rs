@@ -1,16 +1,18 @@
 //! The ingestion worker: takes jobs from the durable queue and turns documents into searchable
-//! chunks. No transaction is held across a call to the embedder; a document's chunks become
+//! chunks, or re-embeds a whole collection into a new generation. No transaction is held across a call to the embedder; a document's chunks become
 //! visible in the same transaction that marks its job succeeded, so a failed or cancelled job
 //! leaves nothing half-indexed.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::entities::{DocumentStatus, JobKind};
+use crate::entities::{DocumentStatus, Generation, GenerationState, JobKind};
 use crate::error::Error;
-use crate::ids::ChunkId;
+use crate::ids::{ChunkId, DocumentId};
 use crate::ports::{
     ChunkTarget, Chunker, ClaimedJob, Clock, Embedder, JobOutcome, JobQueue, NewChunk, Store,
+    TenantTx,
 };
 use crate::services::Embedders;
 
@@ -96,17 +98,16 @@ impl IngestWorker {
         };
         let result = match job.kind {
             JobKind::Ingest => self.ingest(&job).await,
-            JobKind::Reembed => Err(Stop::Permanent(
-                "re-embedding is not implemented yet".into(),
-            )),
+            JobKind::Reembed => self.reembed(&job).await,
         };
         let now = self.clock.now();
-        let (outcome, status) = match result {
+        let what = match job.kind {
+            JobKind::Ingest => "ingestion",
+            JobKind::Reembed => "re-embedding",
+        };
+        let (outcome, failure) = match result {
             Ok(()) => return Ok(true),
-            Err(Stop::Interrupted) => (
-                JobOutcome::Cancelled,
-                Some((DocumentStatus::Failed, "ingestion cancelled".to_owned())),
-            ),
+            Err(Stop::Interrupted) => (JobOutcome::Cancelled, Some(format!("{what} cancelled"))),
             Err(Stop::Transient(error)) if job.attempts < job.max_attempts => {
                 let backoff = Duration::from_secs(
                     2u64.saturating_pow(u32::try_from(job.attempts).unwrap_or(16)),
@@ -115,70 +116,262 @@ impl IngestWorker {
                 let at = now + chrono::Duration::from_std(backoff).unwrap_or_default();
                 (JobOutcome::Retry { error, at }, None)
             }
-            Err(Stop::Transient(error) | Stop::Permanent(error)) => (
-                JobOutcome::Failed(error.clone()),
-                Some((DocumentStatus::Failed, error)),
-            ),
+            Err(Stop::Transient(error) | Stop::Permanent(error)) => {
+                (JobOutcome::Failed(error.clone()), Some(error))
+            }
         };
         let mut tx = self.store.begin(job.tenant).await?;
         let mut held = tx
             .jobs()
             .finish(job.id, &self.worker_id, outcome, now)
             .await?;
-        let mut status = status;
+        let mut failure = failure;
         if !held {
             // A retry is refused when cancellation was asked for meanwhile: end it as cancelled.
             held = tx
                 .jobs()
                 .finish(job.id, &self.worker_id, JobOutcome::Cancelled, now)
                 .await?;
-            status = Some((DocumentStatus::Failed, "ingestion cancelled".to_owned()));
+            failure = Some(format!("{what} cancelled"));
         }
-        if held && let (Some((status, error)), Some(document)) = (status, job.document_id) {
-            tx.documents()
-                .set_status(document, status, Some(error), now)
-                .await?;
+        if held && let Some(error) = failure {
+            match (job.kind, job.document_id, job.generation_id) {
+                // A replaced document has a newer ingestion that decides its status.
+                (JobKind::Ingest, Some(document), _)
+                    if !tx.jobs().document_has_other(document, job.id).await? =>
+                {
+                    tx.documents()
+                        .set_status(document, DocumentStatus::Failed, Some(error), now)
+                        .await?;
+                }
+                // Nothing of a re-embedding that did not finish is kept.
+                (JobKind::Reembed, _, Some(generation)) => {
+                    tx.collections().drop_generation(generation).await?;
+                }
+                _ => {}
+            }
         }
         tx.commit().await?;
         Ok(true)
     }
 
     async fn ingest(&self, job: &ClaimedJob) -> Result<(), Stop> {
-        let storage = |e: Error| Stop::Transient(e.to_string());
         let document_id = job
             .document_id
             .ok_or_else(|| Stop::Permanent("an ingest job without a document".into()))?;
         let now = self.clock.now();
-        let mut tx = self
-            .store
-            .begin(job.tenant)
-            .await
-            .map_err(|e| storage(e.into()))?;
+        let mut tx = self.begin(job).await?;
         let collection = tx
             .collections()
             .get(job.collection_id, true)
             .await
-            .map_err(|e| storage(e.into()))?
+            .map_err(storage)?
             .ok_or_else(|| Stop::Permanent("the collection no longer exists".into()))?;
         let document = tx
             .documents()
             .get(document_id, true)
             .await
-            .map_err(|e| storage(e.into()))?
+            .map_err(storage)?
             .ok_or(Stop::Interrupted)?;
         tx.documents()
             .set_status(document_id, DocumentStatus::Processing, None, now)
             .await
-            .map_err(|e| storage(e.into()))?;
-        tx.commit().await.map_err(|e| storage(e.into()))?;
+            .map_err(storage)?;
+        tx.commit().await.map_err(storage)?;
 
-        let embedder = self.embedders.get(&collection.space.id).ok_or_else(|| {
-            Stop::Permanent(format!(
-                "this server has no embedder for space {}",
-                collection.space.id
-            ))
-        })?;
-        let text = document.content.unwrap_or_default();
+        let text = document.content.clone().unwrap_or_default();
+        let mut space_id = collection.space.id.clone();
+        // A re-embedding may switch the collection to another space while this document is
+        // embedded; its vectors would then be of the wrong space, so it is embedded again.
+        for _ in 0..3 {
+            let embedder = self.embedder(&space_id)?;
+            let chunks = self
+                .embed_text(job, embedder.as_ref(), &text, |done, total| (done, total))
+                .await?;
+
+            // One transaction makes the chunks visible and ends the job; if this worker lost its
+            // lease meanwhile, nothing of it is kept. The document row is locked before the
+            // collection row, in the order every other writer takes them.
+            let now = self.clock.now();
+            let mut tx = self.begin(job).await?;
+            tx.documents()
+                .set_status(document_id, DocumentStatus::Ready, None, now)
+                .await
+                .map_err(storage)?;
+            let active = tx
+                .collections()
+                .lock_active_generation(collection.id, false)
+                .await
+                .map_err(storage)?
+                .ok_or_else(|| Stop::Permanent("the collection no longer exists".into()))?;
+            if active.space_id != space_id {
+                space_id = active.space_id;
+                continue;
+            }
+            let target = ChunkTarget {
+                collection: collection.id,
+                document: document_id,
+                generation: active.id,
+                space_id: active.space_id,
+                metadata: document.metadata.clone(),
+            };
+            tx.chunks()
+                .replace(&target, &chunks)
+                .await
+                .map_err(storage)?;
+            tx.chunks()
+                .discard_building(collection.id, document_id)
+                .await
+                .map_err(storage)?;
+            let held = tx
+                .jobs()
+                .finish(job.id, &self.worker_id, JobOutcome::Succeeded, now)
+                .await
+                .map_err(storage)?;
+            if !held {
+                return Err(Stop::Interrupted);
+            }
+            tx.commit().await.map_err(storage)?;
+            return Ok(());
+        }
+        Err(Stop::Transient(
+            "the collection kept switching embedding spaces".into(),
+        ))
+    }
+
+    /// Builds a new generation of a collection from its documents' stored texts, then switches
+    /// the collection to it in one transaction and drops the old one. Searches read the old
+    /// generation until the switch. Progress counts documents.
+    async fn reembed(&self, job: &ClaimedJob) -> Result<(), Stop> {
+        let generation_id = job
+            .generation_id
+            .ok_or_else(|| Stop::Permanent("a re-embedding job without a generation".into()))?;
+        let mut tx = self.begin(job).await?;
+        let generation = tx
+            .collections()
+            .generation(generation_id)
+            .await
+            .map_err(storage)?
+            .filter(|g| g.state == GenerationState::Building)
+            .ok_or_else(|| Stop::Permanent("the generation is no longer being built".into()))?;
+        tx.commit().await.map_err(storage)?;
+        let embedder = self.embedder(&generation.space_id)?;
+        // Documents whose text yields no chunk at all: they stay without chunks, not missing.
+        let mut empty: HashSet<(DocumentId, Vec<u8>)> = HashSet::new();
+        let mut done = 0usize;
+        loop {
+            let mut tx = self.begin(job).await?;
+            let todo = self.missing(tx.as_mut(), &generation, &empty).await?;
+            if todo.is_empty() {
+                // Documents that became ready meanwhile are embedded before the switch: the
+                // check is repeated under the collection's exclusive lock, which ingestion's
+                // final transaction waits for.
+                tx.collections()
+                    .lock_active_generation(generation.collection_id, true)
+                    .await
+                    .map_err(storage)?
+                    .ok_or_else(|| Stop::Permanent("the collection no longer exists".into()))?;
+                if !self
+                    .missing(tx.as_mut(), &generation, &empty)
+                    .await?
+                    .is_empty()
+                {
+                    continue;
+                }
+                let now = self.clock.now();
+                let retired = tx
+                    .collections()
+                    .switch_generation(generation.collection_id, generation.id, now)
+                    .await
+                    .map_err(storage)?
+                    .ok_or_else(|| {
+                        Stop::Permanent("the generation is no longer being built".into())
+                    })?;
+                let held = tx
+                    .jobs()
+                    .finish(job.id, &self.worker_id, JobOutcome::Succeeded, now)
+                    .await
+                    .map_err(storage)?;
+                if !held {
+                    return Err(Stop::Interrupted);
+                }
+                tx.commit().await.map_err(storage)?;
+                // Outside the switch, so the switch stays short; a retired generation is never
+                // read, so one left behind by a crash here costs only space.
+                let mut tx = self.begin(job).await?;
+                tx.collections()
+                    .drop_generation(retired)
+                    .await
+                    .map_err(storage)?;
+                tx.commit().await.map_err(storage)?;
+                return Ok(());
+            }
+            tx.commit().await.map_err(storage)?;
+            let total = done + todo.len();
+            for (document_id, _) in todo {
+                let mut tx = self.begin(job).await?;
+                let document = tx
+                    .documents()
+                    .get_for_embedding(document_id)
+                    .await
+                    .map_err(storage)?;
+                tx.commit().await.map_err(storage)?;
+                // Purged meanwhile: nothing to embed.
+                let Some(document) = document else { continue };
+                let text = document.content.clone().unwrap_or_default();
+                let chunks = self
+                    .embed_text(job, embedder.as_ref(), &text, |_, _| {
+                        (to_i32(done), to_i32(total))
+                    })
+                    .await?;
+                if chunks.is_empty() {
+                    empty.insert((document.id, document.content_hash.clone()));
+                }
+                let target = ChunkTarget {
+                    collection: generation.collection_id,
+                    document: document.id,
+                    generation: generation.id,
+                    space_id: generation.space_id.clone(),
+                    metadata: document.metadata.clone(),
+                };
+                done += 1;
+                let mut tx = self.begin(job).await?;
+                tx.chunks()
+                    .replace(&target, &chunks)
+                    .await
+                    .map_err(storage)?;
+                self.heartbeat(tx.as_mut(), job, (to_i32(done), to_i32(total)))
+                    .await?;
+                tx.commit().await.map_err(storage)?;
+            }
+        }
+    }
+
+    /// Ready documents the generation has no chunks of, leaving out those known to yield none.
+    async fn missing(
+        &self,
+        tx: &mut dyn TenantTx,
+        generation: &Generation,
+        empty: &HashSet<(DocumentId, Vec<u8>)>,
+    ) -> Result<Vec<(DocumentId, Vec<u8>)>, Stop> {
+        let mut found = tx
+            .chunks()
+            .documents_without_chunks(generation.collection_id, generation.id)
+            .await
+            .map_err(storage)?;
+        found.retain(|d| !empty.contains(d));
+        Ok(found)
+    }
+
+    /// Chunks and embeds a text in batches, with a heartbeat after each batch; `progress` maps
+    /// (chunks embedded, chunks in all) to what the job reports.
+    async fn embed_text(
+        &self,
+        job: &ClaimedJob,
+        embedder: &dyn Embedder,
+        text: &str,
+        progress: impl Fn(i32, i32) -> (i32, i32) + Send + Sync,
+    ) -> Result<Vec<NewChunk>, Stop> {
         let max_tokens = self
             .policy
             .max_chunk_tokens
@@ -186,17 +379,17 @@ impl IngestWorker {
         let pieces = self
             .chunker
             .chunk(
-                &text,
-                embedder.as_ref(),
+                text,
+                embedder,
                 max_tokens,
                 self.policy.overlap_tokens.min(max_tokens / 2),
             )
             .map_err(|e| Stop::Permanent(e.to_string()))?;
-        let total = i32::try_from(pieces.len()).unwrap_or(i32::MAX);
+        let total = to_i32(pieces.len());
         let mut chunks = Vec::with_capacity(pieces.len());
         for batch in pieces.chunks(self.policy.batch_size.max(1)) {
             let texts: Vec<String> = batch.iter().map(|c| c.content.clone()).collect();
-            let vectors = embed(embedder.as_ref(), &texts).await?;
+            let vectors = embed(embedder, &texts).await?;
             for (piece, embedding) in batch.iter().zip(vectors) {
                 chunks.push(NewChunk {
                     id: ChunkId::new(),
@@ -206,63 +399,57 @@ impl IngestWorker {
                     embedding,
                 });
             }
-            let done = i32::try_from(chunks.len()).unwrap_or(i32::MAX);
-            let mut tx = self
-                .store
-                .begin(job.tenant)
-                .await
-                .map_err(|e| storage(e.into()))?;
-            let go_on = tx
-                .jobs()
-                .heartbeat(
-                    job.id,
-                    &self.worker_id,
-                    (done, total),
-                    self.policy.lease,
-                    self.clock.now(),
-                )
-                .await
-                .map_err(|e| storage(e.into()))?;
-            tx.commit().await.map_err(|e| storage(e.into()))?;
-            if !go_on {
-                return Err(Stop::Interrupted);
-            }
+            let mut tx = self.begin(job).await?;
+            self.heartbeat(tx.as_mut(), job, progress(to_i32(chunks.len()), total))
+                .await?;
+            tx.commit().await.map_err(storage)?;
         }
-
-        // One transaction makes the chunks visible and ends the job; if this worker lost its
-        // lease meanwhile, nothing of it is kept.
-        let now = self.clock.now();
-        let target = ChunkTarget {
-            collection: collection.id,
-            document: document_id,
-            generation: collection.active_generation,
-            space_id: collection.space.id.clone(),
-            metadata: document.metadata.clone(),
-        };
-        let mut tx = self
-            .store
-            .begin(job.tenant)
-            .await
-            .map_err(|e| storage(e.into()))?;
-        tx.chunks()
-            .replace(&target, &chunks)
-            .await
-            .map_err(|e| storage(e.into()))?;
-        tx.documents()
-            .set_status(document_id, DocumentStatus::Ready, None, now)
-            .await
-            .map_err(|e| storage(e.into()))?;
-        let held = tx
-            .jobs()
-            .finish(job.id, &self.worker_id, JobOutcome::Succeeded, now)
-            .await
-            .map_err(|e| storage(e.into()))?;
-        if !held {
-            return Err(Stop::Interrupted);
-        }
-        tx.commit().await.map_err(|e| storage(e.into()))?;
-        Ok(())
+        Ok(chunks)
     }
+
+    /// Records progress and extends the lease; stops when cancellation was asked for or the
+    /// lease was lost.
+    async fn heartbeat(
+        &self,
+        tx: &mut dyn TenantTx,
+        job: &ClaimedJob,
+        progress: (i32, i32),
+    ) -> Result<(), Stop> {
+        let go_on = tx
+            .jobs()
+            .heartbeat(
+                job.id,
+                &self.worker_id,
+                progress,
+                self.policy.lease,
+                self.clock.now(),
+            )
+            .await
+            .map_err(storage)?;
+        if go_on {
+            Ok(())
+        } else {
+            Err(Stop::Interrupted)
+        }
+    }
+
+    async fn begin(&self, job: &ClaimedJob) -> Result<Box<dyn TenantTx>, Stop> {
+        self.store.begin(job.tenant).await.map_err(storage)
+    }
+
+    fn embedder(&self, space_id: &str) -> Result<Arc<dyn Embedder>, Stop> {
+        self.embedders.get(space_id).ok_or_else(|| {
+            Stop::Permanent(format!("this server has no embedder for space {space_id}"))
+        })
+    }
+}
+
+fn storage(err: impl Into<Error>) -> Stop {
+    Stop::Transient(err.into().to_string())
+}
+
+fn to_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 async fn embed(embedder: &dyn Embedder, texts: &[String]) -> Result<Vec<Vec<f32>>, Stop> {

@@ -3,12 +3,13 @@ use domain::CollectionId;
 use domain::services::CollectionPatch;
 
 use crate::http::dto::{
-    CollectionDto, CreateCollectionRequest, List, PatchCollectionRequest, SpaceList,
+    CollectionDto, CreateCollectionRequest, List, PatchCollectionRequest, ReembedRequest,
+    ReembedResponse, SpaceList,
 };
 use crate::http::error::ApiResult;
 use crate::http::extract::{Body, Caller, ListParams, PageQuery, parse_id};
 use crate::http::responses::{
-    Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
+    Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
 };
 use crate::state::AppState;
 
@@ -170,4 +171,32 @@ pub async fn purge(
     let id: CollectionId = parse_id(&id, "collection")?;
     state.collections.purge(&caller.0, id).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Re-embed a collection into an embedding space (another model, or the same one again). A new
+/// generation is built in the background from the stored document texts (progress counts
+/// documents); searches read the current one until the collection switches to the new one at
+/// once, keeping its id. 409 while another re-embedding of the collection runs.
+#[utoipa::path(
+    post, path = "/v1/collections/{id}/reembed", tag = "collections",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = ReembedRequest,
+    responses(
+        (status = 202, description = "Queued", body = ReembedResponse),
+        Unauthorized, Forbidden, NotFound, Conflict, Invalid, TooLarge, Unsupported, Internal
+    ),
+    security(("bearer" = []))
+)]
+pub async fn reembed(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: Body<ReembedRequest>,
+) -> ApiResult<HttpResponse> {
+    let id: CollectionId = parse_id(&id, "collection")?;
+    let job = state
+        .collections
+        .reembed(&caller.0, id, &body.0.space_id)
+        .await?;
+    Ok(HttpResponse::Accepted().json(ReembedResponse { job: job.into() }))
 }

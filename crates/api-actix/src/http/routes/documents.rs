@@ -1,10 +1,10 @@
 use actix_web::{HttpResponse, web};
-use domain::services::{SearchRequest, Upload};
+use domain::services::{SearchRequest, Uploaded};
 use domain::{CollectionId, DocumentId, JobId};
 
 use crate::http::dto::{
-    CreateDocumentRequest, DocumentDto, JobDto, List, MultiSearchRequestDto, SearchRequestDto,
-    SearchResponseDto, UploadedDto,
+    CreateDocumentRequest, DocumentDto, DocumentForm, JobDto, List, MultiSearchRequestDto,
+    SearchRequestDto, SearchResponseDto, UploadedDto,
 };
 use crate::http::error::ApiResult;
 use crate::http::extract::{Body, Caller, ListParams, PageQuery, parse_id};
@@ -12,6 +12,7 @@ use crate::http::responses::{
     Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unavailable,
     Unsupported,
 };
+use crate::http::upload::DocumentBody;
 use crate::state::AppState;
 
 /// Add a document to a collection; its ingestion runs in the background (202 with the job). The
@@ -19,7 +20,10 @@ use crate::state::AppState;
 #[utoipa::path(
     post, path = "/v1/collections/{id}/documents", tag = "documents",
     params(("id" = uuid::Uuid, Path)),
-    request_body = CreateDocumentRequest,
+    request_body(content(
+        (CreateDocumentRequest = "application/json"),
+        (DocumentForm = "multipart/form-data")
+    )),
     responses(
         (status = 202, description = "Stored; ingestion queued", body = UploadedDto),
         (status = 200, description = "The same content was already there", body = UploadedDto),
@@ -31,30 +35,55 @@ pub async fn upload(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    body: Body<CreateDocumentRequest>,
+    body: DocumentBody,
 ) -> ApiResult<HttpResponse> {
     let collection: CollectionId = parse_id(&id, "collection")?;
-    let req = body.0;
-    let upload = Upload {
-        title: req.title,
-        content_type: req.content_type.unwrap_or_else(|| "text/plain".into()),
-        bytes: req.content.into_bytes(),
-        metadata: req.metadata,
-    };
     let uploaded = state
         .documents
-        .upload(&caller.0, collection, upload)
+        .upload(&caller.0, collection, body.0)
         .await?;
-    let created = uploaded.job.is_some();
+    Ok(accepted_or_ok(uploaded))
+}
+
+/// Replace a document's content, title and metadata (JSON or a file, as on upload); its current
+/// chunks stay searchable until the new ones are ready (202 with the job). The same document
+/// again changes nothing: 200, no job.
+#[utoipa::path(
+    put, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = uuid::Uuid, Path)),
+    request_body(content(
+        (CreateDocumentRequest = "application/json"),
+        (DocumentForm = "multipart/form-data")
+    )),
+    responses(
+        (status = 202, description = "Replaced; ingestion queued", body = UploadedDto),
+        (status = 200, description = "Nothing changed", body = UploadedDto),
+        Unauthorized, Forbidden, NotFound, Conflict, Invalid, TooLarge, Unsupported, Internal
+    ),
+    security(("bearer" = []))
+)]
+pub async fn replace(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: DocumentBody,
+) -> ApiResult<HttpResponse> {
+    let id: DocumentId = parse_id(&id, "document")?;
+    let uploaded = state.documents.replace(&caller.0, id, body.0).await?;
+    Ok(accepted_or_ok(uploaded))
+}
+
+fn accepted_or_ok(uploaded: Uploaded) -> HttpResponse {
+    let queued = uploaded.job.is_some();
     let body = UploadedDto {
         document: uploaded.document.into(),
         job: uploaded.job.map(Into::into),
     };
-    Ok(if created {
+    if queued {
         HttpResponse::Accepted().json(body)
     } else {
         HttpResponse::Ok().json(body)
-    })
+    }
 }
 
 /// The documents of a collection, newest first.

@@ -105,14 +105,20 @@ pub fn configure(cfg: &mut web::ServiceConfig, documents_limit: BodyLimit) {
                         .route(web::delete().to(collections::purge)),
                 )
                 .service(
+                    resource("/collections/{id}/reembed", "POST")
+                        .route(web::post().to(collections::reembed)),
+                )
+                .service(
                     resource("/collections/{id}/documents", "GET, POST")
                         .app_data(documents_limit)
                         .route(web::post().to(documents::upload))
                         .route(web::get().to(documents::list)),
                 )
                 .service(
-                    resource("/documents/{id}", "GET, DELETE")
+                    resource("/documents/{id}", "GET, PUT, DELETE")
+                        .app_data(documents_limit)
                         .route(web::get().to(documents::get))
+                        .route(web::put().to(documents::replace))
                         .route(web::delete().to(documents::delete)),
                 )
                 .service(
