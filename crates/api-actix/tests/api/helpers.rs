@@ -83,6 +83,8 @@ pub struct Options {
     pub openai_base_url: Option<String>,
     /// Spaces registered before the server starts: (id, provider, model, dimensions).
     pub spaces: Vec<(String, String, String, u32)>,
+    /// In-process ingestion workers (0: jobs stay queued).
+    pub ingest_workers: usize,
 }
 
 impl Default for Options {
@@ -95,6 +97,7 @@ impl Default for Options {
             login_attempts: 5,
             openai_base_url: None,
             spaces: Vec::new(),
+            ingest_workers: 1,
         }
     }
 }
@@ -202,7 +205,7 @@ impl TestApp {
             openai_base_url: options.openai_base_url.clone(),
             openai_api_key: Some(Secret::new("test-key")),
             max_document_bytes: 512 * 1024,
-            ingest_workers: 1,
+            ingest_workers: options.ingest_workers,
             worker_poll_ms: 50,
         };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a random port");
@@ -268,6 +271,54 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Response {
+        self.request(Method::PUT, path, Some(token))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Sends a `multipart/form-data` body: a `file` part (with a name and, if given, a type) and
+    /// plain text fields.
+    pub async fn send_file(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        file: (&str, Option<&str>, &[u8]),
+        fields: &[(&str, &str)],
+    ) -> Response {
+        let boundary = "agentic-test-boundary-7f3a";
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        let (file_name, mime, bytes) = file;
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n")
+                .as_bytes(),
+        );
+        if let Some(mime) = mime {
+            body.extend_from_slice(format!("Content-Type: {mime}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        self.request(method, path, Some(token))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Response {
@@ -438,4 +489,69 @@ impl TestApp {
             .await;
         json(res, StatusCode::ACCEPTED).await
     }
+}
+
+/// An OpenAI-compatible embeddings endpoint answering one fixed 8-dimensional vector per input,
+/// with the first component set when the text mentions "rocket" (so vector search has a winner),
+/// after `delay` (so a job can be caught running).
+#[derive(Default)]
+pub struct FakeEmbeddings {
+    pub delay: std::time::Duration,
+}
+
+impl wiremock::Respond for FakeEmbeddings {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let inputs: Vec<String> = match &body["input"] {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().unwrap_or_default().to_owned())
+                .collect(),
+            other => panic!("unexpected input {other}"),
+        };
+        let data: Vec<Value> = inputs
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                let mut v = vec![0.1_f32; 8];
+                if text.to_lowercase().contains("rocket") {
+                    v[0] = 1.0;
+                }
+                json!({"object": "embedding", "index": index, "embedding": v})
+            })
+            .collect();
+        wiremock::ResponseTemplate::new(200)
+            .set_delay(self.delay)
+            .set_body_json(json!({
+                "object": "list", "data": data, "model": body["model"],
+                "usage": {"prompt_tokens": 1, "total_tokens": 1}
+            }))
+    }
+}
+
+/// A server with an `openai-test` space (8 dimensions) embedding through `FakeEmbeddings`.
+pub async fn app_with_openai_space(
+    delay: std::time::Duration,
+    ingest_workers: usize,
+) -> (TestApp, wiremock::MockServer) {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/embeddings"))
+        .respond_with(FakeEmbeddings { delay })
+        .mount(&server)
+        .await;
+    let app = TestApp::spawn_with(Options {
+        openai_base_url: Some(format!("{}/v1", server.uri())),
+        spaces: vec![(
+            "openai-test".into(),
+            "openai".into(),
+            "test-embed".into(),
+            8,
+        )],
+        ingest_workers,
+        ..Default::default()
+    })
+    .await;
+    (app, server)
 }

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, json};
+use crate::helpers::{FakeEmbeddings, TestApp, assert_problem, json};
 
 const CORPUS: [(&str, &str, &str); 4] = [
     (
@@ -28,7 +28,7 @@ const CORPUS: [(&str, &str, &str); 4] = [
     ),
 ];
 
-async fn ingested_collection(app: &TestApp, token: &str) -> (String, Vec<String>) {
+pub async fn ingested_collection(app: &TestApp, token: &str) -> (String, Vec<String>) {
     let collection = json(
         app.post("/v1/collections", token, json!({"name": "Handbook"}))
             .await,
@@ -53,7 +53,7 @@ async fn ingested_collection(app: &TestApp, token: &str) -> (String, Vec<String>
     (id, documents)
 }
 
-fn titles(results: &Value) -> Vec<String> {
+pub fn titles(results: &Value) -> Vec<String> {
     results["results"]
         .as_array()
         .unwrap()
@@ -333,6 +333,34 @@ async fn another_tenants_documents_jobs_and_searches_are_not_found() {
     for token in [b.admin_token.as_str(), b_key.as_str()] {
         for res in [
             app.get(&format!("/v1/documents/{did}"), token).await,
+            app.put(
+                &format!("/v1/documents/{did}"),
+                token,
+                json!({"title": "x", "content": "overwritten"}),
+            )
+            .await,
+            app.send_file(
+                reqwest::Method::PUT,
+                &format!("/v1/documents/{did}"),
+                token,
+                ("x.txt", None, &b"overwritten by a file"[..]),
+                &[],
+            )
+            .await,
+            app.send_file(
+                reqwest::Method::POST,
+                &format!("/v1/collections/{cid}/documents"),
+                token,
+                ("x.txt", None, &b"added by a file"[..]),
+                &[],
+            )
+            .await,
+            app.post(
+                &format!("/v1/collections/{cid}/reembed"),
+                token,
+                json!({"space_id": "local-minilm-l6-v2"}),
+            )
+            .await,
             app.delete(&format!("/v1/documents/{did}"), token).await,
             app.post_empty(&format!("/v1/documents/{did}/restore"), token)
                 .await,
@@ -394,6 +422,9 @@ async fn another_tenants_documents_jobs_and_searches_are_not_found() {
     )
     .await;
     assert!(doc["deleted_at"].is_null());
+    assert_eq!(doc["title"], "Secret plan");
+    let jobs = json(app.get("/v1/jobs", &a.admin_token).await, StatusCode::OK).await;
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 1, "{jobs}");
 }
 
 #[tokio::test]
@@ -570,39 +601,6 @@ async fn the_application_role_can_use_the_space_index() {
     tx.rollback().await.unwrap();
 }
 
-/// An OpenAI-compatible embeddings endpoint answering one fixed 8-dimensional vector per input,
-/// with the first component set when the text mentions "rocket" (so vector search has a winner).
-struct FakeEmbeddings;
-
-impl wiremock::Respond for FakeEmbeddings {
-    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
-        let body: Value = serde_json::from_slice(&request.body).unwrap();
-        let inputs: Vec<String> = match &body["input"] {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(items) => items
-                .iter()
-                .map(|i| i.as_str().unwrap_or_default().to_owned())
-                .collect(),
-            other => panic!("unexpected input {other}"),
-        };
-        let data: Vec<Value> = inputs
-            .iter()
-            .enumerate()
-            .map(|(index, text)| {
-                let mut v = vec![0.1_f32; 8];
-                if text.to_lowercase().contains("rocket") {
-                    v[0] = 1.0;
-                }
-                json!({"object": "embedding", "index": index, "embedding": v})
-            })
-            .collect();
-        wiremock::ResponseTemplate::new(200).set_body_json(json!({
-            "object": "list", "data": data, "model": body["model"],
-            "usage": {"prompt_tokens": 1, "total_tokens": 1}
-        }))
-    }
-}
-
 #[tokio::test]
 async fn an_openai_space_embeds_through_the_configured_server() {
     let server = wiremock::MockServer::start().await;
@@ -612,7 +610,7 @@ async fn an_openai_space_embeds_through_the_configured_server() {
             "authorization",
             "Bearer test-key",
         ))
-        .respond_with(FakeEmbeddings)
+        .respond_with(FakeEmbeddings::default())
         .expect(1..)
         .mount(&server)
         .await;

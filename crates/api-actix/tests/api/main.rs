@@ -10,3 +10,5 @@ mod isolation;
 mod knowledge;
 mod migrations;
 mod platform;
+mod reembed;
+mod uploads;

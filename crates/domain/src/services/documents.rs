@@ -432,17 +432,25 @@ impl DocumentService {
             );
             tx.audit().append(&entry).await?;
         }
-        if outcome == CancelOutcome::Cancelled
-            && let Some(document) = job.document_id
-        {
-            tx.documents()
-                .set_status(
-                    document,
-                    crate::entities::DocumentStatus::Failed,
-                    Some("ingestion cancelled".into()),
-                    now,
-                )
-                .await?;
+        // A job cancelled before it started leaves nothing behind: no pending document, no
+        // generation half-built.
+        if outcome == CancelOutcome::Cancelled {
+            match (job.kind, job.document_id, job.generation_id) {
+                (JobKind::Ingest, Some(document), _) => {
+                    tx.documents()
+                        .set_status(
+                            document,
+                            crate::entities::DocumentStatus::Failed,
+                            Some("ingestion cancelled".into()),
+                            now,
+                        )
+                        .await?;
+                }
+                (JobKind::Reembed, _, Some(generation)) => {
+                    tx.collections().drop_generation(generation).await?;
+                }
+                _ => {}
+            }
         }
         tx.commit().await?;
         Ok(job)

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::entities::Collection;
 use crate::error::{Error, Resource, Validator};
-use crate::ids::{ChunkId, CollectionId};
+use crate::ids::{ChunkId, CollectionId, TenantId};
 use crate::ports::{SearchHit, SearchMode, SearchQuery, Store};
 use crate::principal::{Principal, Scope};
 use crate::services::Embedders;
@@ -75,71 +75,20 @@ impl SearchService {
         let request =
             request.ok_or_else(|| Error::internal("validator passed with a missing field"))?;
 
-        // Read the collections, then embed outside any transaction, then search.
-        let mut tx = self.store.begin(tenant).await?;
-        let mut found: Vec<Collection> = Vec::with_capacity(collections.len());
-        for id in collections {
-            let collection = tx
-                .collections()
-                .get(*id, false)
-                .await?
-                .ok_or(Error::NotFound(Resource::Collection))?;
-            found.push(collection);
-        }
-        tx.commit().await?;
-
-        let mut vectors: HashMap<String, Vec<f32>> = HashMap::new();
-        if request.mode != SearchMode::Fulltext {
-            for collection in &found {
-                if vectors.contains_key(&collection.space.id) {
-                    continue;
-                }
-                let embedder = self.embedders.get(&collection.space.id).ok_or_else(|| {
-                    Error::Unavailable(format!(
-                        "this server cannot embed in space {}",
-                        collection.space.id
-                    ))
-                })?;
-                let mut embedded = embedder
-                    .embed(std::slice::from_ref(&request.text))
-                    .await
-                    .map_err(|e| match e {
-                        crate::ports::EmbedError::TooLong { max, .. } => Error::invalid(
-                            "query",
-                            format!("is longer than the model's {max} tokens"),
-                        ),
-                        other => Error::Unavailable(format!("embedding the query failed: {other}")),
-                    })?;
-                let vector = embedded
-                    .pop()
-                    .ok_or_else(|| Error::internal("the embedder answered no vector"))?;
-                vectors.insert(collection.space.id.clone(), vector);
+        // A re-embedding may switch a collection to a new generation (and drop the old one)
+        // between reading it and searching it: that search finds nothing, and is run again.
+        let mut attempts = 0;
+        let lists = loop {
+            attempts += 1;
+            let found = self.read(tenant, collections).await?;
+            let vectors = self.embed_query(&found, &request).await?;
+            let (lists, switched) = self
+                .search_lists(tenant, &found, &vectors, &request)
+                .await?;
+            if !switched || attempts == 3 {
+                break lists;
             }
-        }
-
-        let mut tx = self.store.begin(tenant).await?;
-        let mut lists = Vec::with_capacity(found.len());
-        for collection in &found {
-            let query = SearchQuery {
-                collection: collection.id,
-                generation: collection.active_generation,
-                space_id: collection.space.id.clone(),
-                dimensions: collection.space.dimensions,
-                text: request.text.clone(),
-                vector: vectors.get(&collection.space.id).cloned(),
-                mode: request.mode,
-                top_k: request.top_k,
-                filter: request.filter.clone(),
-                min_score: request
-                    .min_score
-                    .filter(|_| request.mode == SearchMode::Vector),
-            };
-            lists.push((
-                collection.space.id.clone(),
-                tx.chunks().search(&query).await?,
-            ));
-        }
-        tx.commit().await?;
+        };
         // Scores are comparable within one space, so lists of one space merge by score; lists of
         // different spaces are not, so they fuse by rank.
         let mut by_space: Vec<(String, Vec<SearchHit>)> = Vec::new();
@@ -166,6 +115,102 @@ impl SearchService {
             return Ok(ranked.pop().unwrap_or_default());
         }
         Ok(fuse(ranked, request.top_k))
+    }
+
+    /// The live collections, in the order asked for.
+    async fn read(
+        &self,
+        tenant: TenantId,
+        collections: &[CollectionId],
+    ) -> Result<Vec<Collection>, Error> {
+        let mut tx = self.store.begin(tenant).await?;
+        let mut found: Vec<Collection> = Vec::with_capacity(collections.len());
+        for id in collections {
+            let collection = tx
+                .collections()
+                .get(*id, false)
+                .await?
+                .ok_or(Error::NotFound(Resource::Collection))?;
+            found.push(collection);
+        }
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    /// The query's vector in each space the collections are in (outside any transaction).
+    async fn embed_query(
+        &self,
+        found: &[Collection],
+        request: &Validated,
+    ) -> Result<HashMap<String, Vec<f32>>, Error> {
+        let mut vectors: HashMap<String, Vec<f32>> = HashMap::new();
+        if request.mode == SearchMode::Fulltext {
+            return Ok(vectors);
+        }
+        for collection in found {
+            if vectors.contains_key(&collection.space.id) {
+                continue;
+            }
+            let embedder = self.embedders.get(&collection.space.id).ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "this server cannot embed in space {}",
+                    collection.space.id
+                ))
+            })?;
+            let mut embedded = embedder
+                .embed(std::slice::from_ref(&request.text))
+                .await
+                .map_err(|e| match e {
+                    crate::ports::EmbedError::TooLong { max, .. } => {
+                        Error::invalid("query", format!("is longer than the model's {max} tokens"))
+                    }
+                    other => Error::Unavailable(format!("embedding the query failed: {other}")),
+                })?;
+            let vector = embedded
+                .pop()
+                .ok_or_else(|| Error::internal("the embedder answered no vector"))?;
+            vectors.insert(collection.space.id.clone(), vector);
+        }
+        Ok(vectors)
+    }
+
+    /// Each collection's ranked list (with its space), and whether a collection that found
+    /// nothing has switched generations since it was read.
+    async fn search_lists(
+        &self,
+        tenant: TenantId,
+        found: &[Collection],
+        vectors: &HashMap<String, Vec<f32>>,
+        request: &Validated,
+    ) -> Result<(Vec<(String, Vec<SearchHit>)>, bool), Error> {
+        let mut tx = self.store.begin(tenant).await?;
+        let mut lists = Vec::with_capacity(found.len());
+        let mut switched = false;
+        for collection in found {
+            let query = SearchQuery {
+                collection: collection.id,
+                generation: collection.active_generation,
+                space_id: collection.space.id.clone(),
+                dimensions: collection.space.dimensions,
+                text: request.text.clone(),
+                vector: vectors.get(&collection.space.id).cloned(),
+                mode: request.mode,
+                top_k: request.top_k,
+                filter: request.filter.clone(),
+                min_score: request
+                    .min_score
+                    .filter(|_| request.mode == SearchMode::Vector),
+            };
+            let hits = tx.chunks().search(&query).await?;
+            if hits.is_empty() {
+                let now = tx.collections().get(collection.id, false).await?;
+                switched |=
+                    now.is_some_and(|c| c.active_generation != collection.active_generation);
+            }
+            lists.push((collection.space.id.clone(), hits));
+        }
+        tx.commit().await?;
+        Ok((lists, switched))
     }
 }
 
