@@ -12,6 +12,7 @@
 --   AGENTIC_PG_OWNER_PASSWORD      agentic_owner    (owns the database, runs migrations)
 --   AGENTIC_PG_PLATFORM_PASSWORD   agentic_platform (cross-tenant jobs: BYPASSRLS)
 --   AGENTIC_PG_APP_PASSWORD        agentic_app      (request path: row-level security applies)
+-- A fourth role, agentic_search, cannot log in: it only owns the search functions.
 -- Grants on tables are NOT made here: migrations own them.
 
 \set ON_ERROR_STOP on
@@ -42,7 +43,7 @@
 -- CREATE ROLE has no IF NOT EXISTS: create only the missing ones, then ALTER every time so the
 -- attributes and passwords always match this file (a changed password takes effect on re-run).
 SELECT format('CREATE ROLE %I', r)
-  FROM unnest(ARRAY['agentic_owner', 'agentic_platform', 'agentic_app']) AS r
+  FROM unnest(ARRAY['agentic_owner', 'agentic_platform', 'agentic_app', 'agentic_search']) AS r
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)
 \gexec
 
@@ -55,6 +56,13 @@ ALTER ROLE agentic_platform WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREP
 -- The role the API serves requests with: row-level security is enforced on it.
 ALTER ROLE agentic_app WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
     INHERIT PASSWORD :'app_pw';
+
+-- Owns the search functions (SECURITY DEFINER) and nothing else; nobody logs in as it. It bypasses
+-- row-level security so that full-text and metadata indexes stay usable; the functions filter on
+-- the caller's tenant (app.tenant_id) themselves. The owner may SET ROLE to it to create them.
+ALTER ROLE agentic_search WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS
+    NOINHERIT;
+GRANT agentic_search TO agentic_owner WITH INHERIT FALSE, SET TRUE;
 
 -- The platform role builds each embedding space's vector index (CREATE INDEX needs the table's
 -- owner). It may SET ROLE agentic_owner for that, explicitly, but does not inherit the owner's

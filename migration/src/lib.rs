@@ -22,11 +22,13 @@ mod m20261125_000009_documents;
 mod m20261125_000010_chunks;
 mod m20261125_000011_jobs;
 mod m20261126_000012_one_building_generation;
+mod m20261126_000013_search_functions;
 
 /// The role the API serves tenant work with (neither owner, superuser nor BYPASSRLS).
 pub const APP_ROLE: &str = "agentic_app";
 /// The role of cross-tenant work (provisioning, key lookup, purge); it has BYPASSRLS.
 pub const PLATFORM_ROLE: &str = "agentic_platform";
+pub use m20261126_000013_search_functions::SEARCH_ROLE;
 
 pub struct Migrator;
 
@@ -46,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000010_chunks::Migration),
             Box::new(m20261125_000011_jobs::Migration),
             Box::new(m20261126_000012_one_building_generation::Migration),
+            Box::new(m20261126_000013_search_functions::Migration),
         ]
     }
 }

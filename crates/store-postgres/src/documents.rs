@@ -664,15 +664,30 @@ impl ChunkRepo for PgTx {
             query.generation.as_uuid().into(),
             i64::from(query.top_k).into(),
         ];
+        // The vector list filters in SQL; full text goes through `chunk_fulltext_hits` (see the
+        // migration `search_functions`), since under row-level security its GIN indexes would be
+        // unusable, and takes the filter as groups of alternatives.
         let mut filter = String::new();
+        let mut groups = Vec::new();
         for (key, options) in &query.filter {
-            let mut any = Vec::new();
-            for option in options {
-                values.push(serde_json::json!({ key: option }).into());
-                any.push(format!("c.metadata @> ${}::jsonb", values.len()));
+            let group: Vec<serde_json::Value> = options
+                .iter()
+                .map(|option| serde_json::json!({ key: option }))
+                .collect();
+            if query.mode != SearchMode::Fulltext {
+                let mut any = Vec::new();
+                for object in &group {
+                    values.push(object.clone().into());
+                    any.push(format!("c.metadata @> ${}::jsonb", values.len()));
+                }
+                filter.push_str(&format!(" AND ({})", any.join(" OR ")));
             }
-            filter.push_str(&format!(" AND ({})", any.join(" OR ")));
+            groups.push(serde_json::Value::Array(group));
         }
+        if query.mode != SearchMode::Vector {
+            values.push(serde_json::Value::Array(groups).into());
+        }
+        let groups = values.len();
         let (sql, kind) = match query.mode {
             SearchMode::Vector => {
                 let vector = query
@@ -705,13 +720,11 @@ impl ChunkRepo for PgTx {
                 (
                     format!(
                         "SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
-                                ts_rank_cd(c.tsv, websearch_to_tsquery('english', ${q}))::float8 AS score, c.metadata
-                         FROM chunks c
-                         JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
-                         WHERE c.tenant_id = $1 AND c.generation_id = $2{filter}
-                           AND c.tsv @@ websearch_to_tsquery('english', ${q})
-                         ORDER BY score DESC, c.id
-                         LIMIT $3"
+                                f.score, c.metadata
+                         FROM chunk_fulltext_hits($2, ${q}, ${groups}::jsonb, $3::integer) f
+                         JOIN chunks c ON c.tenant_id = $1 AND c.id = f.id
+                         JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
+                         ORDER BY f.score DESC, c.id"
                     ),
                     "ts_rank",
                 )
@@ -737,13 +750,8 @@ impl ChunkRepo for PgTx {
                              ORDER BY c.embedding::vector({dims}) <=> ${v}::vector({dims})
                              LIMIT $3 * 4
                          ), text_ranked AS (
-                             SELECT c.id, row_number() OVER (ORDER BY ts_rank_cd(c.tsv, websearch_to_tsquery('english', ${t})) DESC, c.id) AS r
-                             FROM chunks c
-                             JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
-                             WHERE c.tenant_id = $1 AND c.generation_id = $2{filter}
-                               AND c.tsv @@ websearch_to_tsquery('english', ${t})
-                             ORDER BY r
-                             LIMIT $3 * 4
+                             SELECT f.id, row_number() OVER (ORDER BY f.score DESC, f.id) AS r
+                             FROM chunk_fulltext_hits($2, ${t}, ${groups}::jsonb, ($3 * 4)::integer) f
                          ), fused AS (
                              SELECT id, sum(1.0 / (60 + r))::float8 AS score
                              FROM (SELECT * FROM vector_ranked UNION ALL SELECT * FROM text_ranked) ranked

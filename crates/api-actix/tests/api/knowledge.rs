@@ -686,3 +686,147 @@ async fn an_openai_space_embeds_through_the_configured_server() {
     assert_eq!(got, ["Launch", "Rockets"]);
     assert_eq!(both["results"][0]["score_kind"], "rrf");
 }
+
+/// The plan of `sql` (rows of EXPLAIN), run in `tx`.
+async fn explain(tx: &sea_orm::DatabaseTransaction, sql: &str) -> String {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    tx.query_all_raw(Statement::from_string(DbBackend::Postgres, sql.to_owned()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.try_get::<String>("", "QUERY PLAN").unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn full_text_search_runs_where_its_gin_indexes_are_usable() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let other = app.tenant("other").await;
+    let (id, _) = ingested_collection(&app, &acme.admin_token).await;
+    ingested_collection(&app, &other.admin_token).await;
+    let platform = app.platform_connection().await;
+    let generation = platform
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT active_generation_id::text AS g FROM collections WHERE id = '{id}'"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<String>("", "g")
+        .unwrap();
+    let tenant = format!("SELECT set_config('app.tenant_id', '{}', true)", acme.id);
+    // Enough rows that an index is worth using: 5,000 filler chunks in the same generation.
+    platform
+        .execute_unprepared(&format!(
+            "INSERT INTO chunks (tenant_id, id, collection_id, document_id, generation_id, space_id,
+                                 position, content, token_count, metadata, embedding)
+             SELECT c.tenant_id, gen_random_uuid(), c.collection_id, c.document_id, c.generation_id,
+                    c.space_id, 1000 + i, 'filler text number ' || i, 4,
+                    jsonb_build_object('team', 'filler' || (i % 50)), c.embedding
+             FROM (SELECT * FROM chunks WHERE generation_id = '{generation}' LIMIT 1) c,
+                  generate_series(1, 5000) i"
+        ))
+        .await
+        .unwrap();
+    let owner = store_postgres::connect(&app.owner_url, &Default::default())
+        .await
+        .unwrap();
+    owner.execute_unprepared("ANALYZE chunks").await.unwrap();
+
+    // As the application role, the tenant policy comes first and `@@` is not leakproof: the
+    // full-text index cannot serve a plain query (the reason for the search function).
+    let app_role = app.app_connection().await;
+    let tx = app_role.begin().await.unwrap();
+    tx.execute_unprepared(&tenant).await.unwrap();
+    tx.execute_unprepared("SET LOCAL enable_seqscan = off")
+        .await
+        .unwrap();
+    let plain = explain(
+        &tx,
+        "EXPLAIN SELECT id FROM chunks WHERE tsv @@ websearch_to_tsquery('english', 'vacation')",
+    )
+    .await;
+    assert!(!plain.contains("chunks_tsv"), "{plain}");
+    // Through the function the caller sees its own tenant's chunks only, filters apply, and a
+    // transaction that set no tenant sees nothing.
+    for (filter, expected) in [
+        ("[]", 2),
+        (r#"[[{"team": "hr"}]]"#, 1),
+        (r#"[[{"team": "x"}, {"team": "it"}]]"#, 1),
+        (r#"[[{"team": "x"}]]"#, 0),
+    ] {
+        let n = tx
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!(
+                    "SELECT count(*) AS n FROM chunk_fulltext_hits('{generation}', 'vacation OR password', '{filter}'::jsonb, 10)"
+                ),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(n, expected, "{filter}");
+    }
+    tx.rollback().await.unwrap();
+    let nobody = app_role
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "SELECT count(*) AS n FROM chunk_fulltext_hits('{generation}', 'vacation', '[]'::jsonb, 10)"
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(nobody, 0);
+
+    // The statement the function runs, as the role it runs as: the planner picks the GIN index
+    // of the selective condition, full text or metadata.
+    let tx = owner.begin().await.unwrap();
+    tx.execute_unprepared("SET LOCAL ROLE agentic_search")
+        .await
+        .unwrap();
+    for (filter, query, index) in [
+        ("[]", "vacation", "chunks_tsv"),
+        (
+            r#"[[{"team": "hr"}]]"#,
+            "filler OR vacation",
+            "chunks_metadata",
+        ),
+    ] {
+        let sql = tx
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT chunk_fulltext_sql('{filter}'::jsonb) AS sql"),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<String>("", "sql")
+            .unwrap();
+        tx.execute_unprepared(&format!(
+            "PREPARE fulltext (uuid, uuid, text, integer) AS {sql}"
+        ))
+        .await
+        .unwrap();
+        let plan = explain(
+            &tx,
+            &format!(
+                "EXPLAIN EXECUTE fulltext ('{}', '{generation}', '{query}', 10)",
+                acme.id
+            ),
+        )
+        .await;
+        assert!(plan.contains(index), "{filter}: {plan}");
+        tx.execute_unprepared("DEALLOCATE fulltext").await.unwrap();
+    }
+    tx.rollback().await.unwrap();
+}

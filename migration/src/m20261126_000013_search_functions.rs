@@ -1,0 +1,101 @@
+//! The narrow search path. Under row-level security PostgreSQL evaluates the tenant policy before
+//! any operator that is not leakproof, so `@@` (full text) and `@>` (metadata) cannot use their
+//! GIN indexes and scan every row of the tenant. `chunk_fulltext_hits` runs as `agentic_search`,
+//! a role that only owns these functions and bypasses row-level security; it takes the tenant
+//! from `app.tenant_id` (as the policy does) and filters on it explicitly, so it answers exactly
+//! the rows the policy would, with the indexes usable.
+//!
+//! The query text comes from `chunk_fulltext_sql`, a plain function: the filter's values become
+//! quoted literals (so the planner sees `metadata @> '…'` and can use the index), and tests can
+//! EXPLAIN the very statement the search runs.
+
+use sea_orm_migration::prelude::*;
+
+use crate::{APP_ROLE, PLATFORM_ROLE, run};
+
+/// Owns the search functions; created by deploy/compose/init.sql (NOLOGIN, BYPASSRLS).
+pub const SEARCH_ROLE: &str = "agentic_search";
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(
+            manager,
+            &format!(
+                "GRANT SELECT ON chunks, documents TO {SEARCH_ROLE};
+                 GRANT CREATE ON SCHEMA public TO {SEARCH_ROLE};
+                 -- `filter` is an array of groups, each an array of JSON objects: a chunk matches
+                 -- when, in every group, its metadata contains one of the objects.
+                 CREATE FUNCTION chunk_fulltext_sql(filter jsonb) RETURNS text
+                 LANGUAGE plpgsql IMMUTABLE
+                 SET search_path = pg_catalog, public
+                 AS $fn$
+                 DECLARE
+                     conditions text := '';
+                     alternatives text[];
+                     grp jsonb;
+                     alt jsonb;
+                 BEGIN
+                     FOR grp IN SELECT value FROM jsonb_array_elements(COALESCE(filter, '[]'::jsonb)) LOOP
+                         alternatives := '{{}}';
+                         FOR alt IN SELECT value FROM jsonb_array_elements(grp) LOOP
+                             alternatives := alternatives || format('c.metadata @> %L::jsonb', alt::text);
+                         END LOOP;
+                         conditions := conditions || format(' AND (%s)',
+                             COALESCE(NULLIF(array_to_string(alternatives, ' OR '), ''), 'false'));
+                     END LOOP;
+                     RETURN format(
+                         'SELECT c.id, ts_rank_cd(c.tsv, q)::float8 AS score
+                          FROM chunks c
+                          JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
+                                          AND d.deleted_at IS NULL,
+                               websearch_to_tsquery(''english'', $3) q
+                          WHERE c.tenant_id = $1 AND c.generation_id = $2 AND c.tsv @@ q%s
+                          ORDER BY score DESC, c.id
+                          LIMIT $4', conditions);
+                 END
+                 $fn$;
+                 REVOKE ALL ON FUNCTION chunk_fulltext_sql(jsonb) FROM PUBLIC;
+                 GRANT EXECUTE ON FUNCTION chunk_fulltext_sql(jsonb) TO {APP_ROLE}, {PLATFORM_ROLE}, {SEARCH_ROLE};
+                 SET ROLE {SEARCH_ROLE};
+                 CREATE FUNCTION chunk_fulltext_hits(generation uuid, query text, filter jsonb, top integer)
+                 RETURNS TABLE (id uuid, score double precision)
+                 LANGUAGE plpgsql STABLE SECURITY DEFINER
+                 SET search_path = pg_catalog, public
+                 AS $fn$
+                 DECLARE
+                     tenant uuid := NULLIF(current_setting('app.tenant_id', true), '')::uuid;
+                 BEGIN
+                     IF tenant IS NULL THEN
+                         RETURN;
+                     END IF;
+                     RETURN QUERY EXECUTE chunk_fulltext_sql(filter) USING tenant, generation, query, top;
+                 END
+                 $fn$;
+                 REVOKE ALL ON FUNCTION chunk_fulltext_hits(uuid, text, jsonb, integer) FROM PUBLIC;
+                 GRANT EXECUTE ON FUNCTION chunk_fulltext_hits(uuid, text, jsonb, integer)
+                     TO {APP_ROLE}, {PLATFORM_ROLE};
+                 RESET ROLE;"
+            ),
+        )
+        .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(
+            manager,
+            &format!(
+                "SET ROLE {SEARCH_ROLE};
+                 DROP FUNCTION chunk_fulltext_hits(uuid, text, jsonb, integer);
+                 RESET ROLE;
+                 DROP FUNCTION chunk_fulltext_sql(jsonb);
+                 REVOKE CREATE ON SCHEMA public FROM {SEARCH_ROLE};
+                 REVOKE SELECT ON chunks, documents FROM {SEARCH_ROLE};"
+            ),
+        )
+        .await
+    }
+}
