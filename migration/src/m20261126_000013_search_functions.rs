@@ -8,6 +8,9 @@
 //! The query text comes from `chunk_fulltext_sql`, a plain function: the filter's values become
 //! quoted literals (so the planner sees `metadata @> '…'` and can use the index), and tests can
 //! EXPLAIN the very statement the search runs.
+//!
+//! Vector search chooses between an exact scan and the space's HNSW index by the size of the
+//! generation, kept in `generations.chunk_count`.
 
 use sea_orm_migration::prelude::*;
 
@@ -25,7 +28,8 @@ impl MigrationTrait for Migration {
         run(
             manager,
             &format!(
-                "GRANT SELECT ON chunks, documents TO {SEARCH_ROLE};
+                "ALTER TABLE generations ADD COLUMN chunk_count bigint NOT NULL DEFAULT 0;
+                 GRANT SELECT ON chunks, documents TO {SEARCH_ROLE};
                  GRANT CREATE ON SCHEMA public TO {SEARCH_ROLE};
                  -- `filter` is an array of groups, each an array of JSON objects: a chunk matches
                  -- when, in every group, its metadata contains one of the objects.
@@ -93,7 +97,8 @@ impl MigrationTrait for Migration {
                  RESET ROLE;
                  DROP FUNCTION chunk_fulltext_sql(jsonb);
                  REVOKE CREATE ON SCHEMA public FROM {SEARCH_ROLE};
-                 REVOKE SELECT ON chunks, documents FROM {SEARCH_ROLE};"
+                 REVOKE SELECT ON chunks, documents FROM {SEARCH_ROLE};
+                 ALTER TABLE generations DROP COLUMN chunk_count;"
             ),
         )
         .await

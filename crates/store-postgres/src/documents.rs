@@ -570,7 +570,7 @@ struct HitRow {
 #[async_trait]
 impl ChunkRepo for PgTx {
     async fn replace(&mut self, target: &ChunkTarget, chunks: &[NewChunk]) -> StoreResult<()> {
-        execute(
+        let removed = execute(
             &self.tx,
             "DELETE FROM chunks WHERE tenant_id = $1 AND document_id = $2 AND generation_id = $3",
             vec![
@@ -602,6 +602,20 @@ impl ChunkRepo for PgTx {
             )
             .await?;
         }
+        // The count the search planner reads (purging a document leaves it high: an estimate).
+        let added = i64::try_from(chunks.len()).unwrap_or(i64::MAX);
+        let removed = i64::try_from(removed).unwrap_or(i64::MAX);
+        execute(
+            &self.tx,
+            "UPDATE generations SET chunk_count = GREATEST(chunk_count + $3, 0)
+             WHERE tenant_id = $1 AND id = $2",
+            vec![
+                self.t(),
+                target.generation.as_uuid().into(),
+                (added - removed).into(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -612,10 +626,16 @@ impl ChunkRepo for PgTx {
     ) -> StoreResult<()> {
         execute(
             &self.tx,
-            "DELETE FROM chunks c USING generations g
-             WHERE c.tenant_id = $1 AND c.document_id = $3
-               AND g.tenant_id = $1 AND g.collection_id = $2 AND g.state = 'building'
-               AND c.generation_id = g.id",
+            "WITH gone AS (
+                 DELETE FROM chunks c USING generations g
+                 WHERE c.tenant_id = $1 AND c.document_id = $3
+                   AND g.tenant_id = $1 AND g.collection_id = $2 AND g.state = 'building'
+                   AND c.generation_id = g.id
+                 RETURNING c.generation_id
+             )
+             UPDATE generations g SET chunk_count = GREATEST(g.chunk_count - n.removed, 0)
+             FROM (SELECT generation_id, count(*) AS removed FROM gone GROUP BY generation_id) n
+             WHERE g.tenant_id = $1 AND g.id = n.generation_id",
             vec![
                 self.t(),
                 collection.as_uuid().into(),
@@ -688,6 +708,11 @@ impl ChunkRepo for PgTx {
             values.push(serde_json::Value::Array(groups).into());
         }
         let groups = values.len();
+        let plan = if query.mode == SearchMode::Fulltext {
+            VectorPlan::Exact
+        } else {
+            self.vector_plan(query).await?
+        };
         let (sql, kind) = match query.mode {
             SearchMode::Vector => {
                 let vector = query
@@ -701,15 +726,21 @@ impl ChunkRepo for PgTx {
                         " AND 1 - (c.embedding::vector({dims}) <=> ${q}::vector({dims})) >= {m}"
                     )
                 });
+                let order = plan.order(&format!(
+                    "c.embedding::vector({dims}) <=> ${q}::vector({dims})"
+                ));
                 (
                     format!(
-                        "SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
-                                (1 - (c.embedding::vector({dims}) <=> ${q}::vector({dims})))::float8 AS score, c.metadata
-                         FROM chunks c
-                         JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
-                         WHERE c.tenant_id = $1 AND c.space_id = {space} AND c.generation_id = $2{filter}{min}
-                         ORDER BY c.embedding::vector({dims}) <=> ${q}::vector({dims})
-                         LIMIT $3"
+                        "SELECT * FROM (
+                             SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
+                                    (1 - (c.embedding::vector({dims}) <=> ${q}::vector({dims})))::float8 AS score, c.metadata
+                             FROM chunks c
+                             JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
+                             WHERE c.tenant_id = $1 AND c.space_id = {space} AND c.generation_id = $2{filter}{min}
+                             ORDER BY {order}
+                             LIMIT $3
+                         ) nearest
+                         ORDER BY score DESC, chunk_id"
                     ),
                     "cosine_similarity",
                 )
@@ -738,17 +769,22 @@ impl ChunkRepo for PgTx {
                 let v = values.len();
                 values.push(query.text.as_str().into());
                 let t = values.len();
+                let order = plan.order(&format!(
+                    "c.embedding::vector({dims}) <=> ${v}::vector({dims})"
+                ));
                 // Reciprocal rank fusion of the two ranked lists (k = 60), each list a few times
                 // deeper than the answer so that fusion has something to choose from.
                 (
                     format!(
-                        "WITH vector_ranked AS (
-                             SELECT c.id, row_number() OVER (ORDER BY c.embedding::vector({dims}) <=> ${v}::vector({dims})) AS r
+                        "WITH vector_nearest AS (
+                             SELECT c.id, c.embedding::vector({dims}) <=> ${v}::vector({dims}) AS distance
                              FROM chunks c
                              JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
                              WHERE c.tenant_id = $1 AND c.space_id = {space} AND c.generation_id = $2{filter}
-                             ORDER BY c.embedding::vector({dims}) <=> ${v}::vector({dims})
+                             ORDER BY {order}
                              LIMIT $3 * 4
+                         ), vector_ranked AS (
+                             SELECT id, row_number() OVER (ORDER BY distance, id) AS r FROM vector_nearest
                          ), text_ranked AS (
                              SELECT f.id, row_number() OVER (ORDER BY f.score DESC, f.id) AS r
                              FROM chunk_fulltext_hits($2, ${t}, ${groups}::jsonb, ($3 * 4)::integer) f
@@ -784,5 +820,63 @@ impl ChunkRepo for PgTx {
                 metadata: r.metadata,
             })
             .collect())
+    }
+}
+
+/// Generations up to this many chunks are searched exactly: scanning a few thousand vectors of
+/// one tenant takes about a millisecond and recalls everything, where an HNSW scan filtered to a
+/// small tenant must wade through other tenants' neighbours (see docs/benchmarks.md).
+pub const EXACT_SEARCH_MAX_CHUNKS: i64 = 10_000;
+
+/// How the nearest chunks are found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VectorPlan {
+    /// Every chunk of the generation is compared (an order the HNSW index cannot serve).
+    Exact,
+    /// The space's HNSW index, with iterative scan so the tenant and generation filters still
+    /// fill the answer.
+    Hnsw,
+}
+
+impl VectorPlan {
+    /// The ORDER BY expression: for an exact search, one that no index matches.
+    fn order(self, distance: &str) -> String {
+        match self {
+            Self::Exact => format!("({distance}) + 0"),
+            Self::Hnsw => distance.to_owned(),
+        }
+    }
+}
+
+impl PgTx {
+    /// Chooses exact or HNSW search from the generation's chunk count, and sets the HNSW scan up
+    /// for this transaction when it is chosen.
+    async fn vector_plan(&mut self, query: &SearchQuery) -> StoreResult<VectorPlan> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            chunk_count: i64,
+        }
+        let count = fetch_one::<Row>(
+            &self.tx,
+            "SELECT chunk_count FROM generations WHERE tenant_id = $1 AND id = $2",
+            vec![self.t(), query.generation.as_uuid().into()],
+        )
+        .await?
+        .map_or(0, |r| r.chunk_count);
+        if count <= EXACT_SEARCH_MAX_CHUNKS {
+            return Ok(VectorPlan::Exact);
+        }
+        // relaxed_order may return neighbours slightly out of order: the queries sort again.
+        let candidates = (query.top_k * 4).clamp(40, 1000);
+        execute(
+            &self.tx,
+            &format!(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),
+                        set_config('hnsw.ef_search', '{candidates}', true)"
+            ),
+            vec![],
+        )
+        .await?;
+        Ok(VectorPlan::Hnsw)
     }
 }

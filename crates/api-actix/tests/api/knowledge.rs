@@ -830,3 +830,38 @@ async fn full_text_search_runs_where_its_gin_indexes_are_usable() {
     }
     tx.rollback().await.unwrap();
 }
+
+#[tokio::test]
+async fn large_generations_are_searched_through_hnsw_with_the_same_answers() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let t = &acme.admin_token;
+    let (id, _) = ingested_collection(&app, t).await;
+    let search = |mode: &'static str| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            let body = json!({"query": "how do I reset my password", "mode": mode, "top_k": 2});
+            json(
+                app.post(&format!("/v1/collections/{id}/search"), t, body)
+                    .await,
+                StatusCode::OK,
+            )
+            .await
+        }
+    };
+    let exact = (search("vector").await, search("hybrid").await);
+    // Past the exact-search threshold the space's HNSW index answers, with iterative scan.
+    app.platform_connection()
+        .await
+        .execute_unprepared(&format!(
+            "UPDATE generations SET chunk_count = 1000000 WHERE collection_id = '{id}'"
+        ))
+        .await
+        .unwrap();
+    let indexed = (search("vector").await, search("hybrid").await);
+    assert_eq!(titles(&exact.0)[0], "Password resets");
+    assert_eq!(titles(&indexed.0), titles(&exact.0));
+    assert_eq!(titles(&indexed.1), titles(&exact.1));
+}
