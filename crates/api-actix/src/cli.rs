@@ -332,9 +332,22 @@ async fn embed(db: &DatabaseSettings, space: &str, settings: &ServeSettings) -> 
         Ok(stores) => stores.store.spaces().await?,
         Err(_) => Vec::new(),
     };
-    let embedder = load_embedders(settings, &spaces)
-        .get(space)
-        .ok_or_else(|| anyhow::anyhow!("no embedder for space {space} here (run `just models`)"))?;
+    // The local space needs no database: it is the one every installation starts with.
+    let builtin = domain::entities::EmbeddingSpace {
+        id: crate::startup::DEFAULT_SPACE.to_owned(),
+        provider: "local".to_owned(),
+        model: "all-MiniLM-L6-v2".to_owned(),
+        dimensions: 384,
+        normalized: true,
+    };
+    let found = spaces
+        .iter()
+        .find(|s| s.id == space)
+        .or((space == builtin.id).then_some(&builtin))
+        .ok_or_else(|| anyhow::anyhow!("no embedding space {space}"))?;
+    let embedder = load_embedders(settings, &[])
+        .for_space(found)
+        .map_err(|reason| anyhow::anyhow!("cannot embed in space {space}: {reason}"))?;
     let stdin = std::io::stdin();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut batch: Vec<String> = Vec::with_capacity(64);

@@ -10,7 +10,8 @@ use auth_crypto::{Argon2Hasher, JwtCodec, JwtConfig, RandomSecrets};
 use cache_redis::RedisCache;
 use domain::entities::EmbeddingSpace;
 use domain::ports::{
-    Clock, JobQueue, PasswordHasher, PlatformStore, Secrets, Store, SystemClock, TextExtractor,
+    Clock, Embedder, EmbedderFactory, JobQueue, PasswordHasher, PlatformStore, Secrets, Store,
+    SystemClock, TextExtractor,
 };
 use domain::services::{
     AgentService, ApiKeyService, AuditService, AuthPolicy, AuthPorts, AuthService,
@@ -71,34 +72,64 @@ pub fn password_hasher(serve: Option<&ServeSettings>) -> anyhow::Result<Arc<dyn 
     }
 }
 
-/// The embedders of the spaces this server can embed in: the local MiniLM model from the models
-/// directory, and every registered `openai` space when an OpenAI-compatible API is configured. A
-/// missing one is not fatal: the server answers everything else, and searches or ingestion in
-/// that space report it. Spaces registered later need a restart to get their embedder.
-pub fn load_embedders(serve: &ServeSettings, spaces: &[EmbeddingSpace]) -> Embedders {
-    let mut embedders = Embedders::new();
-    let dir = std::path::Path::new(&serve.models_dir).join("all-MiniLM-L6-v2");
-    match CandleEmbedder::load(&dir, EmbedderOptions::default()) {
-        Ok(minilm) => embedders.insert(DEFAULT_SPACE, Arc::new(minilm)),
-        Err(e) => tracing::warn!(
-            error = %e,
-            dir = %dir.display(),
-            "no local embedding model; run `just models` (space {DEFAULT_SPACE} cannot embed)"
-        ),
+/// Builds embedders for registered spaces: `local` spaces from the model of that name in the
+/// models directory (e.g. `all-MiniLM-L6-v2`), `openai` spaces through the configured
+/// OpenAI-compatible API.
+struct ServerEmbedderFactory {
+    models_dir: std::path::PathBuf,
+    openai_base_url: Option<String>,
+    openai_api_key: String,
+}
+
+impl EmbedderFactory for ServerEmbedderFactory {
+    fn build(&self, space: &EmbeddingSpace) -> Result<Arc<dyn Embedder>, String> {
+        match space.provider.as_str() {
+            "local" => {
+                // A model name is a directory name, never a path.
+                if space.model.contains(['/', '\\']) || space.model.starts_with('.') {
+                    return Err(format!("{:?} is not a model name", space.model));
+                }
+                let dir = self.models_dir.join(&space.model);
+                CandleEmbedder::load(&dir, EmbedderOptions::default())
+                    .map(|e| Arc::new(e) as Arc<dyn Embedder>)
+                    .map_err(|e| format!("{e} (run `just models`)"))
+            }
+            "openai" => {
+                let base_url = self
+                    .openai_base_url
+                    .clone()
+                    .ok_or_else(|| "OPENAI_BASE_URL is not set".to_owned())?;
+                let mut config = OpenAiEmbeddingConfig::new(
+                    base_url,
+                    SecretString::from(self.openai_api_key.clone()),
+                );
+                config.model.clone_from(&space.model);
+                config.dimensions = Some(space.dimensions);
+                OpenAiEmbedder::new(config)
+                    .map(|e| Arc::new(e) as Arc<dyn Embedder>)
+                    .map_err(|e| e.to_string())
+            }
+            other => Err(format!("no embedder for provider {other:?}")),
+        }
     }
-    for space in spaces.iter().filter(|s| s.provider == "openai") {
-        let Some(base_url) = &serve.openai_base_url else {
-            tracing::warn!(space = %space.id, "OPENAI_BASE_URL is not set: this space cannot embed");
-            continue;
-        };
-        let key = serve.openai_api_key.as_ref().map_or("", |k| k.expose());
-        let mut config =
-            OpenAiEmbeddingConfig::new(base_url.clone(), SecretString::from(key.to_owned()));
-        config.model.clone_from(&space.model);
-        config.dimensions = Some(space.dimensions);
-        match OpenAiEmbedder::new(config) {
-            Ok(embedder) => embedders.insert(space.id.clone(), Arc::new(embedder)),
-            Err(e) => tracing::error!(space = %space.id, error = %e, "cannot embed in this space"),
+}
+
+/// The embedders of this server. Every registered space's is built now so that a missing model
+/// or API shows in the log at start; none is fatal (the server answers everything else, and
+/// searches or ingestion in that space report it). A space registered later is built on first
+/// use.
+pub fn load_embedders(serve: &ServeSettings, spaces: &[EmbeddingSpace]) -> Embedders {
+    let embedders = Embedders::with_factory(Arc::new(ServerEmbedderFactory {
+        models_dir: std::path::PathBuf::from(&serve.models_dir),
+        openai_base_url: serve.openai_base_url.clone(),
+        openai_api_key: serve
+            .openai_api_key
+            .as_ref()
+            .map_or(String::new(), |k| k.expose().to_owned()),
+    }));
+    for space in spaces {
+        if let Err(reason) = embedders.for_space(space) {
+            tracing::warn!(space = %space.id, %reason, "this space cannot embed here");
         }
     }
     embedders

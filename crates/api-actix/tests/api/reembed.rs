@@ -366,3 +366,77 @@ pub async fn wait_until_running(app: &TestApp, token: &str, job: &str) -> Value 
     }
     panic!("job {job} did not start within 30 s");
 }
+
+#[tokio::test]
+async fn a_space_registered_while_the_server_runs_is_usable_at_once() {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/embeddings"))
+        .respond_with(crate::helpers::FakeEmbeddings::default())
+        .mount(&server)
+        .await;
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        openai_base_url: Some(format!("{}/v1", server.uri())),
+        ..Default::default()
+    })
+    .await;
+    let acme = app.tenant("acme").await;
+    let t = &acme.admin_token;
+    let (id, _) = ingested_collection(&app, t).await;
+    // Registered the way `agentic space register` does it, after the server started.
+    store_postgres::register_space(
+        &app.platform_url,
+        &domain::entities::EmbeddingSpace {
+            id: "late-space".into(),
+            provider: "openai".into(),
+            model: "test-embed".into(),
+            dimensions: 8,
+            normalized: true,
+        },
+    )
+    .await
+    .unwrap();
+    let queued = json(
+        app.post(
+            &format!("/v1/collections/{id}/reembed"),
+            t,
+            json!({"space_id": "late-space"}),
+        )
+        .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let job = app
+        .wait_for_job(t, queued["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let made = json(
+        app.post(
+            "/v1/collections",
+            t,
+            json!({"name": "Late", "space_id": "late-space"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let late = made["id"].as_str().unwrap();
+    let uploaded = app
+        .upload(t, late, "Launch", "The rocket launches at dawn.", json!({}))
+        .await;
+    let job = app
+        .wait_for_job(t, uploaded["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let found = json(
+        app.post(
+            "/v1/search",
+            t,
+            json!({"collection_ids": [id, late], "query": "rocket", "mode": "vector", "top_k": 1}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(titles(&found), ["Launch"]);
+}

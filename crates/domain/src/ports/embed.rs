@@ -44,3 +44,15 @@ pub trait Embedder: Send + Sync {
     /// [`EmbedError::TooLong`] for a text beyond [`Self::max_input_tokens`]; provider errors.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
+
+/// Builds the embedder of a registered space, so that a space registered while the process runs
+/// can be used without a restart.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait EmbedderFactory: Send + Sync {
+    /// # Errors
+    /// Why this process cannot embed in the space (no local model, no API configured, …).
+    fn build(
+        &self,
+        space: &crate::entities::EmbeddingSpace,
+    ) -> Result<std::sync::Arc<dyn Embedder>, String>;
+}

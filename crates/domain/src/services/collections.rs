@@ -199,18 +199,19 @@ impl CollectionService {
         space_id: &str,
     ) -> Result<Job, Error> {
         let tenant = who.tenant_with(Scope::Write)?;
-        if !self.store.spaces().await?.iter().any(|s| s.id == space_id) {
-            return Err(Error::invalid(
+        let spaces = self.store.spaces().await?;
+        let space = spaces.iter().find(|s| s.id == space_id).ok_or_else(|| {
+            Error::invalid(
                 "space_id",
                 format!("no embedding space {space_id:?}; see GET /v1/spaces"),
-            ));
-        }
-        if self.embedders.get(space_id).is_none() {
-            return Err(Error::invalid(
+            )
+        })?;
+        self.embedders.for_space(space).map_err(|reason| {
+            Error::invalid(
                 "space_id",
-                format!("this server has no embedder for space {space_id:?}"),
-            ));
-        }
+                format!("this server cannot embed in space {space_id:?}: {reason}"),
+            )
+        })?;
         let now = self.clock.now();
         let generation = GenerationId::new();
         let mut tx = self.store.begin(tenant).await?;
@@ -343,6 +344,129 @@ mod tests {
             Err(Error::Validation(fields)) => assert_eq!(fields[0].field, "space_id"),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn embedders_of_minilm() -> Embedders {
+        let mut factory = crate::ports::MockEmbedderFactory::new();
+        factory.expect_build().times(1).returning(|space| {
+            let mut embedder = crate::ports::MockEmbedder::new();
+            embedder
+                .expect_dimensions()
+                .return_const(space.dimensions as usize);
+            Ok(Arc::new(embedder))
+        });
+        Embedders::with_factory(Arc::new(factory))
+    }
+
+    #[tokio::test]
+    async fn reembedding_starts_a_generation_and_queues_its_job_in_one_unit_of_work() {
+        let tenant = crate::TenantId::new();
+        let who = crate::services::testing::user_principal(
+            tenant,
+            crate::UserId::new(),
+            crate::Role::Admin,
+        );
+        let id = CollectionId::new();
+        let mut tx = FakeTx::new(tenant);
+        tx.collections.expect_get().returning(move |_, _| {
+            Ok(Some(Collection {
+                id,
+                tenant_id: tenant,
+                name: Name::parse("Docs").unwrap_or_else(|_| unreachable!()),
+                description: String::new(),
+                space: crate::services::testing::minilm_space(),
+                active_generation: GenerationId::new(),
+                document_count: 0,
+                byte_count: 0,
+                last_active_at: None,
+                created_at: crate::services::testing::now(),
+                updated_at: crate::services::testing::now(),
+                deleted_at: None,
+                deleted_by: None,
+            }))
+        });
+        tx.collections
+            .expect_start_generation()
+            .withf(move |c, _, space, _| *c == id && space == "local-minilm-l6-v2")
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        tx.jobs
+            .expect_insert()
+            .withf(move |job, _| {
+                job.kind == JobKind::Reembed
+                    && job.collection_id == id
+                    && job.generation_id.is_some()
+                    && job.document_id.is_none()
+            })
+            .times(1)
+            .returning(move |job, now| {
+                Ok(Job {
+                    id: job.id,
+                    tenant_id: tenant,
+                    kind: job.kind,
+                    state: crate::entities::JobState::Queued,
+                    collection_id: job.collection_id,
+                    document_id: None,
+                    generation_id: job.generation_id,
+                    progress_done: 0,
+                    progress_total: 0,
+                    error: None,
+                    attempts: 0,
+                    created_at: now,
+                    updated_at: now,
+                })
+            });
+        tx.audit.expect_append().times(1).returning(|_| Ok(()));
+        let (store, committed) = store_with(tx);
+        let service = CollectionService::new(
+            store,
+            fixed_clock(),
+            embedders_of_minilm(),
+            "local-minilm-l6-v2",
+        );
+        let job = service
+            .reembed(&who, id, "local-minilm-l6-v2")
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(job.kind, JobKind::Reembed);
+        assert!(committed.load(std::sync::atomic::Ordering::SeqCst));
+        // The embedder was built once and is kept.
+        assert!(service.embedders.get("local-minilm-l6-v2").is_some());
+    }
+
+    #[tokio::test]
+    async fn reembedding_needs_a_space_this_server_can_embed_in() {
+        let (store, _) = store_with(FakeTx::new(crate::TenantId::new()));
+        let mut factory = crate::ports::MockEmbedderFactory::new();
+        factory
+            .expect_build()
+            .returning(|_| Err("no local model".into()));
+        let service = CollectionService::new(
+            store,
+            fixed_clock(),
+            Embedders::with_factory(Arc::new(factory)),
+            "local-minilm-l6-v2",
+        );
+        for space in ["local-minilm-l6-v2", "nope"] {
+            match service.reembed(&admin(), CollectionId::new(), space).await {
+                Err(Error::Validation(fields)) => assert_eq!(fields[0].field, "space_id"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_embedder_of_the_wrong_size_is_refused() {
+        let mut factory = crate::ports::MockEmbedderFactory::new();
+        factory.expect_build().returning(|_| {
+            let mut embedder = crate::ports::MockEmbedder::new();
+            embedder.expect_dimensions().return_const(768usize);
+            Ok(Arc::new(embedder))
+        });
+        let embedders = Embedders::with_factory(Arc::new(factory));
+        let refused = embedders.for_space(&crate::services::testing::minilm_space());
+        assert!(refused.is_err_and(|reason| reason.contains("768")));
+        assert!(embedders.get("local-minilm-l6-v2").is_none());
     }
 
     #[tokio::test]

@@ -184,7 +184,7 @@ impl IngestWorker {
         // A re-embedding may switch the collection to another space while this document is
         // embedded; its vectors would then be of the wrong space, so it is embedded again.
         for _ in 0..3 {
-            let embedder = self.embedder(&space_id)?;
+            let embedder = self.embedder(&space_id).await?;
             let chunks = self
                 .embed_text(job, embedder.as_ref(), &text, |done, total| (done, total))
                 .await?;
@@ -255,7 +255,7 @@ impl IngestWorker {
             .filter(|g| g.state == GenerationState::Building)
             .ok_or_else(|| Stop::Permanent("the generation is no longer being built".into()))?;
         tx.commit().await.map_err(storage)?;
-        let embedder = self.embedder(&generation.space_id)?;
+        let embedder = self.embedder(&generation.space_id).await?;
         // Documents whose text yields no chunk at all: they stay without chunks, not missing.
         let mut empty: HashSet<(DocumentId, Vec<u8>)> = HashSet::new();
         let mut done = 0usize;
@@ -437,9 +437,20 @@ impl IngestWorker {
         self.store.begin(job.tenant).await.map_err(storage)
     }
 
-    fn embedder(&self, space_id: &str) -> Result<Arc<dyn Embedder>, Stop> {
-        self.embedders.get(space_id).ok_or_else(|| {
-            Stop::Permanent(format!("this server has no embedder for space {space_id}"))
+    /// The space's embedder; one registered since this worker started is built now.
+    async fn embedder(&self, space_id: &str) -> Result<Arc<dyn Embedder>, Stop> {
+        if let Some(embedder) = self.embedders.get(space_id) {
+            return Ok(embedder);
+        }
+        let spaces = self.store.spaces().await.map_err(storage)?;
+        let space = spaces
+            .iter()
+            .find(|s| s.id == space_id)
+            .ok_or_else(|| Stop::Permanent(format!("no embedding space {space_id}")))?;
+        self.embedders.for_space(space).map_err(|reason| {
+            Stop::Permanent(format!(
+                "this server cannot embed in space {space_id}: {reason}"
+            ))
         })
     }
 }

@@ -151,12 +151,15 @@ impl SearchService {
             if vectors.contains_key(&collection.space.id) {
                 continue;
             }
-            let embedder = self.embedders.get(&collection.space.id).ok_or_else(|| {
-                Error::Unavailable(format!(
-                    "this server cannot embed in space {}",
-                    collection.space.id
-                ))
-            })?;
+            let embedder = self
+                .embedders
+                .for_space(&collection.space)
+                .map_err(|reason| {
+                    Error::Unavailable(format!(
+                        "this server cannot embed in space {}: {reason}",
+                        collection.space.id
+                    ))
+                })?;
             let mut embedded = embedder
                 .embed(std::slice::from_ref(&request.text))
                 .await
