@@ -61,5 +61,17 @@ fuzz examples="50": services
 bench-api seconds="30": services
     deploy/local/bench-api.sh {{seconds}}
 
+# Vector search in PostgreSQL + pgvector (exact, HNSW, the production planner): build time, p50/p99, recall@10; writes docs/benchmarks.md.
+bench-search: services
+    deploy/local/bench-search.sh
+
+# Sentences/s of the Candle embedder against sentence-transformers (installed into .local/bench-venv on first use); writes docs/benchmarks.md.
+bench-embed: models
+    deploy/local/bench-embed.sh
+
+# Chunks/s of ingestion end to end against the raw embedder on the same chunks; writes docs/benchmarks.md.
+bench-ingest: services models
+    deploy/local/bench-ingest.sh
+
 # Every benchmark.
-bench: bench-api
+bench: bench-api bench-search bench-embed bench-ingest

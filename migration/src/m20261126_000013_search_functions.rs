@@ -10,7 +10,7 @@
 //! EXPLAIN the very statement the search runs.
 //!
 //! Vector search chooses between an exact scan and the space's HNSW index by the size of the
-//! generation, kept in `generations.chunk_count`.
+//! generation, kept in `generations.chunk_count`; vectors are kept in the row for exact scans.
 
 use sea_orm_migration::prelude::*;
 
@@ -29,6 +29,9 @@ impl MigrationTrait for Migration {
             manager,
             &format!(
                 "ALTER TABLE generations ADD COLUMN chunk_count bigint NOT NULL DEFAULT 0;
+                 -- Vectors stay in the row (pgvector's default moves large ones out of line),
+                 -- so an exact scan of a 1,536-d generation reads one page per row, not eight.
+                 ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE MAIN;
                  GRANT SELECT ON chunks, documents TO {SEARCH_ROLE};
                  GRANT CREATE ON SCHEMA public TO {SEARCH_ROLE};
                  -- `filter` is an array of groups, each an array of JSON objects: a chunk matches
@@ -98,6 +101,7 @@ impl MigrationTrait for Migration {
                  DROP FUNCTION chunk_fulltext_sql(jsonb);
                  REVOKE CREATE ON SCHEMA public FROM {SEARCH_ROLE};
                  REVOKE SELECT ON chunks, documents FROM {SEARCH_ROLE};
+                 ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE EXTERNAL;
                  ALTER TABLE generations DROP COLUMN chunk_count;"
             ),
         )

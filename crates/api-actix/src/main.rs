@@ -3,10 +3,32 @@
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
+    single_threaded_kernels();
     let cli = api_actix::cli::Cli::parse();
     api_actix::cli::init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(cli.run())
+}
+
+/// The local embedder runs whole batches side by side, one per core; Candle's matrix products
+/// would also split each product across every core, which at these sizes costs more than it
+/// gains (`just bench-embed`: 150 against 112 sentences/s). Candle reads its thread count only
+/// from `RAYON_NUM_THREADS`, and setting the environment of a running process is unsound, so the
+/// process starts itself again with it set, before any thread exists. An explicit setting wins.
+fn single_threaded_kernels() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let error = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("RAYON_NUM_THREADS", "1")
+        .exec();
+    // Only reached when exec failed: run on as we are.
+    eprintln!("agentic: could not restart with RAYON_NUM_THREADS=1 ({error}); continuing");
 }

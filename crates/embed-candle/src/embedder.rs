@@ -24,6 +24,10 @@ pub struct EmbedderOptions {
     pub batch_size: usize,
     /// L2-normalise the pooled vectors. Default true.
     pub normalize: bool,
+    /// Batches run at once, each on one thread of its own (default: one per core). Candle
+    /// parallelises matrix products but runs the other operations on one thread; whole batches
+    /// side by side keep every core busy.
+    pub threads: usize,
 }
 
 impl Default for EmbedderOptions {
@@ -32,6 +36,7 @@ impl Default for EmbedderOptions {
             max_seq_length: 256,
             batch_size: 32,
             normalize: true,
+            threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         }
     }
 }
@@ -55,6 +60,9 @@ struct Inner {
     /// Special tokens the tokenizer adds to one sequence (`[CLS]` and `[SEP]` for BERT).
     special_tokens: usize,
     options: EmbedderOptions,
+    /// One single-threaded pool per concurrent batch: Candle's parallel kernels run inside the
+    /// pool of the batch that calls them instead of contending for the global one.
+    pools: Vec<rayon::ThreadPool>,
 }
 
 impl fmt::Debug for CandleEmbedder {
@@ -75,9 +83,9 @@ impl CandleEmbedder {
     /// # Errors
     /// [`LoadError`] when a file is missing or unusable, or when `options` do not fit the model.
     pub fn load(dir: &Path, options: EmbedderOptions) -> Result<Self, LoadError> {
-        if options.batch_size == 0 {
+        if options.batch_size == 0 || options.threads == 0 {
             return Err(LoadError::InvalidOptions(
-                "batch_size must be at least 1".into(),
+                "batch_size and threads must be at least 1".into(),
             ));
         }
 
@@ -148,6 +156,15 @@ impl CandleEmbedder {
         )
         .map_err(weights_error)?;
 
+        let pools = (0..options.threads)
+            .map(|i| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .thread_name(move |_| format!("embed-{i}"))
+                    .build()
+                    .map_err(|e| LoadError::InvalidOptions(format!("cannot start threads: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 model,
@@ -157,6 +174,7 @@ impl CandleEmbedder {
                 dimensions: config.hidden_size,
                 special_tokens,
                 options,
+                pools,
             }),
         })
     }
@@ -186,6 +204,9 @@ fn padding_params(tokenizer: &Tokenizer, config: &Config) -> Option<PaddingParam
     })
 }
 
+/// Vectors with the index of their text in the caller's list.
+type Indexed = Vec<(usize, Vec<f32>)>;
+
 fn internal(error: impl std::error::Error + Send + Sync + 'static) -> EmbedError {
     EmbedError::Internal(Box::new(error))
 }
@@ -214,31 +235,70 @@ impl Inner {
             encodings.push(encoding);
         }
 
-        // Sorting by length keeps padding (wasted compute) small.
+        // Sorting by length keeps padding (wasted compute) small. Batches are dealt out in
+        // turn to the threads, so each gets short and long ones alike; a call with fewer texts
+        // than a batch per thread gets smaller batches, so every thread still has one.
         let mut order: Vec<usize> = (0..encodings.len()).collect();
         order.sort_by_key(|&i| encodings[i].len());
-
-        let mut vectors = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(self.options.batch_size) {
-            let mut batch: Vec<Encoding> = chunk
+        let threads = self.pools.len().min(order.len().div_ceil(4)).max(1);
+        let batch_len = self
+            .options
+            .batch_size
+            .min(order.len().div_ceil(threads))
+            .max(1);
+        let mut parts: Vec<Vec<Vec<(usize, Encoding)>>> =
+            (0..threads).map(|_| Vec::new()).collect();
+        for (n, chunk) in order.chunks(batch_len).enumerate() {
+            let batch = chunk
                 .iter()
-                .map(|&i| std::mem::take(&mut encodings[i]))
+                .map(|&i| (i, std::mem::take(&mut encodings[i])))
                 .collect();
-            pad_encodings(&mut batch, &self.padding).map_err(EmbedError::Internal)?;
-            let rows = self.forward(&batch).map_err(internal)?;
-            if rows.len() != chunk.len() || rows.iter().any(|row| row.len() != self.dimensions) {
-                return Err(EmbedError::BadResponse(format!(
-                    "{} vectors for {} texts, expected {} dimensions",
-                    rows.len(),
-                    chunk.len(),
-                    self.dimensions
-                )));
-            }
-            for (&i, row) in chunk.iter().zip(rows) {
+            parts[n % threads].push(batch);
+        }
+
+        let results: Vec<Result<Indexed, EmbedError>> = std::thread::scope(|s| {
+            let running: Vec<_> = parts
+                .into_iter()
+                .zip(&self.pools)
+                .map(|(batches, pool)| s.spawn(move || pool.install(|| self.run_batches(batches))))
+                .collect();
+            running
+                .into_iter()
+                .map(|t| {
+                    t.join().unwrap_or_else(|_| {
+                        Err(EmbedError::Internal("an embedding thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        let mut vectors = vec![Vec::new(); texts.len()];
+        for part in results {
+            for (i, row) in part? {
                 vectors[i] = row;
             }
         }
         Ok(vectors)
+    }
+
+    /// Runs batches one after another on the calling thread; answers each text's vector with its
+    /// index.
+    fn run_batches(&self, batches: Vec<Vec<(usize, Encoding)>>) -> Result<Indexed, EmbedError> {
+        let mut out = Vec::new();
+        for batch in batches {
+            let (indices, mut encodings): (Vec<usize>, Vec<Encoding>) = batch.into_iter().unzip();
+            pad_encodings(&mut encodings, &self.padding).map_err(EmbedError::Internal)?;
+            let rows = self.forward(&encodings).map_err(internal)?;
+            if rows.len() != indices.len() || rows.iter().any(|row| row.len() != self.dimensions) {
+                return Err(EmbedError::BadResponse(format!(
+                    "{} vectors for {} texts, expected {} dimensions",
+                    rows.len(),
+                    indices.len(),
+                    self.dimensions
+                )));
+            }
+            out.extend(indices.into_iter().zip(rows));
+        }
+        Ok(out)
     }
 
     /// One forward pass over a batch of encodings padded to the same length.

@@ -806,6 +806,9 @@ impl ChunkRepo for PgTx {
             }
         };
         let rows = fetch_all::<HitRow>(&self.tx, &sql, values).await?;
+        if plan == VectorPlan::Hnsw {
+            self.reset_plan().await?;
+        }
         Ok(rows
             .into_iter()
             .map(|r| SearchHit {
@@ -823,10 +826,18 @@ impl ChunkRepo for PgTx {
     }
 }
 
-/// Generations up to this many chunks are searched exactly: scanning a few thousand vectors of
-/// one tenant takes about a millisecond and recalls everything, where an HNSW scan filtered to a
-/// small tenant must wade through other tenants' neighbours (see docs/benchmarks.md).
-pub const EXACT_SEARCH_MAX_CHUNKS: i64 = 10_000;
+/// Exact search compares every vector of the generation, at a cost of about one microsecond per
+/// 384 dimensions per chunk here; HNSW answers in a few milliseconds whatever the size, but a
+/// small tenant's neighbours are few among the index's and hard to find. Generations whose
+/// chunks × dimensions stay within this budget are searched exactly (about 4,000 chunks of 384
+/// dimensions, 1,000 of 1,536): see `just bench-search` in docs/benchmarks.md.
+const EXACT_SEARCH_BUDGET: i64 = 1_500_000;
+
+/// The largest generation (in chunks) searched exactly in a space of `dimensions`.
+#[must_use]
+pub fn exact_search_max_chunks(dimensions: u32) -> i64 {
+    EXACT_SEARCH_BUDGET / i64::from(dimensions.max(1))
+}
 
 /// How the nearest chunks are found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -863,20 +874,36 @@ impl PgTx {
         )
         .await?
         .map_or(0, |r| r.chunk_count);
-        if count <= EXACT_SEARCH_MAX_CHUNKS {
+        if count <= exact_search_max_chunks(query.dimensions) {
             return Ok(VectorPlan::Exact);
         }
-        // relaxed_order may return neighbours slightly out of order: the queries sort again.
-        let candidates = (query.top_k * 4).clamp(40, 1000);
+        // The decision must bind the planner: a prepared statement turns generic after five
+        // runs (and a generic plan never takes the partial index), and PostgreSQL's costs
+        // prefer a sort over the index for most sizes. relaxed_order may return neighbours
+        // slightly out of order, so the queries sort again; `reset_plan` undoes these settings.
+        let candidates = (query.top_k * 10).clamp(100, 1000);
         execute(
             &self.tx,
             &format!(
                 "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),
-                        set_config('hnsw.ef_search', '{candidates}', true)"
+                        set_config('hnsw.ef_search', '{candidates}', true),
+                        set_config('plan_cache_mode', 'force_custom_plan', true),
+                        set_config('enable_sort', 'off', true)"
             ),
             vec![],
         )
         .await?;
         Ok(VectorPlan::Hnsw)
+    }
+
+    /// Gives the rest of the transaction (another collection's search) the default planner.
+    async fn reset_plan(&mut self) -> StoreResult<()> {
+        execute(
+            &self.tx,
+            "SELECT set_config('plan_cache_mode', 'auto', true), set_config('enable_sort', 'on', true)",
+            vec![],
+        )
+        .await?;
+        Ok(())
     }
 }

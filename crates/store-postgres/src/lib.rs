@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
+pub use documents::exact_search_max_chunks;
 pub use platform::PgPlatformStore;
 pub use spaces::{ensure_space_indexes, register_space, space_index_name};
 pub use tenant_tx::PgStore;

@@ -72,8 +72,6 @@ pub async fn ensure_space_indexes(platform_url: &str) -> Result<Vec<String>, DbE
     }
     conn.execute_unprepared(&format!("SET ROLE {OWNER_ROLE}"))
         .await?;
-    conn.execute_unprepared("SET maintenance_work_mem = '512MB'")
-        .await?;
     for space in spaces {
         let valid = space
             .id
@@ -85,6 +83,30 @@ pub async fn ensure_space_indexes(platform_url: &str) -> Result<Vec<String>, DbE
             continue;
         }
         let name = space_index_name(&space.id);
+        // The graph is built fastest in memory: about twice the vectors' size (a graph that
+        // outgrows it is finished on disk, much slower), at least 512 MB, at most 4 GB.
+        #[derive(FromQueryResult)]
+        struct Rows {
+            n: i64,
+        }
+        // Counted as the platform role: the owner is subject to row-level security.
+        conn.execute_unprepared("RESET ROLE").await?;
+        let rows = Rows::find_by_statement(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "SELECT count(*) AS n FROM chunks WHERE space_id = '{}'",
+                space.id
+            ),
+        ))
+        .one(&conn)
+        .await?
+        .map_or(0, |r| r.n);
+        conn.execute_unprepared(&format!("SET ROLE {OWNER_ROLE}"))
+            .await?;
+        let megabytes =
+            (rows * (i64::from(space.dimensions) * 4 + 64) * 2 / 1_048_576).clamp(512, 4096);
+        conn.execute_unprepared(&format!("SET maintenance_work_mem = '{megabytes}MB'"))
+            .await?;
         // A failed concurrent build leaves an invalid index behind; drop it before retrying.
         conn.execute_unprepared(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
             .await?;

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Embedding throughput: the Candle embedder against sentence-transformers (PyTorch, CPU) on the
+# same 2,000 sentences at batch 32, vectors compared; writes its section of docs/benchmarks.md.
+# sentence-transformers brings PyTorch (several GB), so it lives in its own virtualenv under
+# .local/, installed here on first use and never by `just test`.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+cd "$ROOT"
+MODEL_DIR="$ROOT/.local/models/all-MiniLM-L6-v2"
+OUT="$ROOT/.local/bench"
+VENV="$ROOT/.local/bench-venv"
+mkdir -p "$OUT"
+
+if ! "$VENV/bin/python" -c 'import sentence_transformers' 2>/dev/null; then
+    echo "[bench-embed] installing sentence-transformers (with PyTorch) into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q sentence-transformers
+fi
+
+"$VENV/bin/python" deploy/local/bench_embed.py sentences "$OUT/sentences.txt"
+echo "[bench-embed] Candle"
+# As the `agentic` binary runs it (see single_threaded_kernels in crates/api-actix/src/main.rs).
+RAYON_NUM_THREADS=1 MODEL_DIR="$MODEL_DIR" SENTENCES="$OUT/sentences.txt" VECTORS_OUT="$OUT/candle.f32" \
+    cargo bench -q -p embed-candle --bench throughput | tee "$OUT/candle.json"
+echo "[bench-embed] sentence-transformers"
+HF_HUB_OFFLINE=1 "$VENV/bin/python" deploy/local/bench_embed.py compare "$OUT" "$MODEL_DIR" docs/benchmarks.md
