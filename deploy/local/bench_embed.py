@@ -34,6 +34,20 @@ manual guide policy vacation holiday meeting project deadline review release ver
 """.split()
 
 
+def write_section(doc: str, name: str, section: str) -> None:
+    """Puts `section` (which carries its own markers) between `<!-- name:start/end -->` in DOC,
+    or appends it when the markers are not there yet."""
+    path = Path(doc)
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+    print(section)
+
+
 def sentences(out: str) -> None:
     rng = random.Random(20261125)
     lines = []
@@ -93,15 +107,7 @@ Each side embeds the whole file three times after a warm-up batch; the median ru
 Candle / sentence-transformers: **{ratio:.2f}×** (goal ≥ 1.5× with identical vectors: {goal}).
 Vectors: cosine between the two per sentence, min {cosines.min():.8f}, mean {cosines.mean():.8f}.
 <!-- bench-embed:end -->"""
-    path = Path(doc)
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = "<!-- bench-embed:start -->", "<!-- bench-embed:end -->"
-    if start in text and end in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-    print(section)
+    write_section(doc, "bench-embed", section)
 
 
 if __name__ == "__main__":

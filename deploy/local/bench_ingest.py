@@ -13,6 +13,8 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
+from bench_embed import write_section
+
 DOCUMENTS = 12
 WORDS_PER_DOCUMENT = 6000
 
@@ -87,15 +89,7 @@ the very same chunk texts, all at once at batch 32 (median of three runs).
 
 End to end / raw: **{ratio:.2f}** (goal: within 20 %, i.e. ≥ 0.80: {verdict}).
 <!-- bench-ingest:end -->"""
-    path = Path(doc)
-    text = path.read_text()
-    start, end = "<!-- bench-ingest:start -->", "<!-- bench-ingest:end -->"
-    if start in text and end in text:
-        text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
-    print(section)
+    write_section(doc, "bench-ingest", section)
 
 
 if __name__ == "__main__":

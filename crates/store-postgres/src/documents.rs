@@ -826,17 +826,18 @@ impl ChunkRepo for PgTx {
     }
 }
 
-/// Exact search compares every vector of the generation, at a cost of about one microsecond per
-/// 384 dimensions per chunk here; HNSW answers in a few milliseconds whatever the size, but a
-/// small tenant's neighbours are few among the index's and hard to find. Generations whose
-/// chunks × dimensions stay within this budget are searched exactly (about 4,000 chunks of 384
-/// dimensions, 1,000 of 1,536): see `just bench-search` in docs/benchmarks.md.
-const EXACT_SEARCH_BUDGET: i64 = 1_500_000;
+/// Exact search compares every vector of the generation: a millisecond or so per thousand chunks
+/// (vectors are kept in the row); HNSW answers in a few milliseconds whatever the size, but a
+/// small tenant's neighbours are few among the index's and hard to find. Up to 3,000 chunks exact
+/// search wins on both counts at 384 and 1,536 dimensions (`just bench-search`,
+/// docs/benchmarks.md); wider vectors, which no longer fit in the row, get proportionally fewer.
+const EXACT_SEARCH_MAX_CHUNKS: i64 = 3_000;
+const EXACT_SEARCH_BUDGET: i64 = EXACT_SEARCH_MAX_CHUNKS * 1_536;
 
 /// The largest generation (in chunks) searched exactly in a space of `dimensions`.
 #[must_use]
 pub fn exact_search_max_chunks(dimensions: u32) -> i64 {
-    EXACT_SEARCH_BUDGET / i64::from(dimensions.max(1))
+    (EXACT_SEARCH_BUDGET / i64::from(dimensions.max(1))).min(EXACT_SEARCH_MAX_CHUNKS)
 }
 
 /// How the nearest chunks are found.

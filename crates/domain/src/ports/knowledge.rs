@@ -117,6 +117,20 @@ pub struct NewJob {
     pub generation_id: Option<GenerationId>,
 }
 
+impl NewJob {
+    /// The ingestion of a document's current text.
+    #[must_use]
+    pub fn ingest(collection_id: CollectionId, document_id: DocumentId) -> Self {
+        Self {
+            id: JobId::new(),
+            kind: JobKind::Ingest,
+            collection_id,
+            document_id: Some(document_id),
+            generation_id: None,
+        }
+    }
+}
+
 /// What a cancel request did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CancelOutcome {

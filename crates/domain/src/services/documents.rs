@@ -169,16 +169,7 @@ impl DocumentService {
             .await?;
         let job = tx
             .jobs()
-            .insert(
-                &NewJob {
-                    id: JobId::new(),
-                    kind: JobKind::Ingest,
-                    collection_id: collection,
-                    document_id: Some(document.id),
-                    generation_id: None,
-                },
-                now,
-            )
+            .insert(&NewJob::ingest(collection, document.id), now)
             .await?;
         let entry = AuditEntry::new(
             now,
@@ -246,16 +237,7 @@ impl DocumentService {
             .await?;
         let job = tx
             .jobs()
-            .insert(
-                &NewJob {
-                    id: JobId::new(),
-                    kind: JobKind::Ingest,
-                    collection_id: document.collection_id,
-                    document_id: Some(id),
-                    generation_id: None,
-                },
-                now,
-            )
+            .insert(&NewJob::ingest(document.collection_id, id), now)
             .await?;
         let entry = AuditEntry::new(
             now,
