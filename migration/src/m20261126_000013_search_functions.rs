@@ -36,9 +36,11 @@ impl MigrationTrait for Migration {
                  GRANT CREATE ON SCHEMA public TO {SEARCH_ROLE};
                  -- `filter` is an array of groups, each an array of JSON objects: a chunk matches
                  -- when, in every group, its metadata contains one of the objects.
+                 -- Tables are named with their schema and pg_temp comes last in the search path, so
+                 -- a temporary table of the caller's cannot stand in for them in the definer's query.
                  CREATE FUNCTION chunk_fulltext_sql(filter jsonb) RETURNS text
                  LANGUAGE plpgsql IMMUTABLE
-                 SET search_path = pg_catalog, public
+                 SET search_path = pg_catalog, public, pg_temp
                  AS $fn$
                  DECLARE
                      conditions text := '';
@@ -56,8 +58,8 @@ impl MigrationTrait for Migration {
                      END LOOP;
                      RETURN format(
                          'SELECT c.id, ts_rank_cd(c.tsv, q)::float8 AS score
-                          FROM chunks c
-                          JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
+                          FROM public.chunks c
+                          JOIN public.documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
                                           AND d.deleted_at IS NULL,
                                websearch_to_tsquery(''english'', $3) q
                           WHERE c.tenant_id = $1 AND c.generation_id = $2 AND c.tsv @@ q%s
@@ -71,7 +73,7 @@ impl MigrationTrait for Migration {
                  CREATE FUNCTION chunk_fulltext_hits(generation uuid, query text, filter jsonb, top integer)
                  RETURNS TABLE (id uuid, score double precision)
                  LANGUAGE plpgsql STABLE SECURITY DEFINER
-                 SET search_path = pg_catalog, public
+                 SET search_path = pg_catalog, public, pg_temp
                  AS $fn$
                  DECLARE
                      tenant uuid := NULLIF(current_setting('app.tenant_id', true), '')::uuid;

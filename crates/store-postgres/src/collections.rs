@@ -176,10 +176,17 @@ impl CollectionRepo for PgTx {
         space_id: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        // Generations retired by an earlier re-embedding that stopped before dropping them.
+        // Generations retired by an earlier re-embedding that stopped before dropping them, and
+        // any still marked building whose job has ended.
         execute(
             &self.tx,
-            "DELETE FROM generations WHERE tenant_id = $1 AND collection_id = $2 AND state = 'retired'",
+            "DELETE FROM generations g
+             WHERE g.tenant_id = $1 AND g.collection_id = $2
+               AND (g.state = 'retired'
+                    OR (g.state = 'building'
+                        AND NOT EXISTS (SELECT 1 FROM jobs j
+                                        WHERE j.tenant_id = $1 AND j.generation_id = g.id
+                                          AND j.state IN ('queued', 'running'))))",
             vec![self.t(), collection.as_uuid().into()],
         )
         .await?;

@@ -136,12 +136,43 @@ impl DocumentRepo for PgTx {
         document(fetch_one(&self.tx, &sql, vec![self.t(), id.as_uuid().into()]).await?)
     }
 
+    async fn lock_unchanged(&mut self, id: DocumentId, content_hash: &[u8]) -> StoreResult<bool> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            unchanged: bool,
+        }
+        let row = fetch_one::<Row>(
+            &self.tx,
+            "SELECT status = 'ready' AND content_hash = $3 AS unchanged FROM documents
+             WHERE tenant_id = $1 AND id = $2 FOR SHARE",
+            vec![self.t(), id.as_uuid().into(), content_hash.to_vec().into()],
+        )
+        .await?;
+        Ok(row.is_some_and(|r| r.unchanged))
+    }
+
     async fn replace_content(
         &mut self,
         id: DocumentId,
         new: &NewDocument,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<Document>> {
+    ) -> StoreResult<Option<(Document, i64)>> {
+        #[derive(FromQueryResult)]
+        struct Previous {
+            byte_count: i64,
+        }
+        // The previous size under the row's lock, so concurrent replacements each adjust the
+        // collection's byte count from what they replaced.
+        let Some(previous) = fetch_one::<Previous>(
+            &self.tx,
+            "SELECT byte_count FROM documents
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE",
+            vec![self.t(), id.as_uuid().into()],
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
         // Another live document with this content makes this a unique violation, mapped to
         // `Conflict::DocumentExists`.
         let sql = format!(
@@ -162,7 +193,7 @@ impl DocumentRepo for PgTx {
             new.byte_count.into(),
             now.into(),
         ];
-        document(fetch_one(&self.tx, &sql, values).await?)
+        Ok(document(fetch_one(&self.tx, &sql, values).await?)?.map(|d| (d, previous.byte_count)))
     }
 
     async fn list(

@@ -222,8 +222,8 @@ impl JobQueue for PgPlatformStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<ClaimedJob>> {
         // A job whose workers kept dying (a document that crashes or stalls them) is not taken
-        // over forever: past its attempts it fails, and so does its document. One asked to be
-        // cancelled ends as cancelled.
+        // over forever: past its attempts it fails, and so does its document (a re-embedding
+        // drops the generation it was building). One asked to be cancelled ends as cancelled.
         execute(
             &self.db,
             "WITH dead AS (
@@ -233,14 +233,22 @@ impl JobQueue for PgPlatformStore {
                                               ELSE 'abandoned by its workers ' || attempts || ' times' END
                  WHERE state = 'running' AND locked_until < $1
                    AND (attempts >= max_attempts OR cancel_requested)
-                 RETURNING tenant_id, document_id, cancel_requested
+                 RETURNING tenant_id, id, document_id, generation_id, cancel_requested
+             ), unbuilt AS (
+                 DELETE FROM generations g USING dead
+                 WHERE g.tenant_id = dead.tenant_id AND g.id = dead.generation_id
+                   AND g.state = 'building'
              )
              UPDATE documents d
              SET status = 'failed',
                  error = CASE WHEN dead.cancel_requested THEN 'ingestion cancelled'
                               ELSE 'ingestion was abandoned too often' END,
                  updated_at = $1
-             FROM dead WHERE d.tenant_id = dead.tenant_id AND d.id = dead.document_id",
+             FROM dead WHERE d.tenant_id = dead.tenant_id AND d.id = dead.document_id
+               -- A newer ingestion (the text was replaced) decides the document's status.
+               AND NOT EXISTS (SELECT 1 FROM jobs j
+                               WHERE j.tenant_id = dead.tenant_id AND j.document_id = dead.document_id
+                                 AND j.kind = 'ingest' AND j.id > dead.id)",
             vec![now.into()],
         )
         .await?;

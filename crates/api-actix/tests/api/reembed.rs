@@ -440,3 +440,56 @@ async fn a_space_registered_while_the_server_runs_is_usable_at_once() {
     .await;
     assert_eq!(titles(&found), ["Launch"]);
 }
+
+#[tokio::test]
+async fn a_reembedding_abandoned_by_its_workers_frees_the_collection() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        ingest_workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let acme = app.tenant("acme").await;
+    let t = &acme.admin_token;
+    let made = json(
+        app.post("/v1/collections", t, json!({"name": "Docs"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let id = made["id"].as_str().unwrap();
+    let path = format!("/v1/collections/{id}/reembed");
+    let queued = json(
+        app.post(&path, t, json!({"space_id": LOCAL})).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let jid = queued["job"]["id"].as_str().unwrap();
+    // Its workers all died: running, lease expired, no attempts left.
+    app.platform_connection()
+        .await
+        .execute_unprepared(&format!(
+            "UPDATE jobs SET state = 'running', locked_by = 'dead-worker',
+                             locked_until = now() - interval '1 second', attempts = max_attempts
+             WHERE id = '{jid}'"
+        ))
+        .await
+        .unwrap();
+    let worker = app
+        .sibling(crate::helpers::Options {
+            jwt_secret: app.jwt_secret.clone(),
+            ..Default::default()
+        })
+        .await;
+    let job = worker.wait_for_job(t, jid).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(
+        generations(&app, id).await.0,
+        [("active".to_owned(), LOCAL.to_owned())]
+    );
+    json(
+        app.post(&path, t, json!({"space_id": LOCAL})).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+}

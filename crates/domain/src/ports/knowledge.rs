@@ -37,8 +37,17 @@ pub trait DocumentRepo: Send {
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn get_for_embedding(&mut self, id: DocumentId) -> StoreResult<Option<Document>>;
 
+    /// Locks the document row against changes until the end of the unit of work; answers
+    /// whether it still exists, is ready and has this content (re-embedding writes chunks of a
+    /// text only while that text is the document's).
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn lock_unchanged(&mut self, id: DocumentId, content_hash: &[u8]) -> StoreResult<bool>;
+
     /// Replaces a live document's content (and title, type and metadata) and sets it pending;
-    /// answers it as it is now, or `None` when there is no live document with that id.
+    /// answers it as it is now with the byte count it had (read under the row's lock), or `None`
+    /// when there is no live document with that id.
     ///
     /// # Errors
     /// [`crate::error::Conflict::DocumentExists`] when another live document of the collection
@@ -48,7 +57,7 @@ pub trait DocumentRepo: Send {
         id: DocumentId,
         replacement: &crate::entities::NewDocument,
         now: DateTime<Utc>,
-    ) -> StoreResult<Option<Document>>;
+    ) -> StoreResult<Option<(Document, i64)>>;
 
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.

@@ -221,7 +221,7 @@ impl DocumentService {
         }
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
-        let document = tx
+        let (document, previous_bytes) = tx
             .documents()
             .replace_content(id, &new, now)
             .await?
@@ -231,7 +231,7 @@ impl DocumentService {
             .count_in_collection(
                 document.collection_id,
                 0,
-                document.byte_count - current.byte_count,
+                document.byte_count - previous_bytes,
                 now,
             )
             .await?;

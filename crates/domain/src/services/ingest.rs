@@ -336,10 +336,20 @@ impl IngestWorker {
                 };
                 done += 1;
                 let mut tx = self.begin(job).await?;
-                tx.chunks()
-                    .replace(&target, &chunks)
+                // The text may have been replaced (or the document purged) while it was
+                // embedded: then these chunks are not kept, and the new text is picked up by the
+                // next round once it is ready.
+                if tx
+                    .documents()
+                    .lock_unchanged(document.id, &document.content_hash)
                     .await
-                    .map_err(storage)?;
+                    .map_err(storage)?
+                {
+                    tx.chunks()
+                        .replace(&target, &chunks)
+                        .await
+                        .map_err(storage)?;
+                }
                 self.heartbeat(tx.as_mut(), job, (to_i32(done), to_i32(total)))
                     .await?;
                 tx.commit().await.map_err(storage)?;

@@ -262,6 +262,10 @@ fn validate(request: SearchRequest, v: &mut Validator) -> Option<Validated> {
             }
             scalar => vec![scalar],
         };
+        if options.iter().any(|o| o.to_string().contains("\\u0000")) {
+            v.push(&format!("filter.{key}"), "must not contain NUL characters");
+            continue;
+        }
         filter.push((key, options));
     }
     let min_score = match request.min_score {
