@@ -143,7 +143,7 @@ impl DocumentRepo for PgTx {
         }
         let row = fetch_one::<Row>(
             &self.tx,
-            "SELECT status = 'ready' AND content_hash = $3 AS unchanged FROM documents
+            "SELECT status <> 'failed' AND content_hash = $3 AS unchanged FROM documents
              WHERE tenant_id = $1 AND id = $2 FOR SHARE",
             vec![self.t(), id.as_uuid().into(), content_hash.to_vec().into()],
         )
@@ -690,7 +690,7 @@ impl ChunkRepo for PgTx {
         let rows = fetch_all::<Row>(
             &self.tx,
             "SELECT d.id, d.content_hash FROM documents d
-             WHERE d.tenant_id = $1 AND d.collection_id = $2 AND d.status = 'ready'
+             WHERE d.tenant_id = $1 AND d.collection_id = $2 AND d.status <> 'failed'
                AND NOT EXISTS (SELECT 1 FROM chunks c
                                WHERE c.tenant_id = $1 AND c.document_id = d.id
                                  AND c.generation_id = $3)

@@ -38,8 +38,8 @@ pub trait DocumentRepo: Send {
     async fn get_for_embedding(&mut self, id: DocumentId) -> StoreResult<Option<Document>>;
 
     /// Locks the document row against changes until the end of the unit of work; answers
-    /// whether it still exists, is ready and has this content (re-embedding writes chunks of a
-    /// text only while that text is the document's).
+    /// whether it still exists, has not failed and has this content (re-embedding writes chunks
+    /// of a text only while that text is the document's).
     ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
@@ -309,8 +309,9 @@ pub trait ChunkRepo: Send {
         document: DocumentId,
     ) -> StoreResult<()>;
 
-    /// Documents of the collection (deleted ones too) that are ready but have no chunks in the
-    /// generation, with their content hashes; oldest first.
+    /// Documents of the collection (deleted ones too) that have not failed (ready, or with an
+    /// ingestion under way: a replaced text must not drop out at the switch) and have no chunks
+    /// in the generation, with their content hashes; oldest first.
     ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.

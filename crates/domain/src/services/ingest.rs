@@ -263,7 +263,7 @@ impl IngestWorker {
             let mut tx = self.begin(job).await?;
             let todo = self.missing(tx.as_mut(), &generation, &empty).await?;
             if todo.is_empty() {
-                // Documents that became ready meanwhile are embedded before the switch: the
+                // Documents added or replaced meanwhile are embedded before the switch: the
                 // check is repeated under the collection's exclusive lock, which ingestion's
                 // final transaction waits for.
                 tx.collections()
@@ -357,7 +357,8 @@ impl IngestWorker {
         }
     }
 
-    /// Ready documents the generation has no chunks of, leaving out those known to yield none.
+    /// Documents (not failed) the generation has no chunks of, leaving out those known to yield
+    /// none.
     async fn missing(
         &self,
         tx: &mut dyn TenantTx,
