@@ -868,6 +868,7 @@ async fn one(
             generation: GenerationId::from_uuid(t.generation),
             space_id: spec.space.into(),
             dimensions: u32::try_from(spec.dims)?,
+            chunk_count: i64::try_from(t.size)?,
             text: String::new(),
             vector: Some(vector.to_vec()),
             mode: SearchMode::Vector,
@@ -1124,8 +1125,8 @@ fn markdown(
          - *production*: `ChunkRepo::search` through `PgStore` (mode Vector, top_k 10), whose \
            `PgTx::vector_plan` searches generations of ≤ {} chunks exactly (384-d; {} at 1,536-d: \
            `exact_search_max_chunks`) and larger ones through HNSW with `relaxed_order` iterative \
-           scan, custom plans and sorting off, so that its choice binds PostgreSQL; the latency is the whole call (`chunk_count` \
-           lookup, HNSW settings, query: two or three round trips);\n\
+           scan, custom plans and sorting off, so that its choice binds PostgreSQL; the latency is the whole call (HNSW settings, \
+           query and reset: one to three round trips; the chunk count comes with the collection);\n\
          - *production, `plan_cache_mode = force_custom_plan`*: the same code on connections with \
            that setting, so that PostgreSQL plans each execution for its tenant and vector instead \
            of switching to a generic plan after five executions of the prepared statement;\n\

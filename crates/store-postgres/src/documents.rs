@@ -895,18 +895,7 @@ impl PgTx {
     /// Chooses exact or HNSW search from the generation's chunk count, and sets the HNSW scan up
     /// for this transaction when it is chosen.
     async fn vector_plan(&mut self, query: &SearchQuery) -> StoreResult<VectorPlan> {
-        #[derive(FromQueryResult)]
-        struct Row {
-            chunk_count: i64,
-        }
-        let count = fetch_one::<Row>(
-            &self.tx,
-            "SELECT chunk_count FROM generations WHERE tenant_id = $1 AND id = $2",
-            vec![self.t(), query.generation.as_uuid().into()],
-        )
-        .await?
-        .map_or(0, |r| r.chunk_count);
-        if count <= exact_search_max_chunks(query.dimensions) {
+        if query.chunk_count <= exact_search_max_chunks(query.dimensions) {
             return Ok(VectorPlan::Exact);
         }
         // The decision must bind the planner: a prepared statement turns generic after five

@@ -245,8 +245,10 @@ pub(crate) fn collection_select(from: &str) -> String {
         "SELECT c.tenant_id, c.id, c.name, c.description, c.active_generation_id, c.document_count,
                 c.byte_count, c.last_active_at, c.created_at, c.updated_at, c.deleted_at, c.deleted_by,
                 s.id AS space_id, s.provider AS space_provider, s.model AS space_model,
-                s.dimensions AS space_dimensions, s.normalized AS space_normalized
-         FROM {from} c JOIN embedding_spaces s ON s.id = c.space_id"
+                s.dimensions AS space_dimensions, s.normalized AS space_normalized,
+                COALESCE(g.chunk_count, 0) AS chunk_count
+         FROM {from} c JOIN embedding_spaces s ON s.id = c.space_id
+         LEFT JOIN generations g ON g.tenant_id = c.tenant_id AND g.id = c.active_generation_id"
     )
 }
 
@@ -269,6 +271,7 @@ pub(crate) struct CollectionRow {
     space_model: String,
     space_dimensions: i32,
     space_normalized: bool,
+    chunk_count: i64,
 }
 
 impl TryFrom<CollectionRow> for Collection {
@@ -288,6 +291,7 @@ impl TryFrom<CollectionRow> for Collection {
             }
             .try_into()?,
             active_generation: GenerationId::from_uuid(r.active_generation_id),
+            chunk_count: r.chunk_count,
             document_count: r.document_count,
             byte_count: r.byte_count,
             last_active_at: r.last_active_at,

@@ -266,6 +266,8 @@ pub struct SearchQuery {
     pub generation: GenerationId,
     pub space_id: String,
     pub dimensions: u32,
+    /// Chunks in the generation, as the collection counts them (chooses exact or HNSW search).
+    pub chunk_count: i64,
     pub text: String,
     /// Present for vector and hybrid modes.
     pub vector: Option<Vec<f32>>,

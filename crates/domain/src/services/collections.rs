@@ -376,6 +376,7 @@ mod tests {
                 description: String::new(),
                 space: crate::services::testing::minilm_space(),
                 active_generation: GenerationId::new(),
+                chunk_count: 0,
                 document_count: 0,
                 byte_count: 0,
                 last_active_at: None,

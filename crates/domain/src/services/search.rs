@@ -195,6 +195,7 @@ impl SearchService {
                 generation: collection.active_generation,
                 space_id: collection.space.id.clone(),
                 dimensions: collection.space.dimensions,
+                chunk_count: collection.chunk_count,
                 text: request.text.clone(),
                 vector: vectors.get(&collection.space.id).cloned(),
                 mode: request.mode,
