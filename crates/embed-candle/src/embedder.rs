@@ -3,15 +3,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_core::Device;
 use domain::ports::{EmbedError, Embedder};
-use tokenizers::utils::padding::{PaddingDirection, PaddingParams, PaddingStrategy, pad_encodings};
 use tokenizers::{Encoding, PostProcessor, Tokenizer};
 
+use crate::encoder::{Batch, BertEncoder, Config};
 use crate::error::LoadError;
-use crate::pooling::{l2_normalize, mean_pool};
+use crate::kernels::{L2Normalize, vectorised};
 
 /// How a [`CandleEmbedder`] runs its model. The defaults are those of sentence-transformers for
 /// all-MiniLM-L6-v2.
@@ -42,7 +40,8 @@ impl Default for EmbedderOptions {
 }
 
 /// A BERT-family sentence embedder on the CPU (F32): mean pooling over the attention mask, then
-/// (by default) L2 normalisation, as sentence-transformers does.
+/// (by default) L2 normalisation, as sentence-transformers does. The encoder is this crate's own
+/// ([`crate::encoder`]) on Candle's matrix products.
 ///
 /// Cheap to clone: clones share the model.
 #[derive(Clone)]
@@ -51,11 +50,9 @@ pub struct CandleEmbedder {
 }
 
 struct Inner {
-    model: BertModel,
-    /// Batch-longest padding, no truncation.
+    model: BertEncoder,
+    /// No padding, no truncation.
     tokenizer: Tokenizer,
-    padding: PaddingParams,
-    device: Device,
     dimensions: usize,
     /// Special tokens the tokenizer adds to one sequence (`[CLS]` and `[SEP]` for BERT).
     special_tokens: usize,
@@ -77,8 +74,8 @@ impl fmt::Debug for CandleEmbedder {
 
 impl CandleEmbedder {
     /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir` (Hugging Face
-    /// layout). The tokenizer's own padding and truncation settings are replaced: padding to the
-    /// longest text of each batch (with the tokenizer's pad token), and no truncation.
+    /// layout). The tokenizer's own padding and truncation settings are switched off: the encoder
+    /// takes unpadded sequences, and texts are never truncated.
     ///
     /// # Errors
     /// [`LoadError`] when a file is missing or unusable, or when `options` do not fit the model.
@@ -130,9 +127,7 @@ impl CandleEmbedder {
             )));
         }
 
-        let padding = padding_params(&tokenizer, &config)
-            .ok_or_else(|| tokenizer_error("the tokenizer has no pad token".into()))?;
-        tokenizer.with_padding(Some(padding.clone()));
+        tokenizer.with_padding(None);
         tokenizer.with_truncation(None).map_err(tokenizer_error)?;
 
         let weights_path = dir.join("model.safetensors");
@@ -147,14 +142,9 @@ impl CandleEmbedder {
             });
         }
         // Read, not mmap: mapping a file is `unsafe` in Candle and the workspace forbids it.
-        let device = Device::Cpu;
         let tensors =
-            candle_core::safetensors::load(&weights_path, &device).map_err(weights_error)?;
-        let model = BertModel::load(
-            VarBuilder::from_tensors(tensors, DType::F32, &device),
-            &config,
-        )
-        .map_err(weights_error)?;
+            candle_core::safetensors::load(&weights_path, &Device::Cpu).map_err(weights_error)?;
+        let model = BertEncoder::load(&tensors, &config).map_err(weights_error)?;
 
         let pools = (0..options.threads)
             .map(|i| {
@@ -169,8 +159,6 @@ impl CandleEmbedder {
             inner: Arc::new(Inner {
                 model,
                 tokenizer,
-                padding,
-                device,
                 dimensions: config.hidden_size,
                 special_tokens,
                 options,
@@ -178,30 +166,6 @@ impl CandleEmbedder {
             }),
         })
     }
-}
-
-/// Batch-longest padding on the right with the tokenizer's pad token, or, when `tokenizer.json`
-/// configures no padding, with the model's `pad_token_id`.
-fn padding_params(tokenizer: &Tokenizer, config: &Config) -> Option<PaddingParams> {
-    let (pad_id, pad_type_id, pad_token) = match tokenizer.get_padding() {
-        Some(shipped) => (
-            shipped.pad_id,
-            shipped.pad_type_id,
-            shipped.pad_token.clone(),
-        ),
-        None => {
-            let pad_id = u32::try_from(config.pad_token_id).ok()?;
-            (pad_id, 0, tokenizer.id_to_token(pad_id)?)
-        }
-    };
-    Some(PaddingParams {
-        strategy: PaddingStrategy::BatchLongest,
-        direction: PaddingDirection::Right,
-        pad_to_multiple_of: None,
-        pad_id,
-        pad_type_id,
-        pad_token,
-    })
 }
 
 /// Vectors with the index of their text in the caller's list.
@@ -235,7 +199,7 @@ impl Inner {
             encodings.push(encoding);
         }
 
-        // Sorting by length keeps padding (wasted compute) small. Batches are dealt out in
+        // Sorting by length keeps the padding attention needs (wasted compute) small. Batches are dealt out in
         // turn to the threads, so each gets short and long ones alike; a call with fewer texts
         // than a batch per thread gets smaller batches, so every thread still has one.
         let mut order: Vec<usize> = (0..encodings.len()).collect();
@@ -285,8 +249,7 @@ impl Inner {
     fn run_batches(&self, batches: Vec<Vec<(usize, Encoding)>>) -> Result<Indexed, EmbedError> {
         let mut out = Vec::new();
         for batch in batches {
-            let (indices, mut encodings): (Vec<usize>, Vec<Encoding>) = batch.into_iter().unzip();
-            pad_encodings(&mut encodings, &self.padding).map_err(EmbedError::Internal)?;
+            let (indices, encodings): (Vec<usize>, Vec<Encoding>) = batch.into_iter().unzip();
             let rows = self.forward(&encodings).map_err(internal)?;
             if rows.len() != indices.len() || rows.iter().any(|row| row.len() != self.dimensions) {
                 return Err(EmbedError::BadResponse(format!(
@@ -301,37 +264,32 @@ impl Inner {
         Ok(out)
     }
 
-    /// One forward pass over a batch of encodings padded to the same length.
+    /// One forward pass over a batch of encodings.
     fn forward(&self, batch: &[Encoding]) -> candle_core::Result<Vec<Vec<f32>>> {
-        let rows = batch.len();
-        let seq_len = batch.first().map_or(0, Encoding::len);
-        let mut ids = Vec::with_capacity(rows * seq_len);
-        let mut type_ids = Vec::with_capacity(rows * seq_len);
-        let mut mask = Vec::with_capacity(rows * seq_len);
+        let tokens = batch.iter().map(Encoding::len).sum();
+        let mut ids = Vec::with_capacity(tokens);
+        let mut type_ids = Vec::with_capacity(tokens);
+        let mut lengths = Vec::with_capacity(batch.len());
         for encoding in batch {
-            if encoding.len() != seq_len {
-                candle_core::bail!(
-                    "unpadded batch: {} tokens instead of {seq_len}",
-                    encoding.len()
-                );
+            // Were the tokenizer to pad, the live tokens would be the mask's leading ones.
+            let mask = encoding.get_attention_mask();
+            let live = mask.iter().take_while(|&&m| m == 1).count();
+            if mask[live..].iter().any(|&m| m != 0) {
+                candle_core::bail!("the attention mask is not a run of ones then zeros");
             }
-            ids.extend_from_slice(encoding.get_ids());
-            type_ids.extend_from_slice(encoding.get_type_ids());
-            // The model wants the mask in its own dtype; pooling uses the same tensor.
-            mask.extend(encoding.get_attention_mask().iter().map(|&m| m as f32));
+            ids.extend_from_slice(&encoding.get_ids()[..live]);
+            type_ids.extend_from_slice(&encoding.get_type_ids()[..live]);
+            lengths.push(live);
         }
-        let ids = Tensor::from_vec(ids, (rows, seq_len), &self.device)?;
-        let type_ids = Tensor::from_vec(type_ids, (rows, seq_len), &self.device)?;
-        let mask = Tensor::from_vec(mask, (rows, seq_len), &self.device)?;
-
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
-        let pooled = mean_pool(&hidden, &mask)?;
-        let pooled = if self.options.normalize {
-            l2_normalize(&pooled)?
-        } else {
-            pooled
-        };
-        pooled.to_vec2::<f32>()
+        let mut pooled = self.model.mean_pooled(&Batch {
+            ids,
+            type_ids,
+            lengths,
+        })?;
+        if self.options.normalize {
+            vectorised(self.model.arch(), L2Normalize(&mut pooled));
+        }
+        Ok(pooled)
     }
 }
 

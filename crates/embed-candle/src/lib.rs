@@ -4,21 +4,24 @@
 //! [`CandleEmbedder`] runs a BERT-family encoder (for example `all-MiniLM-L6-v2`) on the CPU in
 //! F32, loaded from a local directory in Hugging Face layout (`config.json`, `model.safetensors`,
 //! `tokenizer.json`). It reproduces sentence-transformers: mean pooling over the attention mask,
-//! then L2 normalisation.
+//! then L2 normalisation. The encoder is this crate's own: Candle's matrix products (gemm, with
+//! AVX-512 kernels where the CPU has them), and vectorised element-wise kernels for the rest.
 //!
 //! Invariants:
 //! - **A text is never truncated**: one longer than [`max_input_tokens`] fails the whole call
 //!   with [`EmbedError::TooLong`](domain::ports::EmbedError::TooLong). Whatever truncation the
 //!   shipped `tokenizer.json` configures is switched off at load time.
-//! - **Padding never changes a vector**: batches are padded to their longest member and padded
-//!   positions are masked out of both attention and pooling.
+//! - **Padding never changes a vector**: sequences are packed without padding through the
+//!   linear layers and pooling; attention pads each batch to its longest member and masks the
+//!   padding out.
 //! - **Inference never runs on the async executor**: it runs in `tokio::task::spawn_blocking`.
 //!
 //! [`max_input_tokens`]: domain::ports::Embedder::max_input_tokens
 
 mod embedder;
+mod encoder;
 mod error;
-mod pooling;
+mod kernels;
 
 pub use embedder::{CandleEmbedder, EmbedderOptions};
 pub use error::LoadError;

@@ -281,6 +281,46 @@ fn a_missing_directory_is_a_read_error() {
     );
 }
 
+/// A copy of the model directory with `config.json` edited by `edit`.
+fn model_with_config(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let source = required_model_dir();
+    let dir = std::env::temp_dir().join(format!("embed-candle-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["tokenizer.json", "model.safetensors"] {
+        std::fs::copy(source.join(file), dir.join(file)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(source.join("config.json")).unwrap())
+            .unwrap();
+    edit(&mut config);
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn refuses_a_configuration_the_encoder_cannot_run() {
+    for (name, key, value) in [
+        ("relative", "position_embedding_type", "relative_key"),
+        ("swish", "hidden_act", "swish"),
+    ] {
+        let dir = model_with_config(name, |config| config[key] = value.into());
+        let result = CandleEmbedder::load(&dir, EmbedderOptions::default());
+        assert!(
+            matches!(result, Err(embed_candle::LoadError::Config { .. })),
+            "{key} = {value} gave {result:?}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    // Weights that do not have the configured shape.
+    let dir = model_with_config("wider", |config| config["intermediate_size"] = 2048.into());
+    let result = CandleEmbedder::load(&dir, EmbedderOptions::default());
+    assert!(
+        matches!(result, Err(embed_candle::LoadError::Weights { .. })),
+        "{result:?}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// Throughput at batch 32: `cargo test --release -p embed-candle --test parity -- --ignored --nocapture`.
 #[tokio::test]
 #[ignore = "benchmark; run in release"]
