@@ -285,15 +285,14 @@ fn a_missing_directory_is_a_read_error() {
 fn model_with_config(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
     let source = required_model_dir();
     let dir = std::env::temp_dir().join(format!("embed-candle-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
     for file in ["tokenizer.json", "model.safetensors"] {
-        std::fs::copy(source.join(file), dir.join(file)).unwrap();
+        std::fs::copy(source.join(file), dir.join(file)).expect("a copy of the model");
     }
-    let mut config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(source.join("config.json")).unwrap())
-            .unwrap();
+    let config = std::fs::read_to_string(source.join("config.json")).expect("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&config).expect("JSON config");
     edit(&mut config);
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("an edited config");
     dir
 }
 
