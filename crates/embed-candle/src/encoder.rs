@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{CpuStorage, DType, Device, Storage, Tensor, bail};
+use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Storage, Tensor, bail};
 use serde::Deserialize;
 
 use crate::kernels::{
@@ -253,7 +253,7 @@ impl BertEncoder {
         if let Some(&t) = batch.type_ids.iter().find(|&&t| t as usize >= self.types) {
             bail!("token type {t} is outside the model's {}", self.types)
         }
-        let mut x = vectorised(
+        let embedded = vectorised(
             self.arch,
             Embed {
                 ids: &batch.ids,
@@ -265,13 +265,15 @@ impl BertEncoder {
                 norm: &self.embedding_norm,
             },
         );
+        // Each product's output is a fresh tensor, and the pass after it (bias, activation,
+        // residual, normalisation) rewrites it in place.
+        let mut state = Tensor::from_vec(embedded, (tokens, hidden), &Device::Cpu)?;
         for layer in &self.layers {
-            let state = Tensor::from_vec(x, (tokens, hidden), &Device::Cpu)?;
             let context = self.attention(&state.matmul(&layer.qkv)?, layer, batch)?;
             let context = Tensor::from_vec(context, (tokens, hidden), &Device::Cpu)?;
-            let projected = context.matmul(&layer.attention_out)?;
-            let attended = with_data(&projected, |rows| {
-                with_data(&state, |residual| {
+            let attended = context.matmul(&layer.attention_out)?;
+            with_data(&state, |residual| {
+                in_place(&attended, |rows| {
                     vectorised(
                         self.arch,
                         ResidualNorm {
@@ -280,11 +282,11 @@ impl BertEncoder {
                             bias: &layer.attention_out_bias,
                             residual,
                         },
-                    )
+                    );
                 })
             })??;
-            let attended = Tensor::from_vec(attended, (tokens, hidden), &Device::Cpu)?;
-            let activated = with_data(&attended.matmul(&layer.up)?, |rows| {
+            let activated = attended.matmul(&layer.up)?;
+            in_place(&activated, |rows| {
                 vectorised(
                     self.arch,
                     BiasActivation {
@@ -292,12 +294,11 @@ impl BertEncoder {
                         bias: &layer.up_bias,
                         activation: self.activation,
                     },
-                )
+                );
             })?;
-            let activated =
-                Tensor::from_vec(activated, (tokens, layer.up_bias.len()), &Device::Cpu)?;
-            x = with_data(&activated.matmul(&layer.down)?, |rows| {
-                with_data(&attended, |residual| {
+            let output = activated.matmul(&layer.down)?;
+            with_data(&attended, |residual| {
+                in_place(&output, |rows| {
                     vectorised(
                         self.arch,
                         ResidualNorm {
@@ -306,18 +307,21 @@ impl BertEncoder {
                             bias: &layer.down_bias,
                             residual,
                         },
-                    )
+                    );
                 })
             })??;
+            state = output;
         }
-        Ok(vectorised(
-            self.arch,
-            MeanPool {
-                rows: &x,
-                width: hidden,
-                lengths: &batch.lengths,
-            },
-        ))
+        with_data(&state, |rows| {
+            vectorised(
+                self.arch,
+                MeanPool {
+                    rows,
+                    width: hidden,
+                    lengths: &batch.lengths,
+                },
+            )
+        })
     }
 
     /// Multi-head self-attention within each sequence; answers the heads' outputs side by side
@@ -354,7 +358,8 @@ impl BertEncoder {
         let key = Tensor::from_vec(key, shape, &Device::Cpu)?;
         let value = Tensor::from_vec(value, shape, &Device::Cpu)?;
 
-        let probabilities = with_data(&query.matmul(&key.t()?)?, |scores| {
+        let probabilities = query.matmul(&key.t()?)?;
+        in_place(&probabilities, |scores| {
             vectorised(
                 self.arch,
                 MaskedSoftmax {
@@ -363,18 +368,40 @@ impl BertEncoder {
                     heads,
                     lengths: &batch.lengths,
                 },
-            )
+            );
         })?;
-        let probabilities = Tensor::from_vec(
-            probabilities,
-            (rows * heads, seq_len, seq_len),
-            &Device::Cpu,
-        )?;
         let context = probabilities.matmul(&value)?;
 
         with_data(&context, |context| {
             merge_heads(context, heads, &batch.lengths, seq_len)
         })
+    }
+}
+
+/// Rewrites the values of a contiguous f32 tensor on the CPU with `f`.
+fn in_place(tensor: &Tensor, f: impl Fn(&mut [f32])) -> candle_core::Result<()> {
+    tensor.inplace_op1(&InPlace(f))
+}
+
+/// Candle's safe way to mutate a tensor's storage.
+struct InPlace<F>(F);
+
+impl<F: Fn(&mut [f32])> InplaceOp1 for InPlace<F> {
+    fn name(&self) -> &'static str {
+        "embed-candle-in-place"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            bail!("expected a contiguous tensor")
+        };
+        match storage {
+            CpuStorage::F32(data) => {
+                (self.0)(&mut data[start..end]);
+                Ok(())
+            }
+            _ => bail!("expected an f32 tensor"),
+        }
     }
 }
 

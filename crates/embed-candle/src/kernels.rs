@@ -137,16 +137,16 @@ impl Activation {
 
 /// `activation(rows[r] + bias)` for each row of `rows`, whose width is `bias.len()`.
 pub(crate) struct BiasActivation<'a> {
-    pub(crate) rows: &'a [f32],
+    pub(crate) rows: &'a mut [f32],
     pub(crate) bias: &'a [f32],
     pub(crate) activation: Activation,
 }
 
 impl Kernel for BiasActivation<'_> {
-    type Output = Vec<f32>;
+    type Output = ();
 
     #[inline(always)]
-    fn run(self) -> Vec<f32> {
+    fn run(self) {
         // One loop per activation: a `match` inside the loop would keep it from vectorising.
         match self.activation {
             Activation::Gelu => bias_then(self.rows, self.bias, Activation::Gelu),
@@ -157,16 +157,12 @@ impl Kernel for BiasActivation<'_> {
 }
 
 #[inline(always)]
-fn bias_then(rows: &[f32], bias: &[f32], activation: Activation) -> Vec<f32> {
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows.chunks_exact(bias.len()) {
-        let start = out.len();
-        out.resize(start + bias.len(), 0.0);
-        for ((o, &x), &b) in out[start..].iter_mut().zip(row).zip(bias) {
-            *o = activation.apply(x + b);
+fn bias_then(rows: &mut [f32], bias: &[f32], activation: Activation) {
+    for row in rows.chunks_exact_mut(bias.len()) {
+        for (x, &b) in row.iter_mut().zip(bias) {
+            *x = activation.apply(*x + b);
         }
     }
-    out
 }
 
 #[inline(always)]
@@ -242,79 +238,63 @@ impl Norm {
 /// skip connection and the normalisation in one pass.
 pub(crate) struct ResidualNorm<'a> {
     pub(crate) norm: &'a Norm,
-    pub(crate) rows: &'a [f32],
+    pub(crate) rows: &'a mut [f32],
     pub(crate) bias: &'a [f32],
     pub(crate) residual: &'a [f32],
 }
 
 impl Kernel for ResidualNorm<'_> {
-    type Output = Vec<f32>;
+    type Output = ();
 
     #[inline(always)]
-    fn run(self) -> Vec<f32> {
+    fn run(self) {
         let width = self.bias.len();
-        let mut out = Vec::with_capacity(self.rows.len());
         for (row, skip) in self
             .rows
-            .chunks_exact(width)
+            .chunks_exact_mut(width)
             .zip(self.residual.chunks_exact(width))
         {
-            let start = out.len();
-            out.resize(start + width, 0.0);
-            let out_row = &mut out[start..];
-            for (((o, &x), &b), &s) in out_row.iter_mut().zip(row).zip(self.bias).zip(skip) {
-                *o = x + b + s;
+            for ((x, &b), &s) in row.iter_mut().zip(self.bias).zip(skip) {
+                *x += b + s;
             }
-            self.norm.apply(out_row);
+            self.norm.apply(row);
         }
-        out
     }
 }
 
-/// Attention probabilities: softmax of each row of `scores` (square matrices of `seq_len`, one per
-/// sequence and head, `heads` per sequence) over the sequence's live tokens, the first
-/// `lengths[sequence]` columns. The other columns (padding) get probability 0, as an additive
-/// mask of the dtype's minimum gives.
+/// Attention probabilities, in place of the scores: softmax of each row of `scores` (square
+/// matrices of `seq_len`, one per sequence and head, `heads` per sequence) over the sequence's
+/// live tokens, the first `lengths[sequence]` columns. The other columns (padding) get
+/// probability 0, as an additive mask of the dtype's minimum gives. Rows of padded queries are
+/// left as they are: nothing reads them.
 pub(crate) struct MaskedSoftmax<'a> {
-    pub(crate) scores: &'a [f32],
+    pub(crate) scores: &'a mut [f32],
     pub(crate) seq_len: usize,
     pub(crate) heads: usize,
     pub(crate) lengths: &'a [usize],
 }
 
 impl Kernel for MaskedSoftmax<'_> {
-    type Output = Vec<f32>;
+    type Output = ();
 
     #[inline(always)]
-    fn run(self) -> Vec<f32> {
+    fn run(self) {
         let width = self.seq_len;
-        let mut out = vec![0.0; self.scores.len()];
-        for (matrix, (scores, probabilities)) in self
-            .scores
-            .chunks_exact(width * width)
-            .zip(out.chunks_exact_mut(width * width))
-            .enumerate()
-        {
+        for (matrix, scores) in self.scores.chunks_exact_mut(width * width).enumerate() {
             let keys = self.lengths[matrix / self.heads].min(width);
-            // Padded queries' rows are never read: they stay zero.
-            for (out_row, row) in probabilities
-                .chunks_exact_mut(width)
-                .zip(scores.chunks_exact(width))
-                .take(keys)
-            {
-                let live = &mut out_row[..keys];
-                let row = &row[..keys];
-                let max = max(row);
-                for (o, &x) in live.iter_mut().zip(row) {
-                    *o = exp(x - max);
+            for row in scores.chunks_exact_mut(width).take(keys) {
+                let (live, padding) = row.split_at_mut(keys);
+                let max = max(live);
+                for x in live.iter_mut() {
+                    *x = exp(*x - max);
                 }
                 let scale = 1.0 / sum(live);
-                for o in live.iter_mut() {
-                    *o *= scale;
+                for x in live.iter_mut() {
+                    *x *= scale;
                 }
+                padding.fill(0.0);
             }
         }
-        out
     }
 }
 
@@ -566,15 +546,16 @@ mod tests {
 
     #[test]
     fn bias_activation_adds_the_bias_per_column() {
-        let out = vectorised(
+        let mut rows = [1.0, -2.0, 3.0, 4.0];
+        vectorised(
             Arch::new(),
             BiasActivation {
-                rows: &[1.0, -2.0, 3.0, 4.0],
+                rows: &mut rows,
                 bias: &[1.0, 2.0],
                 activation: Activation::Relu,
             },
         );
-        assert_eq!(out, [2.0, 0.0, 4.0, 6.0]);
+        assert_eq!(rows, [2.0, 0.0, 4.0, 6.0]);
     }
 
     #[test]
@@ -590,15 +571,17 @@ mod tests {
         let zeros = vec![0.0; width];
         let skip = vec![0.5; 2 * width];
         let residual_norm = |rows: &[f32], residual: &[f32]| {
+            let mut rows = rows.to_vec();
             vectorised(
                 Arch::new(),
                 ResidualNorm {
                     norm: &norm,
-                    rows,
+                    rows: &mut rows,
                     bias: &zeros,
                     residual,
                 },
-            )
+            );
+            rows
         };
         let out = residual_norm(&rows, &skip);
         for row in out.chunks_exact(width) {
@@ -622,24 +605,25 @@ mod tests {
     fn masked_softmax_gives_padding_nothing() {
         // Two sequences of one head, padded to 2 tokens: the first has 2 live tokens, the
         // second 1, so its second column (whatever it holds) gets nothing, and its padded
-        // query's row stays zero.
-        let scores = [1.0, 3.0, 0.0, 0.0, 5.0, 1e9, -2.0, f32::NAN];
-        let out = vectorised(
+        // query's row is left alone.
+        let mut out = [1.0, 3.0, 0.0, 0.0, 5.0, 1e9, -2.0, f32::NAN];
+        vectorised(
             Arch::new(),
             MaskedSoftmax {
-                scores: &scores,
+                scores: &mut out,
                 seq_len: 2,
                 heads: 1,
                 lengths: &[2, 1],
             },
         );
         let first = 1.0 / (1.0 + 2f64.exp());
-        for (i, expected) in [first, 1.0 - first, 0.5, 0.5, 1.0, 0.0, 0.0, 0.0]
+        for (i, expected) in [first, 1.0 - first, 0.5, 0.5, 1.0, 0.0, -2.0]
             .into_iter()
             .enumerate()
         {
             assert!((f64::from(out[i]) - expected).abs() < 1e-7, "{out:?}");
         }
+        assert!(out[7].is_nan());
     }
 
     #[test]
