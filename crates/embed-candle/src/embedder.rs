@@ -199,9 +199,10 @@ impl Inner {
             encodings.push(encoding);
         }
 
-        // Sorting by length keeps the padding attention needs (wasted compute) small. Batches are dealt out in
-        // turn to the threads, so each gets short and long ones alike; a call with fewer texts
-        // than a batch per thread gets smaller batches, so every thread still has one.
+        // Sorting by length keeps the padding attention needs (wasted compute) small. Batches
+        // are dealt out in turn to the threads, so each gets short and long ones alike; a call
+        // with fewer texts than a batch per thread gets smaller batches, so every thread still
+        // has one.
         let mut order: Vec<usize> = (0..encodings.len()).collect();
         order.sort_by_key(|&i| encodings[i].len());
         let threads = self.pools.len().min(order.len().div_ceil(4)).max(1);

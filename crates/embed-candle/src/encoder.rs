@@ -5,7 +5,10 @@
 //! separate passes for each bias, residual and normalisation, a copy of every head before and
 //! after attention. Here the query, key and value projections are one product, each bias is added
 //! in the pass that reads the product, and the element-wise work is vectorised
-//! ([`crate::kernels`]). The arithmetic is the same as Hugging Face's `BertModel` in f32.
+//! ([`crate::kernels`]). The computation is Hugging Face's `BertModel` in f32, though not bit
+//! for bit: `exp` and `erf` are polynomials good to a few 1e-7, queries are scaled before the
+//! product with the keys rather than the scores after it, and products are fused multiply-adds.
+//! Vectors agree with sentence-transformers' to a cosine of 0.9999998 or better.
 
 use std::collections::HashMap;
 
@@ -158,6 +161,11 @@ impl BertEncoder {
     ) -> candle_core::Result<Self> {
         let hidden = config.hidden_size;
         let heads = config.num_attention_heads;
+        // RoBERTa-style checkpoints load under their `model_type` prefix but number positions
+        // from the padding index on: refused rather than embedded wrongly.
+        if let Some(kind) = config.model_type.as_deref().filter(|&kind| kind != "bert") {
+            bail!("model_type `{kind}` is not BERT")
+        }
         if heads == 0 || !hidden.is_multiple_of(heads) {
             bail!("hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
         }
@@ -236,7 +244,16 @@ impl BertEncoder {
     pub(crate) fn mean_pooled(&self, batch: &Batch) -> candle_core::Result<Vec<Vec<f32>>> {
         let tokens: usize = batch.lengths.iter().sum();
         if batch.ids.len() != tokens || batch.type_ids.len() != tokens {
-            bail!("a batch of {tokens} tokens has {} ids", batch.ids.len())
+            bail!(
+                "a batch of {tokens} tokens has {} ids and {} token types",
+                batch.ids.len(),
+                batch.type_ids.len()
+            )
+        }
+        if tokens == 0 {
+            // Only a tokenizer that adds no special tokens gives empty sequences; their mean
+            // over no tokens is zero, as sentence-transformers' clamped division gives.
+            return Ok(vec![vec![0.0; self.hidden]; batch.lengths.len()]);
         }
         let seq_len = batch.lengths.iter().copied().max().unwrap_or(0);
         if seq_len > self.positions {

@@ -7,7 +7,8 @@
 //! it (through `pulp`'s safe dispatch) for the CPU's widest vector instructions, chosen at run
 //! time. Closures would not do (their bodies are functions of their own, compiled without those
 //! instructions, which turns every `mul_add` into a call to libm), so the arithmetic lives in
-//! plain loops.
+//! plain loops. On an x86 CPU without AVX2 and FMA, `pulp` runs the scalar path, where `mul_add`
+//! is libm's `fmaf`: correct, but slow.
 
 use pulp::{Arch, Simd, WithSimd};
 
@@ -266,7 +267,7 @@ impl Kernel for ResidualNorm<'_> {
 /// matrices of `seq_len`, one per sequence and head, `heads` per sequence) over the sequence's
 /// live tokens, the first `lengths[sequence]` columns. The other columns (padding) get
 /// probability 0, as an additive mask of the dtype's minimum gives. Rows of padded queries are
-/// left as they are: nothing reads them.
+/// left as they are (finite: a zero query scores zero): their outputs are discarded.
 pub(crate) struct MaskedSoftmax<'a> {
     pub(crate) scores: &'a mut [f32],
     pub(crate) seq_len: usize,
@@ -280,6 +281,9 @@ impl Kernel for MaskedSoftmax<'_> {
     #[inline(always)]
     fn run(self) {
         let width = self.seq_len;
+        if width == 0 {
+            return;
+        }
         for (matrix, scores) in self.scores.chunks_exact_mut(width * width).enumerate() {
             let keys = self.lengths[matrix / self.heads].min(width);
             for row in scores.chunks_exact_mut(width).take(keys) {

@@ -310,14 +310,20 @@ fn refuses_a_configuration_the_encoder_cannot_run() {
         );
         std::fs::remove_dir_all(dir).unwrap();
     }
-    // Weights that do not have the configured shape.
-    let dir = model_with_config("wider", |config| config["intermediate_size"] = 2048.into());
-    let result = CandleEmbedder::load(&dir, EmbedderOptions::default());
-    assert!(
-        matches!(result, Err(embed_candle::LoadError::Weights { .. })),
-        "{result:?}"
-    );
-    std::fs::remove_dir_all(dir).unwrap();
+    // Weights that do not have the configured shape, and a RoBERTa-style model (positions
+    // numbered differently), which BERT's weights would otherwise load for.
+    for (name, key, value) in [
+        ("wider", "intermediate_size", serde_json::json!(2048)),
+        ("roberta", "model_type", serde_json::json!("roberta")),
+    ] {
+        let dir = model_with_config(name, |config| config[key] = value.clone());
+        let result = CandleEmbedder::load(&dir, EmbedderOptions::default());
+        assert!(
+            matches!(result, Err(embed_candle::LoadError::Weights { .. })),
+            "{key} = {value} gave {result:?}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
 
 /// Throughput at batch 32: `cargo test --release -p embed-candle --test parity -- --ignored --nocapture`.
