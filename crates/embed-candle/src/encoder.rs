@@ -289,19 +289,12 @@ impl BertEncoder {
             let context = self.attention(&state.matmul(&layer.qkv)?, layer, batch)?;
             let context = Tensor::from_vec(context, (tokens, hidden), &Device::Cpu)?;
             let attended = context.matmul(&layer.attention_out)?;
-            with_data(&state, |residual| {
-                in_place(&attended, |rows| {
-                    vectorised(
-                        self.arch,
-                        ResidualNorm {
-                            norm: &layer.attention_norm,
-                            rows,
-                            bias: &layer.attention_out_bias,
-                            residual,
-                        },
-                    );
-                })
-            })??;
+            self.add_and_norm(
+                &attended,
+                &layer.attention_out_bias,
+                &state,
+                &layer.attention_norm,
+            )?;
             let activated = attended.matmul(&layer.up)?;
             in_place(&activated, |rows| {
                 vectorised(
@@ -314,19 +307,7 @@ impl BertEncoder {
                 );
             })?;
             let output = activated.matmul(&layer.down)?;
-            with_data(&attended, |residual| {
-                in_place(&output, |rows| {
-                    vectorised(
-                        self.arch,
-                        ResidualNorm {
-                            norm: &layer.output_norm,
-                            rows,
-                            bias: &layer.down_bias,
-                            residual,
-                        },
-                    );
-                })
-            })??;
+            self.add_and_norm(&output, &layer.down_bias, &attended, &layer.output_norm)?;
             state = output;
         }
         with_data(&state, |rows| {
@@ -339,6 +320,29 @@ impl BertEncoder {
                 },
             )
         })
+    }
+
+    /// A sub-layer's "add & norm", in place of its output: `norm(output + bias + residual)`.
+    fn add_and_norm(
+        &self,
+        output: &Tensor,
+        bias: &[f32],
+        residual: &Tensor,
+        norm: &Norm,
+    ) -> candle_core::Result<()> {
+        with_data(residual, |residual| {
+            in_place(output, |rows| {
+                vectorised(
+                    self.arch,
+                    ResidualNorm {
+                        norm,
+                        rows,
+                        bias,
+                        residual,
+                    },
+                );
+            })
+        })?
     }
 
     /// Multi-head self-attention within each sequence; answers the heads' outputs side by side
