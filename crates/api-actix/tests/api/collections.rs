@@ -144,13 +144,7 @@ async fn another_tenants_collections_are_not_found() {
     let app = TestApp::spawn().await;
     let a = app.tenant("tenant-a").await;
     let b = app.tenant("tenant-b").await;
-    let made = json(
-        app.post("/v1/collections", &a.admin_token, json!({"name": "Secret"}))
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let id = made["id"].as_str().unwrap();
+    let id = &app.collection(&a.admin_token, "Secret").await;
     let (_, b_key) = app.api_key(&b, &["read", "write", "admin"]).await;
     for token in [b.admin_token.as_str(), b_key.as_str()] {
         assert_problem(

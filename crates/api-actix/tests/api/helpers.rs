@@ -414,6 +414,17 @@ impl TestApp {
         res.json().await.expect("json")
     }
 
+    /// Creates a collection in the default space; answers its id.
+    pub async fn collection(&self, token: &str, name: &str) -> String {
+        let made = json(
+            self.post("/v1/collections", token, json!({"name": name}))
+                .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        made["id"].as_str().expect("id").to_owned()
+    }
+
     /// A connection to this test's database as the application role (RLS applies).
     pub async fn app_connection(&self) -> DatabaseConnection {
         store_postgres::connect(&self.app_url, &Default::default())

@@ -29,13 +29,7 @@ const CORPUS: [(&str, &str, &str); 4] = [
 ];
 
 pub async fn ingested_collection(app: &TestApp, token: &str) -> (String, Vec<String>) {
-    let collection = json(
-        app.post("/v1/collections", token, json!({"name": "Handbook"}))
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let id = collection["id"].as_str().unwrap().to_owned();
+    let id = app.collection(token, "Handbook").await;
     let mut documents = Vec::new();
     for (title, content, team) in CORPUS {
         let uploaded = app
@@ -142,13 +136,7 @@ async fn ingest_then_search_in_every_mode() {
     assert!(strict["results"].as_array().unwrap().is_empty());
 
     // Several collections at once.
-    let other = json(
-        app.post("/v1/collections", t, json!({"name": "Other"}))
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let other_id = other["id"].as_str().unwrap();
+    let other_id = &app.collection(t, "Other").await;
     let uploaded = app
         .upload(
             t,
@@ -212,13 +200,7 @@ async fn the_same_content_is_stored_once_and_bad_uploads_are_refused() {
     let app = TestApp::spawn().await;
     let acme = app.tenant("acme").await;
     let t = &acme.admin_token;
-    let collection = json(
-        app.post("/v1/collections", t, json!({"name": "Docs"}))
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let id = collection["id"].as_str().unwrap();
+    let id = &app.collection(t, "Docs").await;
     let first = app
         .upload(t, id, "One", "Exactly the same words.", json!({}))
         .await;
@@ -303,13 +285,7 @@ async fn another_tenants_documents_jobs_and_searches_are_not_found() {
     let app = TestApp::spawn().await;
     let a = app.tenant("tenant-a").await;
     let b = app.tenant("tenant-b").await;
-    let collection = json(
-        app.post("/v1/collections", &a.admin_token, json!({"name": "A"}))
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let cid = collection["id"].as_str().unwrap();
+    let cid = &app.collection(&a.admin_token, "A").await;
     let uploaded = app
         .upload(
             &a.admin_token,
@@ -323,13 +299,7 @@ async fn another_tenants_documents_jobs_and_searches_are_not_found() {
     let jid = uploaded["job"]["id"].as_str().unwrap();
     app.wait_for_job(&a.admin_token, jid).await;
     let (_, b_key) = app.api_key(&b, &["read", "write", "admin"]).await;
-    let b_collection = json(
-        app.post("/v1/collections", &b.admin_token, json!({"name": "B"}))
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let b_cid = b_collection["id"].as_str().unwrap();
+    let b_cid = &app.collection(&b.admin_token, "B").await;
     for token in [b.admin_token.as_str(), b_key.as_str()] {
         for res in [
             app.get(&format!("/v1/documents/{did}"), token).await,
@@ -437,13 +407,7 @@ async fn a_queued_job_can_be_cancelled_and_leaves_nothing_indexed() {
     .await;
     let acme = app.tenant("acme").await;
     let t = &acme.admin_token;
-    let collection = json(
-        app.post("/v1/collections", t, json!({"name": "Docs"}))
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let id = collection["id"].as_str().unwrap();
+    let id = &app.collection(t, "Docs").await;
     let uploaded = app
         .upload(
             t,
@@ -495,13 +459,7 @@ async fn a_crashed_workers_job_is_taken_up_again() {
     let app = TestApp::spawn().await;
     let acme = app.tenant("acme").await;
     let t = &acme.admin_token;
-    let collection = json(
-        app.post("/v1/collections", t, json!({"name": "Docs"}))
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let id = collection["id"].as_str().unwrap();
+    let id = &app.collection(t, "Docs").await;
     let conn = app.platform_connection().await;
     use sea_orm::ConnectionTrait;
     // A job leased to a worker that died: running, lease expired.
@@ -653,13 +611,7 @@ async fn an_openai_space_embeds_through_the_configured_server() {
     .await;
     assert_eq!(titles(&found), ["Launch"]);
     // A local and a remote collection together: two spaces, fused by rank.
-    let local = json(
-        app.post("/v1/collections", t, json!({"name": "Local"}))
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let local_id = local["id"].as_str().unwrap();
+    let local_id = &app.collection(t, "Local").await;
     let uploaded = app
         .upload(
             t,

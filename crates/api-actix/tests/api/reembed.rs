@@ -289,13 +289,7 @@ async fn reembedding_refuses_unknown_spaces_readers_and_deleted_collections() {
     .await;
     let acme = app.tenant("acme").await;
     let t = &acme.admin_token;
-    let made = json(
-        app.post("/v1/collections", t, json!({"name": "Docs"}))
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let id = made["id"].as_str().unwrap();
+    let id = &app.collection(t, "Docs").await;
     let path = format!("/v1/collections/{id}/reembed");
     let problem = assert_problem(
         app.post(&path, t, json!({"space_id": "nope"})).await,
@@ -451,13 +445,7 @@ async fn a_reembedding_abandoned_by_its_workers_frees_the_collection() {
     .await;
     let acme = app.tenant("acme").await;
     let t = &acme.admin_token;
-    let made = json(
-        app.post("/v1/collections", t, json!({"name": "Docs"}))
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let id = made["id"].as_str().unwrap();
+    let id = &app.collection(t, "Docs").await;
     let path = format!("/v1/collections/{id}/reembed");
     let queued = json(
         app.post(&path, t, json!({"space_id": LOCAL})).await,

@@ -33,13 +33,7 @@ async fn files_of_every_format_are_ingested_and_documents_can_be_replaced() {
     let app = TestApp::spawn().await;
     let acme = app.tenant("acme").await;
     let t = &acme.admin_token;
-    let made = json(
-        app.post("/v1/collections", t, json!({"name": "Files"}))
-            .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let id = made["id"].as_str().unwrap();
+    let id = &app.collection(t, "Files").await;
     let path = format!("/v1/collections/{id}/documents");
     let files: [FileUpload; 4] = [
         (
