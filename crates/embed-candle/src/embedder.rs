@@ -22,9 +22,9 @@ pub struct EmbedderOptions {
     pub batch_size: usize,
     /// L2-normalise the pooled vectors. Default true.
     pub normalize: bool,
-    /// Batches run at once, each on one thread of its own (default: one per core). Candle
-    /// parallelises matrix products but runs the other operations on one thread; whole batches
-    /// side by side keep every core busy.
+    /// Batches run at once, each on one thread of its own (default: one per core). Whole
+    /// batches side by side keep every core busy; matrix products split across cores would
+    /// leave the element-wise passes between them on one.
     pub threads: usize,
 }
 
