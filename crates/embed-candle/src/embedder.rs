@@ -7,6 +7,7 @@ use candle_core::Device;
 use domain::ports::{EmbedError, Embedder};
 use tokenizers::{Encoding, PostProcessor, Tokenizer};
 
+use crate::amx::Amx;
 use crate::encoder::{Batch, BertEncoder, Config};
 use crate::error::LoadError;
 use crate::kernels::{L2Normalize, vectorised};
@@ -26,6 +27,11 @@ pub struct EmbedderOptions {
     /// batches side by side keep every core busy; matrix products split across cores would
     /// leave the element-wise passes between them on one.
     pub threads: usize,
+    /// Run the linear layers on Intel AMX tiles where the CPU and kernel offer them (default
+    /// true). They multiply in three bf16 terms whose error is of the order of f32 rounding, so
+    /// vectors agree with the f32 path's to a cosine of 0.9999998 or better, at about twice
+    /// the speed. Without AMX the products are f32 whatever this says.
+    pub amx: bool,
 }
 
 impl Default for EmbedderOptions {
@@ -35,6 +41,7 @@ impl Default for EmbedderOptions {
             batch_size: 32,
             normalize: true,
             threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            amx: true,
         }
     }
 }
@@ -144,7 +151,8 @@ impl CandleEmbedder {
         // Read, not mmap: mapping a file is `unsafe` in Candle and the workspace forbids it.
         let tensors =
             candle_core::safetensors::load(&weights_path, &Device::Cpu).map_err(weights_error)?;
-        let model = BertEncoder::load(&tensors, &config).map_err(weights_error)?;
+        let amx = if options.amx { Amx::detect() } else { None };
+        let model = BertEncoder::load(&tensors, &config, amx).map_err(weights_error)?;
 
         let pools = (0..options.threads)
             .map(|i| {
@@ -165,6 +173,15 @@ impl CandleEmbedder {
                 pools,
             }),
         })
+    }
+}
+
+impl CandleEmbedder {
+    /// Whether the linear layers run on AMX tiles ([`EmbedderOptions::amx`] and a CPU and
+    /// kernel that offer them).
+    #[must_use]
+    pub fn uses_amx(&self) -> bool {
+        self.inner.model.uses_amx()
     }
 }
 

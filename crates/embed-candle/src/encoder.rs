@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Storage, Tensor, bail};
 use serde::Deserialize;
 
+use crate::amx::{Amx, PackedWeights};
 use crate::kernels::{
     Activation, BiasActivation, Embed, MaskedSoftmax, MeanPool, Norm, ResidualNorm, SplitHeads,
     merge_heads, vectorised,
@@ -81,19 +82,43 @@ pub(crate) struct Batch {
     pub(crate) lengths: Vec<usize>,
 }
 
+/// A linear layer's weight matrix (`inputs × outputs`), as its products run.
+#[derive(Debug)]
+enum Linear {
+    /// f32 products through Candle (gemm).
+    F32(Tensor),
+    /// bf16 products in three terms on AMX tiles ([`crate::amx`]).
+    Tiles(Amx, PackedWeights),
+}
+
+impl Linear {
+    /// `weights` (`inputs × outputs`) on AMX tiles when `amx` is given and the shape fits them,
+    /// else as it is.
+    fn new(weights: Tensor, amx: Option<Amx>) -> candle_core::Result<Self> {
+        let (inputs, outputs) = weights.dims2()?;
+        match amx {
+            Some(amx) if PackedWeights::fits(inputs, outputs) => {
+                let packed = with_data(&weights, |w| PackedWeights::new(w, inputs, outputs))?;
+                Ok(Self::Tiles(amx, packed))
+            }
+            _ => Ok(Self::F32(weights)),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Layer {
     /// `hidden × 3·hidden`: the query, key and value projections side by side.
-    qkv: Tensor,
+    qkv: Linear,
     qkv_bias: Vec<f32>,
-    attention_out: Tensor,
+    attention_out: Linear,
     attention_out_bias: Vec<f32>,
     attention_norm: Norm,
     /// `hidden × intermediate`.
-    up: Tensor,
+    up: Linear,
     up_bias: Vec<f32>,
     /// `intermediate × hidden`.
-    down: Tensor,
+    down: Linear,
     down_bias: Vec<f32>,
     output_norm: Norm,
 }
@@ -154,10 +179,12 @@ impl Weights<'_> {
 
 impl BertEncoder {
     /// Builds the encoder from a checkpoint's tensors, named as Hugging Face names them, with or
-    /// without a `bert.` (or `<model_type>.`) prefix.
+    /// without a `bert.` (or `<model_type>.`) prefix. With `amx`, the linear layers whose shape
+    /// fits run on AMX tiles.
     pub(crate) fn load(
         tensors: &HashMap<String, Tensor>,
         config: &Config,
+        amx: Option<Amx>,
     ) -> candle_core::Result<Self> {
         let hidden = config.hidden_size;
         let heads = config.num_attention_heads;
@@ -191,6 +218,9 @@ impl BertEncoder {
                 let projections = ["query", "key", "value"]
                     .map(|p| weights.linear(&at(&format!("attention.self.{p}")), hidden, hidden));
                 let [query, key, value] = projections;
+                let linear = |name: &str, inputs, outputs| {
+                    Linear::new(weights.linear(&at(name), inputs, outputs)?, amx)
+                };
                 let mut qkv_bias = Vec::with_capacity(3 * hidden);
                 for p in ["query", "key", "value"] {
                     qkv_bias.extend(
@@ -198,15 +228,15 @@ impl BertEncoder {
                     );
                 }
                 Ok(Layer {
-                    qkv: Tensor::cat(&[query?, key?, value?], 1)?,
+                    qkv: Linear::new(Tensor::cat(&[query?, key?, value?], 1)?, amx)?,
                     qkv_bias,
-                    attention_out: weights.linear(&at("attention.output.dense"), hidden, hidden)?,
+                    attention_out: linear("attention.output.dense", hidden, hidden)?,
                     attention_out_bias: weights
                         .vector(&at("attention.output.dense.bias"), &[hidden])?,
                     attention_norm: weights.norm(&at("attention.output.LayerNorm"), hidden, eps)?,
-                    up: weights.linear(&at("intermediate.dense"), hidden, intermediate)?,
+                    up: linear("intermediate.dense", hidden, intermediate)?,
                     up_bias: weights.vector(&at("intermediate.dense.bias"), &[intermediate])?,
-                    down: weights.linear(&at("output.dense"), intermediate, hidden)?,
+                    down: linear("output.dense", intermediate, hidden)?,
                     down_bias: weights.vector(&at("output.dense.bias"), &[hidden])?,
                     output_norm: weights.norm(&at("output.LayerNorm"), hidden, eps)?,
                 })
@@ -238,6 +268,25 @@ impl BertEncoder {
     /// The instruction set the encoder's element-wise kernels run with.
     pub(crate) fn arch(&self) -> pulp::Arch {
         self.arch
+    }
+
+    /// Whether the linear layers run on AMX tiles.
+    pub(crate) fn uses_amx(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|layer| matches!(layer.up, Linear::Tiles(..)))
+    }
+
+    /// `input · linear`: a new tensor the pass after it can rewrite in place.
+    fn product(&self, input: &Tensor, linear: &Linear) -> candle_core::Result<Tensor> {
+        match linear {
+            Linear::F32(weights) => input.matmul(weights),
+            Linear::Tiles(amx, weights) => {
+                let rows = input.dims2()?.0;
+                let out = with_data(input, |x| amx.product(self.arch, x, weights))?;
+                Tensor::from_vec(out, (rows, weights.outputs()), &Device::Cpu)
+            }
+        }
     }
 
     /// The mean over its live tokens of each row's last hidden states (`rows × hidden`).
@@ -286,16 +335,16 @@ impl BertEncoder {
         // residual, normalisation) rewrites it in place.
         let mut state = Tensor::from_vec(embedded, (tokens, hidden), &Device::Cpu)?;
         for layer in &self.layers {
-            let context = self.attention(&state.matmul(&layer.qkv)?, layer, batch)?;
+            let context = self.attention(&self.product(&state, &layer.qkv)?, layer, batch)?;
             let context = Tensor::from_vec(context, (tokens, hidden), &Device::Cpu)?;
-            let attended = context.matmul(&layer.attention_out)?;
+            let attended = self.product(&context, &layer.attention_out)?;
             self.add_and_norm(
                 &attended,
                 &layer.attention_out_bias,
                 &state,
                 &layer.attention_norm,
             )?;
-            let activated = attended.matmul(&layer.up)?;
+            let activated = self.product(&attended, &layer.up)?;
             in_place(&activated, |rows| {
                 vectorised(
                     self.arch,
@@ -306,7 +355,7 @@ impl BertEncoder {
                     },
                 );
             })?;
-            let output = activated.matmul(&layer.down)?;
+            let output = self.product(&activated, &layer.down)?;
             self.add_and_norm(&output, &layer.down_bias, &attended, &layer.output_norm)?;
             state = output;
         }

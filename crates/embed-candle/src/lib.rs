@@ -4,8 +4,10 @@
 //! [`CandleEmbedder`] runs a BERT-family encoder (for example `all-MiniLM-L6-v2`) on the CPU in
 //! F32, loaded from a local directory in Hugging Face layout (`config.json`, `model.safetensors`,
 //! `tokenizer.json`). It reproduces sentence-transformers: mean pooling over the attention mask,
-//! then L2 normalisation. The encoder is this crate's own: Candle's matrix products (gemm, with
-//! AVX-512 kernels where the CPU has them), and vectorised element-wise kernels for the rest.
+//! then L2 normalisation. The encoder is this crate's own: the linear layers on Intel AMX tiles
+//! in three bf16 terms where the CPU has them ([`amx`]'s module docs tell why that is as exact
+//! as f32), else Candle's f32 matrix products (gemm, with AVX-512 kernels where the CPU has
+//! them); vectorised element-wise kernels for the rest.
 //!
 //! Invariants:
 //! - **A text is never truncated**: one longer than [`max_input_tokens`] fails the whole call
@@ -18,6 +20,7 @@
 //!
 //! [`max_input_tokens`]: domain::ports::Embedder::max_input_tokens
 
+mod amx;
 mod embedder;
 mod encoder;
 mod error;

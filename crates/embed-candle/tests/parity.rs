@@ -108,38 +108,88 @@ fn texts(references: &[Reference]) -> Vec<String> {
     references.iter().map(|r| r.text.clone()).collect()
 }
 
-/// Every reference text, in a padded batch of all of them, in small batches, and alone.
+/// Every reference text, in a padded batch of all of them, in small batches, and alone, with the
+/// linear layers on AMX tiles (where this machine has them) and in f32.
 #[tokio::test]
 async fn reproduces_sentence_transformers() {
     let references = references();
     let texts = texts(&references);
-    for batch_size in [32, 3, 1] {
-        let embedder = load(EmbedderOptions {
-            batch_size,
-            ..EmbedderOptions::default()
-        });
-        let vectors = embedder.embed(&texts).await.unwrap();
-        assert_eq!(vectors.len(), references.len());
-        let mut worst = (f64::INFINITY, 0);
-        for (index, (reference, vector)) in references.iter().zip(&vectors).enumerate() {
-            assert_eq!(vector.len(), 384);
-            let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
-            assert!((norm - 1.0).abs() < 1e-4, "text {index} has norm {norm}");
-            let similarity = cosine(vector, &reference.embedding);
-            assert!(
-                similarity >= MIN_COSINE,
-                "batch size {batch_size}: cosine {similarity} < {MIN_COSINE} for {:?}",
-                reference.text
-            );
-            if similarity < worst.0 {
-                worst = (similarity, index);
+    for amx in [true, false] {
+        for batch_size in [32, 3, 1] {
+            let embedder = load(EmbedderOptions {
+                batch_size,
+                amx,
+                ..EmbedderOptions::default()
+            });
+            assert!(amx || !embedder.uses_amx(), "AMX was switched off");
+            let products = if embedder.uses_amx() {
+                "AMX tiles"
+            } else {
+                "f32"
+            };
+            let vectors = embedder.embed(&texts).await.unwrap();
+            assert_eq!(vectors.len(), references.len());
+            let mut worst = (f64::INFINITY, 0);
+            for (index, (reference, vector)) in references.iter().zip(&vectors).enumerate() {
+                assert_eq!(vector.len(), 384);
+                let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+                assert!((norm - 1.0).abs() < 1e-4, "text {index} has norm {norm}");
+                let similarity = cosine(vector, &reference.embedding);
+                assert!(
+                    similarity >= MIN_COSINE,
+                    "{products}, batch size {batch_size}: cosine {similarity} < {MIN_COSINE} for {:?}",
+                    reference.text
+                );
+                if similarity < worst.0 {
+                    worst = (similarity, index);
+                }
             }
+            println!(
+                "{products}, batch size {batch_size}: minimum cosine {:.9} (1 - cos = {:.1e}, {:?})",
+                worst.0,
+                1.0 - worst.0,
+                references[worst.1].text
+            );
+            // Both paths are as close to the reference as f32 arithmetic allows, far inside
+            // the bound above: a product path that drifted (one bf16 term instead of three
+            // gives 1 - cos ≈ 1e-5) fails here.
+            assert!(
+                1.0 - worst.0 < 1e-6,
+                "{products}, batch size {batch_size}: 1 - cos = {:.1e}",
+                1.0 - worst.0
+            );
         }
+    }
+}
+
+/// AMX tiles and f32 products give the same vectors, text for text, on longer inputs too
+/// (chunks of up to the model's window, where rounding has the most sums to pile up in).
+#[tokio::test]
+async fn amx_and_f32_products_agree() {
+    let with_amx = load(EmbedderOptions::default());
+    if !with_amx.uses_amx() {
         println!(
-            "batch size {batch_size}: minimum cosine {:.9} (1 - cos = {:.1e}, {:?})",
-            worst.0,
-            1.0 - worst.0,
-            references[worst.1].text
+            "no AMX on this machine: the f32 path is checked by reproduces_sentence_transformers"
+        );
+        return;
+    }
+    let f32_only = load(EmbedderOptions {
+        amx: false,
+        ..EmbedderOptions::default()
+    });
+    let mut texts = texts(&references());
+    let words = "tenant collection chunk vector index query answer model token window";
+    let long: Vec<&str> = words.split(' ').cycle().take(250).collect();
+    texts.push(long.join(" "));
+    texts.push(long[..100].join(", "));
+    let a = with_amx.embed(&texts).await.unwrap();
+    let b = f32_only.embed(&texts).await.unwrap();
+    for (index, (x, y)) in a.iter().zip(&b).enumerate() {
+        let similarity = cosine(x, y);
+        assert!(
+            1.0 - similarity < 1e-6,
+            "text {index}: AMX against f32, 1 - cos = {:.1e}",
+            1.0 - similarity
         );
     }
 }
