@@ -19,8 +19,17 @@ fi
 
 "$VENV/bin/python" deploy/local/bench_embed.py sentences "$OUT/sentences.txt"
 echo "[bench-embed] Candle"
-# As the `agentic` binary runs it (see single_threaded_kernels in crates/api-actix/src/main.rs).
-RAYON_NUM_THREADS=1 MODEL_DIR="$MODEL_DIR" SENTENCES="$OUT/sentences.txt" VECTORS_OUT="$OUT/candle.f32" \
-    cargo bench -q -p embed-candle --bench throughput | tee "$OUT/candle.json"
+# As the `agentic` binary runs it (see single_threaded_kernels in crates/api-actix/src/main.rs):
+# AMX tiles where the CPU has them; then, on such a CPU, f32 products as well for comparison.
+candle() {
+    RAYON_NUM_THREADS=1 MODEL_DIR="$MODEL_DIR" SENTENCES="$OUT/sentences.txt" VECTORS_OUT="$OUT/$1.f32" \
+        AMX="$2" cargo bench -q -p embed-candle --bench throughput | tee "$OUT/$1.json"
+}
+rm -f "$OUT/candle-f32.json"
+candle candle 1
+if grep -q '"amx": true' "$OUT/candle.json"; then
+    echo "[bench-embed] Candle, f32 products"
+    candle candle-f32 0
+fi
 echo "[bench-embed] sentence-transformers"
 HF_HUB_OFFLINE=1 "$VENV/bin/python" deploy/local/bench_embed.py compare "$OUT" "$MODEL_DIR" docs/benchmarks.md

@@ -3,7 +3,8 @@
 //! Run by `just bench-embed`, which compares it with sentence-transformers on the same file.
 //!
 //! Environment: `MODEL_DIR` (Hugging Face layout), `SENTENCES` (one per line), `VECTORS_OUT`
-//! (little-endian f32 rows, in input order, for the comparison), `RUNS` (default 3).
+//! (little-endian f32 rows, in input order, for the comparison), `RUNS` (default 3), `AMX`
+//! (`0`: f32 products even where AMX tiles are available; default `1`).
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -28,7 +29,11 @@ fn main() {
         .unwrap();
 
     let started = Instant::now();
-    let embedder = CandleEmbedder::load(&model_dir, EmbedderOptions::default()).unwrap();
+    let options = EmbedderOptions {
+        amx: std::env::var("AMX").map_or(true, |v| v != "0"),
+        ..EmbedderOptions::default()
+    };
+    let embedder = CandleEmbedder::load(&model_dir, options).unwrap();
     let load_secs = started.elapsed().as_secs_f64();
     // Warm-up: one batch.
     runtime
@@ -65,8 +70,9 @@ fn main() {
     let all: Vec<String> = rates.iter().map(|r| format!("{r:.1}")).collect();
     // One JSON line for the script.
     println!(
-        "{{\"sentences\": {}, \"runs\": [{}], \"median_per_s\": {median:.1}, \"load_s\": {load_secs:.2}, \"peak_rss_kib\": {}}}",
+        "{{\"sentences\": {}, \"amx\": {}, \"runs\": [{}], \"median_per_s\": {median:.1}, \"load_s\": {load_secs:.2}, \"peak_rss_kib\": {}}}",
         sentences.len(),
+        embedder.uses_amx(),
         all.join(", "),
         if peak_rss_kib.is_empty() {
             "null".to_owned()
