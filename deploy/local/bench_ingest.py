@@ -76,7 +76,7 @@ def report(directory, doc):
     section = f"""<!-- bench-ingest:start -->
 ## Ingestion throughput (`just bench-ingest`)
 
-{now}; {cpu}, {cores} cores; release build, one in-process worker, local all-MiniLM-L6-v2 space.
+{now}; {cpu}, {cores} cores; release build, one in-process worker, local all-MiniLM-L6-v2 space ({'linear layers on AMX tiles' if raw.get('amx') else 'f32 products'}).
 {ingest['documents']} documents of {WORDS_PER_DOCUMENT:,} words uploaded over HTTP, chunked to at most 254 word pieces
 with 32 of overlap: {ingest['chunks']} chunks. End to end is from the first job's creation to the last job's end
 (chunking, embedding, storing, heartbeats). The raw embedder is the same model through the `Embedder` port on
