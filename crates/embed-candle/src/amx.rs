@@ -17,12 +17,22 @@
 //! Each step of the kernel loads two activation tiles and two weight tiles and accumulates four
 //! 16 × 16 blocks of the output (all eight tile registers).
 //!
+//! Where this differs from f32: the tile unit treats denormal inputs as zero and flushes
+//! denormal results (below about 1e-38) to zero, so a value under about 2^-117 keeps only its
+//! head's 8 bits; NaNs come through as NaNs, infinities may come out NaN. None of these occur in
+//! a BERT encoder's activations, which layer normalisation keeps near unit scale.
+//!
 //! This module holds the crate's only `unsafe` code: the tile instructions (inline assembly:
 //! Rust has no stable intrinsics for them) and the system call that grants the process the
 //! tile state, which Linux hands out only on request. [`Amx::detect`] answers `None` on any
-//! other CPU, kernel or target, and the encoder then keeps its f32 products.
+//! other CPU, kernel or target, and the encoder then keeps its f32 products. The grant is for
+//! the whole process, and the kernel then insists that every signal stack holds the tile state:
+//! Rust's threads size theirs from `AT_MINSIGSTKSZ` and are fine, but C code that sets up a
+//! stack of the legacy `SIGSTKSZ` (8 KiB) would see `sigaltstack` fail, and one already set up
+//! makes the grant fail (AMX then stays off for the process). `exec` drops the grant.
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
 use std::sync::OnceLock;
 
 use crate::kernels::{Kernel, vectorised};
@@ -50,22 +60,48 @@ impl Tile {
     }
 }
 
-/// The bf16 nearest to `x` (ties to even), as its bit pattern. `x` is finite.
+/// The high half of `bits`.
+#[inline(always)]
+fn high(bits: u32) -> u16 {
+    #[allow(clippy::cast_possible_truncation)] // by construction
+    let half = (bits >> 16) as u16;
+    half
+}
+
+/// The bf16 nearest to `x` (ties to even), as its bit pattern; for finite `x` only (the carry of
+/// a NaN's mantissa would reach its sign).
 #[inline(always)]
 fn bf16(x: f32) -> u16 {
     let bits = x.to_bits();
-    let rounded = bits.wrapping_add(0x7FFF + ((bits >> 16) & 1));
-    #[allow(clippy::cast_possible_truncation)] // the high half, by construction
-    let high = (rounded >> 16) as u16;
-    high
+    high(bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)))
 }
 
-/// `x` as a bf16 head and tail: `x ≈ f32(hi) + f32(lo)` to within 2^-17 of `x`.
+/// `x` as a bf16 head and tail: `x ≈ f32(hi) + f32(lo)` to within 2^-17 of `x`. A NaN or an
+/// infinity is its own head, with a zero tail, so that it reaches the product as it would in f32
+/// (an infinity may come out NaN: `inf · 0` where a weight's tail is zero).
 #[inline(always)]
 fn split(x: f32) -> (u16, u16) {
-    let hi = bf16(x);
+    let finite = x.is_finite();
+    let rounded = bf16(x);
+    // Above bf16's largest finite value, rounding carries into infinity; the largest finite
+    // head of that sign keeps the tail finite and the sum exact.
+    let rounded = if rounded & 0x7FFF == 0x7F80 {
+        rounded - 1
+    } else {
+        rounded
+    };
+    let quiet = if x.is_nan() { 0x0040 } else { 0 };
+    let hi = if finite {
+        rounded
+    } else {
+        high(x.to_bits()) | quiet
+    };
     // Exact: `hi` is `x` rounded to 8 bits, so the difference fits in f32's 24.
-    let rest = x - f32::from_bits(u32::from(hi) << 16);
+    let rest = if finite {
+        x - f32::from_bits(u32::from(hi) << 16)
+    } else {
+        0.0
+    };
     (hi, bf16(rest))
 }
 
@@ -260,12 +296,13 @@ impl Amx {
     /// answer is dropped.
     fn begin(self) -> Tiles {
         imp::configure(self.0);
-        Tiles(self.0)
+        Tiles(self.0, PhantomData)
     }
 }
 
 /// This thread's tiles, configured for [`kernel`](imp::block): 8 tiles of 16 rows of 64 bytes.
-struct Tiles(Granted);
+/// Not `Send`: the configuration belongs to the thread that loaded it.
+struct Tiles(Granted, PhantomData<*const ()>);
 
 impl Drop for Tiles {
     fn drop(&mut self) {
@@ -394,13 +431,14 @@ mod imp {
         assert!(stride >= BLOCK && c.len() >= (BLOCK - 1) * stride + BLOCK);
         let (a0, a1) = a.split_at(steps);
         let (b0, b1) = b.split_at(steps);
-        let c0 = c.as_mut_ptr();
-        let c16 = c[TILE_ROWS * stride..].as_mut_ptr();
+        let (top, bottom) = c.split_at_mut(TILE_ROWS * stride);
+        let (c0, c16) = (top.as_mut_ptr(), bottom.as_mut_ptr());
         // SAFETY: the tiles are configured as 16 rows of 64 bytes (`Tiles`, which the caller
         // holds). Each `tileloadd` reads one 1 KiB tile at steps `0..steps` of `a0`, `a1`, `b0`
         // and `b1` (64 bytes a row, rows 64 bytes apart), all inside those slices. Each
         // `tilestored` writes 16 rows of 16 f32 (64 bytes), `stride · 4` bytes apart, at columns
-        // 0 or 16 of rows 0–15 (`c0`) or 16–31 (`c16`), inside `c` by the assertion above.
+        // 0 or 16 of rows 0–15 (`c0`, inside `top`) or 16–31 (`c16`, inside `bottom`), by the
+        // assertion above.
         // Only the tile registers, which the compiler never uses, and the named registers
         // change.
         unsafe {
@@ -513,6 +551,31 @@ mod tests {
     }
 
     #[test]
+    fn values_that_are_not_ordinary_reach_the_product_as_they_would_in_f32() {
+        let head = |x: f32| f32::from_bits(u32::from(split(x).0) << 16);
+        let tail = |x: f32| f32::from_bits(u32::from(split(x).1) << 16);
+        // A NaN whose mantissa would carry into the sign when rounded stays a NaN.
+        for bits in [0x7FFF_FFFF, 0xFFFF_FFFF, 0x7FC0_0000, 0x7F80_0001] {
+            assert!(head(f32::from_bits(bits)).is_nan(), "{bits:#x}");
+            assert_eq!(tail(f32::from_bits(bits)), 0.0);
+        }
+        assert_eq!(head(f32::INFINITY), f32::INFINITY);
+        assert_eq!(head(f32::NEG_INFINITY), f32::NEG_INFINITY);
+        assert_eq!(tail(f32::INFINITY), 0.0);
+        // Near f32's largest, the head stays finite and the two terms still sum to the value
+        // (in f64: in f32 their sum may round up past the largest).
+        for x in [f32::MAX, -f32::MAX, f32::from_bits(0x7F7F_8000)] {
+            let (hi, lo) = (head(x), tail(x));
+            assert!(hi.is_finite() && lo.is_finite(), "{x}: {hi} + {lo}");
+            let error = (f64::from(hi) + f64::from(lo) - f64::from(x)).abs();
+            assert!(
+                error <= f64::from(x.abs()) * 2f64.powi(-17),
+                "{x}: {hi} + {lo}"
+            );
+        }
+    }
+
+    #[test]
     fn only_layers_with_outputs_in_blocks_of_32_are_packed() {
         assert!(PackedWeights::fits(384, 1536));
         assert!(PackedWeights::fits(5, 32));
@@ -558,6 +621,7 @@ mod tests {
     #[test]
     fn products_run_on_threads_started_after_the_grant() {
         let Some(amx) = Amx::detect() else {
+            eprintln!("no AMX on this machine: nothing to check");
             return;
         };
         let w = values(64 * 32, 3);
