@@ -282,8 +282,8 @@ impl Amx {
                 tiles.product(packed, weights, &mut out, index * chunk, padded);
             }
         });
-        // SAFETY: `product` wrote every element of the first `padded_rows · outputs` of the
-        // spare capacity for each part: rows `0..count.next_multiple_of(32)` in all, at least
+        // SAFETY: for each part, `Tiles::product` wrote every element of its rows `first..first +
+        // padded` of the spare capacity: rows `0..count.next_multiple_of(32)` in all, at least
         // `count · outputs` elements, all initialised f32.
         #[allow(unsafe_code)]
         unsafe {

@@ -148,7 +148,7 @@ impl CandleEmbedder {
                 source: std::io::ErrorKind::NotFound.into(),
             });
         }
-        // Read, not mmap: mapping a file is `unsafe` in Candle and the workspace forbids it.
+        // Read, not mmap: mapping a file is `unsafe` in Candle, which the workspace denies.
         let tensors =
             candle_core::safetensors::load(&weights_path, &Device::Cpu).map_err(weights_error)?;
         let amx = if options.amx { Amx::detect() } else { None };
@@ -174,9 +174,7 @@ impl CandleEmbedder {
             }),
         })
     }
-}
 
-impl CandleEmbedder {
     /// Whether the linear layers run on AMX tiles ([`EmbedderOptions::amx`] and a CPU and
     /// kernel that offer them).
     #[must_use]
