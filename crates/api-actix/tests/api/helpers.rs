@@ -44,6 +44,14 @@ fn env_settings() -> HashMap<String, String> {
     vars
 }
 
+/// One setting from the environment or `.local/env` (e.g. `AGENTIC_PG_BIN`, where `just services`
+/// installed PostgreSQL).
+pub fn setting(key: &str) -> Option<String> {
+    std::env::var(key)
+        .ok()
+        .or_else(|| env_settings().remove(key))
+}
+
 fn with_database(url: &str, db: &str) -> String {
     let (base, _) = url.rsplit_once('/').expect("database URL has a path");
     format!("{base}/{db}")
@@ -466,6 +474,25 @@ pub async fn json(res: Response, status: StatusCode) -> Value {
 }
 
 impl TestApp {
+    /// `/readyz`, polled until it answers `status` (the server builds missing vector indexes in
+    /// the background as it starts); answers its body.
+    pub async fn readiness(&self, status: StatusCode) -> Value {
+        let mut last = None;
+        for _ in 0..100 {
+            let res = self
+                .request(Method::GET, "/readyz", None)
+                .send()
+                .await
+                .expect("request sent");
+            if res.status() == status {
+                return res.json().await.expect("json");
+            }
+            last = Some(res.status());
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("/readyz stayed {last:?}, expected {status}");
+    }
+
     /// Waits until the job is finished (or fails the test after 60 s); answers it.
     pub async fn wait_for_job(&self, token: &str, job_id: &str) -> Value {
         for _ in 0..600 {

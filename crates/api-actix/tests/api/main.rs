@@ -9,6 +9,8 @@ mod collections;
 mod isolation;
 mod knowledge;
 mod migrations;
+mod pgvector;
 mod platform;
 mod reembed;
+mod resilience;
 mod uploads;
