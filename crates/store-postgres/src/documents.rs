@@ -17,6 +17,7 @@ use sea_orm::{FromQueryResult, Value};
 use uuid::Uuid;
 
 use crate::error::corrupt;
+use crate::spaces::USABLE_INDEXES;
 use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one, limit};
 
 const DOCUMENT_COLUMNS: &str = "tenant_id, id, collection_id, title, content_type, metadata, \
@@ -902,19 +903,44 @@ impl PgTx {
         // runs (and a generic plan never takes the partial index), and PostgreSQL's costs
         // prefer a sort over the index for most sizes. relaxed_order may return neighbours
         // slightly out of order, so the queries sort again; `reset_plan` undoes these settings.
+        // Whether the space's index can serve (it may be missing, or left invalid by a build
+        // that failed or died) is read in the same round trip; the settings apply only if so.
         let candidates = (query.top_k * 10).clamp(100, 1000);
-        execute(
+        let index = crate::space_index_name(&query.space_id);
+        #[derive(FromQueryResult)]
+        struct Usable {
+            usable: bool,
+        }
+        let usable = fetch_one::<Usable>(
             &self.tx,
             &format!(
-                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),
-                        set_config('hnsw.ef_search', '{candidates}', true),
-                        set_config('plan_cache_mode', 'force_custom_plan', true),
-                        set_config('enable_sort', 'off', true)"
+                "WITH x AS (SELECT EXISTS (SELECT 1 FROM ({USABLE_INDEXES}) i
+                                           WHERE i.relname = $1 AND i.usable) AS usable)
+                 SELECT usable,
+                        CASE WHEN usable THEN
+                            set_config('hnsw.iterative_scan', 'relaxed_order', true)
+                            || set_config('hnsw.ef_search', '{candidates}', true)
+                            || set_config('plan_cache_mode', 'force_custom_plan', true)
+                            || set_config('enable_sort', 'off', true)
+                        END AS settings
+                 FROM x"
             ),
-            vec![],
+            vec![index.as_str().into()],
         )
-        .await?;
-        Ok(VectorPlan::Hnsw)
+        .await?
+        .is_some_and(|r| r.usable);
+        if usable {
+            return Ok(VectorPlan::Hnsw);
+        }
+        // A visible degradation: the answer is exact but costs a scan of the whole generation;
+        // `/readyz` reports the space as not ready until the index is built again.
+        tracing::warn!(
+            space = %query.space_id,
+            %index,
+            chunks = query.chunk_count,
+            "vector index missing or not valid: this search compares every chunk instead"
+        );
+        Ok(VectorPlan::Exact)
     }
 
     /// Gives the rest of the transaction (another collection's search) the default planner.

@@ -221,19 +221,24 @@ impl JobQueue for PgPlatformStore {
         lease: std::time::Duration,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<ClaimedJob>> {
-        // A job whose workers kept dying (a document that crashes or stalls them) is not taken
-        // over forever: past its attempts it fails, and so does its document (a re-embedding
-        // drops the generation it was building). One asked to be cancelled ends as cancelled.
+        // A job whose workers kept dying (a document that crashes or stalls them, a database
+        // whose backend crashes in the job's final transaction) is not taken over forever: past
+        // its attempts it fails, and so does its document (a re-embedding drops the generation
+        // it was building). Its error says so, with the last error a worker could record. One
+        // asked to be cancelled ends as cancelled.
         execute(
             &self.db,
             "WITH dead AS (
                  UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END,
                                  locked_by = NULL, locked_until = NULL, updated_at = $1,
                                  error = CASE WHEN cancel_requested THEN NULL
-                                              ELSE 'abandoned by its workers ' || attempts || ' times' END
+                                              ELSE 'abandoned by its workers ' || attempts || ' times: no attempt '
+                                                   || 'recorded an outcome before its lease ran out (the worker, or its '
+                                                   || 'database session, died: a database crash, say)'
+                                                   || coalesce('; last recorded error: ' || error, '') END
                  WHERE state = 'running' AND locked_until < $1
                    AND (attempts >= max_attempts OR cancel_requested)
-                 RETURNING tenant_id, id, document_id, generation_id, cancel_requested
+                 RETURNING tenant_id, id, document_id, generation_id, cancel_requested, error
              ), unbuilt AS (
                  DELETE FROM generations g USING dead
                  WHERE g.tenant_id = dead.tenant_id AND g.id = dead.generation_id
@@ -242,7 +247,7 @@ impl JobQueue for PgPlatformStore {
              UPDATE documents d
              SET status = 'failed',
                  error = CASE WHEN dead.cancel_requested THEN 'ingestion cancelled'
-                              ELSE 'ingestion was abandoned too often' END,
+                              ELSE 'ingestion ' || dead.error END,
                  updated_at = $1
              FROM dead WHERE d.tenant_id = dead.tenant_id AND d.id = dead.document_id
                -- A newer ingestion (the text was replaced) decides the document's status.

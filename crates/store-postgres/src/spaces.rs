@@ -15,6 +15,16 @@ use crate::tenant_tx::fetch_all;
 /// The owner role, whose rights index creation borrows.
 const OWNER_ROLE: &str = "agentic_owner";
 
+/// HNSW on `vector` stops at 2,000 dimensions; wider spaces are searched exactly, by design.
+pub(crate) const HNSW_MAX_DIMENSIONS: i32 = 2000;
+
+/// The indexes of the current schema (`relname`, `indexrelid`) with whether each can serve
+/// queries: a concurrent build that failed or was killed leaves one that is not valid.
+pub(crate) const USABLE_INDEXES: &str = "SELECT c.relname, i.indexrelid, i.indisvalid AND i.indisready AS usable
+     FROM pg_index i
+     JOIN pg_class c ON c.oid = i.indexrelid
+     JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()";
+
 /// The index of one space. Space ids are slugs (checked by the table), so they fit a name.
 #[must_use]
 pub fn space_index_name(space_id: &str) -> String {
@@ -55,12 +65,15 @@ pub async fn ensure_space_indexes(platform_url: &str) -> Result<Vec<String>, DbE
     }
     // One connection: the role and memory settings below are per session.
     let conn = crate::connect(platform_url, &single()).await?;
+    // An index that is not valid (a build that failed or died with its backend) is built again.
     let spaces: Vec<Space> = fetch_all(
         &conn,
-        "SELECT s.id, s.dimensions FROM embedding_spaces s
-         WHERE NOT EXISTS (SELECT 1 FROM pg_indexes i
-                           WHERE i.schemaname = current_schema() AND i.indexname = 'chunks_embedding_' || replace(s.id, '-', '_'))
-         ORDER BY s.id",
+        &format!(
+            "SELECT s.id, s.dimensions FROM embedding_spaces s
+             WHERE NOT EXISTS (SELECT 1 FROM ({USABLE_INDEXES}) i
+                               WHERE i.usable AND i.relname = 'chunks_embedding_' || replace(s.id, '-', '_'))
+             ORDER BY s.id"
+        ),
         vec![],
     )
     .await
@@ -77,8 +90,7 @@ pub async fn ensure_space_indexes(platform_url: &str) -> Result<Vec<String>, DbE
             .id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !valid || !(1..=2000).contains(&space.dimensions) {
-            // HNSW on `vector` stops at 2,000 dimensions; such a space is searched exactly.
+        if !valid || !(1..=HNSW_MAX_DIMENSIONS).contains(&space.dimensions) {
             tracing::warn!(space = %space.id, dimensions = space.dimensions, "no HNSW index for this space");
             continue;
         }

@@ -20,6 +20,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::error::map;
+use crate::spaces::{HNSW_MAX_DIMENSIONS, USABLE_INDEXES};
 use crate::rows::{
     AGENT_COLUMNS, API_KEY_COLUMNS, AUDIT_COLUMNS, AgentRow, ApiKeyRow, AuditRow, SpaceRow,
     TENANT_COLUMNS, TenantRow, USER_COLUMNS, UserRow, convert,
@@ -56,6 +57,39 @@ impl Store for PgStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.db.ping().await.map_err(map)
+    }
+
+    async fn vector_index_problems(&self) -> StoreResult<Vec<String>> {
+        #[derive(FromQueryResult)]
+        struct Problem {
+            space_id: String,
+            index_name: String,
+            problem: String,
+        }
+        let rows = fetch_all::<Problem>(
+            &self.db,
+            &format!(
+                "SELECT s.id AS space_id, x.name AS index_name,
+                        CASE WHEN i.indexrelid IS NULL THEN 'is missing'
+                             ELSE 'is not valid (its build failed, crashed or is still running)' END AS problem
+                 FROM embedding_spaces s
+                 CROSS JOIN LATERAL (SELECT 'chunks_embedding_' || replace(s.id, '-', '_') AS name) x
+                 LEFT JOIN ({USABLE_INDEXES}) i ON i.relname = x.name
+                 WHERE s.dimensions <= {HNSW_MAX_DIMENSIONS} AND (i.indexrelid IS NULL OR NOT i.usable)
+                 ORDER BY s.id"
+            ),
+            vec![],
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                format!(
+                    "space {}: vector index {} {}",
+                    r.space_id, r.index_name, r.problem
+                )
+            })
+            .collect())
     }
 
     async fn spaces(&self) -> StoreResult<Vec<EmbeddingSpace>> {

@@ -388,6 +388,10 @@ pub struct HealthDto {
     pub postgres: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
+    /// `ok`, or `unavailable` when a registered space's vector index is missing or not valid
+    /// (searches there still answer, by a much slower exact scan; the log says which space).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector_indexes: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

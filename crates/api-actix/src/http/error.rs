@@ -223,6 +223,10 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // A dependency that is down (a database restarting, say) is usually back in seconds.
+            response.insert_header((header::RETRY_AFTER, "5"));
+        }
         if let Some(allow) = self.allow {
             response.insert_header((header::ALLOW, allow));
         }

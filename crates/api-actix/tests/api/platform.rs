@@ -14,14 +14,10 @@ async fn health_readiness_openapi_and_docs() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let res = app
-        .request(Method::GET, "/readyz", None)
-        .send()
-        .await
-        .unwrap();
-    let body = json(res, StatusCode::OK).await;
+    let body = app.readiness(StatusCode::OK).await;
     assert_eq!(body["postgres"], "ok");
     assert_eq!(body["redis"], "ok");
+    assert_eq!(body["vector_indexes"], "ok");
     let spec = json(
         app.request(Method::GET, "/openapi.json", None)
             .send()

@@ -18,6 +18,10 @@ pub enum StoreError {
     /// A uniqueness rule held by the database (mapped from the constraint's name).
     #[error("conflict: {0:?}")]
     Conflict(Conflict),
+    /// The database could not be reached, or ended the session (a restart, a crashed backend,
+    /// no free connection in time): worth retrying, and not a bug. Says what happened.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     #[error("storage failure")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -26,6 +30,7 @@ impl From<StoreError> for Error {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict(conflict) => Self::Conflict(conflict),
+            err @ StoreError::Unavailable(_) => Self::Unavailable(err.to_string()),
             StoreError::Internal(source) => Self::Internal(source),
         }
     }
@@ -55,6 +60,15 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// [`StoreError::Internal`] on storage failure.
     async fn spaces(&self) -> StoreResult<Vec<EmbeddingSpace>>;
+
+    /// What is wrong with the vector indexes of registered spaces, one line per space whose
+    /// index is missing or not valid (a build that failed, crashed or is still running); empty
+    /// when every space that should have one has it. Searches in such a space still answer, by
+    /// comparing every vector, which is far slower in a large collection.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn vector_index_problems(&self) -> StoreResult<Vec<String>>;
 }
 
 /// A transaction bound to one tenant. Its repositories need no tenant argument and cannot reach

@@ -117,6 +117,10 @@ impl Store for FakeStore {
     async fn spaces(&self) -> StoreResult<Vec<crate::entities::EmbeddingSpace>> {
         Ok(vec![minilm_space()])
     }
+
+    async fn vector_index_problems(&self) -> StoreResult<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// A store with one prepared unit of work, and the flag that tells whether it was committed.
