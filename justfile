@@ -69,6 +69,10 @@ bench-search: services
 bench-embed: models
     deploy/local/bench-embed.sh
 
+# The same, with AVX-512 and AMX off on both sides: the AVX2 path most machines run; writes docs/benchmarks.md.
+bench-embed-avx2: models
+    ISA=avx2 deploy/local/bench-embed.sh
+
 # Chunks/s of ingestion end to end against the raw embedder on the same chunks; writes docs/benchmarks.md.
 bench-ingest: services models
     deploy/local/bench-ingest.sh
