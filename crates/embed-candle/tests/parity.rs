@@ -3,7 +3,7 @@
 //!
 //! Needs the model: `just models` puts it in `<workspace>/.local/models/all-MiniLM-L6-v2`
 //! (`AGENTIC_MINILM_DIR` overrides). The reference vectors are
-//! `<workspace>/../shared/fixtures/minilm-reference.jsonl` (`AGENTIC_FIXTURES_DIR` overrides the
+//! `tests/fixtures/minilm-reference.jsonl` beside this file (`AGENTIC_FIXTURES_DIR` overrides the
 //! folder). Missing either is a failure, never a skip.
 
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ fn model_dir() -> PathBuf {
 fn fixtures_file() -> PathBuf {
     std::env::var_os("AGENTIC_FIXTURES_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/fixtures"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
         .join("minilm-reference.jsonl")
 }
 
