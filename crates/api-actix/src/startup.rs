@@ -284,8 +284,8 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(BodyLimit(limit))
-                // The extractor reads at most this much; `BodyLimit` then answers 413 itself.
-                .app_data(web::PayloadConfig::new(limit.max(documents_limit.0)))
+                // Bodies are read at most this far (the document routes set their own).
+                .app_data(web::PayloadConfig::new(limit))
                 .app_data(web::QueryConfig::default().error_handler(query_error))
                 .app_data(web::PathConfig::default().error_handler(path_error))
                 .wrap(Compress::default())

@@ -118,14 +118,28 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
 
 /// Whether the JSON text holds the escape `\\u0000` (and not a literal backslash before `u0000`).
 fn contains_nul_escape(bytes: &[u8]) -> bool {
-    bytes.windows(6).enumerate().any(|(at, w)| {
-        let backslashes_before = bytes[..at]
-            .iter()
-            .rev()
-            .take_while(|b| **b == b'\\')
-            .count();
-        w == b"\\u0000" && backslashes_before % 2 == 0
-    })
+    scan_nul_escape(bytes).0
+}
+
+/// One pass over the body: each backslash starts an escape that consumes the next byte (and the
+/// four hex digits of a `\\u` escape), so an escaped backslash never starts one. Answers whether a
+/// `\\u0000` was found and the steps taken, which never exceed the number of bytes: the check
+/// costs linear time whatever the body holds (runs of backslashes once made it quadratic).
+fn scan_nul_escape(bytes: &[u8]) -> (bool, usize) {
+    let mut at = 0;
+    let mut steps = 0;
+    while at < bytes.len() {
+        steps += 1;
+        if bytes[at] != b'\\' {
+            at += 1;
+            continue;
+        }
+        if bytes.get(at + 1) == Some(&b'u') && bytes.get(at + 2..at + 6) == Some(b"0000") {
+            return (true, steps);
+        }
+        at += 2;
+    }
+    (false, steps)
 }
 
 /// Refuses a query parameter holding U+0000 (which PostgreSQL text cannot hold).
@@ -247,5 +261,40 @@ impl<T: DeserializeOwned + 'static> FromRequest for MaybeBody<T> {
         }
         let body = Body::<T>::from_request(req, payload);
         Box::pin(async move { body.await.map(|b| Self(Some(b.0))) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{contains_nul_escape, scan_nul_escape};
+
+    #[test]
+    fn nul_escapes_are_found_and_escaped_backslashes_are_not() {
+        assert!(contains_nul_escape(br#"{"a":"x\u0000"}"#));
+        assert!(contains_nul_escape(br#"{"a":"\\\u0000"}"#));
+        assert!(!contains_nul_escape(br#"{"a":"\\u0000"}"#));
+        assert!(!contains_nul_escape(br#"{"a":"\\\\u0000"}"#));
+        assert!(!contains_nul_escape(br#"{"a":"\u0001"}"#));
+        assert!(!contains_nul_escape(b"\\"));
+    }
+
+    #[test]
+    fn the_check_takes_at_most_one_step_per_byte_whatever_the_body() {
+        for fill in [b'\\', b'a', b'u', b'0'] {
+            let mut previous = 0;
+            for size in [64 * 1024, 128 * 1024, 256 * 1024, 512 * 1024] {
+                let body = vec![fill; size];
+                let (found, steps) = scan_nul_escape(&body);
+                assert!(!found);
+                assert!(steps <= size, "{steps} steps for {size} bytes of {fill}");
+                if previous > 0 {
+                    assert!(
+                        steps <= 2 * previous,
+                        "doubling the body at most doubles the work"
+                    );
+                }
+                previous = steps;
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use tracing::Instrument;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -37,10 +38,13 @@ pub async fn middleware(
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
     let header = HeaderValue::from_str(&id).ok();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
-    let mut response = {
-        let _entered = span.enter();
-        REQUEST_ID.scope(id, next.call(req)).await
-    }?;
+    // The span is attached to the future, so it is entered only while the request is polled:
+    // a guard held across `.await` would stay entered on the worker thread whenever the request
+    // yields or is dropped (a client that disconnects), and later requests would nest in it.
+    let mut response = REQUEST_ID
+        .scope(id, next.call(req))
+        .instrument(span)
+        .await?;
     if let Some(value) = header {
         response.headers_mut().insert(HEADER, value);
     }

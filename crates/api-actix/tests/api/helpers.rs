@@ -93,6 +93,8 @@ pub struct Options {
     pub spaces: Vec<(String, String, String, u32)>,
     /// In-process ingestion workers (0: jobs stay queued).
     pub ingest_workers: usize,
+    /// The JSON body limit (`AGENTIC_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
 }
 
 impl Default for Options {
@@ -106,6 +108,7 @@ impl Default for Options {
             openai_base_url: None,
             spaces: Vec::new(),
             ingest_workers: 1,
+            max_body_bytes: 64 * 1024,
         }
     }
 }
@@ -205,7 +208,7 @@ impl TestApp {
                 refresh_ttl_secs: 3600,
                 dev: false,
             },
-            max_body_bytes: 64 * 1024,
+            max_body_bytes: options.max_body_bytes,
             workers: Some(1),
             login_attempts: options.login_attempts,
             argon2_m_kib: Some(64),

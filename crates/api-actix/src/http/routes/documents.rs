@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use domain::services::{SearchRequest, Uploaded};
 use domain::{CollectionId, DocumentId, JobId};
 
@@ -35,9 +35,11 @@ pub async fn upload(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    body: DocumentBody,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let collection: CollectionId = parse_id(&id, "collection")?;
+    let body = read_document(&req, payload).await?;
     let uploaded = state
         .documents
         .upload(&caller.0, collection, body.0)
@@ -66,11 +68,20 @@ pub async fn replace(
     state: web::Data<AppState>,
     caller: Caller,
     id: web::Path<String>,
-    body: DocumentBody,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let id: DocumentId = parse_id(&id, "document")?;
+    let body = read_document(&req, payload).await?;
     let uploaded = state.documents.replace(&caller.0, id, body.0).await?;
     Ok(accepted_or_ok(uploaded))
+}
+
+/// Reads a document body only now that the caller is authenticated: actix extracts a handler's
+/// arguments side by side, so a body extractor beside `Caller` would buffer up to the document
+/// limit for anyone, before the credentials are even looked at.
+async fn read_document(req: &HttpRequest, payload: web::Payload) -> ApiResult<DocumentBody> {
+    DocumentBody::from_request(req, &mut payload.into_inner()).await
 }
 
 fn accepted_or_ok(uploaded: Uploaded) -> HttpResponse {

@@ -26,8 +26,11 @@ fn resource(path: &str, allow: &'static str) -> Resource {
 }
 
 /// Registers `/healthz`, `/readyz` and every `/v1` route. Document uploads may carry bodies up to
-/// `documents_limit`; every other route keeps the application's body limit.
+/// `documents_limit`, read only once the caller is authenticated; every other route keeps the
+/// application's body limit. Both limits are enforced while the body is read (a chunked body is
+/// cut off as soon as it passes the limit), never after buffering it.
 pub fn configure(cfg: &mut web::ServiceConfig, documents_limit: BodyLimit) {
+    let documents_payload = web::PayloadConfig::new(documents_limit.0);
     cfg.service(resource("/healthz", "GET").route(web::get().to(ops::healthz)))
         .service(resource("/readyz", "GET").route(web::get().to(ops::readyz)))
         .service(
@@ -111,12 +114,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, documents_limit: BodyLimit) {
                 .service(
                     resource("/collections/{id}/documents", "GET, POST")
                         .app_data(documents_limit)
+                        .app_data(documents_payload.clone())
                         .route(web::post().to(documents::upload))
                         .route(web::get().to(documents::list)),
                 )
                 .service(
                     resource("/documents/{id}", "GET, PUT, DELETE")
                         .app_data(documents_limit)
+                        .app_data(documents_payload)
                         .route(web::get().to(documents::get))
                         .route(web::put().to(documents::replace))
                         .route(web::delete().to(documents::delete)),
