@@ -46,13 +46,14 @@ fn unavailable(err: &DbErr) -> Option<String> {
         }
         SqlxError::Database(db) => {
             let code = db.code().unwrap_or_default();
-            (code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03"))
-                .then(|| {
+            (code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")).then(
+                || {
                     format!(
                         "the database server ended the session: {} (SQLSTATE {code})",
                         db.message()
                     )
-                })
+                },
+            )
         }
         _ => None,
     }

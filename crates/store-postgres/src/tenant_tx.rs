@@ -20,11 +20,11 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::error::map;
-use crate::spaces::{HNSW_MAX_DIMENSIONS, USABLE_INDEXES};
 use crate::rows::{
     AGENT_COLUMNS, API_KEY_COLUMNS, AUDIT_COLUMNS, AgentRow, ApiKeyRow, AuditRow, SpaceRow,
     TENANT_COLUMNS, TenantRow, USER_COLUMNS, UserRow, convert,
 };
+use crate::spaces::{HNSW_MAX_DIMENSIONS, USABLE_INDEXES};
 
 /// Opens tenant units of work on a pool of the application role.
 #[derive(Clone, Debug)]

@@ -33,11 +33,8 @@ async fn login_with(app: &TestApp, body: Vec<u8>, gzipped: bool) -> (StatusCode,
     let login = tokio::time::timeout(GENEROUS * 4, request.body(body).send());
     let health = async {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let res = tokio::time::timeout(
-            GENEROUS,
-            app.request(Method::GET, "/healthz", None).send(),
-        )
-        .await;
+        let res =
+            tokio::time::timeout(GENEROUS, app.request(Method::GET, "/healthz", None).send()).await;
         matches!(res, Ok(Ok(r)) if r.status() == StatusCode::OK)
     };
     let (login, healthy) = tokio::join!(login, health);
@@ -66,7 +63,11 @@ async fn bodies_of_backslashes_are_refused_in_linear_time_while_the_server_answe
     };
     let twenty_mib = vec![b'\\'; 20 * 1024 * 1024];
     for (what, body, gzipped) in [
-        ("1 MiB of \\ in a JSON string", just_under_limit.clone(), false),
+        (
+            "1 MiB of \\ in a JSON string",
+            just_under_limit.clone(),
+            false,
+        ),
         ("the same, gzip", gzip(&just_under_limit), true),
         ("20 MiB of \\", twenty_mib.clone(), false),
         ("20 MiB of \\, gzip", gzip(&twenty_mib), true),
@@ -91,8 +92,12 @@ async fn chunked_without_end(app: &TestApp, head: &str, chunks: usize) -> Option
         )
         .await
         .unwrap();
-    let chunk = [format!("{:x}\r\n", 64 * 1024).into_bytes(), vec![b'a'; 64 * 1024], b"\r\n".to_vec()]
-        .concat();
+    let chunk = [
+        format!("{:x}\r\n", 64 * 1024).into_bytes(),
+        vec![b'a'; 64 * 1024],
+        b"\r\n".to_vec(),
+    ]
+    .concat();
     for _ in 0..chunks {
         // The server may answer and close before every chunk is in.
         if stream.write_all(&chunk).await.is_err() {

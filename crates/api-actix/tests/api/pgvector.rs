@@ -28,7 +28,8 @@ fn avx512_outside_dispatch(disassembly: &str) -> Vec<String> {
         }
         // An instruction: `   12345:\t62 f1 7c 48 10 04 07 \tvmovups (%rdi),%zmm0`.
         let mut fields = line.split('\t');
-        let (Some(address), Some(bytes), Some(text)) = (fields.next(), fields.next(), fields.next())
+        let (Some(address), Some(bytes), Some(text)) =
+            (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
