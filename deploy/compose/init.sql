@@ -64,10 +64,12 @@ ALTER ROLE agentic_search WITH NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREP
     NOINHERIT;
 GRANT agentic_search TO agentic_owner WITH INHERIT FALSE, SET TRUE;
 
--- The platform role builds each embedding space's vector index (CREATE INDEX needs the table's
--- owner). It may SET ROLE agentic_owner for that, explicitly, but does not inherit the owner's
--- rights otherwise (PostgreSQL 16+).
-GRANT agentic_owner TO agentic_platform WITH INHERIT FALSE, SET TRUE;
+-- No role the server logs in with may become the owner: vector indexes are built by
+-- `agentic migrate up` and `agentic space register` with the owner's own URL. Installations made
+-- before this rule granted agentic_owner to agentic_platform; take it back.
+SELECT 'REVOKE agentic_owner FROM agentic_platform'
+ WHERE pg_has_role('agentic_platform', 'agentic_owner', 'MEMBER')
+\gexec
 
 -- template1 ----------------------------------------------------------------------------------
 -- Every CREATE DATABASE copies template1, so a per-test database made by agentic_owner already

@@ -23,6 +23,7 @@ mod m20261125_000010_chunks;
 mod m20261125_000011_jobs;
 mod m20261126_000012_one_building_generation;
 mod m20261126_000013_search_functions;
+mod m20261206_000014_audit_owner_only;
 
 /// The role the API serves tenant work with (neither owner, superuser nor BYPASSRLS).
 pub const APP_ROLE: &str = "agentic_app";
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000011_jobs::Migration),
             Box::new(m20261126_000012_one_building_generation::Migration),
             Box::new(m20261126_000013_search_functions::Migration),
+            Box::new(m20261206_000014_audit_owner_only::Migration),
         ]
     }
 }

@@ -70,6 +70,22 @@ pub enum Command {
         #[command(subcommand)]
         action: PlatformKeyAction,
     },
+    /// The audit log (owner operations, with DATABASE_OWNER_URL).
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Delete every audit entry of a tenant, for good (no other role may: see docs/security.md).
+    /// Prints how many were removed.
+    Purge {
+        /// The tenant's id.
+        #[arg(long)]
+        tenant: uuid::Uuid,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +207,17 @@ impl Cli {
             Command::User { action } => user(&self.db, action).await,
             Command::PlatformKey { action } => platform_key(&self.db, action).await,
             Command::Space { action } => space(&self.db, action).await,
+            Command::Audit {
+                action: AuditAction::Purge { tenant },
+            } => {
+                let removed = store_postgres::purge_audit_trail(
+                    self.db.owner_url()?,
+                    domain::TenantId::from_uuid(tenant),
+                )
+                .await?;
+                println!("{}", json!({"tenant": tenant, "removed": removed}));
+                Ok(())
+            }
         }
     }
 }
@@ -199,7 +226,15 @@ async fn migrate(db: &DatabaseSettings, action: MigrateAction) -> anyhow::Result
     let conn =
         store_postgres::connect(db.owner_url()?, &store_postgres::PoolOptions::default()).await?;
     match action {
-        MigrateAction::Up => Migrator::up(&conn, None).await?,
+        MigrateAction::Up => {
+            Migrator::up(&conn, None).await?;
+            // Indexes need the owner's rights, which only this command and `space register`
+            // hold; a running server uses a new index as soon as it is valid.
+            let built = store_postgres::ensure_space_indexes(db.owner_url()?).await?;
+            if !built.is_empty() {
+                eprintln!("built vector indexes: {}", built.join(", "));
+            }
+        }
         MigrateAction::Down { steps, all } => {
             Migrator::down(&conn, if all { None } else { Some(steps) }).await?;
         }
@@ -314,7 +349,7 @@ async fn space(db: &DatabaseSettings, action: SpaceAction) -> anyhow::Result<()>
         dimensions,
         normalized,
     };
-    store_postgres::register_space(db.platform_url()?, &space).await?;
+    store_postgres::register_space(db.owner_url()?, &space).await?;
     println!(
         "{}",
         serde_json::to_string_pretty(

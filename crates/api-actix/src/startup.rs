@@ -177,17 +177,11 @@ pub async fn run_worker(worker: IngestWorker, poll: std::time::Duration) {
 pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow::Result<AppState> {
     let stores = Stores::connect(db).await?;
     let spaces = stores.store.spaces().await?;
-    // Vector indexes of spaces registered since the last start, built without blocking writers.
-    let platform_url = db.platform_url()?.to_owned();
-    tokio::spawn(async move {
-        match store_postgres::ensure_space_indexes(&platform_url).await {
-            Ok(built) if !built.is_empty() => tracing::info!(?built, "built vector indexes"),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "could not build vector indexes; searches scan instead")
-            }
-        }
-    });
+    // The serving process holds no owner rights, so it builds no index: `agentic migrate up` and
+    // `agentic space register` do, with the owner's URL. Until then `/readyz` says so.
+    for problem in stores.store.vector_index_problems().await? {
+        tracing::warn!(%problem, "searches there scan every chunk until `agentic migrate up` builds it");
+    }
     let embedders = load_embedders(serve, &spaces);
     for n in 0..serve.ingest_workers {
         let worker = ingest_worker(&stores, embedders.clone(), &format!("serve{n}"));

@@ -264,7 +264,7 @@ async fn bench(urls: &Urls, specs: &[Spec]) -> Result<(Vec<DatasetResult>, (Stri
                 dimensions: u32::try_from(spec.dims)?,
                 normalized: true,
             };
-            store_postgres::register_space(&urls.platform, &space).await?;
+            store_postgres::register_space(&urls.owner, &space).await?;
             owner
                 .execute_unprepared(&format!("DROP INDEX IF EXISTS {index}"))
                 .await?;
@@ -277,7 +277,7 @@ async fn bench(urls: &Urls, specs: &[Spec]) -> Result<(Vec<DatasetResult>, (Stri
         owner.execute_unprepared("VACUUM ANALYZE chunks").await?;
 
         let started = Instant::now();
-        let built = store_postgres::ensure_space_indexes(&urls.platform).await?;
+        let built = store_postgres::ensure_space_indexes(&urls.owner).await?;
         let build_secs = started.elapsed().as_secs_f64();
         if !built.contains(&index) {
             return Err(format!("expected {index} to be built, got {built:?}").into());

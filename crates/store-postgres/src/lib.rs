@@ -12,6 +12,7 @@
 mod collections;
 mod documents;
 mod error;
+mod owner;
 mod platform;
 mod rows;
 mod spaces;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 pub use documents::exact_search_max_chunks;
+pub use owner::purge_audit_trail;
 pub use platform::PgPlatformStore;
 pub use spaces::{ensure_space_indexes, register_space, space_index_name};
 pub use tenant_tx::PgStore;

@@ -149,6 +149,10 @@ impl TestApp {
                 .expect("space registered");
         }
         owner.close().await.ok();
+        // As `agentic migrate up` does: the server itself builds no index (it holds no owner rights).
+        store_postgres::ensure_space_indexes(&owner_url)
+            .await
+            .expect("vector indexes built by the owner");
         let app = Self {
             address: String::new(),
             client: reqwest::Client::new(),
@@ -193,8 +197,18 @@ impl TestApp {
         }
     }
 
-    async fn start(mut self, options: Options) -> Self {
-        let serve = ServeSettings {
+    /// The server settings of this test's app (its Redis namespace and JWT secret), with
+    /// default options and no ingestion workers.
+    pub fn serve_settings(&self) -> ServeSettings {
+        self.serve_settings_for(Options {
+            jwt_secret: self.jwt_secret.clone(),
+            ingest_workers: 0,
+            ..Default::default()
+        })
+    }
+
+    fn serve_settings_for(&self, options: Options) -> ServeSettings {
+        ServeSettings {
             bind: "127.0.0.1:0".into(),
             redis_url: self.redis_url.clone(),
             redis_key_prefix: self.redis_prefix.clone(),
@@ -218,7 +232,11 @@ impl TestApp {
             max_document_bytes: 512 * 1024,
             ingest_workers: options.ingest_workers,
             worker_poll_ms: 50,
-        };
+        }
+    }
+
+    async fn start(mut self, options: Options) -> Self {
+        let serve = self.serve_settings_for(options);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a random port");
         let db = self.db_settings();
         let application = Application::build(&db, &serve, listener)

@@ -14,4 +14,5 @@ mod pgvector;
 mod platform;
 mod reembed;
 mod resilience;
+mod roles;
 mod uploads;

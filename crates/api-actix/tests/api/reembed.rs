@@ -377,9 +377,9 @@ async fn a_space_registered_while_the_server_runs_is_usable_at_once() {
     let acme = app.tenant("acme").await;
     let t = &acme.admin_token;
     let (id, _) = ingested_collection(&app, t).await;
-    // Registered the way `agentic space register` does it, after the server started.
+    // Registered the way `agentic space register` does it (as the owner), after the server started.
     store_postgres::register_space(
-        &app.platform_url,
+        &app.owner_url,
         &domain::entities::EmbeddingSpace {
             id: "late-space".into(),
             provider: "openai".into(),

@@ -257,8 +257,8 @@ async fn a_missing_vector_index_makes_the_server_not_ready_and_search_scans_inst
     .await;
     assert_eq!(found["results"][0]["document_title"], "Rockets", "{found}");
 
-    // Built again (as `agentic space register` or a restart does), the server is ready.
-    store_postgres::ensure_space_indexes(&app.platform_url)
+    // Built again (as `agentic migrate up` or `agentic space register` does), the server is ready.
+    store_postgres::ensure_space_indexes(&app.owner_url)
         .await
         .unwrap();
     let ready = app.readiness(StatusCode::OK).await;
