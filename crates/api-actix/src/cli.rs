@@ -195,7 +195,7 @@ impl Cli {
                 let embedders = load_embedders(&settings, &spaces);
                 tracing::info!("ingestion worker started");
                 run_worker(
-                    ingest_worker(&stores, embedders, "worker"),
+                    ingest_worker(&stores, embedders, &settings, "worker"),
                     std::time::Duration::from_millis(settings.worker_poll_ms),
                 )
                 .await;

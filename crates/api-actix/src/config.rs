@@ -112,6 +112,9 @@ pub struct ServeSettings {
     /// How long an idle ingestion worker waits before looking for work again, in milliseconds.
     #[arg(long, env = "AGENTIC_WORKER_POLL_MS", default_value_t = 500)]
     pub worker_poll_ms: u64,
+    /// Jobs of one tenant running at once across all workers (tenants take turns for the rest).
+    #[arg(long, env = "AGENTIC_TENANT_MAX_RUNNING_JOBS", default_value_t = 2)]
+    pub tenant_max_running_jobs: u32,
     /// Argon2id memory cost in KiB; unset means the OWASP default (19 MiB, 2 passes). Only the
     /// test suite lowers it.
     #[arg(long, env = "AGENTIC_ARGON2_M_KIB", hide = true)]

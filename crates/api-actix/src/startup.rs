@@ -143,7 +143,12 @@ pub fn load_embedders(serve: &ServeSettings, spaces: &[EmbeddingSpace]) -> Embed
 }
 
 /// An ingestion worker on the given stores.
-pub fn ingest_worker(stores: &Stores, embedders: Embedders, name: &str) -> IngestWorker {
+pub fn ingest_worker(
+    stores: &Stores,
+    embedders: Embedders,
+    serve: &ServeSettings,
+    name: &str,
+) -> IngestWorker {
     IngestWorker::new(
         stores.store.clone(),
         stores.queue.clone(),
@@ -155,7 +160,10 @@ pub fn ingest_worker(stores: &Stores, embedders: Embedders, name: &str) -> Inges
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         ),
-        IngestPolicy::default(),
+        IngestPolicy {
+            max_running_per_tenant: serve.tenant_max_running_jobs,
+            ..IngestPolicy::default()
+        },
     )
 }
 
@@ -184,7 +192,7 @@ pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow
     }
     let embedders = load_embedders(serve, &spaces);
     for n in 0..serve.ingest_workers {
-        let worker = ingest_worker(&stores, embedders.clone(), &format!("serve{n}"));
+        let worker = ingest_worker(&stores, embedders.clone(), serve, &format!("serve{n}"));
         tokio::spawn(run_worker(
             worker,
             std::time::Duration::from_millis(serve.worker_poll_ms),

@@ -219,6 +219,7 @@ impl JobQueue for PgPlatformStore {
         &self,
         worker: &str,
         lease: std::time::Duration,
+        max_running_per_tenant: u32,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<ClaimedJob>> {
         // A job whose workers kept dying (a document that crashes or stalls them, a database
@@ -257,25 +258,57 @@ impl JobQueue for PgPlatformStore {
             vec![now.into()],
         )
         .await?;
-        // SKIP LOCKED lets workers claim side by side; the row lock lasts only this statement.
-        // A running job whose lease ran out belonged to a worker that died: it is taken over.
+        // Tenants take turns. `waiting` walks the tenants with queued or running jobs by index
+        // probes (one per tenant, however long a tenant's backlog); each offers its oldest
+        // runnable job, unless it already runs its share; the tenant whose last claim is the
+        // oldest wins and its turn is recorded in the same statement. SKIP LOCKED lets workers
+        // claim side by side; the row locks last only this statement.
         let row = fetch_one::<ClaimRow>(
             &self.db,
-            "UPDATE jobs SET state = 'running', locked_by = $1,
-                             locked_until = $2 + make_interval(secs => $3::double precision / 1000),
-                             attempts = attempts + 1, updated_at = $2
-             WHERE (tenant_id, id) = (
-                 SELECT tenant_id, id FROM jobs
-                 WHERE (state = 'queued' AND run_at <= $2) OR (state = 'running' AND locked_until < $2)
-                 ORDER BY run_at
+            "WITH RECURSIVE waiting (tenant_id) AS (
+                 (SELECT tenant_id FROM jobs WHERE state IN ('queued', 'running')
+                  ORDER BY tenant_id LIMIT 1)
+                 UNION ALL
+                 SELECT (SELECT j.tenant_id FROM jobs j
+                         WHERE j.state IN ('queued', 'running') AND j.tenant_id > w.tenant_id
+                         ORDER BY j.tenant_id LIMIT 1)
+                 FROM waiting w WHERE w.tenant_id IS NOT NULL
+             ), pick AS (
+                 SELECT next.tenant_id, next.id
+                 FROM waiting w
+                 LEFT JOIN tenant_job_turns turn ON turn.tenant_id = w.tenant_id
+                 CROSS JOIN LATERAL (
+                     SELECT j.tenant_id, j.id FROM jobs j
+                     WHERE j.tenant_id = w.tenant_id
+                       AND ((j.state = 'queued' AND j.run_at <= $2)
+                            OR (j.state = 'running' AND j.locked_until < $2))
+                     ORDER BY j.run_at
+                     LIMIT 1
+                     FOR UPDATE SKIP LOCKED
+                 ) next
+                 WHERE (SELECT count(*) FROM jobs r
+                        WHERE r.tenant_id = w.tenant_id AND r.state = 'running'
+                          AND r.locked_until >= $2) < $4
+                 ORDER BY turn.last_claimed_at NULLS FIRST, w.tenant_id
                  LIMIT 1
-                 FOR UPDATE SKIP LOCKED
+             ), claimed AS (
+                 UPDATE jobs SET state = 'running', locked_by = $1,
+                                 locked_until = $2 + make_interval(secs => $3::double precision / 1000),
+                                 attempts = attempts + 1, updated_at = $2
+                 FROM pick WHERE jobs.tenant_id = pick.tenant_id AND jobs.id = pick.id
+                 RETURNING jobs.tenant_id, jobs.id, jobs.kind, jobs.collection_id, jobs.document_id,
+                           jobs.generation_id, jobs.attempts, jobs.max_attempts
+             ), turn AS (
+                 INSERT INTO tenant_job_turns (tenant_id, last_claimed_at)
+                 SELECT tenant_id, $2 FROM claimed
+                 ON CONFLICT (tenant_id) DO UPDATE SET last_claimed_at = EXCLUDED.last_claimed_at
              )
-             RETURNING tenant_id, id, kind, collection_id, document_id, generation_id, attempts, max_attempts",
+             SELECT * FROM claimed",
             vec![
                 worker.into(),
                 now.into(),
                 i64::try_from(lease.as_millis()).unwrap_or(i64::MAX).into(),
+                i64::from(max_running_per_tenant.max(1)).into(),
             ],
         )
         .await?;

@@ -232,6 +232,7 @@ impl TestApp {
             max_document_bytes: 512 * 1024,
             ingest_workers: options.ingest_workers,
             worker_poll_ms: 50,
+            tenant_max_running_jobs: 2,
         }
     }
 

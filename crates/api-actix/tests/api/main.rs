@@ -6,6 +6,7 @@ mod helpers;
 mod agents;
 mod auth;
 mod collections;
+mod fairness;
 mod hostile;
 mod isolation;
 mod knowledge;

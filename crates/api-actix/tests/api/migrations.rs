@@ -34,6 +34,7 @@ async fn up_down_to_zero_and_up_again() {
         "generations",
         "jobs",
         "platform_keys",
+        "tenant_job_turns",
         "tenants",
         "users",
     ];
@@ -90,6 +91,7 @@ async fn every_tenant_table_forces_row_level_security() {
             "documents",
             "generations",
             "jobs",
+            "tenant_job_turns",
             "users"
         ]
     );

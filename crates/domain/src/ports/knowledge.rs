@@ -348,8 +348,10 @@ pub struct ClaimedJob {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait JobQueue: Send + Sync {
-    /// Takes the oldest runnable job — queued and due, or running with an expired lease (its
-    /// worker died) — and leases it to `worker` until `now + lease`.
+    /// Takes a runnable job — queued and due, or running with an expired lease (its worker
+    /// died) — and leases it to `worker` until `now + lease`. Tenants take turns: the job is the
+    /// oldest of the tenant whose last claim is the oldest, among tenants with fewer than
+    /// `max_running_per_tenant` jobs running, so no tenant's backlog delays another's work.
     ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
@@ -357,6 +359,7 @@ pub trait JobQueue: Send + Sync {
         &self,
         worker: &str,
         lease: Duration,
+        max_running_per_tenant: u32,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<ClaimedJob>>;
 }

@@ -28,6 +28,9 @@ pub struct IngestPolicy {
     pub lease: Duration,
     /// Longest wait before a failed attempt is retried.
     pub max_backoff: Duration,
+    /// Jobs of one tenant running at once, across every worker: the rest of the workers stay
+    /// free for other tenants.
+    pub max_running_per_tenant: u32,
 }
 
 impl Default for IngestPolicy {
@@ -38,6 +41,7 @@ impl Default for IngestPolicy {
             batch_size: 32,
             lease: Duration::from_secs(60),
             max_backoff: Duration::from_secs(300),
+            max_running_per_tenant: 2,
         }
     }
 }
@@ -91,7 +95,12 @@ impl IngestWorker {
     pub async fn run_once(&self) -> Result<bool, Error> {
         let Some(job) = self
             .queue
-            .claim(&self.worker_id, self.policy.lease, self.clock.now())
+            .claim(
+                &self.worker_id,
+                self.policy.lease,
+                self.policy.max_running_per_tenant,
+                self.clock.now(),
+            )
             .await?
         else {
             return Ok(false);
