@@ -25,6 +25,7 @@ mod m20261126_000012_one_building_generation;
 mod m20261126_000013_search_functions;
 mod m20261206_000014_audit_owner_only;
 mod m20261206_000015_fair_job_claims;
+mod m20261206_000016_user_sessions_valid_after;
 
 /// The role the API serves tenant work with (neither owner, superuser nor BYPASSRLS).
 pub const APP_ROLE: &str = "agentic_app";
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000013_search_functions::Migration),
             Box::new(m20261206_000014_audit_owner_only::Migration),
             Box::new(m20261206_000015_fair_job_claims::Migration),
+            Box::new(m20261206_000016_user_sessions_valid_after::Migration),
         ]
     }
 }

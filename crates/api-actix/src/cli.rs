@@ -4,8 +4,9 @@ use std::net::TcpListener;
 
 use clap::{Parser, Subcommand};
 use domain::Actor;
+use domain::entities::TenantStatus;
 use domain::ports::SystemClock;
-use domain::services::{TenantService, UserDraft, UserService};
+use domain::services::{TenantPorts, TenantService, UserDraft, UserService};
 use domain::values::Slug;
 use migration::{Migrator, MigratorTrait};
 use serde_json::json;
@@ -116,6 +117,21 @@ pub enum TenantAction {
         /// Generated when omitted.
         #[arg(long, env = "AGENTIC_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
+    },
+    /// Every tenant, newest first, as JSON lines.
+    List,
+    /// Suspend a tenant: its users' tokens and its API keys are refused at once (403
+    /// `tenant_suspended`) until it is resumed. Needs REDIS_URL (and REDIS_KEY_PREFIX) of the servers.
+    Suspend {
+        /// The tenant's id.
+        #[arg(long)]
+        id: uuid::Uuid,
+    },
+    /// Let a suspended tenant in again.
+    Resume {
+        /// The tenant's id.
+        #[arg(long)]
+        id: uuid::Uuid,
     },
 }
 
@@ -247,24 +263,63 @@ async fn migrate(db: &DatabaseSettings, action: MigrateAction) -> anyhow::Result
     Ok(())
 }
 
+/// The servers' Redis, where changes to users and tenants are announced (the same variables as
+/// `agentic serve`; connected lazily, so commands that announce nothing never touch it).
+fn sessions() -> anyhow::Result<cache_redis::RedisCache> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = std::env::var("REDIS_KEY_PREFIX").unwrap_or_else(|_| "agentic:".into());
+    Ok(cache_redis::RedisCache::connect(&url, prefix)?)
+}
+
 fn tenant_service(stores: &Stores) -> anyhow::Result<TenantService> {
-    Ok(TenantService::new(
-        stores.store.clone(),
-        stores.platform.clone(),
-        password_hasher(None)?,
-        Arc::new(auth_crypto::RandomSecrets),
-        Arc::new(SystemClock),
-    ))
+    Ok(TenantService::new(TenantPorts {
+        store: stores.store.clone(),
+        platform: stores.platform.clone(),
+        hasher: password_hasher(None)?,
+        secrets: Arc::new(auth_crypto::RandomSecrets),
+        sessions: Arc::new(sessions()?),
+        clock: Arc::new(SystemClock),
+    }))
 }
 
 async fn tenant(db: &DatabaseSettings, action: TenantAction) -> anyhow::Result<()> {
-    let TenantAction::Create {
-        name,
-        slug,
-        admin_email,
-        admin_password,
-    } = action;
     let stores = Stores::connect(db).await?;
+    let (name, slug, admin_email, admin_password) = match action {
+        TenantAction::Create {
+            name,
+            slug,
+            admin_email,
+            admin_password,
+        } => (name, slug, admin_email, admin_password),
+        TenantAction::List => {
+            let mut page = domain::page::PageRequest::default();
+            loop {
+                let found = stores.platform.list_tenants(page).await?;
+                for tenant in found.items {
+                    println!("{}", serde_json::to_string(&TenantDto::from(tenant))?);
+                }
+                let Some(next) = found.next else { break };
+                page = domain::page::PageRequest::new(None, Some(next))
+                    .map_err(|m| anyhow::anyhow!(m))?;
+            }
+            return Ok(());
+        }
+        TenantAction::Suspend { id } | TenantAction::Resume { id } => {
+            let status = if matches!(action, TenantAction::Suspend { .. }) {
+                TenantStatus::Suspended
+            } else {
+                TenantStatus::Active
+            };
+            let tenant = tenant_service(&stores)?
+                .set_status(Actor::System, domain::TenantId::from_uuid(id), status)
+                .await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&TenantDto::from(tenant))?
+            );
+            return Ok(());
+        }
+    };
     let made = tenant_service(&stores)?
         .provision(
             Actor::System,
@@ -300,12 +355,10 @@ async fn user(db: &DatabaseSettings, action: UserAction) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no tenant with slug {slug}"))?;
     // Creating a user changes no cached view of an existing one, so this Redis connection (opened
     // lazily) is never used; the service needs one all the same.
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let sessions = cache_redis::RedisCache::connect(&redis_url, "agentic:")?;
     let users = UserService::new(
         stores.store.clone(),
         password_hasher(None)?,
-        Arc::new(sessions),
+        Arc::new(sessions()?),
         Arc::new(SystemClock),
     );
     let draft = UserDraft {

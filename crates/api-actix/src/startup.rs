@@ -16,7 +16,7 @@ use domain::ports::{
 use domain::services::{
     AgentService, ApiKeyService, AuditService, AuthPolicy, AuthPorts, AuthService,
     CollectionService, DocumentService, Embedders, IngestPolicy, IngestWorker, SearchService,
-    TenantService, UserService,
+    TenantPorts, TenantService, UserService,
 };
 use embed_candle::{CandleEmbedder, EmbedderOptions};
 use llm_openai::{OpenAiEmbedder, OpenAiEmbeddingConfig, SecretString};
@@ -230,13 +230,14 @@ pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow
     );
     Ok(AppState {
         auth,
-        tenants: TenantService::new(
-            stores.store.clone(),
-            stores.platform.clone(),
-            hasher.clone(),
-            secrets.clone(),
-            clock.clone(),
-        ),
+        tenants: TenantService::new(TenantPorts {
+            store: stores.store.clone(),
+            platform: stores.platform.clone(),
+            hasher: hasher.clone(),
+            secrets: secrets.clone(),
+            sessions: Arc::new(cache.clone()),
+            clock: clock.clone(),
+        }),
         users: UserService::new(
             stores.store.clone(),
             hasher,

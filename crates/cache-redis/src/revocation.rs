@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_redis::redis;
-use domain::ids::{TokenFamilyId, TokenId, UserId};
+use domain::ids::{TenantId, TokenFamilyId, TokenId, UserId};
 use domain::ports::{Rotation, SessionCheck, TokenRevocation};
 use domain::services::revocation_ttl;
 
@@ -14,9 +14,9 @@ use crate::error::internal;
 /// `until` a caller passes.
 const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 
-/// A user's generation outlives every cached view of the user by far (servers trust a cached
-/// view for seconds), so letting it expire after a day cannot make a stale view look current.
-const USER_GENERATION_TTL_SECS: u64 = 24 * 3600;
+/// A user's or tenant's generation outlives every cached view of it by far (servers trust a
+/// cached view for seconds), so letting it expire after a day cannot make a stale view current.
+const GENERATION_TTL_SECS: u64 = 24 * 3600;
 
 /// Lua that marks a family revoked (`KEYS[1]`) for at least `ARGV[1]` seconds — an existing mark
 /// that lasts longer is kept, never shortened — and forgets its current token (`KEYS[2]`).
@@ -79,6 +79,27 @@ impl RedisCache {
     fn user_generation_key(&self, user: UserId) -> String {
         self.key("user-gen:", user)
     }
+
+    fn tenant_generation_key(&self, tenant: TenantId) -> String {
+        self.key("tenant-gen:", tenant)
+    }
+
+    /// Bumps a generation counter, which lives a day (far longer than any cached view).
+    async fn bump(&self, key: String) -> Result<(), domain::Error> {
+        let mut conn = self.conn().await?;
+        redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(&key)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(GENERATION_TTL_SECS)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(internal)
+    }
 }
 
 // Scripts go through `EVAL` rather than `redis::Script` (`EVALSHA`): the latter needs redis-rs's
@@ -91,36 +112,35 @@ impl TokenRevocation for RedisCache {
         jti: TokenId,
         family: TokenFamilyId,
         user: UserId,
+        tenant: TenantId,
     ) -> Result<SessionCheck, domain::Error> {
         let mut conn = self.conn().await?;
-        let (jti_mark, family_mark, generation): (Option<String>, Option<String>, Option<u64>) =
-            redis::cmd("MGET")
-                .arg(self.revoked_jti_key(jti))
-                .arg(self.revoked_family_key(family))
-                .arg(self.user_generation_key(user))
-                .query_async(&mut conn)
-                .await
-                .map_err(internal)?;
+        let (jti_mark, family_mark, user_generation, tenant_generation): (
+            Option<String>,
+            Option<String>,
+            Option<u64>,
+            Option<u64>,
+        ) = redis::cmd("MGET")
+            .arg(self.revoked_jti_key(jti))
+            .arg(self.revoked_family_key(family))
+            .arg(self.user_generation_key(user))
+            .arg(self.tenant_generation_key(tenant))
+            .query_async(&mut conn)
+            .await
+            .map_err(internal)?;
         Ok(SessionCheck {
             revoked: jti_mark.is_some() || family_mark.is_some(),
-            user_generation: generation.unwrap_or(0),
+            user_generation: user_generation.unwrap_or(0),
+            tenant_generation: tenant_generation.unwrap_or(0),
         })
     }
 
     async fn user_changed(&self, user: UserId) -> Result<(), domain::Error> {
-        let mut conn = self.conn().await?;
-        redis::pipe()
-            .atomic()
-            .cmd("INCR")
-            .arg(self.user_generation_key(user))
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(self.user_generation_key(user))
-            .arg(USER_GENERATION_TTL_SECS)
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(internal)
+        self.bump(self.user_generation_key(user)).await
+    }
+
+    async fn tenant_changed(&self, tenant: TenantId) -> Result<(), domain::Error> {
+        self.bump(self.tenant_generation_key(tenant)).await
     }
 
     async fn revoke_token(&self, jti: TokenId, until: DateTime<Utc>) -> Result<(), domain::Error> {

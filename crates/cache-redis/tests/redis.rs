@@ -9,7 +9,7 @@ use std::time::Duration;
 use cache_redis::{CacheError, RedisCache};
 use chrono::Utc;
 use deadpool_redis::redis;
-use domain::ids::{TokenFamilyId, TokenId, UserId};
+use domain::ids::{TenantId, TokenFamilyId, TokenId, UserId};
 use domain::ports::{RateLimiter, Rotation, TokenRevocation};
 
 /// Revocation as seen by one session check (whose user does not matter here).
@@ -20,7 +20,7 @@ trait IsRevoked {
 impl IsRevoked for RedisCache {
     async fn is_revoked(&self, jti: TokenId, family: TokenFamilyId) -> Result<bool, domain::Error> {
         Ok(self
-            .check_session(jti, family, UserId::new())
+            .check_session(jti, family, UserId::new(), TenantId::new())
             .await?
             .revoked)
     }
@@ -314,25 +314,64 @@ async fn two_prefixes_do_not_see_each_other() {
 #[tokio::test]
 async fn user_changes_bump_the_generation_seen_by_session_checks() {
     let cache = cache().await;
-    let (jti, family, user) = (TokenId::new(), TokenFamilyId::new(), UserId::new());
-    let before = cache.check_session(jti, family, user).await.unwrap();
+    let (jti, family, user, tenant) = (
+        TokenId::new(),
+        TokenFamilyId::new(),
+        UserId::new(),
+        TenantId::new(),
+    );
+    let before = cache
+        .check_session(jti, family, user, tenant)
+        .await
+        .unwrap();
     assert_eq!(before.user_generation, 0);
     assert!(!before.revoked);
     cache.user_changed(user).await.unwrap();
     cache.user_changed(user).await.unwrap();
     assert_eq!(
         cache
-            .check_session(jti, family, user)
+            .check_session(jti, family, user, tenant)
             .await
             .unwrap()
             .user_generation,
         2
     );
     let other = cache
-        .check_session(jti, family, UserId::new())
+        .check_session(jti, family, UserId::new(), tenant)
         .await
         .unwrap();
     assert_eq!(other.user_generation, 0, "generations are per user");
+}
+
+#[tokio::test]
+async fn tenant_changes_bump_the_generation_seen_by_session_checks() {
+    let cache = cache().await;
+    let (jti, family, user, tenant) = (
+        TokenId::new(),
+        TokenFamilyId::new(),
+        UserId::new(),
+        TenantId::new(),
+    );
+    let before = cache
+        .check_session(jti, family, user, tenant)
+        .await
+        .unwrap();
+    assert_eq!(before.tenant_generation, 0);
+    cache.tenant_changed(tenant).await.unwrap();
+    let after = cache
+        .check_session(jti, family, user, tenant)
+        .await
+        .unwrap();
+    assert_eq!(after.tenant_generation, 1);
+    assert_eq!(
+        after.user_generation, 0,
+        "the user's own generation is apart"
+    );
+    let other = cache
+        .check_session(jti, family, user, TenantId::new())
+        .await
+        .unwrap();
+    assert_eq!(other.tenant_generation, 0, "generations are per tenant");
 }
 
 #[tokio::test]

@@ -85,6 +85,9 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub deleted_by: Option<uuid::Uuid>,
+    /// Tokens issued before this are dead: set when the user was disabled or deleted, so that
+    /// re-enabling or restoring it does not revive the sessions it had.
+    pub sessions_valid_after: Option<DateTime<Utc>>,
 }
 
 impl User {
@@ -121,6 +124,8 @@ pub struct UserChanges {
     pub name: Option<Option<String>>,
     pub role: Option<Role>,
     pub status: Option<UserStatus>,
+    /// Ends every session issued before the change (`User::sessions_valid_after`).
+    pub ends_sessions: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -240,6 +245,8 @@ pub enum AuditAction {
     Restored,
     Purged,
     Revoked,
+    Suspended,
+    Resumed,
 }
 
 impl AuditAction {
@@ -252,6 +259,8 @@ impl AuditAction {
             Self::Restored => "restored",
             Self::Purged => "purged",
             Self::Revoked => "revoked",
+            Self::Suspended => "suspended",
+            Self::Resumed => "resumed",
         }
     }
 }

@@ -141,6 +141,9 @@ pub enum Error {
     /// Authenticated, but the principal may not do this (role, scope, or a disabled account).
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// The caller's tenant is suspended: every credential of it is refused until it is resumed.
+    #[error("the tenant is suspended")]
+    TenantSuspended,
     /// The document or body is larger than the server accepts.
     #[error("the content exceeds the limit of {limit} bytes")]
     TooLarge { limit: usize },

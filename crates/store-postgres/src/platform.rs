@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use domain::entities::AuditEntry;
 use domain::entities::JobKind;
 use domain::entities::{KeyOwner, NewUser, PlatformKey, Tenant, TenantStatus, User};
+use domain::page::{Page, PageRequest};
 use domain::ports::{ClaimedJob, JobQueue, NewTenant, PlatformStore, StoreResult};
 use domain::values::{Name, Slug};
 use domain::{ApiKeyId, CollectionId, DocumentId, GenerationId, JobId, PlatformKeyId, TenantId};
@@ -13,8 +14,8 @@ use sea_orm::{DatabaseConnection, FromQueryResult, TransactionTrait};
 use uuid::Uuid;
 
 use crate::error::{corrupt, map};
-use crate::rows::{TENANT_COLUMNS, TenantRow, USER_COLUMNS, UserRow, parse_scopes};
-use crate::tenant_tx::{INSERT_AUDIT, audit_values, execute, fetch_one};
+use crate::rows::{TENANT_COLUMNS, TenantRow, USER_COLUMNS, UserRow, convert, parse_scopes};
+use crate::tenant_tx::{INSERT_AUDIT, audit_values, execute, fetch_all, fetch_one, limit};
 
 /// Cross-tenant work on a pool of the platform role.
 #[derive(Clone, Debug)]
@@ -123,6 +124,43 @@ impl PlatformStore for PgPlatformStore {
         }
         tx.commit().await.map_err(map)?;
         Ok((created, user))
+    }
+
+    async fn set_tenant_status(
+        &self,
+        id: TenantId,
+        status: TenantStatus,
+        audit: &AuditEntry,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Tenant>> {
+        let tx = self.db.begin().await.map_err(map)?;
+        let sql = format!(
+            "UPDATE tenants SET status = $2, updated_at = $3 WHERE id = $1 RETURNING {TENANT_COLUMNS}"
+        );
+        let Some(row) = fetch_one::<TenantRow>(
+            &tx,
+            &sql,
+            vec![id.as_uuid().into(), status.as_str().into(), now.into()],
+        )
+        .await?
+        else {
+            return Ok(None);
+        };
+        execute(&tx, INSERT_AUDIT, audit_values(id, audit)).await?;
+        tx.commit().await.map_err(map)?;
+        row.try_into().map(Some)
+    }
+
+    async fn list_tenants(&self, page: PageRequest) -> StoreResult<Page<Tenant>> {
+        let sql = format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE ($1::uuid IS NULL OR id < $1)
+             ORDER BY id DESC LIMIT $2"
+        );
+        let rows =
+            fetch_all::<TenantRow>(&self.db, &sql, vec![page.after.into(), limit(page)]).await?;
+        Ok(Page::from_rows(convert(rows)?, page, |t: &Tenant| {
+            t.id.as_uuid()
+        }))
     }
 
     async fn key_owner(

@@ -43,7 +43,7 @@ impl TryFrom<TenantRow> for Tenant {
 }
 
 pub(crate) const USER_COLUMNS: &str = "tenant_id, id, email, name, password_hash, role, status, \
-     created_at, updated_at, deleted_at, deleted_by";
+     created_at, updated_at, deleted_at, deleted_by, sessions_valid_after";
 
 #[derive(Debug, FromQueryResult)]
 pub(crate) struct UserRow {
@@ -58,6 +58,7 @@ pub(crate) struct UserRow {
     updated_at: DateTime<Utc>,
     deleted_at: Option<DateTime<Utc>>,
     deleted_by: Option<Uuid>,
+    sessions_valid_after: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<UserRow> for UserCredentials {
@@ -74,6 +75,7 @@ impl TryFrom<UserRow> for UserCredentials {
             updated_at: r.updated_at,
             deleted_at: r.deleted_at,
             deleted_by: r.deleted_by,
+            sessions_valid_after: r.sessions_valid_after,
         };
         Ok(Self {
             user,

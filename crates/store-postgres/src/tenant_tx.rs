@@ -310,6 +310,7 @@ impl UserRepo for PgTx {
                  name = CASE WHEN $3 THEN $4 ELSE name END,
                  role = COALESCE($5, role),
                  status = COALESCE($6, status),
+                 sessions_valid_after = CASE WHEN $8 THEN $7 ELSE sessions_valid_after END,
                  updated_at = $7
              WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL
              RETURNING {USER_COLUMNS}"
@@ -322,6 +323,7 @@ impl UserRepo for PgTx {
             changes.role.map(|r| r.as_str().to_owned()).into(),
             changes.status.map(|s| s.as_str().to_owned()).into(),
             now.into(),
+            changes.ends_sessions.into(),
         ];
         fetch_one::<UserRow>(&self.tx, &sql, values)
             .await?
@@ -353,7 +355,7 @@ impl UserRepo for PgTx {
     ) -> StoreResult<bool> {
         let n = execute(
             &self.tx,
-            "UPDATE users SET deleted_at = $3, deleted_by = $4, updated_at = $3
+            "UPDATE users SET deleted_at = $3, deleted_by = $4, updated_at = $3, sessions_valid_after = $3
              WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
             vec![self.t(), id.as_uuid().into(), now.into(), by.id().into()],
         )

@@ -149,6 +149,9 @@ impl From<Error> for ApiError {
                 }
             }
             Error::Forbidden(reason) => Self::new(StatusCode::FORBIDDEN, "forbidden", reason),
+            err @ Error::TenantSuspended => {
+                Self::new(StatusCode::FORBIDDEN, "tenant_suspended", err.to_string())
+            }
             Error::TooLarge { limit } => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -18,7 +18,8 @@ use crate::http::routes::{
     ),
     paths(
         auth::login, auth::refresh, auth::logout, auth::me,
-        tenants::create, tenants::current, tenants::rename,
+        tenants::create, tenants::list, tenants::suspend, tenants::resume, tenants::current,
+        tenants::rename,
         users::create, users::list, users::get, users::update, users::delete, users::restore, users::purge,
         api_keys::create, api_keys::list, api_keys::revoke,
         agents::create, agents::list, agents::get, agents::update, agents::delete, agents::restore, agents::purge,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use api_actix::config::{DatabaseSettings, JwtSettings, Secret, ServeSettings};
 use api_actix::startup::{Application, Stores};
 use domain::ports::SystemClock;
-use domain::services::TenantService;
+use domain::services::{TenantPorts, TenantService};
 use migration::{Migrator, MigratorTrait};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -247,13 +247,17 @@ impl TestApp {
         tokio::spawn(application.run_until_stopped());
         if self.platform_key.is_empty() {
             let stores = Stores::connect(&db).await.expect("stores connect");
-            let tenants = TenantService::new(
-                stores.store.clone(),
-                stores.platform.clone(),
-                api_actix::startup::password_hasher(Some(&serve)).expect("hasher"),
-                Arc::new(auth_crypto::RandomSecrets),
-                Arc::new(SystemClock),
-            );
+            let sessions =
+                cache_redis::RedisCache::connect(&self.redis_url, self.redis_prefix.clone())
+                    .expect("redis");
+            let tenants = TenantService::new(TenantPorts {
+                store: stores.store.clone(),
+                platform: stores.platform.clone(),
+                hasher: api_actix::startup::password_hasher(Some(&serve)).expect("hasher"),
+                secrets: Arc::new(auth_crypto::RandomSecrets),
+                sessions: Arc::new(sessions),
+                clock: Arc::new(SystemClock),
+            });
             let (_, key) = tenants
                 .create_platform_key("tests")
                 .await

@@ -16,4 +16,5 @@ mod platform;
 mod reembed;
 mod resilience;
 mod roles;
+mod suspension;
 mod uploads;

@@ -79,6 +79,9 @@ pub struct SessionCheck {
     /// Bumped by [`TokenRevocation::user_changed`]; a cached view of the user taken under another
     /// generation is stale.
     pub user_generation: u64,
+    /// Bumped by [`TokenRevocation::tenant_changed`] (a suspension or a resumption); a cached
+    /// view of the tenant's status taken under another generation is stale.
+    pub tenant_generation: u64,
 }
 
 /// What a presented refresh token turned out to be.
@@ -94,8 +97,8 @@ pub enum Rotation {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait TokenRevocation: Send + Sync {
-    /// Whether the token or its family was revoked, and the user's directory generation, in one
-    /// round trip (this runs on every request).
+    /// Whether the token or its family was revoked, and the generations of the user and of its
+    /// tenant, in one round trip (this runs on every request).
     ///
     /// # Errors
     /// [`Error::Internal`] when the store does not answer (callers fail closed).
@@ -104,7 +107,15 @@ pub trait TokenRevocation: Send + Sync {
         jti: TokenId,
         family: TokenFamilyId,
         user: UserId,
+        tenant: TenantId,
     ) -> Result<SessionCheck, Error>;
+
+    /// Records that a tenant's status changed (suspended or resumed), so every server instance
+    /// reads it afresh for the tenant's next request instead of trusting what it cached.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the store does not answer.
+    async fn tenant_changed(&self, tenant: TenantId) -> Result<(), Error>;
 
     /// Records that a user's role, status or existence changed, so every server instance reads
     /// the user afresh instead of trusting what it cached.

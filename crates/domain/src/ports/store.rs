@@ -146,7 +146,8 @@ pub trait UserRepo: Send {
     /// [`StoreError::Internal`] on storage failure.
     async fn lock_active_admins(&mut self) -> StoreResult<Vec<UserId>>;
 
-    /// Soft-deletes a live user; `false` when there is none.
+    /// Soft-deletes a live user and ends its sessions (`sessions_valid_after`), so a restore does
+    /// not revive them; `false` when there is none.
     ///
     /// # Errors
     /// [`StoreError::Internal`] on storage failure.
@@ -385,6 +386,25 @@ pub trait PlatformStore: Send + Sync {
         audit: &[AuditEntry],
         now: DateTime<Utc>,
     ) -> StoreResult<(Tenant, User)>;
+
+    /// Sets a tenant's status (suspended or active) and appends `audit`, in one transaction;
+    /// `None` when there is no such tenant.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn set_tenant_status(
+        &self,
+        id: TenantId,
+        status: TenantStatus,
+        audit: &AuditEntry,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Tenant>>;
+
+    /// Every tenant, newest first, a page at a time.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn list_tenants(&self, page: PageRequest) -> StoreResult<Page<Tenant>>;
 
     /// Finds the tenant or platform key with this hash and notes that it was used.
     ///

@@ -8,8 +8,8 @@ use crate::entities::{KeyOwner, TenantStatus, User};
 use crate::error::{AuthFailure, Error};
 use crate::ids::{TenantId, TokenFamilyId, TokenId, UserId};
 use crate::ports::{
-    Clock, PasswordHasher, PlatformStore, RateLimiter, Rotation, Secrets, Store, TokenClaims,
-    TokenCodec, TokenKind, TokenRevocation,
+    Clock, PasswordHasher, PlatformStore, RateLimiter, Rotation, Secrets, SessionCheck, Store,
+    TokenClaims, TokenCodec, TokenKind, TokenRevocation,
 };
 use crate::principal::{Principal, Role, SessionToken};
 use crate::values::{Email, Password, Slug};
@@ -164,7 +164,7 @@ impl AuthService {
         // Only failures count against the limit: a user who signs in often is not locked out.
         self.limiter.reset(&limit_key).await?;
         if status != TenantStatus::Active {
-            return Err(Error::Forbidden("the tenant is suspended"));
+            return Err(Error::TenantSuspended);
         }
         if !credentials.user.is_usable() {
             return Err(Error::Forbidden("the account is disabled"));
@@ -188,10 +188,22 @@ impl AuthService {
         }
         let mut tx = self.store.begin(claims.tenant).await?;
         let user = tx.users().get(claims.subject, true).await?;
+        let tenant = tx.tenant().get().await?;
         tx.commit().await?;
         let user = user.ok_or(Error::Unauthenticated(AuthFailure::UnknownPrincipal))?;
+        if tenant.is_none_or(|t| t.status != TenantStatus::Active) {
+            return Err(Error::TenantSuspended);
+        }
         if !user.is_usable() {
             return Err(Error::Forbidden("the account is disabled or deleted"));
+        }
+        // Disabling or deleting the user ended its sessions: enabled or restored since, it signs
+        // in again rather than living on in a token it held before.
+        if user
+            .sessions_valid_after
+            .is_some_and(|after| claims.issued_at < after)
+        {
+            return Err(Error::Unauthenticated(AuthFailure::Revoked));
         }
         self.issue_pair(user, claims.family, Some(claims.jti)).await
     }
@@ -242,20 +254,18 @@ impl AuthService {
         }
         let session = self
             .revocation
-            .check_session(claims.jti, claims.family, claims.subject)
+            .check_session(claims.jti, claims.family, claims.subject, claims.tenant)
             .await?;
         if session.revoked {
             return Err(Error::Unauthenticated(AuthFailure::Revoked));
         }
         let now = self.clock.now();
-        let user = match self
-            .users
-            .get(claims.subject, claims.tenant, session.user_generation, now)
-        {
+        let user = match self.users.get(claims.subject, claims.tenant, session, now) {
             Some(user) => user,
             None => {
                 let mut tx = self.store.begin(claims.tenant).await?;
                 let found = tx.users().get(claims.subject, true).await?;
+                let tenant = tx.tenant().get().await?;
                 tx.commit().await?;
                 let Some(found) = found else {
                     return Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal));
@@ -264,13 +274,18 @@ impl AuthService {
                     tenant: found.tenant_id,
                     role: found.role,
                     usable: found.is_usable(),
+                    tenant_active: tenant.is_some_and(|t| t.status == TenantStatus::Active),
                     generation: session.user_generation,
+                    tenant_generation: session.tenant_generation,
                     expires_at: now + chrono_duration(self.policy.user_cache_ttl),
                 };
                 self.users.put(found.id, user);
                 user
             }
         };
+        if !user.tenant_active {
+            return Err(Error::TenantSuspended);
+        }
         if !user.usable {
             return Err(Error::Forbidden("the account is disabled or deleted"));
         }
@@ -311,7 +326,7 @@ impl AuthService {
                 if expires_at.is_some_and(|at| at <= now) {
                     Err(Error::Unauthenticated(AuthFailure::Expired))
                 } else if !tenant_active {
-                    Err(Error::Forbidden("the tenant is suspended"))
+                    Err(Error::TenantSuspended)
                 } else {
                     Ok(Principal::ApiKey {
                         tenant,
@@ -374,8 +389,12 @@ struct CachedUser {
     tenant: TenantId,
     role: Role,
     usable: bool,
+    /// The user's tenant is active (not suspended).
+    tenant_active: bool,
     /// The user's generation when this was read; another generation means it is stale.
     generation: u64,
+    /// The same for the tenant's status.
+    tenant_generation: u64,
     expires_at: DateTime<Utc>,
 }
 
@@ -393,13 +412,18 @@ impl UserCache {
         &self,
         user: UserId,
         tenant: TenantId,
-        generation: u64,
+        session: SessionCheck,
         now: DateTime<Utc>,
     ) -> Option<CachedUser> {
         let entries = self.0.lock().ok()?;
         entries
             .get(&user)
-            .filter(|c| c.tenant == tenant && c.generation == generation && c.expires_at > now)
+            .filter(|c| {
+                c.tenant == tenant
+                    && c.generation == session.user_generation
+                    && c.tenant_generation == session.tenant_generation
+                    && c.expires_at > now
+            })
             .copied()
     }
 
@@ -604,7 +628,7 @@ mod tests {
             .expect_rotate()
             .returning(|_, _, _, _| Ok(Rotation::Reused));
         m.codec.expect_issue().never();
-        let mut tx = FakeTx::new(ada.tenant_id);
+        let mut tx = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Active);
         let found = ada.clone();
         tx.users
             .expect_get()
@@ -625,16 +649,17 @@ mod tests {
         let mut revoked = true;
         m.revocation
             .expect_check_session()
-            .returning(move |_, _, _| {
+            .returning(move |_, _, _, _| {
                 let answer = revoked;
                 revoked = false;
                 Ok(crate::ports::SessionCheck {
                     revoked: answer,
                     user_generation: 0,
+                    tenant_generation: 0,
                 })
             });
         ada.status = UserStatus::Disabled;
-        let mut tx = FakeTx::new(ada.tenant_id);
+        let mut tx = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Active);
         tx.users
             .expect_get()
             .returning(move |_, _| Ok(Some(ada.clone())));
@@ -700,22 +725,23 @@ mod tests {
         let mut generation = 0;
         m.revocation
             .expect_check_session()
-            .returning(move |_, _, _| {
+            .returning(move |_, _, _, _| {
                 // Unchanged for the first two requests, then the user changes.
                 generation += 1;
                 Ok(crate::ports::SessionCheck {
                     revoked: false,
                     user_generation: u64::from(generation > 2),
+                    tenant_generation: 0,
                 })
             });
-        let mut first = FakeTx::new(ada.tenant_id);
+        let mut first = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Active);
         let found = ada.clone();
         first
             .users
             .expect_get()
             .times(1)
             .returning(move |_, _| Ok(Some(found.clone())));
-        let mut second = FakeTx::new(ada.tenant_id);
+        let mut second = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Active);
         let mut promoted = ada.clone();
         promoted.role = Role::Admin;
         second
@@ -731,5 +757,76 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_suspended_tenants_sessions_are_refused_as_soon_as_its_generation_moves() {
+        let ada = user(TenantId::new());
+        let access = claims(&ada, TokenKind::Access);
+        let refresh = claims(&ada, TokenKind::Refresh);
+        let mut m = Mocks::new();
+        m.codec
+            .expect_verify()
+            .returning(move |t| Ok(if t == "refresh" { refresh } else { access }));
+        let mut calls = 0;
+        m.revocation
+            .expect_check_session()
+            .returning(move |_, _, _, _| {
+                // The tenant is suspended after the first request.
+                calls += 1;
+                Ok(crate::ports::SessionCheck {
+                    revoked: false,
+                    user_generation: 0,
+                    tenant_generation: u64::from(calls > 1),
+                })
+            });
+        m.codec.expect_issue().never();
+        let mut active = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Active);
+        let found = ada.clone();
+        active
+            .users
+            .expect_get()
+            .returning(move |_, _| Ok(Some(found.clone())));
+        let mut suspended = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Suspended);
+        let found = ada.clone();
+        suspended
+            .users
+            .expect_get()
+            .returning(move |_, _| Ok(Some(found.clone())));
+        let mut refreshing = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Suspended);
+        refreshing
+            .users
+            .expect_get()
+            .returning(move |_, _| Ok(Some(ada.clone())));
+        let service = m.service(vec![active, suspended, refreshing]);
+        assert!(service.authenticate("access").await.is_ok());
+        assert!(matches!(
+            service.authenticate("access").await,
+            Err(Error::TenantSuspended)
+        ));
+        assert!(matches!(
+            service.refresh("refresh").await,
+            Err(Error::TenantSuspended)
+        ));
+    }
+
+    #[tokio::test]
+    async fn refresh_tokens_issued_before_the_user_was_disabled_stay_dead() {
+        let mut ada = user(TenantId::new());
+        let refresh = claims(&ada, TokenKind::Refresh);
+        // Disabled after the token was issued, then enabled again.
+        ada.sessions_valid_after = Some(refresh.issued_at + chrono::Duration::seconds(1));
+        let mut m = Mocks::new();
+        m.codec.expect_verify().returning(move |_| Ok(refresh));
+        m.revocation.expect_rotate().never();
+        let mut tx = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Active);
+        tx.users
+            .expect_get()
+            .returning(move |_, _| Ok(Some(ada.clone())));
+        let service = m.service(vec![tx]);
+        assert!(matches!(
+            service.refresh("refresh").await,
+            Err(Error::Unauthenticated(AuthFailure::Revoked))
+        ));
     }
 }

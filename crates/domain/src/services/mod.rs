@@ -21,7 +21,7 @@ pub use collections::{CollectionPatch, CollectionService};
 pub use documents::{DocumentService, Embedders, Upload, Uploaded};
 pub use ingest::{IngestPolicy, IngestWorker};
 pub use search::{SearchRequest, SearchService};
-pub use tenants::{ProvisionedTenant, TenantService};
+pub use tenants::{ProvisionedTenant, TenantPorts, TenantService};
 pub use users::{UserDraft, UserPatch, UserService};
 
 #[cfg(test)]

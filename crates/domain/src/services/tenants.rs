@@ -2,11 +2,14 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::entities::{AuditAction, AuditEntry, Tenant, User};
+use crate::entities::{AuditAction, AuditEntry, Tenant, TenantStatus, User};
 use crate::entities::{NewUser, PlatformKey};
 use crate::error::{Error, Resource, Validator};
 use crate::ids::{PlatformKeyId, TenantId, UserId};
-use crate::ports::{Clock, NewTenant, PasswordHasher, PlatformStore, Secrets, Store};
+use crate::page::{Page, PageRequest};
+use crate::ports::{
+    Clock, NewTenant, PasswordHasher, PlatformStore, Secrets, Store, TokenRevocation,
+};
 use crate::principal::{Actor, Principal, Role, Scope};
 use crate::values::{Email, Name, Password, Slug};
 
@@ -23,24 +26,88 @@ pub struct TenantService {
     platform: Arc<dyn PlatformStore>,
     hasher: Arc<dyn PasswordHasher>,
     secrets: Arc<dyn Secrets>,
+    sessions: Arc<dyn TokenRevocation>,
     clock: Arc<dyn Clock>,
 }
 
+/// Everything [`TenantService`] needs, named so wiring code reads well.
+pub struct TenantPorts {
+    pub store: Arc<dyn Store>,
+    pub platform: Arc<dyn PlatformStore>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub secrets: Arc<dyn Secrets>,
+    /// Told when a tenant's status changes, so that every server stops trusting what it cached.
+    pub sessions: Arc<dyn TokenRevocation>,
+    pub clock: Arc<dyn Clock>,
+}
+
 impl TenantService {
-    pub fn new(
-        store: Arc<dyn Store>,
-        platform: Arc<dyn PlatformStore>,
-        hasher: Arc<dyn PasswordHasher>,
-        secrets: Arc<dyn Secrets>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(ports: TenantPorts) -> Self {
         Self {
-            store,
-            platform,
-            hasher,
-            secrets,
-            clock,
+            store: ports.store,
+            platform: ports.platform,
+            hasher: ports.hasher,
+            secrets: ports.secrets,
+            sessions: ports.sessions,
+            clock: ports.clock,
         }
+    }
+
+    /// Every tenant, for platform operators.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the caller holds a platform key.
+    pub async fn list(&self, who: &Principal, page: PageRequest) -> Result<Page<Tenant>, Error> {
+        who.require_platform()?;
+        Ok(self.platform.list_tenants(page).await?)
+    }
+
+    /// Suspends a tenant (platform keys only): from the next request on, every access token,
+    /// refresh token and API key of it is refused with `tenant_suspended`, until it is resumed.
+    /// Suspending a suspended tenant changes nothing.
+    ///
+    /// # Errors
+    /// `Forbidden` unless the caller holds a platform key; `NotFound`.
+    pub async fn suspend(&self, who: &Principal, id: TenantId) -> Result<Tenant, Error> {
+        let key = who.require_platform()?;
+        self.set_status(Actor::Platform(key), id, TenantStatus::Suspended)
+            .await
+    }
+
+    /// Lets a suspended tenant in again (platform keys only).
+    ///
+    /// # Errors
+    /// `Forbidden` unless the caller holds a platform key; `NotFound`.
+    pub async fn resume(&self, who: &Principal, id: TenantId) -> Result<Tenant, Error> {
+        let key = who.require_platform()?;
+        self.set_status(Actor::Platform(key), id, TenantStatus::Active)
+            .await
+    }
+
+    /// Sets a tenant's status with its audit entry, then tells every server (the operator at the
+    /// command line uses [`Actor::System`]).
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn set_status(
+        &self,
+        actor: Actor,
+        id: TenantId,
+        status: TenantStatus,
+    ) -> Result<Tenant, Error> {
+        let now = self.clock.now();
+        let action = match status {
+            TenantStatus::Suspended => AuditAction::Suspended,
+            TenantStatus::Active => AuditAction::Resumed,
+        };
+        let entry = AuditEntry::new(now, actor, action, "tenant", id.as_uuid(), json!({}));
+        let tenant = self
+            .platform
+            .set_tenant_status(id, status, &entry, now)
+            .await?
+            .ok_or(Error::NotFound(Resource::Tenant))?;
+        self.sessions.tenant_changed(id).await?;
+        Ok(tenant)
     }
 
     /// Creates a tenant for a platform operator.
@@ -230,13 +297,14 @@ mod tests {
                     sample_user(t.id, a),
                 ))
             });
-        let service = TenantService::new(
-            store_with_all(vec![]),
-            Arc::new(platform),
-            Arc::new(hasher),
-            Arc::new(secrets),
-            fixed_clock(),
-        );
+        let service = TenantService::new(TenantPorts {
+            store: store_with_all(vec![]),
+            platform: Arc::new(platform),
+            hasher: Arc::new(hasher),
+            secrets: Arc::new(secrets),
+            sessions: Arc::new(crate::ports::MockTokenRevocation::new()),
+            clock: fixed_clock(),
+        });
         assert!(matches!(
             service
                 .create(&admin(), "Acme", "acme", "a@acme.test", None)

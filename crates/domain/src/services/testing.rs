@@ -196,6 +196,32 @@ pub fn sample_agent(new: &NewAgent, now: DateTime<Utc>) -> Agent {
     }
 }
 
+/// A tenant in the given state, as its unit of work reads it.
+pub fn sample_tenant(
+    id: TenantId,
+    status: crate::entities::TenantStatus,
+) -> crate::entities::Tenant {
+    crate::entities::Tenant {
+        id,
+        name: crate::values::Name::parse("Acme").expect("valid name"),
+        slug: crate::values::Slug::parse("acme").expect("valid slug"),
+        status,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+impl FakeTx {
+    /// A unit of work whose tenant reads as `status`, as often as asked.
+    pub fn with_tenant(tenant_id: TenantId, status: crate::entities::TenantStatus) -> Self {
+        let mut tx = Self::new(tenant_id);
+        tx.tenant
+            .expect_get()
+            .returning(move || Ok(Some(sample_tenant(tenant_id, status))));
+        tx
+    }
+}
+
 pub fn sample_user(tenant: TenantId, new: &NewUser) -> User {
     User {
         id: new.id,
@@ -208,6 +234,7 @@ pub fn sample_user(tenant: TenantId, new: &NewUser) -> User {
         updated_at: now(),
         deleted_at: None,
         deleted_by: None,
+        sessions_valid_after: None,
     }
 }
 

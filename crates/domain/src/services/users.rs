@@ -170,6 +170,12 @@ impl UserService {
             status: patch
                 .status
                 .and_then(|s| v.check("status", UserStatus::parse(&s))),
+            ends_sessions: false,
+        };
+        // A disabled user's sessions end for good: enabling it again asks for a new sign-in.
+        let changes = UserChanges {
+            ends_sessions: changes.status == Some(UserStatus::Disabled),
+            ..changes
         };
         v.finish()?;
         let now = self.clock.now();

@@ -39,7 +39,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, documents_limit: BodyLimit) {
                 .service(resource("/auth/refresh", "POST").route(web::post().to(auth::refresh)))
                 .service(resource("/auth/logout", "POST").route(web::post().to(auth::logout)))
                 .service(resource("/me", "GET").route(web::get().to(auth::me)))
-                .service(resource("/tenants", "POST").route(web::post().to(tenants::create)))
+                .service(
+                    resource("/tenants", "GET, POST")
+                        .route(web::post().to(tenants::create))
+                        .route(web::get().to(tenants::list)),
+                )
+                .service(
+                    resource("/tenants/{id}/suspend", "POST")
+                        .route(web::post().to(tenants::suspend)),
+                )
+                .service(
+                    resource("/tenants/{id}/resume", "POST").route(web::post().to(tenants::resume)),
+                )
                 .service(
                     resource("/tenant", "GET, PATCH")
                         .route(web::get().to(tenants::current))

@@ -1,10 +1,13 @@
 use actix_web::{HttpResponse, web};
+use domain::TenantId;
 
-use crate::http::dto::{CreateTenantRequest, CreatedTenantDto, PatchTenantRequest, TenantDto};
+use crate::http::dto::{
+    CreateTenantRequest, CreatedTenantDto, List, PatchTenantRequest, TenantDto,
+};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Body, Caller};
+use crate::http::extract::{Body, Caller, PageQuery, parse_id};
 use crate::http::responses::{
-    Conflict, Forbidden, Internal, Invalid, TooLarge, Unauthorized, Unsupported,
+    Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
 };
 use crate::state::AppState;
 
@@ -74,4 +77,57 @@ pub async fn rename(
         .update(&caller.0, body.0.name.as_deref())
         .await?;
     Ok(web::Json(tenant.into()))
+}
+
+/// Every tenant, newest first (platform keys only).
+#[utoipa::path(
+    get, path = "/v1/tenants", tag = "tenants",
+    params(PageQuery),
+    responses((status = 200, description = "A page of tenants", body = List<TenantDto>), Unauthorized, Forbidden, Invalid, Internal),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<PageQuery>,
+) -> ApiResult<web::Json<List<TenantDto>>> {
+    let tenants = state.tenants.list(&caller.0, query.to_request()?).await?;
+    Ok(web::Json(List::from_page(tenants, TenantDto::from)))
+}
+
+/// Suspend a tenant (platform keys only): from its next request on, every access token, refresh
+/// token and API key of the tenant is refused with 403 `tenant_suspended`, until it is resumed.
+/// Suspending a suspended tenant changes nothing.
+#[utoipa::path(
+    post, path = "/v1/tenants/{id}/suspend", tag = "tenants",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The tenant, suspended", body = TenantDto), Unauthorized, Forbidden, NotFound, Internal),
+    security(("bearer" = []))
+)]
+pub async fn suspend(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<TenantDto>> {
+    let id: TenantId = parse_id(&id, "tenant")?;
+    Ok(web::Json(
+        state.tenants.suspend(&caller.0, id).await?.into(),
+    ))
+}
+
+/// Let a suspended tenant in again (platform keys only). Resuming an active tenant changes
+/// nothing.
+#[utoipa::path(
+    post, path = "/v1/tenants/{id}/resume", tag = "tenants",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "The tenant, active", body = TenantDto), Unauthorized, Forbidden, NotFound, Internal),
+    security(("bearer" = []))
+)]
+pub async fn resume(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> ApiResult<web::Json<TenantDto>> {
+    let id: TenantId = parse_id(&id, "tenant")?;
+    Ok(web::Json(state.tenants.resume(&caller.0, id).await?.into()))
 }
