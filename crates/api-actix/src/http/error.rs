@@ -163,8 +163,14 @@ impl From<Error> for ApiError {
                 err.to_string(),
             ),
             Error::Unavailable(reason) => {
+                // The reason may name an upstream's answer, a URL or a path: the log gets it (in
+                // the request's span, so with its id), the caller a stable code.
                 tracing::warn!(%reason, "dependency unavailable");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason)
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "a service this request needs is unavailable; retry shortly",
+                )
             }
             Error::RateLimited {
                 limit,

@@ -10,6 +10,7 @@ mod fairness;
 mod hostile;
 mod isolation;
 mod knowledge;
+mod leaks;
 mod migrations;
 mod pgvector;
 mod platform;

@@ -207,9 +207,10 @@ impl CollectionService {
             )
         })?;
         self.embedders.for_space(space).map_err(|reason| {
+            tracing::warn!(space = space_id, %reason, "this server cannot embed in the space");
             Error::invalid(
                 "space_id",
-                format!("this server cannot embed in space {space_id:?}: {reason}"),
+                format!("this server cannot embed in space {space_id:?}"),
             )
         })?;
         let now = self.clock.now();

@@ -409,7 +409,7 @@ impl IngestWorker {
         let mut chunks = Vec::with_capacity(pieces.len());
         for batch in pieces.chunks(self.policy.batch_size.max(1)) {
             let texts: Vec<String> = batch.iter().map(|c| c.content.clone()).collect();
-            let vectors = embed(embedder, &texts).await?;
+            let vectors = embed(job, embedder, &texts).await?;
             for (piece, embedding) in batch.iter().zip(vectors) {
                 chunks.push(NewChunk {
                     id: ChunkId::new(),
@@ -468,9 +468,8 @@ impl IngestWorker {
             .find(|s| s.id == space_id)
             .ok_or_else(|| Stop::Permanent(format!("no embedding space {space_id}")))?;
         self.embedders.for_space(space).map_err(|reason| {
-            Stop::Permanent(format!(
-                "this server cannot embed in space {space_id}: {reason}"
-            ))
+            tracing::warn!(space = space_id, %reason, "this server cannot embed in the space");
+            Stop::Permanent(format!("this server cannot embed in space {space_id}"))
         })
     }
 }
@@ -483,8 +482,18 @@ fn to_i32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-async fn embed(embedder: &dyn Embedder, texts: &[String]) -> Result<Vec<Vec<f32>>, Stop> {
+/// Embeds a batch. A job's error is shown to its tenant, so it says what kind of failure this was
+/// and nothing of the provider's own answer (which may carry URLs, bodies or keys' names): that
+/// detail goes to the log, with the job's id.
+async fn embed(
+    job: &ClaimedJob,
+    embedder: &dyn Embedder,
+    texts: &[String],
+) -> Result<Vec<Vec<f32>>, Stop> {
     use crate::ports::EmbedError;
+    let failed = |detail: &dyn std::fmt::Display| {
+        tracing::warn!(job = %job.id, tenant = %job.tenant, error = %detail, "embedding failed");
+    };
     match embedder.embed(texts).await {
         Ok(vectors) if vectors.len() == texts.len() => Ok(vectors),
         Ok(vectors) => Err(Stop::Permanent(format!(
@@ -493,10 +502,17 @@ async fn embed(embedder: &dyn Embedder, texts: &[String]) -> Result<Vec<Vec<f32>
             texts.len()
         ))),
         Err(e @ (EmbedError::Provider(_) | EmbedError::Internal(_))) => {
-            Err(Stop::Transient(e.to_string()))
+            failed(&e);
+            Err(Stop::Transient(
+                "the embedding provider failed; the job is retried".into(),
+            ))
         }
-        Err(e @ (EmbedError::TooLong { .. } | EmbedError::BadResponse(_))) => {
-            Err(Stop::Permanent(e.to_string()))
+        Err(e @ EmbedError::BadResponse(_)) => {
+            failed(&e);
+            Err(Stop::Permanent(
+                "the embedding provider answered something unusable".into(),
+            ))
         }
+        Err(e @ EmbedError::TooLong { .. }) => Err(Stop::Permanent(e.to_string())),
     }
 }
