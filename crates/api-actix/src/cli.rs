@@ -76,6 +76,18 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Internal: read one document from stdin as a child of the server, under hard limits.
+    #[command(hide = true)]
+    Extract {
+        #[arg(long)]
+        content_type: String,
+        #[arg(long)]
+        memory_bytes: u64,
+        #[arg(long)]
+        cpu_secs: u64,
+        #[arg(long)]
+        max_text_bytes: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,8 +208,37 @@ pub fn init_tracing() {
 }
 
 impl Cli {
+    /// Runs `agentic extract` (see `text_extract::sandbox`), which must start before any runtime
+    /// or logger of ours; `None` for every other command.
+    #[must_use]
+    pub fn run_extraction_child(&self) -> Option<std::process::ExitCode> {
+        let Command::Extract {
+            content_type,
+            memory_bytes,
+            cpu_secs,
+            max_text_bytes,
+        } = &self.command
+        else {
+            return None;
+        };
+        let Some(content_type) = domain::ports::ContentType::from_mime(content_type) else {
+            return Some(std::process::ExitCode::FAILURE);
+        };
+        Some(text_extract::run_child(
+            content_type,
+            text_extract::SandboxLimits {
+                memory_bytes: *memory_bytes,
+                cpu_secs: *cpu_secs,
+                max_text_bytes: *max_text_bytes,
+            },
+        ))
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
+            Command::Extract { .. } => Err(anyhow::anyhow!(
+                "`agentic extract` runs only as a child of the server"
+            )),
             Command::Serve(serve) => {
                 let listener = TcpListener::bind(&serve.bind)?;
                 let app = Application::build(&self.db, &serve, listener).await?;

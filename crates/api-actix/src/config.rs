@@ -115,6 +115,20 @@ pub struct ServeSettings {
     /// Jobs of one tenant running at once across all workers (tenants take turns for the rest).
     #[arg(long, env = "AGENTIC_TENANT_MAX_RUNNING_JOBS", default_value_t = 2)]
     pub tenant_max_running_jobs: u32,
+    /// Address space of a document-reading child process, in MiB (a parser that needs more is
+    /// killed: 422 `extraction_limit`).
+    #[arg(long, env = "AGENTIC_EXTRACT_MEMORY_MIB", default_value_t = 1024)]
+    pub extract_memory_mib: u64,
+    /// Wall-clock and CPU seconds a document-reading child may take before it is killed.
+    #[arg(long, env = "AGENTIC_EXTRACT_TIMEOUT_SECS", default_value_t = 60)]
+    pub extract_timeout_secs: u64,
+    /// Documents of one tenant read at once (more answer 503 `server_busy`); in all, one per core.
+    #[arg(long, env = "AGENTIC_EXTRACT_PER_TENANT", default_value_t = 2)]
+    pub extract_per_tenant: usize,
+    /// The program run as the document-reading child (`<program> extract …`); default: this
+    /// executable. Tests point it at the built `agentic`.
+    #[arg(long, env = "AGENTIC_EXTRACT_PROGRAM", hide = true)]
+    pub extract_program: Option<String>,
     /// Argon2id memory cost in KiB; unset means the OWASP default (19 MiB, 2 passes). Only the
     /// test suite lowers it.
     #[arg(long, env = "AGENTIC_ARGON2_M_KIB", hide = true)]

@@ -2,14 +2,26 @@
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     single_threaded_kernels();
     let cli = api_actix::cli::Cli::parse();
+    // A document-reading child of the server: no logging, no runtime of ours, limits first.
+    if let Some(code) = cli.run_extraction_child() {
+        return code;
+    }
     api_actix::cli::init_tracing();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(cli.run())
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(cli.run()));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// The local embedder runs whole batches side by side, one per core; Candle's matrix products

@@ -21,7 +21,7 @@ use domain::services::{
 use embed_candle::{CandleEmbedder, EmbedderOptions};
 use llm_openai::{OpenAiEmbedder, OpenAiEmbeddingConfig, SecretString};
 use store_postgres::{PgPlatformStore, PgStore, PoolOptions};
-use text_extract::{Extractor, ExtractorConfig, TokenChunker};
+use text_extract::{SandboxConfig, SandboxLimits, SandboxedExtractor, TokenChunker};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -142,6 +142,24 @@ pub fn load_embedders(serve: &ServeSettings, spaces: &[EmbeddingSpace]) -> Embed
     embedders
 }
 
+/// Reads uploads in child processes of this program under hard limits (`text_extract::sandbox`),
+/// so a hostile document is killed rather than waited for and its memory is never the server's.
+pub fn sandboxed_extractor(serve: &ServeSettings) -> anyhow::Result<SandboxedExtractor> {
+    let program = match &serve.extract_program {
+        Some(program) => std::path::PathBuf::from(program),
+        None => std::env::current_exe()?,
+    };
+    let mut config = SandboxConfig::new(program, vec!["extract".to_owned()]);
+    config.limits = SandboxLimits {
+        memory_bytes: serve.extract_memory_mib.saturating_mul(1024 * 1024),
+        cpu_secs: serve.extract_timeout_secs,
+        ..SandboxLimits::default()
+    };
+    config.wall = std::time::Duration::from_secs(serve.extract_timeout_secs);
+    config.max_per_tenant = serve.extract_per_tenant;
+    Ok(SandboxedExtractor::new(config))
+}
+
 /// An ingestion worker on the given stores.
 pub fn ingest_worker(
     stores: &Stores,
@@ -198,7 +216,7 @@ pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow
             std::time::Duration::from_millis(serve.worker_poll_ms),
         ));
     }
-    let extractor: Arc<dyn TextExtractor> = Arc::new(Extractor::new(ExtractorConfig::default()));
+    let extractor: Arc<dyn TextExtractor> = Arc::new(sandboxed_extractor(serve)?);
     let cache = RedisCache::connect(&serve.redis_url, serve.redis_key_prefix.clone())?;
     let codec = JwtCodec::new(JwtConfig {
         issuer: serve.jwt.jwt_issuer.clone(),

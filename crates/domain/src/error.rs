@@ -144,6 +144,12 @@ pub enum Error {
     /// The caller's tenant is suspended: every credential of it is refused until it is resumed.
     #[error("the tenant is suspended")]
     TenantSuspended,
+    /// A document's parser hit a hard limit (memory, CPU time, output) and was killed.
+    #[error("reading the document exceeded a limit: {0}")]
+    ExtractionLimit(String),
+    /// The server is at capacity for this kind of work; retry shortly.
+    #[error("the server is busy; retry shortly")]
+    Busy,
     /// The document or body is larger than the server accepts.
     #[error("the content exceeds the limit of {limit} bytes")]
     TooLarge { limit: usize },

@@ -3,6 +3,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use domain::TenantId;
 use domain::ports::{ContentType, ExtractError, TextExtractor};
 use tokio::sync::Semaphore;
 
@@ -98,6 +99,7 @@ impl TextExtractor for Extractor {
     /// cannot be started.
     async fn extract(
         &self,
+        _tenant: TenantId,
         content_type: ContentType,
         bytes: Vec<u8>,
     ) -> Result<String, ExtractError> {
@@ -172,7 +174,7 @@ mod tests {
 
     async fn extract(content_type: ContentType, bytes: &[u8]) -> Result<String, ExtractError> {
         Extractor::default()
-            .extract(content_type, bytes.to_vec())
+            .extract(TenantId::new(), content_type, bytes.to_vec())
             .await
     }
 
@@ -284,7 +286,7 @@ mod tests {
         let html = "<div>".repeat(100_000) + "deep";
         assert_eq!(
             extractor
-                .extract(ContentType::Html, html.into_bytes())
+                .extract(TenantId::new(), ContentType::Html, html.into_bytes())
                 .await,
             Err(ExtractError::TimedOut(1))
         );
@@ -301,7 +303,9 @@ mod tests {
             (ContentType::Html, b"<p>twelve bytes</p>".to_vec()),
             (ContentType::Pdf, text_pdf(&["twelve bytes"])),
         ] {
-            let outcome = extractor.extract(content_type, bytes).await;
+            let outcome = extractor
+                .extract(TenantId::new(), content_type, bytes)
+                .await;
             assert!(
                 matches!(&outcome, Err(ExtractError::Corrupt(m)) if m.contains("too large")),
                 "{content_type:?}: {outcome:?}"
@@ -309,7 +313,11 @@ mod tests {
         }
         assert_eq!(
             extractor
-                .extract(ContentType::PlainText, b"8 bytes!".to_vec())
+                .extract(
+                    TenantId::new(),
+                    ContentType::PlainText,
+                    b"8 bytes!".to_vec()
+                )
                 .await,
             Ok("8 bytes!".to_owned())
         );

@@ -17,8 +17,9 @@
 //!   the time limit: when runaways hold every permit, new documents time out rather than queue
 //!   forever.
 //!
-//! Running each parse in a child process would allow a hard kill, but this is a library inside
-//! the worker's binary and cannot re-execute it.
+//! These threads bound a parse in time, not in memory. The server therefore runs the whole
+//! extraction in a child process with hard limits (the `sandbox` module), where a runaway is
+//! killed; this module is what runs inside the child.
 
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};

@@ -7,6 +7,9 @@
 //!   chunks measured in the embedding model's own tokens, and guarantees that no chunk exceeds the
 //!   limit without dropping any text.
 //!
+//! - [`SandboxedExtractor`] runs [`Extractor`] in a child process with hard limits on memory,
+//!   CPU time and output, killed when it overruns (the server uses it; see the `sandbox` module).
+//!
 //! Untrusted input is the rule here. PDF, HTML and Markdown are parsed on dedicated threads with a
 //! large stack, behind `catch_unwind` and a time limit (see [`ExtractorConfig`] and the `isolate`
 //! module); plain text is decoded on Tokio's blocking pool. Nothing CPU-bound runs on the async
@@ -19,7 +22,9 @@ mod html;
 mod isolate;
 mod markdown;
 mod pdf;
+mod sandbox;
 mod text;
 
 pub use chunker::{InvalidChunkParams, TokenChunker};
 pub use extractor::{Extractor, ExtractorConfig};
+pub use sandbox::{SandboxConfig, SandboxLimits, SandboxedExtractor, run_child};

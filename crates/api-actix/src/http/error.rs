@@ -152,6 +152,16 @@ impl From<Error> for ApiError {
             err @ Error::TenantSuspended => {
                 Self::new(StatusCode::FORBIDDEN, "tenant_suspended", err.to_string())
             }
+            err @ Error::ExtractionLimit(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "extraction_limit",
+                err.to_string(),
+            ),
+            err @ Error::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_busy",
+                err.to_string(),
+            ),
             Error::TooLarge { limit } => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

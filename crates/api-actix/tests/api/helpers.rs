@@ -95,6 +95,8 @@ pub struct Options {
     pub ingest_workers: usize,
     /// The JSON body limit (`AGENTIC_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// How long a document-reading child may take (`AGENTIC_EXTRACT_TIMEOUT_SECS`).
+    pub extract_timeout_secs: u64,
 }
 
 impl Default for Options {
@@ -109,6 +111,7 @@ impl Default for Options {
             spaces: Vec::new(),
             ingest_workers: 1,
             max_body_bytes: 64 * 1024,
+            extract_timeout_secs: 30,
         }
     }
 }
@@ -233,6 +236,10 @@ impl TestApp {
             ingest_workers: options.ingest_workers,
             worker_poll_ms: 50,
             tenant_max_running_jobs: 2,
+            extract_memory_mib: 1024,
+            extract_timeout_secs: options.extract_timeout_secs,
+            extract_per_tenant: 2,
+            extract_program: Some(env!("CARGO_BIN_EXE_agentic").to_owned()),
         }
     }
 

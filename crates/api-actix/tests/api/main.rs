@@ -5,6 +5,7 @@ mod helpers;
 
 mod agents;
 mod auth;
+mod bombs;
 mod collections;
 mod fairness;
 mod hostile;

@@ -1,5 +1,6 @@
 use async_trait::async_trait;
 
+use crate::ids::TenantId;
 use crate::ports::{EmbedError, Embedder};
 
 /// The formats documents are accepted in.
@@ -65,6 +66,13 @@ pub enum ExtractError {
     Corrupt(String),
     #[error("text extraction took longer than {0} s")]
     TimedOut(u64),
+    /// The parser needed more memory, CPU time or output than its limits allow (a decompression
+    /// bomb, say), and was killed. Says which limit.
+    #[error("text extraction exceeded its limits: {0}")]
+    LimitExceeded(String),
+    /// Too many extractions are running (of this tenant, or in all): try again shortly.
+    #[error("too many documents are being read right now")]
+    Busy,
     #[error("text extraction failed: {0}")]
     Internal(String),
 }
@@ -76,8 +84,10 @@ pub enum ExtractError {
 pub trait TextExtractor: Send + Sync {
     /// # Errors
     /// [`ExtractError`] for invalid, empty, corrupt or too slow documents.
+    /// `tenant` is the uploader's, so that one tenant's documents cannot take every parser.
     async fn extract(
         &self,
+        tenant: TenantId,
         content_type: ContentType,
         bytes: Vec<u8>,
     ) -> Result<String, ExtractError>;

@@ -8,7 +8,7 @@ use crate::entities::{
     AuditAction, AuditEntry, Document, EmbeddingSpace, Job, JobKind, NewDocument,
 };
 use crate::error::{Error, Resource, Validator};
-use crate::ids::{CollectionId, DocumentId, JobId};
+use crate::ids::{CollectionId, DocumentId, JobId, TenantId};
 use crate::page::{Page, PageRequest};
 use crate::ports::{
     CancelOutcome, Clock, ContentType, Embedder, EmbedderFactory, ExtractError, NewJob, Store,
@@ -149,7 +149,9 @@ impl DocumentService {
         upload: Upload,
     ) -> Result<Uploaded, Error> {
         let tenant = who.tenant_with(Scope::Write)?;
-        let new = self.read(DocumentId::new(), collection, upload).await?;
+        let new = self
+            .read(tenant, DocumentId::new(), collection, upload)
+            .await?;
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
         tx.collections()
@@ -208,7 +210,7 @@ impl DocumentService {
             .await?
             .ok_or(Error::NotFound(Resource::Document))?;
         tx.commit().await?;
-        let new = self.read(id, current.collection_id, upload).await?;
+        let new = self.read(tenant, id, current.collection_id, upload).await?;
         if new.content_hash == current.content_hash
             && new.title == current.title
             && new.metadata == current.metadata
@@ -258,6 +260,7 @@ impl DocumentService {
     /// Checks an upload and extracts its text (a bad file is a clear error on the request).
     async fn read(
         &self,
+        tenant: TenantId,
         id: DocumentId,
         collection: CollectionId,
         upload: Upload,
@@ -283,7 +286,7 @@ impl DocumentService {
         let content_hash = Sha256::digest(&upload.bytes).to_vec();
         let content = self
             .extractor
-            .extract(content_type, upload.bytes)
+            .extract(tenant, content_type, upload.bytes)
             .await
             .map_err(extraction_error)?;
         Ok(NewDocument {
@@ -504,6 +507,8 @@ fn extraction_error(err: ExtractError) -> Error {
         ExtractError::TimedOut(secs) => {
             Error::invalid("content", format!("took longer than {secs} s to read"))
         }
+        ExtractError::LimitExceeded(what) => Error::ExtractionLimit(what),
+        ExtractError::Busy => Error::Busy,
         ExtractError::Internal(reason) => Error::internal(reason),
     }
 }
