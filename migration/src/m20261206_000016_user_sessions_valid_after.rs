@@ -1,6 +1,7 @@
-//! A user's tokens issued before `sessions_valid_after` are dead. Disabling or deleting a user
-//! sets it, so re-enabling or restoring the user later does not revive the refresh tokens (and
-//! access tokens) it held before: it signs in again.
+//! A user's refresh tokens issued before `sessions_valid_after` are dead, except those of
+//! `sessions_kept_family` (the session that changed its own password keeps going). Disabling or
+//! deleting a user sets it, so re-enabling or restoring the user later does not revive the
+//! refresh tokens it held before; so do a password change or reset and logging out everywhere.
 
 use sea_orm_migration::prelude::*;
 
@@ -14,7 +15,8 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         run(
             manager,
-            "ALTER TABLE users ADD COLUMN sessions_valid_after timestamptz;",
+            "ALTER TABLE users ADD COLUMN sessions_valid_after timestamptz,
+                             ADD COLUMN sessions_kept_family uuid;",
         )
         .await
     }

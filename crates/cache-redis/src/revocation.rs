@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_redis::redis;
 use domain::ids::{TenantId, TokenFamilyId, TokenId, UserId};
-use domain::ports::{Rotation, SessionCheck, TokenRevocation};
+use domain::ports::{Rotation, SessionCheck, SessionsEnded, TokenRevocation};
 use domain::services::revocation_ttl;
 
 use crate::RedisCache;
@@ -84,6 +84,10 @@ impl RedisCache {
         self.key("tenant-gen:", tenant)
     }
 
+    fn sessions_ended_key(&self, user: UserId) -> String {
+        self.key("sessions-ended:", user)
+    }
+
     /// Bumps a generation counter, which lives a day (far longer than any cached view).
     async fn bump(&self, key: String) -> Result<(), domain::Error> {
         let mut conn = self.conn().await?;
@@ -115,16 +119,18 @@ impl TokenRevocation for RedisCache {
         tenant: TenantId,
     ) -> Result<SessionCheck, domain::Error> {
         let mut conn = self.conn().await?;
-        let (jti_mark, family_mark, user_generation, tenant_generation): (
+        let (jti_mark, family_mark, user_generation, tenant_generation, ended): (
             Option<String>,
             Option<String>,
             Option<u64>,
             Option<u64>,
+            Option<String>,
         ) = redis::cmd("MGET")
             .arg(self.revoked_jti_key(jti))
             .arg(self.revoked_family_key(family))
             .arg(self.user_generation_key(user))
             .arg(self.tenant_generation_key(tenant))
+            .arg(self.sessions_ended_key(user))
             .query_async(&mut conn)
             .await
             .map_err(internal)?;
@@ -132,7 +138,25 @@ impl TokenRevocation for RedisCache {
             revoked: jti_mark.is_some() || family_mark.is_some(),
             user_generation: user_generation.unwrap_or(0),
             tenant_generation: tenant_generation.unwrap_or(0),
+            sessions_ended: ended.as_deref().and_then(parse_sessions_ended),
         })
+    }
+
+    async fn end_user_sessions(
+        &self,
+        user: UserId,
+        ended: SessionsEnded,
+    ) -> Result<(), domain::Error> {
+        let mut conn = self.conn().await?;
+        let kept = ended.kept_family.map_or(String::new(), |f| f.to_string());
+        redis::cmd("SET")
+            .arg(self.sessions_ended_key(user))
+            .arg(format!("{}:{kept}", ended.at.timestamp_micros()))
+            .arg("EX")
+            .arg(GENERATION_TTL_SECS)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(internal)
     }
 
     async fn user_changed(&self, user: UserId) -> Result<(), domain::Error> {
@@ -214,4 +238,17 @@ impl TokenRevocation for RedisCache {
             .await
             .map_err(internal)
     }
+}
+
+/// `<unix microseconds>:<kept family or nothing>`, as `end_user_sessions` writes it.
+fn parse_sessions_ended(text: &str) -> Option<SessionsEnded> {
+    let (micros, kept) = text.split_once(':')?;
+    Some(SessionsEnded {
+        at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        kept_family: if kept.is_empty() {
+            None
+        } else {
+            Some(kept.parse().ok()?)
+        },
+    })
 }

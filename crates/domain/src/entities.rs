@@ -85,9 +85,27 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub deleted_by: Option<uuid::Uuid>,
-    /// Tokens issued before this are dead: set when the user was disabled or deleted, so that
-    /// re-enabling or restoring it does not revive the sessions it had.
+    /// Refresh tokens issued before this are dead (but those of `sessions_kept_family`): set
+    /// when the user was disabled or deleted, so that re-enabling or restoring it does not
+    /// revive the sessions it had, and when its sessions were ended (password change or reset,
+    /// logging out everywhere).
     pub sessions_valid_after: Option<DateTime<Utc>>,
+    /// The one session that outlived `sessions_valid_after`: the one that changed the password.
+    pub sessions_kept_family: Option<crate::ids::TokenFamilyId>,
+}
+
+impl User {
+    /// Whether a refresh token of `family` issued at `issued_at` was ended with the user's
+    /// sessions.
+    #[must_use]
+    pub fn session_ended(
+        &self,
+        family: crate::ids::TokenFamilyId,
+        issued_at: DateTime<Utc>,
+    ) -> bool {
+        self.sessions_valid_after
+            .is_some_and(|after| issued_at < after && self.sessions_kept_family != Some(family))
+    }
 }
 
 impl User {

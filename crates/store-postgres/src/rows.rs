@@ -9,7 +9,8 @@ use domain::entities::{
 use domain::ports::StoreError;
 use domain::values::{Email, MaxTokens, ModelRef, Name, Slug, Temperature};
 use domain::{
-    AgentId, ApiKeyId, AuditEntryId, CollectionId, GenerationId, Role, Scopes, TenantId, UserId,
+    AgentId, ApiKeyId, AuditEntryId, CollectionId, GenerationId, Role, Scopes, TenantId,
+    TokenFamilyId, UserId,
 };
 use sea_orm::FromQueryResult;
 use uuid::Uuid;
@@ -43,7 +44,7 @@ impl TryFrom<TenantRow> for Tenant {
 }
 
 pub(crate) const USER_COLUMNS: &str = "tenant_id, id, email, name, password_hash, role, status, \
-     created_at, updated_at, deleted_at, deleted_by, sessions_valid_after";
+     created_at, updated_at, deleted_at, deleted_by, sessions_valid_after, sessions_kept_family";
 
 #[derive(Debug, FromQueryResult)]
 pub(crate) struct UserRow {
@@ -59,6 +60,7 @@ pub(crate) struct UserRow {
     deleted_at: Option<DateTime<Utc>>,
     deleted_by: Option<Uuid>,
     sessions_valid_after: Option<DateTime<Utc>>,
+    sessions_kept_family: Option<Uuid>,
 }
 
 impl TryFrom<UserRow> for UserCredentials {
@@ -76,6 +78,7 @@ impl TryFrom<UserRow> for UserCredentials {
             deleted_at: r.deleted_at,
             deleted_by: r.deleted_by,
             sessions_valid_after: r.sessions_valid_after,
+            sessions_kept_family: r.sessions_kept_family.map(TokenFamilyId::from_uuid),
         };
         Ok(Self {
             user,

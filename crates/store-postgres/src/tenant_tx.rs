@@ -12,7 +12,7 @@ use domain::ports::{
     UserRepo,
 };
 use domain::values::{Email, Name};
-use domain::{Actor, AgentId, ApiKeyId, Scope, TenantId, UserId};
+use domain::{Actor, AgentId, ApiKeyId, Scope, TenantId, TokenFamilyId, UserId};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, FromQueryResult,
     Statement, TransactionTrait, Value,
@@ -311,6 +311,7 @@ impl UserRepo for PgTx {
                  role = COALESCE($5, role),
                  status = COALESCE($6, status),
                  sessions_valid_after = CASE WHEN $8 THEN $7 ELSE sessions_valid_after END,
+                 sessions_kept_family = CASE WHEN $8 THEN NULL ELSE sessions_kept_family END,
                  updated_at = $7
              WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL
              RETURNING {USER_COLUMNS}"
@@ -347,6 +348,48 @@ impl UserRepo for PgTx {
         Ok(rows.into_iter().map(|r| UserId::from_uuid(r.id)).collect())
     }
 
+    async fn set_password(
+        &mut self,
+        id: UserId,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let n = execute(
+            &self.tx,
+            "UPDATE users SET password_hash = $3, updated_at = $4
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+            vec![
+                self.t(),
+                id.as_uuid().into(),
+                password_hash.into(),
+                now.into(),
+            ],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn end_sessions(
+        &mut self,
+        id: UserId,
+        keep: Option<TokenFamilyId>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let n = execute(
+            &self.tx,
+            "UPDATE users SET sessions_valid_after = $3, sessions_kept_family = $4
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+            vec![
+                self.t(),
+                id.as_uuid().into(),
+                now.into(),
+                keep.map(|f| f.as_uuid()).into(),
+            ],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
     async fn soft_delete(
         &mut self,
         id: UserId,
@@ -355,7 +398,8 @@ impl UserRepo for PgTx {
     ) -> StoreResult<bool> {
         let n = execute(
             &self.tx,
-            "UPDATE users SET deleted_at = $3, deleted_by = $4, updated_at = $3, sessions_valid_after = $3
+            "UPDATE users SET deleted_at = $3, deleted_by = $4, updated_at = $3,
+                              sessions_valid_after = $3, sessions_kept_family = NULL
              WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
             vec![self.t(), id.as_uuid().into(), now.into(), by.id().into()],
         )

@@ -17,10 +17,11 @@ use crate::http::routes::{
         version = "1"
     ),
     paths(
-        auth::login, auth::refresh, auth::logout, auth::me,
+        auth::login, auth::refresh, auth::logout, auth::logout_all, auth::me, auth::change_password,
         tenants::create, tenants::list, tenants::suspend, tenants::resume, tenants::current,
         tenants::rename,
         users::create, users::list, users::get, users::update, users::delete, users::restore, users::purge,
+        users::reset_password,
         api_keys::create, api_keys::list, api_keys::revoke,
         agents::create, agents::list, agents::get, agents::update, agents::delete, agents::restore, agents::purge,
         collections::spaces, collections::create, collections::list, collections::get,

@@ -89,7 +89,9 @@ pub struct Internal(#[to_schema] Problem);
 #[derive(IntoResponses)]
 #[response(
     status = 503,
-    description = "A dependency (an embedding model) is not available",
-    content_type = "application/problem+json"
+    description = "A dependency is down (`unavailable`) or the server is at capacity for this work \
+        (`server_busy`); retry after `Retry-After` seconds",
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Seconds to wait"))
 )]
 pub struct Unavailable(#[to_schema] Problem);

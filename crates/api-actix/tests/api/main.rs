@@ -18,5 +18,6 @@ mod platform;
 mod reembed;
 mod resilience;
 mod roles;
+mod sessions;
 mod suspension;
 mod uploads;

@@ -47,11 +47,15 @@ pub trait TokenCodec: Send + Sync {
 #[async_trait]
 pub trait PasswordHasher: Send + Sync {
     /// # Errors
-    /// [`Error::Internal`] when hashing fails.
+    /// [`Error::Busy`] when the hasher is at capacity; [`Error::Internal`] when hashing fails.
     async fn hash(&self, password: &Password) -> Result<String, Error>;
 
     /// Whether `password` matches the stored `hash`; a malformed hash does not match.
-    async fn verify(&self, password: &str, hash: &str) -> bool;
+    ///
+    /// # Errors
+    /// [`Error::Busy`] when the hasher is at capacity (every hash costs memory and a core, so
+    /// they are bounded rather than queued without limit).
+    async fn verify(&self, password: &str, hash: &str) -> Result<bool, Error>;
 }
 
 /// A freshly minted API key: the plaintext is shown once, only the hash is stored.
@@ -82,6 +86,23 @@ pub struct SessionCheck {
     /// Bumped by [`TokenRevocation::tenant_changed`] (a suspension or a resumption); a cached
     /// view of the tenant's status taken under another generation is stale.
     pub tenant_generation: u64,
+    /// When the user's sessions were last ended ([`TokenRevocation::end_user_sessions`]).
+    pub sessions_ended: Option<SessionsEnded>,
+}
+
+/// Tokens issued before `at` are dead, but those of `kept_family`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionsEnded {
+    pub at: DateTime<Utc>,
+    pub kept_family: Option<TokenFamilyId>,
+}
+
+impl SessionsEnded {
+    /// Whether a token of `family` issued at `issued_at` was ended.
+    #[must_use]
+    pub fn ends(&self, family: TokenFamilyId, issued_at: DateTime<Utc>) -> bool {
+        issued_at < self.at && self.kept_family != Some(family)
+    }
 }
 
 /// What a presented refresh token turned out to be.
@@ -116,6 +137,14 @@ pub trait TokenRevocation: Send + Sync {
     /// # Errors
     /// [`Error::Internal`] when the store does not answer.
     async fn tenant_changed(&self, tenant: TenantId) -> Result<(), Error>;
+
+    /// Ends a user's sessions at once on every server: access tokens issued before `ended.at`
+    /// are refused (but those of `ended.kept_family`). Kept a day, longer than any access token
+    /// lives; refresh tokens are ended durably by the user's row.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the store does not answer.
+    async fn end_user_sessions(&self, user: UserId, ended: SessionsEnded) -> Result<(), Error>;
 
     /// Records that a user's role, status or existence changed, so every server instance reads
     /// the user afresh instead of trusting what it cached.

@@ -7,7 +7,9 @@ use crate::entities::{
     NewUser, PlatformKey, Tenant, TenantStatus, User, UserChanges, UserCredentials,
 };
 use crate::error::{Conflict, Error};
-use crate::ids::{AgentId, ApiKeyId, CollectionId, GenerationId, PlatformKeyId, TenantId, UserId};
+use crate::ids::{
+    AgentId, ApiKeyId, CollectionId, GenerationId, PlatformKeyId, TenantId, TokenFamilyId, UserId,
+};
 use crate::page::{Page, PageRequest};
 use crate::principal::Actor;
 use crate::values::{Email, Name, Slug};
@@ -145,6 +147,29 @@ pub trait UserRepo: Send {
     /// # Errors
     /// [`StoreError::Internal`] on storage failure.
     async fn lock_active_admins(&mut self) -> StoreResult<Vec<UserId>>;
+
+    /// Replaces a live user's password hash; `false` when there is none.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn set_password(
+        &mut self,
+        id: UserId,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// Ends a live user's sessions: refresh tokens issued before `now` stop working, except those
+    /// of `keep` (`User::sessions_valid_after`); `false` when there is no such user.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn end_sessions(
+        &mut self,
+        id: UserId,
+        keep: Option<TokenFamilyId>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
 
     /// Soft-deletes a live user and ends its sessions (`sessions_valid_after`), so a restore does
     /// not revive them; `false` when there is none.

@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::entities::{KeyOwner, TenantStatus, User};
+use crate::entities::{AuditAction, AuditEntry, KeyOwner, TenantStatus, User};
 use crate::error::{AuthFailure, Error};
 use crate::ids::{TenantId, TokenFamilyId, TokenId, UserId};
 use crate::ports::{
-    Clock, PasswordHasher, PlatformStore, RateLimiter, Rotation, Secrets, SessionCheck, Store,
-    TokenClaims, TokenCodec, TokenKind, TokenRevocation,
+    Clock, PasswordHasher, PlatformStore, RateLimiter, Rotation, Secrets, SessionCheck,
+    SessionsEnded, Store, TokenClaims, TokenCodec, TokenKind, TokenRevocation,
 };
 use crate::principal::{Principal, Role, SessionToken};
 use crate::values::{Email, Password, Slug};
@@ -157,7 +157,7 @@ impl AuthService {
         if !self
             .hasher
             .verify(password, &credentials.password_hash)
-            .await
+            .await?
         {
             return Err(bad);
         }
@@ -199,10 +199,7 @@ impl AuthService {
         }
         // Disabling or deleting the user ended its sessions: enabled or restored since, it signs
         // in again rather than living on in a token it held before.
-        if user
-            .sessions_valid_after
-            .is_some_and(|after| claims.issued_at < after)
-        {
+        if user.session_ended(claims.family, claims.issued_at) {
             return Err(Error::Unauthenticated(AuthFailure::Revoked));
         }
         self.issue_pair(user, claims.family, Some(claims.jti)).await
@@ -239,6 +236,112 @@ impl AuthService {
         Ok(())
     }
 
+    /// Ends every session of the calling user, this one included: its access tokens are refused
+    /// from the next request on, its refresh tokens for good.
+    ///
+    /// # Errors
+    /// `Forbidden` for API keys and platform keys.
+    pub async fn logout_everywhere(&self, who: &Principal) -> Result<(), Error> {
+        let Principal::User { tenant, user, .. } = who else {
+            return Err(Error::Forbidden(
+                "only user sessions can log out; revoke API keys instead",
+            ));
+        };
+        self.end_sessions(*tenant, *user, None).await
+    }
+
+    /// Changes the caller's own password; the current password is required. Every other session
+    /// of the caller ends; this one goes on.
+    ///
+    /// # Errors
+    /// `Forbidden` for API keys; `Validation` for a wrong current password or a weak new one.
+    pub async fn change_password(
+        &self,
+        who: &Principal,
+        current: &str,
+        new: &str,
+    ) -> Result<(), Error> {
+        let Principal::User {
+            tenant,
+            user,
+            session,
+            ..
+        } = who
+        else {
+            return Err(Error::Forbidden("only users have passwords"));
+        };
+        let password = Password::parse(new).map_err(|m| Error::invalid("new_password", m))?;
+        let mut tx = self.store.begin(*tenant).await?;
+        let found = tx.users().get(*user, false).await?;
+        let credentials = match found {
+            Some(found) => tx.users().credentials_by_email(&found.email).await?,
+            None => None,
+        };
+        tx.commit().await?;
+        let credentials =
+            credentials.ok_or(Error::Unauthenticated(AuthFailure::UnknownPrincipal))?;
+        if !self
+            .hasher
+            .verify(current, &credentials.password_hash)
+            .await?
+        {
+            return Err(Error::invalid(
+                "current_password",
+                "is not the current password",
+            ));
+        }
+        let hash = self.hasher.hash(&password).await?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(*tenant).await?;
+        tx.users().set_password(*user, &hash, now).await?;
+        tx.users()
+            .end_sessions(*user, Some(session.family), now)
+            .await?;
+        tx.audit()
+            .append(&AuditEntry::new(
+                now,
+                who.actor(),
+                AuditAction::Updated,
+                "user",
+                user.as_uuid(),
+                serde_json::json!({"password_changed": true}),
+            ))
+            .await?;
+        tx.commit().await?;
+        self.revocation
+            .end_user_sessions(
+                *user,
+                SessionsEnded {
+                    at: now,
+                    kept_family: Some(session.family),
+                },
+            )
+            .await
+    }
+
+    /// Ends a user's sessions in the database (refresh tokens) and on every server (access
+    /// tokens), keeping `keep`'s.
+    async fn end_sessions(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        keep: Option<TokenFamilyId>,
+    ) -> Result<(), Error> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        tx.users().end_sessions(user, keep, now).await?;
+        tx.commit().await?;
+        self.revocation
+            .end_user_sessions(
+                user,
+                SessionsEnded {
+                    at: now,
+                    kept_family: keep,
+                },
+            )
+            .await
+    }
+
     /// Turns a bearer credential into a [`Principal`].
     ///
     /// # Errors
@@ -256,7 +359,11 @@ impl AuthService {
             .revocation
             .check_session(claims.jti, claims.family, claims.subject, claims.tenant)
             .await?;
-        if session.revoked {
+        if session.revoked
+            || session
+                .sessions_ended
+                .is_some_and(|ended| ended.ends(claims.family, claims.issued_at))
+        {
             return Err(Error::Unauthenticated(AuthFailure::Revoked));
         }
         let now = self.clock.now();
@@ -543,7 +650,10 @@ mod tests {
         m.platform.expect_tenant_by_slug().returning(move |s| {
             Ok((s.as_str() == "acme").then_some((tenant, TenantStatus::Active)))
         });
-        m.hasher.expect_verify().times(2).returning(|_, _| false);
+        m.hasher
+            .expect_verify()
+            .times(2)
+            .returning(|_, _| Ok(false));
         m.hasher
             .expect_hash()
             .times(1)
@@ -656,6 +766,7 @@ mod tests {
                     revoked: answer,
                     user_generation: 0,
                     tenant_generation: 0,
+                    sessions_ended: None,
                 })
             });
         ada.status = UserStatus::Disabled;
@@ -732,6 +843,7 @@ mod tests {
                     revoked: false,
                     user_generation: u64::from(generation > 2),
                     tenant_generation: 0,
+                    sessions_ended: None,
                 })
             });
         let mut first = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Active);
@@ -778,6 +890,7 @@ mod tests {
                     revoked: false,
                     user_generation: 0,
                     tenant_generation: u64::from(calls > 1),
+                    sessions_ended: None,
                 })
             });
         m.codec.expect_issue().never();

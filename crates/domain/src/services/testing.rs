@@ -235,6 +235,7 @@ pub fn sample_user(tenant: TenantId, new: &NewUser) -> User {
         deleted_at: None,
         deleted_by: None,
         sessions_valid_after: None,
+        sessions_kept_family: None,
     }
 }
 

@@ -6,7 +6,7 @@ use crate::entities::{AuditAction, AuditEntry, NewUser, User, UserChanges, UserS
 use crate::error::{Conflict, Error, Resource, Validator};
 use crate::ids::{TenantId, UserId};
 use crate::page::{Page, PageRequest};
-use crate::ports::{Clock, PasswordHasher, Store, TenantTx, TokenRevocation};
+use crate::ports::{Clock, PasswordHasher, SessionsEnded, Store, TenantTx, TokenRevocation};
 use crate::principal::{Actor, Principal, Role, Scope};
 use crate::values::{self, Email, Password};
 
@@ -211,6 +211,46 @@ impl UserService {
         tx.commit().await?;
         self.committed_change(id).await?;
         Ok(user)
+    }
+
+    /// Sets a user's password (admins): every session of that user ends, at once.
+    ///
+    /// # Errors
+    /// `Forbidden` for non-admins; `Validation` for a weak password; `NotFound`.
+    pub async fn reset_password(
+        &self,
+        who: &Principal,
+        id: UserId,
+        password: &str,
+    ) -> Result<(), Error> {
+        let tenant = who.tenant_with(Scope::Admin)?;
+        let password = Password::parse(password).map_err(|m| Error::invalid("new_password", m))?;
+        let hash = self.hasher.hash(&password).await?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        if !tx.users().set_password(id, &hash, now).await? {
+            return Err(Error::NotFound(Resource::User));
+        }
+        tx.users().end_sessions(id, None, now).await?;
+        let entry = AuditEntry::new(
+            now,
+            who.actor(),
+            AuditAction::Updated,
+            RESOURCE,
+            id.as_uuid(),
+            json!({"password_reset": true}),
+        );
+        tx.audit().append(&entry).await?;
+        tx.commit().await?;
+        self.sessions
+            .end_user_sessions(
+                id,
+                SessionsEnded {
+                    at: now,
+                    kept_family: None,
+                },
+            )
+            .await
     }
 
     /// # Errors

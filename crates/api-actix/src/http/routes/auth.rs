@@ -2,12 +2,13 @@ use actix_web::{HttpResponse, web};
 use domain::Principal;
 
 use crate::http::dto::{
-    CallerKeyDto, LoginRequest, LogoutRequest, MeDto, RefreshRequest, TokensDto, scope_names,
+    CallerKeyDto, ChangePasswordRequest, LoginRequest, LogoutRequest, MeDto, RefreshRequest,
+    TokensDto, scope_names,
 };
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Body, Caller, MaybeBody};
 use crate::http::responses::{
-    Forbidden, Internal, Invalid, RateLimited, TooLarge, Unauthorized, Unsupported,
+    Forbidden, Internal, Invalid, RateLimited, TooLarge, Unauthorized, Unavailable, Unsupported,
 };
 use crate::state::AppState;
 
@@ -17,7 +18,7 @@ use crate::state::AppState;
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = TokensDto),
-        Unauthorized, Forbidden, Invalid, TooLarge, Unsupported, RateLimited, Internal
+        Unauthorized, Forbidden, Invalid, TooLarge, Unsupported, RateLimited, Unavailable, Internal
     )
 )]
 pub async fn login(
@@ -68,6 +69,42 @@ pub async fn logout(
     state
         .auth
         .logout(&caller.0, request.refresh_token.as_deref())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// End every session of the calling user, this one included: its access tokens are refused from
+/// the next request on, its refresh tokens for good.
+#[utoipa::path(
+    post, path = "/v1/auth/logout-all", tag = "auth",
+    responses((status = 204, description = "Every session ended"), Unauthorized, Forbidden, Internal),
+    security(("bearer" = []))
+)]
+pub async fn logout_all(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    state.auth.logout_everywhere(&caller.0).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Change the caller's password (the current one is required). Every other session of the caller
+/// ends; this one goes on.
+#[utoipa::path(
+    post, path = "/v1/me/password", tag = "auth",
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Changed"),
+        Unauthorized, Forbidden, Invalid, TooLarge, Unsupported, Unavailable, Internal
+    ),
+    security(("bearer" = []))
+)]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Body<ChangePasswordRequest>,
+) -> ApiResult<HttpResponse> {
+    let req = body.0;
+    state
+        .auth
+        .change_password(&caller.0, &req.current_password, &req.new_password)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -38,7 +38,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, documents_limit: BodyLimit) {
                 .service(resource("/auth/login", "POST").route(web::post().to(auth::login)))
                 .service(resource("/auth/refresh", "POST").route(web::post().to(auth::refresh)))
                 .service(resource("/auth/logout", "POST").route(web::post().to(auth::logout)))
+                .service(
+                    resource("/auth/logout-all", "POST").route(web::post().to(auth::logout_all)),
+                )
                 .service(resource("/me", "GET").route(web::get().to(auth::me)))
+                .service(
+                    resource("/me/password", "POST").route(web::post().to(auth::change_password)),
+                )
                 .service(
                     resource("/tenants", "GET, POST")
                         .route(web::post().to(tenants::create))
@@ -69,6 +75,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, documents_limit: BodyLimit) {
                 )
                 .service(
                     resource("/users/{id}/restore", "POST").route(web::post().to(users::restore)),
+                )
+                .service(
+                    resource("/users/{id}/password", "POST")
+                        .route(web::post().to(users::reset_password)),
                 )
                 .service(
                     resource("/users/{id}/purge", "DELETE").route(web::delete().to(users::purge)),

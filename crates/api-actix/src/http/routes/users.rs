@@ -2,11 +2,12 @@ use actix_web::{HttpResponse, web};
 use domain::UserId;
 use domain::services::{UserDraft, UserPatch};
 
-use crate::http::dto::{CreateUserRequest, List, PatchUserRequest, UserDto};
+use crate::http::dto::{CreateUserRequest, List, PatchUserRequest, ResetPasswordRequest, UserDto};
 use crate::http::error::ApiResult;
 use crate::http::extract::{Body, Caller, ListParams, PageQuery, parse_id};
 use crate::http::responses::{
-    Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
+    Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unavailable,
+    Unsupported,
 };
 use crate::state::AppState;
 
@@ -149,5 +150,30 @@ pub async fn purge(
 ) -> ApiResult<HttpResponse> {
     let id: UserId = parse_id(&id, "user")?;
     state.users.purge(&caller.0, id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Set a user's password (admins): every session of that user ends at once.
+#[utoipa::path(
+    post, path = "/v1/users/{id}/password", tag = "users",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = ResetPasswordRequest,
+    responses(
+        (status = 204, description = "Set"),
+        Unauthorized, Forbidden, NotFound, Invalid, TooLarge, Unsupported, Unavailable, Internal
+    ),
+    security(("bearer" = []))
+)]
+pub async fn reset_password(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: Body<ResetPasswordRequest>,
+) -> ApiResult<HttpResponse> {
+    let id: UserId = parse_id(&id, "user")?;
+    state
+        .users
+        .reset_password(&caller.0, id, &body.0.new_password)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
