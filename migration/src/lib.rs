@@ -26,6 +26,7 @@ mod m20261126_000013_search_functions;
 mod m20261206_000014_audit_owner_only;
 mod m20261206_000015_fair_job_claims;
 mod m20261206_000016_user_sessions_valid_after;
+mod m20261206_000017_platform_key_expiry;
 
 /// The role the API serves tenant work with (neither owner, superuser nor BYPASSRLS).
 pub const APP_ROLE: &str = "agentic_app";
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_audit_owner_only::Migration),
             Box::new(m20261206_000015_fair_job_claims::Migration),
             Box::new(m20261206_000016_user_sessions_valid_after::Migration),
+            Box::new(m20261206_000017_platform_key_expiry::Migration),
         ]
     }
 }

@@ -191,6 +191,16 @@ pub enum PlatformKeyAction {
     Create {
         #[arg(long, default_value = "operator")]
         name: String,
+        /// The key stops working this many days from now (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// Every platform key (never the key itself), newest first, as JSON lines.
+    List,
+    /// Revoke a platform key; it stops working at once.
+    Revoke {
+        #[arg(long)]
+        id: uuid::Uuid,
     },
 }
 
@@ -414,17 +424,42 @@ async fn user(db: &DatabaseSettings, action: UserAction) -> anyhow::Result<()> {
 }
 
 async fn platform_key(db: &DatabaseSettings, action: PlatformKeyAction) -> anyhow::Result<()> {
-    let PlatformKeyAction::Create { name } = action;
     let stores = Stores::connect(db).await?;
-    let (key, plaintext) = tenant_service(&stores)?.create_platform_key(&name).await?;
-    let out = json!({
-        "id": key.id.as_uuid(),
-        "name": key.name.as_str(),
-        "prefix": key.prefix,
-        "created_at": key.created_at,
-        "key": plaintext,
-    });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    let tenants = tenant_service(&stores)?;
+    let describe = |key: &domain::entities::PlatformKey| {
+        json!({
+            "id": key.id.as_uuid(),
+            "name": key.name.as_str(),
+            "prefix": key.prefix,
+            "created_at": key.created_at,
+            "expires_at": key.expires_at,
+            "last_used_at": key.last_used_at,
+            "revoked_at": key.revoked_at,
+        })
+    };
+    match action {
+        PlatformKeyAction::Create {
+            name,
+            expires_in_days,
+        } => {
+            let valid_for = expires_in_days.map(|d| chrono::Duration::days(i64::from(d)));
+            let (key, plaintext) = tenants.create_platform_key(&name, valid_for).await?;
+            let mut out = describe(&key);
+            out["key"] = json!(plaintext);
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        PlatformKeyAction::List => {
+            for key in tenants.platform_keys().await? {
+                println!("{}", serde_json::to_string(&describe(&key))?);
+            }
+        }
+        PlatformKeyAction::Revoke { id } => {
+            let key = tenants
+                .revoke_platform_key(domain::PlatformKeyId::from_uuid(id))
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&describe(&key))?);
+        }
+    }
     Ok(())
 }
 

@@ -91,7 +91,12 @@ pub struct ServeSettings {
     /// Worker threads of the HTTP server (default: one per core).
     #[arg(long, env = "AGENTIC_WORKERS")]
     pub workers: Option<usize>,
-    /// Login attempts allowed per tenant and email within five minutes.
+    /// Addresses of reverse proxies whose `X-Forwarded-For` is believed (comma-separated IPs).
+    /// From anyone else the header is ignored, and the client is the TCP peer.
+    #[arg(long, env = "AGENTIC_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Failed logins allowed per account and client address within five minutes (ten times as
+    /// many per address); an account's failures from anywhere only slow attempts on it.
     #[arg(long, env = "AGENTIC_LOGIN_ATTEMPTS", default_value_t = 10)]
     pub login_attempts: u32,
     /// Where the local models live (`just models` installs them there).

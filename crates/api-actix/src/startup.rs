@@ -27,7 +27,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::{DatabaseSettings, ServeSettings};
 use crate::http::error::ApiError;
-use crate::http::extract::{BodyLimit, path_error, query_error};
+use crate::http::extract::{BodyLimit, TrustedProxies, path_error, query_error};
 use crate::http::openapi::ApiDoc;
 use crate::http::{request_id, routes};
 use crate::state::AppState;
@@ -54,11 +54,18 @@ impl Stores {
         };
         let app = store_postgres::connect(db.app_url()?, &options).await?;
         let platform = store_postgres::connect(db.platform_url()?, &platform_options).await?;
-        let platform = Arc::new(PgPlatformStore::new(platform));
+        // The queue has connections of its own: a flood of credential lookups on the platform
+        // pool cannot keep workers from claiming jobs, nor the other way round.
+        let queue_options = PoolOptions {
+            max_connections: 2,
+            min_connections: 1,
+            ..PoolOptions::default()
+        };
+        let queue = store_postgres::connect(db.platform_url()?, &queue_options).await?;
         Ok(Self {
             store: Arc::new(PgStore::new(app)),
-            platform: platform.clone(),
-            queue: platform,
+            platform: Arc::new(PgPlatformStore::new(platform)),
+            queue: Arc::new(PgPlatformStore::new(queue)),
         })
     }
 }
@@ -298,6 +305,7 @@ impl Application {
         let state = web::Data::new(build_state(db, serve).await?);
         let port = listener.local_addr()?.port();
         let limit = serve.max_body_bytes;
+        let proxies = TrustedProxies(serve.trusted_proxies.clone());
         // A document travels inside a JSON string: escaping can double it, plus the envelope.
         let documents_limit = BodyLimit(serve.max_document_bytes.saturating_mul(2) + 64 * 1024);
         let openapi = ApiDoc::openapi();
@@ -305,6 +313,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(BodyLimit(limit))
+                .app_data(proxies.clone())
                 // Bodies are read at most this far (the document routes set their own).
                 .app_data(web::PayloadConfig::new(limit))
                 .app_data(web::QueryConfig::default().error_handler(query_error))

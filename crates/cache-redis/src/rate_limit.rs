@@ -55,6 +55,30 @@ impl RateLimiter for RedisCache {
         })
     }
 
+    async fn peek(&self, key: &str, limit: u32) -> Result<RateDecision, domain::Error> {
+        let key = self.key("rl:", key);
+        let mut conn = self.conn().await?;
+        let (count, ttl_ms): (Option<u64>, i64) = redis::pipe()
+            .cmd("GET")
+            .arg(&key)
+            .cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(internal)?;
+        let count = u32::try_from(count.unwrap_or(0)).unwrap_or(u32::MAX);
+        Ok(RateDecision {
+            allowed: count < limit,
+            limit,
+            remaining: limit.saturating_sub(count),
+            reset_after_secs: u64::try_from(ttl_ms).unwrap_or(0).div_ceil(1000).max(1),
+        })
+    }
+
+    async fn pause(&self, delay: Duration) {
+        tokio::time::sleep(delay).await;
+    }
+
     async fn reset(&self, key: &str) -> Result<(), domain::Error> {
         let mut conn = self.conn().await?;
         redis::cmd("DEL")

@@ -243,6 +243,7 @@ pub enum KeyOwner {
     },
     Platform {
         key: PlatformKeyId,
+        expires_at: Option<DateTime<Utc>>,
         revoked: bool,
     },
 }
@@ -253,6 +254,9 @@ pub struct PlatformKey {
     pub name: Name,
     pub prefix: String,
     pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

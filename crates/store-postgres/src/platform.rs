@@ -46,7 +46,27 @@ struct PlatformKeyRow {
     name: String,
     prefix: String,
     created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
+}
+
+const PLATFORM_KEY_COLUMNS: &str =
+    "id, name, prefix, created_at, expires_at, last_used_at, revoked_at";
+
+impl TryFrom<PlatformKeyRow> for PlatformKey {
+    type Error = domain::ports::StoreError;
+    fn try_from(r: PlatformKeyRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            id: PlatformKeyId::from_uuid(r.id),
+            name: Name::parse(&r.name).map_err(|e| corrupt("platform key", e))?,
+            prefix: r.prefix,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            last_used_at: r.last_used_at,
+            revoked_at: r.revoked_at,
+        })
+    }
 }
 
 /// A key's last use is written at most once a minute, so authentication stays a read on the
@@ -197,12 +217,13 @@ impl PlatformStore for PgPlatformStore {
              SET last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < $2 - {TOUCH_INTERVAL}
                                      THEN $2 ELSE last_used_at END
              WHERE key_hash = $1
-             RETURNING id, name, prefix, created_at, revoked_at"
+             RETURNING {PLATFORM_KEY_COLUMNS}"
         );
         let row =
             fetch_one::<PlatformKeyRow>(&self.db, &sql, vec![hash.into(), now.into()]).await?;
         Ok(row.map(|r| KeyOwner::Platform {
             key: PlatformKeyId::from_uuid(r.id),
+            expires_at: r.expires_at,
             revoked: r.revoked_at.is_some(),
         }))
     }
@@ -213,29 +234,58 @@ impl PlatformStore for PgPlatformStore {
         name: &Name,
         prefix: &str,
         key_hash: &[u8],
+        expires_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> StoreResult<PlatformKey> {
-        let row = fetch_one::<PlatformKeyRow>(
+        fetch_one::<PlatformKeyRow>(
             &self.db,
-            "INSERT INTO platform_keys (id, name, prefix, key_hash, created_at)
-             VALUES ($1, $2, $3, $4, $5)
-             RETURNING id, name, prefix, created_at, revoked_at",
+            &format!(
+                "INSERT INTO platform_keys (id, name, prefix, key_hash, expires_at, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 RETURNING {PLATFORM_KEY_COLUMNS}"
+            ),
             vec![
                 id.as_uuid().into(),
                 name.as_str().into(),
                 prefix.into(),
                 key_hash.to_vec().into(),
+                expires_at.into(),
                 now.into(),
             ],
         )
         .await?
-        .ok_or_else(|| corrupt("platform key", "insert returned nothing".into()))?;
-        Ok(PlatformKey {
-            id: PlatformKeyId::from_uuid(row.id),
-            name: Name::parse(&row.name).map_err(|e| corrupt("platform key", e))?,
-            prefix: row.prefix,
-            created_at: row.created_at,
-        })
+        .ok_or_else(|| corrupt("platform key", "insert returned nothing".into()))?
+        .try_into()
+    }
+
+    async fn list_platform_keys(&self) -> StoreResult<Vec<PlatformKey>> {
+        let rows = fetch_all::<PlatformKeyRow>(
+            &self.db,
+            &format!(
+                "SELECT {PLATFORM_KEY_COLUMNS} FROM platform_keys ORDER BY created_at DESC, id"
+            ),
+            vec![],
+        )
+        .await?;
+        convert(rows)
+    }
+
+    async fn revoke_platform_key(
+        &self,
+        id: PlatformKeyId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<PlatformKey>> {
+        fetch_one::<PlatformKeyRow>(
+            &self.db,
+            &format!(
+                "UPDATE platform_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1
+                 RETURNING {PLATFORM_KEY_COLUMNS}"
+            ),
+            vec![id.as_uuid().into(), now.into()],
+        )
+        .await?
+        .map(PlatformKey::try_from)
+        .transpose()
     }
 }
 

@@ -49,6 +49,40 @@ fn bearer_token(req: &HttpRequest) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
+/// Reverse proxies whose `X-Forwarded-For` is believed (`AGENTIC_TRUSTED_PROXIES`).
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(pub Vec<std::net::IpAddr>);
+
+/// The caller's address, for limits keyed on it: the TCP peer's, unless the peer is a trusted
+/// proxy; then the rightmost address of `X-Forwarded-For` that is not a trusted proxy (the
+/// client as the outermost trusted proxy saw it). What a client writes into the header itself is
+/// ignored unless a trusted proxy passed it on, and even then only the part that proxy added
+/// counts, so a client cannot choose its own address.
+pub fn client_address(req: &HttpRequest) -> String {
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return "unknown".to_owned();
+    };
+    let trusted = req
+        .app_data::<TrustedProxies>()
+        .map_or(&[][..], |t| t.0.as_slice());
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    let forwarded: Vec<std::net::IpAddr> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(&peer)
+        .to_string()
+}
+
 /// Body size limit for JSON bodies, set per application.
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimit(pub usize);

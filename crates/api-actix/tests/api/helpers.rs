@@ -97,6 +97,8 @@ pub struct Options {
     pub max_body_bytes: usize,
     /// How long a document-reading child may take (`AGENTIC_EXTRACT_TIMEOUT_SECS`).
     pub extract_timeout_secs: u64,
+    /// Proxies whose `X-Forwarded-For` is believed (`AGENTIC_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Options {
@@ -112,6 +114,7 @@ impl Default for Options {
             ingest_workers: 1,
             max_body_bytes: 64 * 1024,
             extract_timeout_secs: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -227,6 +230,7 @@ impl TestApp {
             },
             max_body_bytes: options.max_body_bytes,
             workers: Some(1),
+            trusted_proxies: options.trusted_proxies.clone(),
             login_attempts: options.login_attempts,
             argon2_m_kib: Some(64),
             models_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../../.local/models").into(),
@@ -266,7 +270,7 @@ impl TestApp {
                 clock: Arc::new(SystemClock),
             });
             let (_, key) = tenants
-                .create_platform_key("tests")
+                .create_platform_key("tests", None)
                 .await
                 .expect("platform key");
             self.platform_key = key;

@@ -12,6 +12,7 @@ mod hostile;
 mod isolation;
 mod knowledge;
 mod leaks;
+mod logins;
 mod migrations;
 mod pgvector;
 mod platform;

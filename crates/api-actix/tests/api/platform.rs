@@ -172,3 +172,52 @@ async fn only_platform_keys_provision_tenants() {
     let res = app.get("/v1/agents", &app.platform_key).await;
     assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
 }
+
+#[tokio::test]
+async fn platform_keys_expire_are_listed_and_revoked() {
+    use std::sync::Arc;
+
+    use api_actix::startup::Stores;
+    use domain::ports::SystemClock;
+    use domain::services::{TenantPorts, TenantService};
+
+    let app = TestApp::spawn().await;
+    let stores = Stores::connect(&app.db_settings()).await.unwrap();
+    let tenants = TenantService::new(TenantPorts {
+        store: stores.store.clone(),
+        platform: stores.platform.clone(),
+        hasher: api_actix::startup::password_hasher(None).unwrap(),
+        secrets: Arc::new(auth_crypto::RandomSecrets),
+        sessions: Arc::new(
+            cache_redis::RedisCache::connect(&app.redis_url, app.redis_prefix.clone()).unwrap(),
+        ),
+        clock: Arc::new(SystemClock),
+    });
+    let (expired, expired_key) = tenants
+        .create_platform_key("expired", Some(chrono::Duration::seconds(-1)))
+        .await
+        .unwrap();
+    let (live, live_key) = tenants
+        .create_platform_key("live", Some(chrono::Duration::days(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/v1/tenants", &expired_key).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    json(app.get("/v1/tenants", &live_key).await, StatusCode::OK).await;
+    let listed: Vec<_> = tenants
+        .platform_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert!(listed.contains(&expired.id) && listed.contains(&live.id));
+    let revoked = tenants.revoke_platform_key(live.id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(
+        app.get("/v1/tenants", &live_key).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -212,4 +212,15 @@ pub trait RateLimiter: Send + Sync {
     /// # Errors
     /// [`Error::Internal`] when the store does not answer.
     async fn reset(&self, key: &str) -> Result<(), Error>;
+
+    /// The attempts counted under `key` against `limit`, counting none: `allowed` while fewer
+    /// than `limit` were counted in the current window.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the store does not answer.
+    async fn peek(&self, key: &str, limit: u32) -> Result<RateDecision, Error>;
+
+    /// Slows the caller down by `delay` (progressive delays after failures); the limiter keeps
+    /// the time, the domain decides how much.
+    async fn pause(&self, delay: Duration);
 }

@@ -446,6 +446,23 @@ pub trait PlatformStore: Send + Sync {
         name: &Name,
         prefix: &str,
         key_hash: &[u8],
+        expires_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> StoreResult<PlatformKey>;
+
+    /// Every platform key, newest first (there are few).
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn list_platform_keys(&self) -> StoreResult<Vec<PlatformKey>>;
+
+    /// Revokes a platform key (a revoked one stays revoked); `None` when there is none.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn revoke_platform_key(
+        &self,
+        id: PlatformKeyId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<PlatformKey>>;
 }

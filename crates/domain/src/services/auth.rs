@@ -61,6 +61,7 @@ pub struct AuthService {
     clock: Arc<dyn Clock>,
     policy: AuthPolicy,
     users: UserCache,
+    unknown_keys: UnknownKeys,
     /// A real hash to verify against when the tenant or email is unknown, so such a login takes
     /// as long as a wrong password and does not tell which emails exist.
     decoy_hash: OnceLock<String>,
@@ -91,6 +92,7 @@ impl AuthService {
             clock: ports.clock,
             policy,
             users: UserCache::default(),
+            unknown_keys: UnknownKeys::default(),
             decoy_hash: OnceLock::new(),
         }
     }
@@ -111,35 +113,50 @@ impl AuthService {
         let _ = self.hasher.verify(password, &hash).await;
     }
 
-    /// Verifies a password login and opens a new token family.
+    /// Verifies a password login and opens a new token family. `client` is the caller's address
+    /// (as the HTTP edge determined it).
+    ///
+    /// Failures are limited where they come from, never where they point: `login_attempts` per
+    /// account and client address, ten times that per address, both in `login_window`, answer
+    /// `RateLimited` to that address only. An account's failures from anywhere only slow every
+    /// attempt on it (a delay that doubles from the fourth failure, capped at four seconds), so an
+    /// attacker elsewhere cannot lock the real user out. Only failures count.
     ///
     /// # Errors
-    /// `RateLimited` past the attempts allowed for this tenant and email; `Unauthenticated` with the
-    /// same answer whichever of tenant, email or password was wrong; `Forbidden` for a disabled user.
+    /// `RateLimited` past those limits; `Unauthenticated` with the same answer whichever of
+    /// tenant, email or password was wrong; `Forbidden` for a disabled user; `TenantSuspended`;
+    /// `Busy` when password hashing is at capacity.
     pub async fn login(
         &self,
         tenant: &str,
         email: &str,
         password: &str,
+        client: &str,
     ) -> Result<TokenPair, Error> {
         let bad = Error::Unauthenticated(AuthFailure::BadCredentials);
         let (Ok(slug), Ok(email)) = (Slug::parse(tenant), Email::parse(email)) else {
             return Err(bad);
         };
-        let limit_key = format!("login:{slug}:{email}");
-        let attempt = self
-            .limiter
-            .hit(
-                &limit_key,
-                self.policy.login_attempts,
-                self.policy.login_window,
-            )
-            .await?;
-        if !attempt.allowed {
-            return Err(Error::RateLimited {
-                limit: attempt.limit,
-                retry_after_secs: attempt.reset_after_secs,
-            });
+        let account_key = format!("login:{slug}:{email}");
+        let pair_key = format!("login:{slug}:{email}:{client}");
+        let client_key = format!("login-client:{client}");
+        let attempts = self.policy.login_attempts;
+        for (key, limit) in [
+            (&pair_key, attempts),
+            (&client_key, attempts.saturating_mul(10)),
+        ] {
+            let seen = self.limiter.peek(key, limit).await?;
+            if !seen.allowed {
+                return Err(Error::RateLimited {
+                    limit: seen.limit,
+                    retry_after_secs: seen.reset_after_secs,
+                });
+            }
+        }
+        let account = self.limiter.peek(&account_key, u32::MAX).await?;
+        let delay = progressive_delay(u32::MAX - account.remaining);
+        if !delay.is_zero() {
+            self.limiter.pause(delay).await;
         }
         let found = match self.platform.tenant_by_slug(&slug).await? {
             Some((tenant, status)) => {
@@ -150,19 +167,25 @@ impl AuthService {
             }
             None => None,
         };
-        let Some((credentials, status)) = found else {
-            self.spend_decoy_verification(password).await;
+        let verified = match &found {
+            Some((credentials, _)) => {
+                self.hasher
+                    .verify(password, &credentials.password_hash)
+                    .await?
+            }
+            None => {
+                self.spend_decoy_verification(password).await;
+                false
+            }
+        };
+        let Some((credentials, status)) = found.filter(|_| verified) else {
+            let window = self.policy.login_window;
+            for key in [&pair_key, &client_key, &account_key] {
+                self.limiter.hit(key, u32::MAX, window).await?;
+            }
             return Err(bad);
         };
-        if !self
-            .hasher
-            .verify(password, &credentials.password_hash)
-            .await?
-        {
-            return Err(bad);
-        }
-        // Only failures count against the limit: a user who signs in often is not locked out.
-        self.limiter.reset(&limit_key).await?;
+        self.limiter.reset(&pair_key).await?;
         if status != TenantStatus::Active {
             return Err(Error::TenantSuspended);
         }
@@ -413,15 +436,31 @@ impl AuthService {
     async fn authenticate_key(&self, plaintext: &str) -> Result<Principal, Error> {
         let now = self.clock.now();
         let hash = self.secrets.hash_api_key(plaintext);
+        // Made-up keys cost a query each on the platform pool; the same one again costs nothing
+        // for a while. (A real key's hash cannot be among them: it would have to be guessed.)
+        if self.unknown_keys.contains(&hash, now) {
+            return Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal));
+        }
         match self.platform.key_owner(&hash, now).await? {
-            None => Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal)),
+            None => {
+                self.unknown_keys
+                    .insert(hash, now + chrono::Duration::seconds(30));
+                Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal))
+            }
             Some(
                 KeyOwner::Platform { revoked: true, .. } | KeyOwner::Tenant { revoked: true, .. },
             ) => Err(Error::Unauthenticated(AuthFailure::Revoked)),
             Some(KeyOwner::Platform {
                 key,
+                expires_at,
                 revoked: false,
-            }) => Ok(Principal::Platform { key }),
+            }) => {
+                if expires_at.is_some_and(|at| at <= now) {
+                    Err(Error::Unauthenticated(AuthFailure::Expired))
+                } else {
+                    Ok(Principal::Platform { key })
+                }
+            }
             Some(KeyOwner::Tenant {
                 tenant,
                 key,
@@ -544,6 +583,41 @@ impl UserCache {
     }
 }
 
+/// Hashes of API keys found to be nobody's, until when that answer holds.
+#[derive(Debug, Default)]
+struct UnknownKeys(Mutex<HashMap<Vec<u8>, DateTime<Utc>>>);
+
+impl UnknownKeys {
+    /// Beyond this many the set starts afresh (a flood of made-up keys cannot grow it further).
+    const CAPACITY: usize = 10_000;
+
+    fn contains(&self, hash: &[u8], now: DateTime<Utc>) -> bool {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|keys| keys.get(hash).copied())
+            .is_some_and(|until| until > now)
+    }
+
+    fn insert(&self, hash: Vec<u8>, until: DateTime<Utc>) {
+        if let Ok(mut keys) = self.0.lock() {
+            if keys.len() >= Self::CAPACITY {
+                keys.clear();
+            }
+            keys.insert(hash, until);
+        }
+    }
+}
+
+/// How long an attempt on an account waits after `failures` recent failed attempts on it: nothing
+/// for the first three, then 250 ms doubling with each failure, at most four seconds.
+fn progressive_delay(failures: u32) -> Duration {
+    match failures.checked_sub(3) {
+        None | Some(0) => Duration::ZERO,
+        Some(n) => Duration::from_millis(250u64 << (n - 1).min(4)),
+    }
+}
+
 fn chrono_duration(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -589,6 +663,15 @@ mod tests {
                 })
             });
             limiter.expect_reset().returning(|_| Ok(()));
+            limiter.expect_peek().returning(|_, limit| {
+                Ok(RateDecision {
+                    allowed: true,
+                    limit,
+                    remaining: limit,
+                    reset_after_secs: 60,
+                })
+            });
+            limiter.expect_pause().returning(|_| ());
             Self {
                 platform: MockPlatformStore::new(),
                 hasher: MockPasswordHasher::new(),
@@ -667,11 +750,11 @@ mod tests {
         });
         let service = m.service(vec![tx]);
         let wrong_password = service
-            .login("acme", "ada@example.com", "nope-nope")
+            .login("acme", "ada@example.com", "nope-nope", "10.0.0.1")
             .await
             .unwrap_err();
         let wrong_tenant = service
-            .login("other", "ada@example.com", "nope-nope")
+            .login("other", "ada@example.com", "nope-nope", "10.0.0.1")
             .await
             .unwrap_err();
         assert_eq!(wrong_password.to_string(), wrong_tenant.to_string());
@@ -685,7 +768,8 @@ mod tests {
     async fn login_is_rate_limited_before_the_password_is_checked() {
         let mut m = Mocks::new();
         m.limiter = MockRateLimiter::new();
-        m.limiter.expect_hit().returning(|_, limit, _| {
+        // This client has used up its failures on the account.
+        m.limiter.expect_peek().returning(|_, limit| {
             Ok(RateDecision {
                 allowed: false,
                 limit,
@@ -693,10 +777,11 @@ mod tests {
                 reset_after_secs: 42,
             })
         });
+        m.limiter.expect_hit().never();
         m.hasher.expect_verify().never();
         let service = m.service(vec![]);
         let err = service
-            .login("acme", "ada@example.com", "whatever1")
+            .login("acme", "ada@example.com", "whatever1", "10.0.0.1")
             .await
             .unwrap_err();
         assert!(matches!(
@@ -941,5 +1026,32 @@ mod tests {
             service.refresh("refresh").await,
             Err(Error::Unauthenticated(AuthFailure::Revoked))
         ));
+    }
+
+    #[test]
+    fn the_delay_grows_with_an_accounts_failures_and_stops_at_four_seconds() {
+        let delays: Vec<u64> = (0..10)
+            .map(|n| u64::try_from(progressive_delay(n).as_millis()).unwrap())
+            .collect();
+        assert_eq!(delays, [0, 0, 0, 0, 250, 500, 1000, 2000, 4000, 4000]);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_api_key_is_looked_up_once_for_a_while() {
+        let mut m = Mocks::new();
+        m.secrets
+            .expect_hash_api_key()
+            .returning(|k| k.as_bytes().to_vec());
+        m.platform
+            .expect_key_owner()
+            .times(1)
+            .returning(|_, _| Ok(None));
+        let service = m.service(vec![]);
+        for _ in 0..3 {
+            assert!(matches!(
+                service.authenticate("ak_made_up").await,
+                Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal))
+            ));
+        }
     }
 }

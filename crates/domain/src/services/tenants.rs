@@ -242,13 +242,19 @@ impl TenantService {
         Ok(renamed)
     }
 
-    /// Mints a platform key (command line only: whoever runs it already holds the database).
+    /// Mints a platform key (command line only: whoever runs it already holds the database),
+    /// valid for `valid_for` when given.
     ///
     /// # Errors
     /// Validation of the name.
-    pub async fn create_platform_key(&self, name: &str) -> Result<(PlatformKey, String), Error> {
+    pub async fn create_platform_key(
+        &self,
+        name: &str,
+        valid_for: Option<chrono::Duration>,
+    ) -> Result<(PlatformKey, String), Error> {
         let name = Name::parse(name).map_err(|m| Error::invalid("name", m))?;
         let minted = self.secrets.mint_api_key();
+        let now = self.clock.now();
         let key = self
             .platform
             .insert_platform_key(
@@ -256,10 +262,30 @@ impl TenantService {
                 &name,
                 &minted.prefix,
                 &minted.hash,
-                self.clock.now(),
+                valid_for.map(|d| now + d),
+                now,
             )
             .await?;
         Ok((key, minted.plaintext))
+    }
+
+    /// Every platform key (command line only).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn platform_keys(&self) -> Result<Vec<PlatformKey>, Error> {
+        Ok(self.platform.list_platform_keys().await?)
+    }
+
+    /// Revokes a platform key at once (command line only).
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn revoke_platform_key(&self, id: PlatformKeyId) -> Result<PlatformKey, Error> {
+        self.platform
+            .revoke_platform_key(id, self.clock.now())
+            .await?
+            .ok_or(Error::NotFound(Resource::ApiKey))
     }
 }
 

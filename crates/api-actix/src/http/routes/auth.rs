@@ -1,4 +1,4 @@
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use domain::Principal;
 
 use crate::http::dto::{
@@ -6,7 +6,7 @@ use crate::http::dto::{
     TokensDto, scope_names,
 };
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::{Body, Caller, MaybeBody};
+use crate::http::extract::{Body, Caller, MaybeBody, client_address};
 use crate::http::responses::{
     Forbidden, Internal, Invalid, RateLimited, TooLarge, Unauthorized, Unavailable, Unsupported,
 };
@@ -23,12 +23,18 @@ use crate::state::AppState;
 )]
 pub async fn login(
     state: web::Data<AppState>,
+    http: HttpRequest,
     body: Body<LoginRequest>,
 ) -> ApiResult<web::Json<TokensDto>> {
     let req = body.0;
     let pair = state
         .auth
-        .login(&req.tenant, &req.email, &req.password)
+        .login(
+            &req.tenant,
+            &req.email,
+            &req.password,
+            &client_address(&http),
+        )
         .await?;
     Ok(web::Json(pair.into()))
 }
