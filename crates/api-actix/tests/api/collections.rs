@@ -95,6 +95,15 @@ async fn spaces_and_collection_lifecycle() {
     )
     .await;
     assert!(restored["deleted_at"].is_null());
+    // Restoring a live collection changes nothing, and records nothing.
+    let again = json(
+        app.post_empty(&format!("/v1/collections/{id}/restore"), t)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(again["id"], restored["id"]);
+    assert!(again["deleted_at"].is_null());
 
     let (_, member) = app.user(&acme, "m@acme.test", "member").await;
     assert_problem(

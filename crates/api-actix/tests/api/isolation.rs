@@ -1023,8 +1023,16 @@ async fn a_deleted_user_disappears_comes_back_on_restore_and_is_gone_after_purge
     assert_eq!(got, restored);
     let live = json(app.get("/v1/users?limit=100", t).await, StatusCode::OK).await;
     assert!(item_ids(&live).contains(&id));
-    assert_problem(
+    // Restoring a live user changes nothing: the user as it is.
+    let again = json(
         app.post_empty(&format!("/v1/users/{id}/restore"), t).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(again, restored);
+    assert_problem(
+        app.post_empty(&format!("/v1/users/{}/restore", uuid::Uuid::new_v4()), t)
+            .await,
         StatusCode::NOT_FOUND,
         "not_found",
     )

@@ -173,6 +173,14 @@ async fn ingest_then_search_in_every_mode() {
         StatusCode::OK,
     )
     .await;
+    // Again: the document is live, so nothing changes (and the collection's counts stay right).
+    let again = json(
+        app.post_empty(&format!("/v1/documents/{}/restore", documents[0]), t)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(again["deleted_at"].is_null());
     let back = json(
         search("vector", "how many holidays do I get?").await,
         StatusCode::OK,

@@ -166,11 +166,17 @@ impl AgentService {
         let tenant = who.tenant_with(Scope::Write)?;
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
-        let agent = tx
-            .agents()
-            .restore(id, now)
-            .await?
-            .ok_or(Error::NotFound(Resource::Agent))?;
+        let Some(agent) = tx.agents().restore(id, now).await? else {
+            // Not deleted: restoring it changes nothing and records nothing (idempotent), unless
+            // there is no such agent at all.
+            let live = tx
+                .agents()
+                .get(id, false)
+                .await?
+                .ok_or(Error::NotFound(Resource::Agent))?;
+            tx.commit().await?;
+            return Ok(live);
+        };
         let entry = AuditEntry::new(
             now,
             who.actor(),

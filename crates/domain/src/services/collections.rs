@@ -280,11 +280,17 @@ impl CollectionService {
         let tenant = who.tenant_with(Scope::Write)?;
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
-        let collection = tx
-            .collections()
-            .restore(id, now)
-            .await?
-            .ok_or(Error::NotFound(Resource::Collection))?;
+        let Some(collection) = tx.collections().restore(id, now).await? else {
+            // Not deleted: restoring it changes nothing and records nothing (idempotent), unless
+            // there is no such collection at all.
+            let live = tx
+                .collections()
+                .get(id, false)
+                .await?
+                .ok_or(Error::NotFound(Resource::Collection))?;
+            tx.commit().await?;
+            return Ok(live);
+        };
         let entry = AuditEntry::new(
             now,
             who.actor(),

@@ -373,11 +373,17 @@ impl DocumentService {
         let tenant = who.tenant_with(Scope::Write)?;
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
-        let document = tx
-            .documents()
-            .restore(id, now)
-            .await?
-            .ok_or(Error::NotFound(Resource::Document))?;
+        let Some(document) = tx.documents().restore(id, now).await? else {
+            // Not deleted: restoring it changes nothing and records nothing (idempotent), unless
+            // there is no such document at all.
+            let live = tx
+                .documents()
+                .get(id, false)
+                .await?
+                .ok_or(Error::NotFound(Resource::Document))?;
+            tx.commit().await?;
+            return Ok(live);
+        };
         tx.documents()
             .count_in_collection(document.collection_id, 1, document.byte_count, now)
             .await?;

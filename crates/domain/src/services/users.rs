@@ -289,11 +289,17 @@ impl UserService {
         let tenant = who.tenant_with(Scope::Admin)?;
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
-        let user = tx
-            .users()
-            .restore(id, now)
-            .await?
-            .ok_or(Error::NotFound(Resource::User))?;
+        let Some(user) = tx.users().restore(id, now).await? else {
+            // Not deleted: restoring it changes nothing and records nothing (idempotent), unless
+            // there is no such user at all.
+            let live = tx
+                .users()
+                .get(id, false)
+                .await?
+                .ok_or(Error::NotFound(Resource::User))?;
+            tx.commit().await?;
+            return Ok(live);
+        };
         let entry = AuditEntry::new(
             now,
             who.actor(),
