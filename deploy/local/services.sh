@@ -455,6 +455,7 @@ export REDIS_URL='$REDIS_URL'
 export JWT_SECRET='$secret'
 export AGENTIC_PG_BIN='$PG_BIN'
 export AGENTIC_PG_PORT='$PG_PORT'
+export AGENTIC_PG_LOG='$PG_LOG'
 EOF
     chmod 600 "$tmp"
     mv -f "$tmp" "$ENV_FILE"

@@ -20,5 +20,6 @@ mod reembed;
 mod resilience;
 mod roles;
 mod sessions;
+mod storm;
 mod suspension;
 mod uploads;
