@@ -459,6 +459,21 @@ impl TestApp {
         res.json().await.expect("json")
     }
 
+    /// Creates a collection in the given space; answers its id.
+    pub async fn collection_in(&self, token: &str, name: &str, space_id: &str) -> String {
+        let made = json(
+            self.post(
+                "/v1/collections",
+                token,
+                json!({"name": name, "space_id": space_id}),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        made["id"].as_str().expect("id").to_owned()
+    }
+
     /// Creates a collection in the default space; answers its id.
     pub async fn collection(&self, token: &str, name: &str) -> String {
         let made = json(

@@ -41,19 +41,7 @@ async fn upstream_failures_reach_tenants_without_their_details() {
     .await;
     let acme = app.tenant("acme").await;
     let t = &acme.admin_token;
-    let collection = json(
-        app.post(
-            "/v1/collections",
-            t,
-            json!({"name": "Docs", "space_id": "openai-test"}),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let collection = app.collection_in(t, "Docs", "openai-test").await;
     let leaked = |text: &str| {
         text.contains("sk-live") || text.contains("10.9.8.7") || text.contains(&server.uri())
     };

@@ -56,19 +56,7 @@ async fn a_job_whose_final_transaction_loses_its_backend_is_retried_and_stores_i
     let (app, _server) = app_with_openai_space(Duration::from_secs(1), 1).await;
     let acme = app.tenant("acme").await;
     let t = &acme.admin_token;
-    let collection = json(
-        app.post(
-            "/v1/collections",
-            t,
-            json!({"name": "Launches", "space_id": "openai-test"}),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let collection = app.collection_in(t, "Launches", "openai-test").await;
     let uploaded = app.upload(t, &collection, "Rockets", TEXT, json!({})).await;
     let job_id = uploaded["job"]["id"].as_str().unwrap().to_owned();
     let document_id = uploaded["document"]["id"].as_str().unwrap().to_owned();
