@@ -194,12 +194,40 @@ pub struct PatchTenantRequest {
     pub name: Option<String>,
 }
 
+/// The values of a user's role, for the document (the field is read as text and checked).
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum RoleName {
+    Admin,
+    Member,
+}
+
+/// The values of a user's status, for the document.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum UserStatusName {
+    Active,
+    Disabled,
+}
+
+/// The values of an API key's scopes, for the document.
+#[derive(ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum ScopeName {
+    Read,
+    Write,
+    Admin,
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     pub email: String,
     pub password: String,
-    /// `admin` or `member`.
+    #[schema(value_type = RoleName)]
     pub role: String,
     pub name: Option<String>,
 }
@@ -211,9 +239,9 @@ pub struct PatchUserRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub name: Option<Option<String>>,
-    /// `admin` or `member`.
+    #[schema(value_type = Option<RoleName>)]
     pub role: Option<String>,
-    /// `active` or `disabled`.
+    #[schema(value_type = Option<UserStatusName>)]
     pub status: Option<String>,
 }
 
@@ -260,7 +288,8 @@ impl From<ApiKey> for ApiKeyDto {
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
     pub name: String,
-    /// Any of `read`, `write`, `admin`.
+    /// At least one of `read`, `write`, `admin`.
+    #[schema(value_type = Vec<ScopeName>, min_items = 1)]
     pub scopes: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
 }
