@@ -20,8 +20,8 @@ services-stop:
 migrate: services
     source .local/env && cargo run -q -p api-actix --bin agentic -- migrate up
 
-# Services, migrations, a demo tenant (credentials printed once), then the API on :8080.
-run: migrate
+# Services, models, migrations, a demo tenant (credentials printed once), then the API on :8080.
+run: migrate models
     #!/usr/bin/env bash
     set -euo pipefail
     source .local/env
