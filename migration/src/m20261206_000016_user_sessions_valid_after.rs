@@ -24,7 +24,7 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         run(
             manager,
-            "ALTER TABLE users DROP COLUMN sessions_valid_after;",
+            "ALTER TABLE users DROP COLUMN sessions_kept_family, DROP COLUMN sessions_valid_after;",
         )
         .await
     }

@@ -54,6 +54,17 @@ impl Stores {
         };
         let app = store_postgres::connect(db.app_url()?, &options).await?;
         let platform = store_postgres::connect(db.platform_url()?, &platform_options).await?;
+        // Least privilege is checked, not assumed: an installation made before the owner
+        // membership was taken back (an old Docker volume, say) would otherwise serve with it.
+        for (pool, variable) in [(&app, "DATABASE_URL"), (&platform, "DATABASE_PLATFORM_URL")] {
+            if store_postgres::acts_as_owner(pool).await? {
+                anyhow::bail!(
+                    "the role of {variable} can act as the owner of the schema; the server must \
+                     hold no owner rights: run deploy/compose/init.sql again (it revokes \
+                     agentic_owner from agentic_platform) or give {variable} another role"
+                );
+            }
+        }
         // The queue has connections of its own: a flood of credential lookups on the platform
         // pool cannot keep workers from claiming jobs, nor the other way round.
         let queue_options = PoolOptions {

@@ -34,7 +34,7 @@ pub struct Argon2Hasher {
 
 #[derive(Debug)]
 struct Gate {
-    running: Semaphore,
+    running: Arc<Semaphore>,
     /// Hashes running or waiting to run.
     admitted: AtomicUsize,
     max_admitted: usize,
@@ -59,7 +59,7 @@ impl Argon2Hasher {
         Self {
             params,
             gate: Arc::new(Gate {
-                running: Semaphore::new(running.max(1)),
+                running: Arc::new(Semaphore::new(running.max(1))),
                 admitted: AtomicUsize::new(0),
                 max_admitted: running.max(1) + waiting,
             }),
@@ -76,11 +76,19 @@ impl Argon2Hasher {
             gate.admitted.fetch_sub(1, Ordering::AcqRel);
             return Err(Error::Busy);
         }
-        let _admitted = Admitted(gate);
-        let _permit = gate.running.acquire().await.map_err(Error::internal)?;
-        tokio::task::spawn_blocking(work)
+        let admitted = Admitted(Arc::clone(gate));
+        let permit = Arc::clone(&gate.running)
+            .acquire_owned()
             .await
-            .map_err(Error::internal)
+            .map_err(Error::internal)?;
+        // The hash holds its place until it is done, not until its request is: a client that
+        // gives up does not free a slot while its hash still runs on the blocking pool.
+        tokio::task::spawn_blocking(move || {
+            let _held = (admitted, permit);
+            work()
+        })
+        .await
+        .map_err(Error::internal)
     }
 
     /// Still argon2id, with explicit costs: cheap ones keep test suites fast, dearer ones follow
@@ -105,10 +113,10 @@ impl Default for Argon2Hasher {
     }
 }
 
-/// Leaves the gate however the hash ends (a dropped request included).
-struct Admitted<'a>(&'a Gate);
+/// Leaves the gate when the hash ends, or when it was refused or abandoned before it started.
+struct Admitted(Arc<Gate>);
 
-impl Drop for Admitted<'_> {
+impl Drop for Admitted {
     fn drop(&mut self) {
         self.0.admitted.fetch_sub(1, Ordering::AcqRel);
     }

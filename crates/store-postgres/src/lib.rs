@@ -61,3 +61,24 @@ pub async fn connect(
         .sqlx_logging(false);
     Database::connect(opts).await
 }
+
+/// Whether the role `db` logs in as can act as the owner of the schema (is it, or a member of
+/// it). The serving process must not: its roles would then own every table. `false` before the
+/// schema exists.
+///
+/// # Errors
+/// When the database cannot be asked.
+pub async fn acts_as_owner(db: &DatabaseConnection) -> Result<bool, sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT COALESCE(pg_has_role(current_user, c.relowner, 'MEMBER'), false) AS owner
+             FROM (SELECT to_regclass('agents') AS t) x
+             LEFT JOIN pg_class c ON c.oid = x.t",
+        ))
+        .await?;
+    Ok(row
+        .and_then(|r| r.try_get::<bool>("", "owner").ok())
+        .unwrap_or(false))
+}

@@ -69,6 +69,9 @@ impl TryFrom<PlatformKeyRow> for PlatformKey {
     }
 }
 
+/// The advisory lock that serialises job claims (an arbitrary constant of this application).
+const CLAIM_LOCK: i64 = 0x6167_656e_7469_6301;
+
 /// A key's last use is written at most once a minute, so authentication stays a read on the
 /// hot path.
 const TOUCH_INTERVAL: &str = "interval '60 seconds'";
@@ -155,20 +158,32 @@ impl PlatformStore for PgPlatformStore {
     ) -> StoreResult<Option<Tenant>> {
         let tx = self.db.begin().await.map_err(map)?;
         let sql = format!(
-            "UPDATE tenants SET status = $2, updated_at = $3 WHERE id = $1 RETURNING {TENANT_COLUMNS}"
+            "UPDATE tenants SET status = $2, updated_at = $3 WHERE id = $1 AND status <> $2
+             RETURNING {TENANT_COLUMNS}"
         );
-        let Some(row) = fetch_one::<TenantRow>(
+        let changed = fetch_one::<TenantRow>(
             &tx,
             &sql,
             vec![id.as_uuid().into(), status.as_str().into(), now.into()],
         )
-        .await?
-        else {
-            return Ok(None);
+        .await?;
+        let row = match changed {
+            Some(row) => {
+                execute(&tx, INSERT_AUDIT, audit_values(id, audit)).await?;
+                Some(row)
+            }
+            // Already in that state (or no such tenant): nothing changes, nothing is recorded.
+            None => {
+                fetch_one::<TenantRow>(
+                    &tx,
+                    &format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"),
+                    vec![id.as_uuid().into()],
+                )
+                .await?
+            }
         };
-        execute(&tx, INSERT_AUDIT, audit_values(id, audit)).await?;
         tx.commit().await.map_err(map)?;
-        row.try_into().map(Some)
+        row.map(Tenant::try_from).transpose()
     }
 
     async fn list_tenants(&self, page: PageRequest) -> StoreResult<Page<Tenant>> {
@@ -351,8 +366,18 @@ impl JobQueue for PgPlatformStore {
         // runnable job, unless it already runs its share; the tenant whose last claim is the
         // oldest wins and its turn is recorded in the same statement. SKIP LOCKED lets workers
         // claim side by side; the row locks last only this statement.
+        // Claims take turns too: each runs alone under a transaction-scoped advisory lock, so
+        // the running counts and turns it reads include every claim before it (concurrent
+        // claims would each skip the rows the others had locked, and overrun a tenant's cap).
+        let tx = self.db.begin().await.map_err(map)?;
+        execute(
+            &tx,
+            &format!("SELECT pg_advisory_xact_lock({CLAIM_LOCK})"),
+            vec![],
+        )
+        .await?;
         let row = fetch_one::<ClaimRow>(
-            &self.db,
+            &tx,
             "WITH RECURSIVE waiting (tenant_id) AS (
                  (SELECT tenant_id FROM jobs WHERE state IN ('queued', 'running')
                   ORDER BY tenant_id LIMIT 1)
@@ -400,6 +425,7 @@ impl JobQueue for PgPlatformStore {
             ],
         )
         .await?;
+        tx.commit().await.map_err(map)?;
         row.map(|r| {
             Ok(ClaimedJob {
                 tenant: TenantId::from_uuid(r.tenant_id),

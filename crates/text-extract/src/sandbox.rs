@@ -145,6 +145,10 @@ impl SandboxedExtractor {
             .arg("--content-type")
             .arg(content_type.mime())
             .args(self.config.limits.to_args())
+            // The child parses hostile input: it gets none of the server's secrets (JWT key,
+            // database URLs, API keys), only what keeps it from restarting itself.
+            .env_clear()
+            .env("RAYON_NUM_THREADS", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -206,8 +210,13 @@ impl SandboxedExtractor {
             .map_err(|e| ExtractError::Internal(format!("waiting for the child failed: {e}")))?;
         if let Some(signal) = status.signal() {
             return Err(ExtractError::LimitExceeded(match signal {
-                libc::SIGXCPU | libc::SIGKILL => format!(
+                libc::SIGXCPU => format!(
                     "it needed more than {} s of CPU time",
+                    self.config.limits.cpu_secs
+                ),
+                // The CPU limit's hard stop, or the kernel's out-of-memory killer.
+                libc::SIGKILL => format!(
+                    "it needed more than {} s of CPU time or more memory than the machine had",
                     self.config.limits.cpu_secs
                 ),
                 _ => format!(

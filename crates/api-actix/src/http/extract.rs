@@ -61,28 +61,37 @@ pub struct TrustedProxies(pub Vec<std::net::IpAddr>);
 /// ignored unless a trusted proxy passed it on, and even then only the part that proxy added
 /// counts, so a client cannot choose its own address.
 pub fn client_address(req: &HttpRequest) -> String {
-    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+    // IPv4 peers of a dual-stack listener arrive as `::ffff:a.b.c.d`: compare them as IPv4.
+    let Some(peer) = req.peer_addr().map(|a| a.ip().to_canonical()) else {
         return "unknown".to_owned();
     };
     let trusted = req
         .app_data::<TrustedProxies>()
         .map_or(&[][..], |t| t.0.as_slice());
-    if !trusted.contains(&peer) {
+    let is_trusted = |a: &std::net::IpAddr| trusted.iter().any(|t| t.to_canonical() == *a);
+    if !is_trusted(&peer) {
         return peer.to_string();
     }
-    let forwarded: Vec<std::net::IpAddr> = req
+    let entries: Vec<&str> = req
         .headers()
         .get_all("x-forwarded-for")
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse().ok())
         .collect();
-    forwarded
-        .iter()
-        .rev()
-        .find(|a| !trusted.contains(a))
-        .unwrap_or(&peer)
-        .to_string()
+    // From the right: skip the trusted proxies; the first other entry is the client. An entry
+    // that is not a plain address (a proxy that appends `ip:port`, say) ends the walk, so that
+    // the walk never reaches entries the client wrote itself.
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        let Ok(address) = entry.trim().parse::<std::net::IpAddr>() else {
+            break;
+        };
+        client = address.to_canonical();
+        if !is_trusted(&client) {
+            break;
+        }
+    }
+    client.to_string()
 }
 
 /// Body size limit for JSON bodies, set per application.
@@ -316,6 +325,39 @@ impl<T: DeserializeOwned + 'static> FromRequest for MaybeBody<T> {
 #[cfg(test)]
 mod tests {
     use super::{contains_nul_escape, scan_nul_escape};
+
+    #[test]
+    fn the_client_address_comes_from_trusted_proxies_only() {
+        use actix_web::test::TestRequest;
+        let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let address = |peer: &str, forwarded: Option<&str>| {
+            let mut req = TestRequest::default()
+                .peer_addr(peer.parse().unwrap())
+                .app_data(super::TrustedProxies(vec![proxy]));
+            if let Some(f) = forwarded {
+                req = req.insert_header(("x-forwarded-for", f));
+            }
+            super::client_address(&req.to_http_request())
+        };
+        // Not through the proxy: the header is the client's own writing.
+        assert_eq!(address("203.0.113.9:5000", Some("1.2.3.4")), "203.0.113.9");
+        // Through it: the rightmost entry the proxy added.
+        assert_eq!(
+            address("10.0.0.1:5000", Some("1.2.3.4, 198.51.100.7")),
+            "198.51.100.7"
+        );
+        // A dual-stack listener's IPv4-mapped peer is still the proxy.
+        assert_eq!(
+            address("[::ffff:10.0.0.1]:5000", Some("198.51.100.7")),
+            "198.51.100.7"
+        );
+        // An entry that is not an address ends the walk before the client's own entries.
+        assert_eq!(
+            address("10.0.0.1:5000", Some("1.2.3.4, 198.51.100.7:443")),
+            "10.0.0.1"
+        );
+        assert_eq!(address("10.0.0.1:5000", None), "10.0.0.1");
+    }
 
     #[test]
     fn any_cursor_of_the_documented_shape_is_a_position_and_nothing_else_is() {

@@ -111,4 +111,13 @@ async fn the_server_runs_without_the_owner_url() {
         .await
         .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
+
+    // Given a role that can act as the owner, it refuses to start rather than serve with it.
+    let mut as_owner = app.db_settings();
+    as_owner.database_url = Some(Secret::new(app.owner_url.clone()));
+    let refused = Application::build(&as_owner, &serve, TcpListener::bind("127.0.0.1:0").unwrap())
+        .await
+        .err()
+        .expect("the server refuses the owner's role");
+    assert!(refused.to_string().contains("owner"), "{refused}");
 }

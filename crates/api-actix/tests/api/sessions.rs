@@ -91,6 +91,29 @@ async fn changing_ones_password_ends_the_other_sessions_and_keeps_this_one() {
     let (access, _) = session(&app, "m@acme.test", "brand-new-password").await;
     json(app.get("/v1/me", &access).await, StatusCode::OK).await;
 
+    // A session cannot be used to guess the password: wrong attempts are limited like logins.
+    for _ in 0..5 {
+        let res = app
+            .post(
+                "/v1/me/password",
+                &this_access,
+                json!({"current_password": "guess-guess", "new_password": "another-password"}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert_problem(
+        app.post(
+            "/v1/me/password",
+            &this_access,
+            json!({"current_password": "brand-new-password", "new_password": "another-password"}),
+        )
+        .await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
+
     // API keys have no password and no session.
     let (_, key) = app.api_key(&acme, &["read", "write", "admin"]).await;
     assert_problem(

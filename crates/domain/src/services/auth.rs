@@ -141,11 +141,15 @@ impl AuthService {
         let pair_key = format!("login:{slug}:{email}:{client}");
         let client_key = format!("login-client:{client}");
         let attempts = self.policy.login_attempts;
-        for (key, limit) in [
-            (&pair_key, attempts),
-            (&client_key, attempts.saturating_mul(10)),
-        ] {
-            let seen = self.limiter.peek(key, limit).await?;
+        let window = self.policy.login_window;
+        // This attempt counts on the account and address before the password is checked (so
+        // parallel guesses cannot all slip under the limit), and is forgiven if it succeeds.
+        let pair = self.limiter.hit(&pair_key, attempts, window).await?;
+        let client = self
+            .limiter
+            .peek(&client_key, attempts.saturating_mul(10))
+            .await?;
+        for seen in [pair, client] {
             if !seen.allowed {
                 return Err(Error::RateLimited {
                     limit: seen.limit,
@@ -179,8 +183,7 @@ impl AuthService {
             }
         };
         let Some((credentials, status)) = found.filter(|_| verified) else {
-            let window = self.policy.login_window;
-            for key in [&pair_key, &client_key, &account_key] {
+            for key in [&client_key, &account_key] {
                 self.limiter.hit(key, u32::MAX, window).await?;
             }
             return Err(bad);
@@ -303,6 +306,18 @@ impl AuthService {
         tx.commit().await?;
         let credentials =
             credentials.ok_or(Error::Unauthenticated(AuthFailure::UnknownPrincipal))?;
+        // A stolen session must not become a way to guess the password: the same limit as logins.
+        let key = format!("password:{user}");
+        let attempt = self
+            .limiter
+            .hit(&key, self.policy.login_attempts, self.policy.login_window)
+            .await?;
+        if !attempt.allowed {
+            return Err(Error::RateLimited {
+                limit: attempt.limit,
+                retry_after_secs: attempt.reset_after_secs,
+            });
+        }
         if !self
             .hasher
             .verify(current, &credentials.password_hash)
@@ -313,6 +328,7 @@ impl AuthService {
                 "is not the current password",
             ));
         }
+        self.limiter.reset(&key).await?;
         let hash = self.hasher.hash(&password).await?;
         let now = self.clock.now();
         let mut tx = self.store.begin(*tenant).await?;
@@ -768,8 +784,8 @@ mod tests {
     async fn login_is_rate_limited_before_the_password_is_checked() {
         let mut m = Mocks::new();
         m.limiter = MockRateLimiter::new();
-        // This client has used up its failures on the account.
-        m.limiter.expect_peek().returning(|_, limit| {
+        // This client has used up its attempts on the account.
+        m.limiter.expect_hit().times(1).returning(|_, limit, _| {
             Ok(RateDecision {
                 allowed: false,
                 limit,
@@ -777,7 +793,14 @@ mod tests {
                 reset_after_secs: 42,
             })
         });
-        m.limiter.expect_hit().never();
+        m.limiter.expect_peek().returning(|_, limit| {
+            Ok(RateDecision {
+                allowed: true,
+                limit,
+                remaining: limit,
+                reset_after_secs: 60,
+            })
+        });
         m.hasher.expect_verify().never();
         let service = m.service(vec![]);
         let err = service

@@ -98,7 +98,7 @@ pub async fn logout_all(state: web::Data<AppState>, caller: Caller) -> ApiResult
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Changed"),
-        Unauthorized, Forbidden, Invalid, TooLarge, Unsupported, Unavailable, Internal
+        Unauthorized, Forbidden, Invalid, TooLarge, Unsupported, RateLimited, Unavailable, Internal
     ),
     security(("bearer" = []))
 )]
