@@ -728,6 +728,16 @@ mod tests {
         )
     }
 
+    /// A unit of work that reads `user` (as often as asked) in a tenant of `status`.
+    fn reading(user: &User, status: TenantStatus) -> FakeTx {
+        let mut tx = FakeTx::with_tenant(user.tenant_id, status);
+        let found = user.clone();
+        tx.users
+            .expect_get()
+            .returning(move |_, _| Ok(Some(found.clone())));
+        tx
+    }
+
     fn claims(user: &User, kind: TokenKind) -> TokenClaims {
         TokenClaims {
             subject: user.id,
@@ -846,11 +856,7 @@ mod tests {
             .expect_rotate()
             .returning(|_, _, _, _| Ok(Rotation::Reused));
         m.codec.expect_issue().never();
-        let mut tx = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Active);
-        let found = ada.clone();
-        tx.users
-            .expect_get()
-            .returning(move |_, _| Ok(Some(found.clone())));
+        let tx = reading(&ada, TenantStatus::Active);
         let service = m.service(vec![tx]);
         assert!(matches!(
             service.refresh("token").await,
@@ -878,10 +884,7 @@ mod tests {
                 })
             });
         ada.status = UserStatus::Disabled;
-        let mut tx = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Active);
-        tx.users
-            .expect_get()
-            .returning(move |_, _| Ok(Some(ada.clone())));
+        let tx = reading(&ada, TenantStatus::Active);
         let service = m.service(vec![tx]);
         assert!(matches!(
             service.authenticate("t").await,
@@ -1002,23 +1005,9 @@ mod tests {
                 })
             });
         m.codec.expect_issue().never();
-        let mut active = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Active);
-        let found = ada.clone();
-        active
-            .users
-            .expect_get()
-            .returning(move |_, _| Ok(Some(found.clone())));
-        let mut suspended = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Suspended);
-        let found = ada.clone();
-        suspended
-            .users
-            .expect_get()
-            .returning(move |_, _| Ok(Some(found.clone())));
-        let mut refreshing = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Suspended);
-        refreshing
-            .users
-            .expect_get()
-            .returning(move |_, _| Ok(Some(ada.clone())));
+        let active = reading(&ada, TenantStatus::Active);
+        let suspended = reading(&ada, TenantStatus::Suspended);
+        let refreshing = reading(&ada, TenantStatus::Suspended);
         let service = m.service(vec![active, suspended, refreshing]);
         assert!(service.authenticate("access").await.is_ok());
         assert!(matches!(
@@ -1040,10 +1029,7 @@ mod tests {
         let mut m = Mocks::new();
         m.codec.expect_verify().returning(move |_| Ok(refresh));
         m.revocation.expect_rotate().never();
-        let mut tx = FakeTx::with_tenant(ada.tenant_id, TenantStatus::Active);
-        tx.users
-            .expect_get()
-            .returning(move |_, _| Ok(Some(ada.clone())));
+        let tx = reading(&ada, TenantStatus::Active);
         let service = m.service(vec![tx]);
         assert!(matches!(
             service.refresh("refresh").await,
