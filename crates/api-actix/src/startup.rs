@@ -22,13 +22,11 @@ use embed_candle::{CandleEmbedder, EmbedderOptions};
 use llm_openai::{OpenAiEmbedder, OpenAiEmbeddingConfig, SecretString};
 use store_postgres::{PgPlatformStore, PgStore, PoolOptions};
 use text_extract::{SandboxConfig, SandboxLimits, SandboxedExtractor, TokenChunker};
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::{DatabaseSettings, ServeSettings};
 use crate::http::error::ApiError;
 use crate::http::extract::{BodyLimit, TrustedProxies, path_error, query_error};
-use crate::http::openapi::ApiDoc;
 use crate::http::{request_id, routes};
 use crate::state::AppState;
 
@@ -319,7 +317,7 @@ impl Application {
         let proxies = TrustedProxies(serve.trusted_proxies.clone());
         // A document travels inside a JSON string: escaping can double it, plus the envelope.
         let documents_limit = BodyLimit(serve.max_document_bytes.saturating_mul(2) + 64 * 1024);
-        let openapi = ApiDoc::openapi();
+        let openapi = crate::http::openapi::document();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -332,7 +330,10 @@ impl Application {
                 .wrap(Compress::default())
                 .wrap(from_fn(request_id::middleware))
                 .configure(|cfg| routes::configure(cfg, documents_limit))
-                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi.clone()))
+                .service(
+                    SwaggerUi::new("/docs/{_:.*}")
+                        .external_url_unchecked("/openapi.json", openapi.clone()),
+                )
                 .route(
                     "/docs",
                     web::get().to(|| async {

@@ -44,6 +44,10 @@ impl Email {
     /// # Errors
     /// The reason the text is not an email address.
     pub fn parse(text: &str) -> Result<Self, String> {
+        // Counted as sent, before trimming, so that the limit is the one the API document states.
+        if text.chars().count() > 254 {
+            return Err("must be at most 254 characters".into());
+        }
         let text = text.trim().to_lowercase();
         let Some((local, host)) = text.split_once('@') else {
             return Err("must be an email address".into());
@@ -54,12 +58,10 @@ impl Email {
             && !host.ends_with('.')
             && !host.contains('@')
             && !text.chars().any(|c| c.is_whitespace() || c.is_control());
-        if text.len() > 254 {
-            Err("must be at most 254 characters".into())
-        } else if !plausible {
-            Err("must be an email address".into())
-        } else {
+        if plausible {
             Ok(Self(text))
+        } else {
+            Err("must be an email address".into())
         }
     }
 
@@ -75,7 +77,8 @@ impl fmt::Display for Email {
     }
 }
 
-/// A human-readable name: trimmed, 1–200 characters, no control characters.
+/// A human-readable name: at most 200 characters as sent, no control characters, not only
+/// whitespace; kept trimmed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Name(String);
 
@@ -83,13 +86,14 @@ impl Name {
     /// # Errors
     /// The reason the text is not a usable name.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        if text.is_empty() || text.chars().count() > 200 {
+        // The length is counted before trimming, so that it is the one the API document states.
+        let trimmed = text.trim();
+        if trimmed.is_empty() || text.chars().count() > 200 {
             Err("must be 1 to 200 characters".into())
         } else if text.chars().any(char::is_control) {
             Err("must not contain control characters".into())
         } else {
-            Ok(Self(text.to_owned()))
+            Ok(Self(trimmed.to_owned()))
         }
     }
 
@@ -205,7 +209,7 @@ impl ModelRef {
     pub fn parse(provider: &str, name: &str) -> Result<Self, String> {
         let ok = |s: &str, max: usize| {
             !s.is_empty()
-                && s.len() <= max
+                && s.chars().count() <= max
                 && !s.chars().any(|c| c.is_whitespace() || c.is_control())
         };
         if !ok(provider, 50) {
@@ -291,6 +295,18 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn names_are_counted_as_sent_and_kept_trimmed() {
+        assert_eq!(Name::parse("  Ada ").unwrap().as_str(), "Ada");
+        assert!(Name::parse(&"a".repeat(200)).is_ok());
+        assert!(Name::parse(&format!(" {}", "a".repeat(200))).is_err());
+        for bad in ["", " \u{3000} ", "a\tb", "a\u{85}"] {
+            assert!(Name::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(ModelRef::parse(&"é".repeat(50), "m").is_ok());
+        assert!(ModelRef::parse(&"é".repeat(51), "m").is_err());
     }
 
     #[test]

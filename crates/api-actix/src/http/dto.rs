@@ -10,6 +10,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::http::extract::encode_cursor;
+use crate::http::rules::{
+    EmailText, Metadata, ModelNameText, NameText, PasswordText, ProviderText, QueryText,
+    SearchFilter, SlugText,
+};
 
 /// A page of a list.
 #[derive(Debug, Serialize, ToSchema)]
@@ -112,14 +116,14 @@ pub struct LogoutRequest {
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
-    /// 8 to 128 characters (as any password).
+    #[schema(value_type = PasswordText)]
     pub new_password: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetPasswordRequest {
-    /// 8 to 128 characters (as any password).
+    #[schema(value_type = PasswordText)]
     pub new_password: String,
 }
 
@@ -173,10 +177,14 @@ pub fn scope_names(principal: &Principal) -> Vec<String> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
+    #[schema(value_type = NameText)]
     pub name: String,
+    #[schema(value_type = SlugText)]
     pub slug: String,
+    #[schema(value_type = EmailText)]
     pub admin_email: String,
     /// Generated (and returned once) when omitted.
+    #[schema(value_type = Option<PasswordText>)]
     pub admin_password: Option<String>,
 }
 
@@ -191,6 +199,7 @@ pub struct CreatedTenantDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchTenantRequest {
+    #[schema(value_type = Option<NameText>)]
     pub name: Option<String>,
 }
 
@@ -225,24 +234,74 @@ pub enum ScopeName {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    #[schema(value_type = EmailText)]
     pub email: String,
+    #[schema(value_type = PasswordText)]
     pub password: String,
     #[schema(value_type = RoleName)]
     pub role: String,
+    /// At most 200 characters; surrounding whitespace is removed.
+    #[schema(max_length = 200)]
     pub name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUserRequest {
-    /// A string sets the name, null clears it.
+    /// A string (at most 200 characters; surrounding whitespace is removed) sets the name,
+    /// null clears it.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 200)]
     pub name: Option<Option<String>>,
     #[schema(value_type = Option<RoleName>)]
     pub role: Option<String>,
     #[schema(value_type = Option<UserStatusName>)]
     pub status: Option<String>,
+}
+
+/// An integer as JSON Schema counts one: `3` and `3.0` alike (clients that hold every number as
+/// a float send the latter). Fractions and numbers beyond `i64` are refused.
+fn integer<'de, D>(de: D) -> Result<Option<i64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let Some(number) = Option::<serde_json::Number>::deserialize(de)? else {
+        return Ok(None);
+    };
+    if let Some(n) = number.as_i64() {
+        return Ok(Some(n));
+    }
+    // 2^63 is exact as a float; anything at or beyond it (or below -2^63) does not fit.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    match number.as_f64() {
+        #[allow(clippy::cast_possible_truncation)]
+        Some(f) if f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) => Ok(Some(f as i64)),
+        _ => Err(serde::de::Error::custom(format!(
+            "invalid value: {number}, expected an integer"
+        ))),
+    }
+}
+
+/// Reads a nested object as an object only: derived struct readers also take an array of the
+/// fields' values in order, which the document does not allow.
+fn object<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let map = serde_json::Map::deserialize(de)?;
+    T::deserialize(serde_json::Value::Object(map)).map_err(serde::de::Error::custom)
+}
+
+/// [`object`] for an optional field.
+fn optional_object<'de, D, T>(de: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    Option::<serde_json::Map<String, serde_json::Value>>::deserialize(de)?
+        .map(|map| T::deserialize(serde_json::Value::Object(map)).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 /// Tells an absent field (`None`) from an explicit null (`Some(None)`).
@@ -287,10 +346,12 @@ impl From<ApiKey> for ApiKeyDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
+    #[schema(value_type = NameText)]
     pub name: String,
     /// At least one of `read`, `write`, `admin`.
     #[schema(value_type = Vec<ScopeName>, min_items = 1)]
     pub scopes: Vec<String>,
+    /// In the future (422 otherwise); never expires when omitted.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -306,7 +367,9 @@ pub struct CreatedApiKeyDto {
 #[serde(deny_unknown_fields)]
 pub struct ModelDto {
     /// `local`, `openai`, or another configured provider.
+    #[schema(value_type = ProviderText)]
     pub provider: String,
+    #[schema(value_type = ModelNameText)]
     pub name: String,
 }
 
@@ -353,37 +416,56 @@ impl From<Agent> for AgentDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgentRequest {
+    #[schema(value_type = NameText)]
     pub name: String,
-    /// Lowercase letters, digits and '-'; unique among the tenant's live agents.
+    /// Unique among the tenant's live agents.
+    #[schema(value_type = SlugText)]
     pub slug: String,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
+    #[schema(max_length = 100_000)]
     pub system_prompt: Option<String>,
+    #[serde(deserialize_with = "object")]
     pub model: ModelDto,
-    /// 0.0..=2.0 (default 0.7).
+    /// Default 0.7.
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
-    /// 1..=128000 (default 1024).
+    /// Default 1024.
+    #[serde(default, deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 128_000)]
     pub max_tokens: Option<i64>,
-    /// A JSON object.
+    #[schema(value_type = Option<Metadata>)]
     pub metadata: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPatch {
+    #[schema(value_type = Option<ProviderText>)]
     pub provider: Option<String>,
+    #[schema(value_type = Option<ModelNameText>)]
     pub name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchAgentRequest {
+    #[schema(value_type = Option<NameText>)]
     pub name: Option<String>,
+    #[schema(value_type = Option<SlugText>)]
     pub slug: Option<String>,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
+    #[schema(max_length = 100_000)]
     pub system_prompt: Option<String>,
+    #[serde(default, deserialize_with = "optional_object")]
     pub model: Option<ModelPatch>,
+    #[schema(minimum = 0.0, maximum = 2.0)]
     pub temperature: Option<f64>,
+    #[serde(default, deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 128_000)]
     pub max_tokens: Option<i64>,
+    #[schema(value_type = Option<Metadata>)]
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -498,30 +580,39 @@ impl From<domain::entities::Collection> for CollectionDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCollectionRequest {
+    #[schema(value_type = NameText)]
     pub name: String,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
-    /// An id from `GET /v1/spaces`; the local MiniLM space when omitted.
+    /// An id from `GET /v1/spaces` (422 for another); the local MiniLM space when omitted.
     pub space_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchCollectionRequest {
+    #[schema(value_type = Option<NameText>)]
     pub name: Option<String>,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
-    /// Refused (422): the space changes only by re-embedding.
+    /// Not part of the contract (so not in the document): read only to answer why it is
+    /// refused, since the space changes only by re-embedding.
+    #[schema(ignore)]
     pub space_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDocumentRequest {
+    #[schema(value_type = NameText)]
     pub title: String,
     /// The document itself, as text.
     pub content: String,
-    /// `text/plain` (default), `text/markdown` or `text/html`.
+    /// `text/plain` when omitted; another type answers 415.
+    #[schema(value_type = Option<TextType>)]
     pub content_type: Option<String>,
-    /// A JSON object, copied to every chunk for search filters.
+    /// Copied to every chunk for search filters.
+    #[schema(value_type = Option<Metadata>)]
     pub metadata: Option<serde_json::Value>,
 }
 
@@ -534,8 +625,10 @@ pub struct DocumentForm {
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,
     /// Defaults to the file name.
+    #[schema(value_type = Option<NameText>)]
     pub title: Option<String>,
-    /// A JSON object, as text.
+    /// A JSON object; an empty field counts as absent.
+    #[schema(value_type = Option<Metadata>)]
     pub metadata: Option<String>,
 }
 
@@ -647,28 +740,78 @@ pub struct UploadedDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequestDto {
+    #[schema(value_type = QueryText)]
     pub query: String,
-    /// 1..=100 (default 10).
+    /// Default 10.
+    #[serde(default, deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 100)]
     pub top_k: Option<i64>,
-    /// `vector`, `fulltext` or `hybrid` (default).
-    pub mode: Option<String>,
-    /// Metadata equality (`{"team": "hr"}`) or membership (`{"team": ["hr", "it"]}`).
-    #[schema(value_type = Option<Object>)]
+    /// `hybrid` when omitted.
+    pub mode: Option<SearchModeName>,
+    #[schema(value_type = Option<SearchFilter>)]
     pub filter: Option<serde_json::Map<String, serde_json::Value>>,
     /// Vector mode only: the lowest cosine similarity to return.
+    #[schema(minimum = -1.0, maximum = 1.0)]
     pub min_score: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MultiSearchRequestDto {
+    #[schema(min_items = 1, max_items = 20)]
     pub collection_ids: Vec<Uuid>,
+    #[schema(value_type = QueryText)]
     pub query: String,
+    #[serde(default, deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 100)]
     pub top_k: Option<i64>,
-    pub mode: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    pub mode: Option<SearchModeName>,
+    #[schema(value_type = Option<SearchFilter>)]
     pub filter: Option<serde_json::Map<String, serde_json::Value>>,
+    #[schema(minimum = -1.0, maximum = 1.0)]
     pub min_score: Option<f64>,
+}
+
+/// How a search ranks.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchModeName {
+    Vector,
+    Fulltext,
+    Hybrid,
+}
+
+impl SearchModeName {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Vector => "vector",
+            Self::Fulltext => "fulltext",
+            Self::Hybrid => "hybrid",
+        }
+    }
+}
+
+/// The types a document sent as JSON text may declare.
+#[derive(Clone, Copy, Debug, ToSchema)]
+pub enum TextType {
+    #[serde(rename = "text/plain")]
+    Plain,
+    #[serde(rename = "text/markdown")]
+    Markdown,
+    #[serde(rename = "text/html")]
+    Html,
+}
+
+impl TextType {
+    pub const ALL: [Self; 3] = [Self::Plain, Self::Markdown, Self::Html];
+
+    pub const fn mime(self) -> &'static str {
+        match self {
+            Self::Plain => "text/plain",
+            Self::Markdown => "text/markdown",
+            Self::Html => "text/html",
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -149,6 +149,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
                     "must not contain NUL (\\u0000) characters",
                 ));
             }
+            // Every body of the API is an object; derived readers would also take an array of
+            // the fields' values in order, which the document does not allow.
+            if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+                return Err(ApiError::invalid("body", "must be a JSON object"));
+            }
             let de = &mut serde_json::Deserializer::from_slice(&bytes);
             serde_path_to_error::deserialize(de)
                 .map(Body)
@@ -317,8 +322,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for MaybeBody<T> {
         if empty {
             return Box::pin(async { Ok(Self(None)) });
         }
-        let body = Body::<T>::from_request(req, payload);
-        Box::pin(async move { body.await.map(|b| Self(Some(b.0))) })
+        // `null` is no body too.
+        let body = Body::<Option<T>>::from_request(req, payload);
+        Box::pin(async move { body.await.map(|b| Self(b.0)) })
     }
 }
 

@@ -7,4 +7,5 @@ pub mod openapi;
 pub mod request_id;
 pub mod responses;
 pub mod routes;
+pub mod rules;
 pub mod upload;

@@ -10,7 +10,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 use domain::ports::ContentType;
 use domain::services::Upload;
 
-use crate::http::dto::CreateDocumentRequest;
+use crate::http::dto::{CreateDocumentRequest, TextType};
 use crate::http::error::ApiError;
 use crate::http::extract::{Body, BodyLimit, too_large};
 
@@ -38,9 +38,24 @@ impl FromRequest for DocumentBody {
             let json = Body::<CreateDocumentRequest>::from_request(req, payload);
             return Box::pin(async move {
                 let req = json.await?.0;
+                // Exactly one of the documented types; any other is 415, as for a file.
+                let content_type = match req.content_type {
+                    None => TextType::Plain.mime(),
+                    Some(declared) => TextType::ALL
+                        .into_iter()
+                        .map(TextType::mime)
+                        .find(|mime| *mime == declared)
+                        .ok_or_else(|| {
+                            ApiError::new(
+                                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                                "unsupported_media_type",
+                                "content_type must be text/plain, text/markdown or text/html",
+                            )
+                        })?,
+                };
                 Ok(Self(Upload {
                     title: req.title,
-                    content_type: req.content_type.unwrap_or_else(|| "text/plain".into()),
+                    content_type: content_type.to_owned(),
                     bytes: req.content.into_bytes(),
                     metadata: req.metadata,
                 }))
@@ -84,10 +99,13 @@ async fn read_form(content_type: &str, body: web::Bytes) -> Result<Upload, ApiEr
             }
             "metadata" => {
                 let text = text_field("metadata", field.bytes().await.map_err(malformed)?)?;
-                metadata = Some(
-                    serde_json::from_str(&text)
-                        .map_err(|e| ApiError::invalid("metadata", format!("is not JSON: {e}")))?,
-                );
+                // Form builders send an empty field for an empty input: that is no metadata.
+                if !text.trim().is_empty() {
+                    metadata =
+                        Some(serde_json::from_str(&text).map_err(|e| {
+                            ApiError::invalid("metadata", format!("is not JSON: {e}"))
+                        })?);
+                }
             }
             other => {
                 return Err(ApiError::invalid(

@@ -7,6 +7,7 @@ mod agents;
 mod auth;
 mod bombs;
 mod collections;
+mod contract;
 mod fairness;
 mod hostile;
 mod isolation;

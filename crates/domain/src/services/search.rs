@@ -219,10 +219,11 @@ impl SearchService {
 }
 
 fn validate(request: SearchRequest, v: &mut Validator) -> Option<Validated> {
+    // Counted as sent, before trimming, so that the limit is the one the API document states.
     let text = request.query.trim().to_owned();
     if text.is_empty() {
         v.push("query", "must not be empty");
-    } else if text.chars().count() > 2_000 {
+    } else if request.query.chars().count() > 2_000 {
         v.push("query", "must be at most 2000 characters");
     }
     let top_k = request.top_k.unwrap_or(10);
@@ -244,14 +245,22 @@ fn validate(request: SearchRequest, v: &mut Validator) -> Option<Validated> {
         v.push("filter", "must name at most 16 keys");
     }
     for (key, value) in keys.into_iter().take(16) {
-        if key.contains('\0') || key.is_empty() || key.len() > 200 {
+        if key.contains('\0') || key.is_empty() || key.chars().count() > 200 {
             v.push("filter", "keys must be 1 to 200 characters without NUL");
             continue;
         }
+        let is_scalar = |o: &Value| !matches!(o, Value::Array(_) | Value::Object(_));
         let options = match value {
-            Value::Array(options) if !options.is_empty() && options.len() <= 100 => options,
+            Value::Array(options)
+                if (1..=100).contains(&options.len()) && options.iter().all(is_scalar) =>
+            {
+                options
+            }
             Value::Array(_) => {
-                v.push(&format!("filter.{key}"), "a list must hold 1 to 100 values");
+                v.push(
+                    &format!("filter.{key}"),
+                    "a list must hold 1 to 100 values, none a list or an object",
+                );
                 continue;
             }
             Value::Object(_) => {

@@ -66,7 +66,10 @@ impl UserService {
         let role = v.check("role", Role::parse(&draft.role));
         let name = match draft.name {
             Some(name) => v
-                .check("name", values::bounded_text(name.trim(), 200))
+                .check(
+                    "name",
+                    values::bounded_text(&name, 200).map(|n| n.trim().to_owned()),
+                )
                 .map(Some),
             None => Some(None),
         };
@@ -164,7 +167,12 @@ impl UserService {
         let mut v = Validator::new();
         let changes = UserChanges {
             name: patch.name.map(|name| {
-                name.and_then(|n| v.check("name", values::bounded_text(n.trim(), 200)))
+                name.and_then(|n| {
+                    v.check(
+                        "name",
+                        values::bounded_text(&n, 200).map(|n| n.trim().to_owned()),
+                    )
+                })
             }),
             role: patch.role.and_then(|r| v.check("role", Role::parse(&r))),
             status: patch

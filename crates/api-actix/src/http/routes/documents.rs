@@ -260,7 +260,7 @@ pub async fn search(
     let request = SearchRequest {
         query: req.query,
         top_k: req.top_k,
-        mode: req.mode,
+        mode: req.mode.map(|m| m.as_str().to_owned()),
         filter: req.filter,
         min_score: req.min_score,
     };
@@ -297,7 +297,7 @@ pub async fn search_many(
     let request = SearchRequest {
         query: req.query,
         top_k: req.top_k,
-        mode: req.mode,
+        mode: req.mode.map(|m| m.as_str().to_owned()),
         filter: req.filter,
         min_score: req.min_score,
     };
