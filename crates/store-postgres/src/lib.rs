@@ -9,22 +9,30 @@
 //! SeaORM models never leave this crate: rows are read into private structs and converted to
 //! domain entities, and driver errors become [`domain::ports::StoreError`].
 
+mod agents;
+mod api_keys;
+mod audit;
+mod chunks;
 mod collections;
 mod documents;
 mod error;
+mod jobs;
 mod owner;
 mod platform;
 mod rows;
+mod search;
 mod spaces;
 mod tenant_tx;
+mod tenants;
+mod users;
 
 use std::time::Duration;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
-pub use documents::exact_search_max_chunks;
 pub use owner::purge_audit_trail;
 pub use platform::PgPlatformStore;
+pub use search::exact_search_max_chunks;
 pub use spaces::{ensure_space_indexes, register_space, space_index_name};
 pub use tenant_tx::PgStore;
 

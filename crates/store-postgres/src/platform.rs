@@ -13,9 +13,10 @@ use domain::{ApiKeyId, CollectionId, DocumentId, GenerationId, JobId, PlatformKe
 use sea_orm::{DatabaseConnection, FromQueryResult, TransactionTrait};
 use uuid::Uuid;
 
+use crate::audit::{INSERT_AUDIT, audit_values};
 use crate::error::{corrupt, map};
 use crate::rows::{TENANT_COLUMNS, TenantRow, USER_COLUMNS, UserRow, convert, parse_scopes};
-use crate::tenant_tx::{INSERT_AUDIT, audit_values, execute, fetch_all, fetch_one, limit};
+use crate::tenant_tx::{execute, fetch_all, fetch_one, limit};
 
 /// Cross-tenant work on a pool of the platform role.
 #[derive(Clone, Debug)]

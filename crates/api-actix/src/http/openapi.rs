@@ -4,7 +4,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::routes::{
-    agents, api_keys, audit, auth, collections, documents, ops, tenants, users,
+    agents, api_keys, audit, auth, collections, documents, jobs, ops, search, tenants, users,
 };
 
 #[derive(OpenApi)]
@@ -29,8 +29,9 @@ use crate::http::routes::{
         collections::reembed,
         documents::upload, documents::list, documents::get, documents::replace, documents::delete,
         documents::restore,
-        documents::purge, documents::jobs, documents::job, documents::cancel, documents::search,
-        documents::search_many,
+        documents::purge,
+        jobs::jobs, jobs::job, jobs::cancel,
+        search::search, search::search_many,
         audit::list,
         ops::healthz, ops::readyz,
     ),

@@ -1,16 +1,12 @@
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
-use domain::services::{SearchRequest, Uploaded};
-use domain::{CollectionId, DocumentId, JobId};
+use domain::services::Uploaded;
+use domain::{CollectionId, DocumentId};
 
-use crate::http::dto::{
-    CreateDocumentRequest, DocumentDto, DocumentForm, JobDto, List, MultiSearchRequestDto,
-    SearchRequestDto, SearchResponseDto, UploadedDto,
-};
+use crate::http::dto::{CreateDocumentRequest, DocumentDto, DocumentForm, List, UploadedDto};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Body, Caller, ListParams, PageQuery, parse_id};
+use crate::http::extract::{Caller, ListParams, PageQuery, parse_id};
 use crate::http::responses::{
-    Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unavailable,
-    Unsupported,
+    Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
 };
 use crate::http::upload::DocumentBody;
 use crate::state::AppState;
@@ -185,127 +181,4 @@ pub async fn purge(
     let id: DocumentId = parse_id(&id, "document")?;
     state.documents.purge(&caller.0, id).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// Background jobs of the tenant, newest first.
-#[utoipa::path(
-    get, path = "/v1/jobs", tag = "documents",
-    params(PageQuery),
-    responses((status = 200, description = "A page of jobs", body = List<JobDto>), Unauthorized, Forbidden, Invalid, Internal),
-    security(("bearer" = []))
-)]
-pub async fn jobs(
-    state: web::Data<AppState>,
-    caller: Caller,
-    query: web::Query<PageQuery>,
-) -> ApiResult<web::Json<List<JobDto>>> {
-    let found = state.documents.jobs(&caller.0, query.to_request()?).await?;
-    Ok(web::Json(List::from_page(found, JobDto::from)))
-}
-
-/// A job: state, progress (chunks embedded / total), error.
-#[utoipa::path(
-    get, path = "/v1/jobs/{id}", tag = "documents",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, description = "The job", body = JobDto), Unauthorized, Forbidden, NotFound, Internal),
-    security(("bearer" = []))
-)]
-pub async fn job(
-    state: web::Data<AppState>,
-    caller: Caller,
-    id: web::Path<String>,
-) -> ApiResult<web::Json<JobDto>> {
-    let id: JobId = parse_id(&id, "job")?;
-    Ok(web::Json(state.documents.job(&caller.0, id).await?.into()))
-}
-
-/// Cancel a job: a queued one at once, a running one at its next heartbeat; nothing of a
-/// cancelled ingestion is indexed. A finished job is answered as it is.
-#[utoipa::path(
-    post, path = "/v1/jobs/{id}/cancel", tag = "documents",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, description = "The job", body = JobDto), Unauthorized, Forbidden, NotFound, Internal),
-    security(("bearer" = []))
-)]
-pub async fn cancel(
-    state: web::Data<AppState>,
-    caller: Caller,
-    id: web::Path<String>,
-) -> ApiResult<web::Json<JobDto>> {
-    let id: JobId = parse_id(&id, "job")?;
-    Ok(web::Json(
-        state.documents.cancel_job(&caller.0, id).await?.into(),
-    ))
-}
-
-/// Search a collection: vector, full-text, or both fused by reciprocal rank (default).
-#[utoipa::path(
-    post, path = "/v1/collections/{id}/search", tag = "search",
-    params(("id" = uuid::Uuid, Path)),
-    request_body = SearchRequestDto,
-    responses(
-        (status = 200, description = "The best chunks, best first", body = SearchResponseDto),
-        Unauthorized, Forbidden, NotFound, Invalid, TooLarge, Unsupported, Unavailable, Internal
-    ),
-    security(("bearer" = []))
-)]
-pub async fn search(
-    state: web::Data<AppState>,
-    caller: Caller,
-    id: web::Path<String>,
-    body: Body<SearchRequestDto>,
-) -> ApiResult<web::Json<SearchResponseDto>> {
-    let collection: CollectionId = parse_id(&id, "collection")?;
-    let req = body.0;
-    let request = SearchRequest {
-        query: req.query,
-        top_k: req.top_k,
-        mode: req.mode.map(|m| m.as_str().to_owned()),
-        filter: req.filter,
-        min_score: req.min_score,
-    };
-    let hits = state
-        .search
-        .search(&caller.0, &[collection], request)
-        .await?;
-    Ok(web::Json(SearchResponseDto {
-        results: hits.into_iter().map(Into::into).collect(),
-    }))
-}
-
-/// Search several collections at once, possibly of different spaces; lists are fused by rank.
-#[utoipa::path(
-    post, path = "/v1/search", tag = "search",
-    request_body = MultiSearchRequestDto,
-    responses(
-        (status = 200, description = "The best chunks, best first", body = SearchResponseDto),
-        Unauthorized, Forbidden, NotFound, Invalid, TooLarge, Unsupported, Unavailable, Internal
-    ),
-    security(("bearer" = []))
-)]
-pub async fn search_many(
-    state: web::Data<AppState>,
-    caller: Caller,
-    body: Body<MultiSearchRequestDto>,
-) -> ApiResult<web::Json<SearchResponseDto>> {
-    let req = body.0;
-    let collections: Vec<CollectionId> = req
-        .collection_ids
-        .into_iter()
-        .map(CollectionId::from_uuid)
-        .collect();
-    let request = SearchRequest {
-        query: req.query,
-        top_k: req.top_k,
-        mode: req.mode.map(|m| m.as_str().to_owned()),
-        filter: req.filter,
-        min_score: req.min_score,
-    };
-    let hits = state
-        .search
-        .search(&caller.0, &collections, request)
-        .await?;
-    Ok(web::Json(SearchResponseDto {
-        results: hits.into_iter().map(Into::into).collect(),
-    }))
 }

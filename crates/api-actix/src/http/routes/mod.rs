@@ -9,7 +9,9 @@ pub mod audit;
 pub mod auth;
 pub mod collections;
 pub mod documents;
+pub mod jobs;
 pub mod ops;
+pub mod search;
 pub mod tenants;
 pub mod users;
 
@@ -155,16 +157,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, documents_limit: BodyLimit) {
                     resource("/documents/{id}/purge", "DELETE")
                         .route(web::delete().to(documents::purge)),
                 )
-                .service(resource("/jobs", "GET").route(web::get().to(documents::jobs)))
-                .service(resource("/jobs/{id}", "GET").route(web::get().to(documents::job)))
-                .service(
-                    resource("/jobs/{id}/cancel", "POST").route(web::post().to(documents::cancel)),
-                )
+                .service(resource("/jobs", "GET").route(web::get().to(jobs::jobs)))
+                .service(resource("/jobs/{id}", "GET").route(web::get().to(jobs::job)))
+                .service(resource("/jobs/{id}/cancel", "POST").route(web::post().to(jobs::cancel)))
                 .service(
                     resource("/collections/{id}/search", "POST")
-                        .route(web::post().to(documents::search)),
+                        .route(web::post().to(search::search)),
                 )
-                .service(resource("/search", "POST").route(web::post().to(documents::search_many)))
+                .service(resource("/search", "POST").route(web::post().to(search::search_many)))
                 .service(resource("/audit", "GET").route(web::get().to(audit::list))),
         );
 }

@@ -1,0 +1,178 @@
+//! Agents within a tenant unit of work.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::entities::{Agent, AgentChanges, AgentFilter, NewAgent};
+use domain::page::{Page, PageRequest};
+use domain::ports::{AgentRepo, StoreResult};
+use domain::{Actor, AgentId};
+
+use crate::rows::{AGENT_COLUMNS, AgentRow, convert};
+use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one, limit};
+
+#[async_trait]
+impl AgentRepo for PgTx {
+    async fn insert(&mut self, agent: &NewAgent, now: DateTime<Utc>) -> StoreResult<Agent> {
+        let sql = format!(
+            "INSERT INTO agents (tenant_id, id, name, slug, description, system_prompt, model_provider,
+                                 model_name, temperature, max_tokens, metadata, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+             RETURNING {AGENT_COLUMNS}"
+        );
+        let values = vec![
+            self.t(),
+            agent.id.as_uuid().into(),
+            agent.name.as_str().into(),
+            agent.slug.as_str().into(),
+            agent.description.as_str().into(),
+            agent.system_prompt.as_str().into(),
+            agent.model.provider().into(),
+            agent.model.name().into(),
+            agent.temperature.value().into(),
+            i32::try_from(agent.max_tokens.value())
+                .unwrap_or(i32::MAX)
+                .into(),
+            agent.metadata.clone().into(),
+            now.into(),
+        ];
+        let row = fetch_one::<AgentRow>(&self.tx, &sql, values).await?;
+        row.ok_or_else(|| crate::error::corrupt("agent", "insert returned nothing".into()))?
+            .try_into()
+    }
+
+    async fn get(&mut self, id: AgentId, include_deleted: bool) -> StoreResult<Option<Agent>> {
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM agents
+             WHERE tenant_id = $1 AND id = $2 AND ($3 OR deleted_at IS NULL)"
+        );
+        fetch_one::<AgentRow>(
+            &self.tx,
+            &sql,
+            vec![self.t(), id.as_uuid().into(), include_deleted.into()],
+        )
+        .await?
+        .map(Agent::try_from)
+        .transpose()
+    }
+
+    async fn list(&mut self, filter: &AgentFilter, page: PageRequest) -> StoreResult<Page<Agent>> {
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM agents
+             WHERE tenant_id = $1
+               AND ($2 OR deleted_at IS NULL)
+               AND ($3::text IS NULL OR name ILIKE $3 OR slug ILIKE $3)
+               AND ($4::uuid IS NULL OR id < $4)
+             ORDER BY id DESC LIMIT $5"
+        );
+        let values = vec![
+            self.t(),
+            filter.include_deleted.into(),
+            filter.q.as_deref().map(contains_pattern).into(),
+            page.after.into(),
+            limit(page),
+        ];
+        let rows = fetch_all::<AgentRow>(&self.tx, &sql, values).await?;
+        Ok(Page::from_rows(convert(rows)?, page, |a: &Agent| {
+            a.id.as_uuid()
+        }))
+    }
+
+    async fn update(
+        &mut self,
+        id: AgentId,
+        changes: &AgentChanges,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Agent>> {
+        let sql = format!(
+            "UPDATE agents SET
+                 name = COALESCE($3, name),
+                 slug = COALESCE($4, slug),
+                 description = COALESCE($5, description),
+                 system_prompt = COALESCE($6, system_prompt),
+                 model_provider = COALESCE($7, model_provider),
+                 model_name = COALESCE($8, model_name),
+                 temperature = COALESCE($9, temperature),
+                 max_tokens = COALESCE($10, max_tokens),
+                 metadata = COALESCE($11, metadata),
+                 updated_at = $12
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL
+             RETURNING {AGENT_COLUMNS}"
+        );
+        let values = vec![
+            self.t(),
+            id.as_uuid().into(),
+            changes.name.as_ref().map(|n| n.as_str().to_owned()).into(),
+            changes.slug.as_ref().map(|s| s.as_str().to_owned()).into(),
+            changes.description.clone().into(),
+            changes.system_prompt.clone().into(),
+            changes
+                .model
+                .as_ref()
+                .map(|m| m.provider().to_owned())
+                .into(),
+            changes.model.as_ref().map(|m| m.name().to_owned()).into(),
+            changes.temperature.map(|t| t.value()).into(),
+            changes
+                .max_tokens
+                .map(|m| i32::try_from(m.value()).unwrap_or(i32::MAX))
+                .into(),
+            changes.metadata.clone().into(),
+            now.into(),
+        ];
+        fetch_one::<AgentRow>(&self.tx, &sql, values)
+            .await?
+            .map(Agent::try_from)
+            .transpose()
+    }
+
+    async fn soft_delete(
+        &mut self,
+        id: AgentId,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let n = execute(
+            &self.tx,
+            "UPDATE agents SET deleted_at = $3, deleted_by = $4, updated_at = $3
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+            vec![self.t(), id.as_uuid().into(), now.into(), by.id().into()],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn restore(&mut self, id: AgentId, now: DateTime<Utc>) -> StoreResult<Option<Agent>> {
+        let sql = format!(
+            "UPDATE agents SET deleted_at = NULL, deleted_by = NULL, updated_at = $3
+             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NOT NULL
+             RETURNING {AGENT_COLUMNS}"
+        );
+        fetch_one::<AgentRow>(
+            &self.tx,
+            &sql,
+            vec![self.t(), id.as_uuid().into(), now.into()],
+        )
+        .await?
+        .map(Agent::try_from)
+        .transpose()
+    }
+
+    async fn purge(&mut self, id: AgentId) -> StoreResult<bool> {
+        let n = execute(
+            &self.tx,
+            "DELETE FROM agents WHERE tenant_id = $1 AND id = $2",
+            vec![self.t(), id.as_uuid().into()],
+        )
+        .await?;
+        Ok(n == 1)
+    }
+}
+
+/// `text` for a case-insensitive substring match, with LIKE's wildcards escaped.
+fn contains_pattern(q: &str) -> String {
+    let escaped = q
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}

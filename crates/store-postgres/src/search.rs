@@ -1,0 +1,289 @@
+//! The search planner: one list of hits per query, by vector (exact or HNSW, chosen per
+//! generation size) or by full text.
+
+use domain::ports::{SearchHit, SearchMode, SearchQuery, StoreResult};
+use domain::{ChunkId, DocumentId};
+use sea_orm::prelude::PgVector;
+use sea_orm::{FromQueryResult, Value};
+use uuid::Uuid;
+
+use crate::error::corrupt;
+use crate::spaces::USABLE_INDEXES;
+use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one};
+
+/// A space id and dimension count, checked before they are written into SQL as literals (the
+/// partial index on each space only serves queries that name the space as a literal).
+fn space_literals(space_id: &str, dimensions: u32) -> StoreResult<(String, u32)> {
+    let valid = !space_id.is_empty()
+        && space_id.len() <= 63
+        && space_id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid || dimensions == 0 || dimensions > 16_000 {
+        return Err(corrupt(
+            "embedding space",
+            format!("{space_id:?}/{dimensions}"),
+        ));
+    }
+    Ok((format!("'{space_id}'"), dimensions))
+}
+
+#[derive(Debug, FromQueryResult)]
+struct HitRow {
+    chunk_id: Uuid,
+    document_id: Uuid,
+    document_title: String,
+    position: i32,
+    content: String,
+    score: f64,
+    metadata: serde_json::Value,
+}
+
+/// Exact search compares every vector of the generation: a millisecond or so per thousand chunks
+/// (vectors are kept in the row); HNSW answers in a few milliseconds whatever the size, but a
+/// small tenant's neighbours are few among the index's and hard to find. Up to 3,000 chunks exact
+/// search wins on both counts at 384 and 1,536 dimensions (`just bench-search`,
+/// docs/benchmarks.md); wider vectors, which no longer fit in the row, get proportionally fewer.
+const EXACT_SEARCH_MAX_CHUNKS: i64 = 3_000;
+const EXACT_SEARCH_BUDGET: i64 = EXACT_SEARCH_MAX_CHUNKS * 1_536;
+
+/// The largest generation (in chunks) searched exactly in a space of `dimensions`.
+#[must_use]
+pub fn exact_search_max_chunks(dimensions: u32) -> i64 {
+    (EXACT_SEARCH_BUDGET / i64::from(dimensions.max(1))).min(EXACT_SEARCH_MAX_CHUNKS)
+}
+
+/// How the nearest chunks are found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VectorPlan {
+    /// Every chunk of the generation is compared (an order the HNSW index cannot serve).
+    Exact,
+    /// The space's HNSW index, with iterative scan so the tenant and generation filters still
+    /// fill the answer.
+    Hnsw,
+}
+
+impl VectorPlan {
+    /// The ORDER BY expression: for an exact search, one that no index matches.
+    fn order(self, distance: &str) -> String {
+        match self {
+            Self::Exact => format!("({distance}) + 0"),
+            Self::Hnsw => distance.to_owned(),
+        }
+    }
+}
+
+impl PgTx {
+    /// One list of hits: vector (exact or HNSW, as [`PgTx::vector_plan`] chooses) or full text.
+    pub(crate) async fn search_chunks(
+        &mut self,
+        query: &SearchQuery,
+    ) -> StoreResult<Vec<SearchHit>> {
+        let (space, dims) = space_literals(&query.space_id, query.dimensions)?;
+        let mut values: Vec<Value> = vec![
+            self.t(),
+            query.generation.as_uuid().into(),
+            i64::from(query.top_k).into(),
+        ];
+        // The vector list filters in SQL; full text goes through `chunk_fulltext_hits` (see the
+        // migration `search_functions`), since under row-level security its GIN indexes would be
+        // unusable, and takes the filter as groups of alternatives.
+        let mut filter = String::new();
+        let mut groups = Vec::new();
+        for (key, options) in &query.filter {
+            let group: Vec<serde_json::Value> = options
+                .iter()
+                .map(|option| serde_json::json!({ key: option }))
+                .collect();
+            if query.mode != SearchMode::Fulltext {
+                let mut any = Vec::new();
+                for object in &group {
+                    values.push(object.clone().into());
+                    any.push(format!("c.metadata @> ${}::jsonb", values.len()));
+                }
+                filter.push_str(&format!(" AND ({})", any.join(" OR ")));
+            }
+            groups.push(serde_json::Value::Array(group));
+        }
+        if query.mode != SearchMode::Vector {
+            values.push(serde_json::Value::Array(groups).into());
+        }
+        let groups = values.len();
+        let plan = if query.mode == SearchMode::Fulltext {
+            VectorPlan::Exact
+        } else {
+            self.vector_plan(query).await?
+        };
+        let (sql, kind) = match query.mode {
+            SearchMode::Vector => {
+                let vector = query
+                    .vector
+                    .clone()
+                    .ok_or_else(|| corrupt("search", "vector mode without a vector".into()))?;
+                values.push(PgVector::from(vector).into());
+                let q = values.len();
+                let min = query.min_score.map_or(String::new(), |m| {
+                    format!(
+                        " AND 1 - (c.embedding::vector({dims}) <=> ${q}::vector({dims})) >= {m}"
+                    )
+                });
+                let order = plan.order(&format!(
+                    "c.embedding::vector({dims}) <=> ${q}::vector({dims})"
+                ));
+                (
+                    format!(
+                        "SELECT * FROM (
+                             SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
+                                    (1 - (c.embedding::vector({dims}) <=> ${q}::vector({dims})))::float8 AS score, c.metadata
+                             FROM chunks c
+                             JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
+                             WHERE c.tenant_id = $1 AND c.space_id = {space} AND c.generation_id = $2{filter}{min}
+                             ORDER BY {order}
+                             LIMIT $3
+                         ) nearest
+                         ORDER BY score DESC, chunk_id"
+                    ),
+                    "cosine_similarity",
+                )
+            }
+            SearchMode::Fulltext => {
+                values.push(query.text.as_str().into());
+                let q = values.len();
+                (
+                    format!(
+                        "SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
+                                f.score, c.metadata
+                         FROM chunk_fulltext_hits($2, ${q}, ${groups}::jsonb, $3::integer) f
+                         JOIN chunks c ON c.tenant_id = $1 AND c.id = f.id
+                         JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
+                         ORDER BY f.score DESC, c.id"
+                    ),
+                    "ts_rank",
+                )
+            }
+            SearchMode::Hybrid => {
+                let vector = query
+                    .vector
+                    .clone()
+                    .ok_or_else(|| corrupt("search", "hybrid mode without a vector".into()))?;
+                values.push(PgVector::from(vector).into());
+                let v = values.len();
+                values.push(query.text.as_str().into());
+                let t = values.len();
+                let order = plan.order(&format!(
+                    "c.embedding::vector({dims}) <=> ${v}::vector({dims})"
+                ));
+                // Reciprocal rank fusion of the two ranked lists (k = 60), each list a few times
+                // deeper than the answer so that fusion has something to choose from.
+                (
+                    format!(
+                        "WITH vector_nearest AS (
+                             SELECT c.id, c.embedding::vector({dims}) <=> ${v}::vector({dims}) AS distance
+                             FROM chunks c
+                             JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
+                             WHERE c.tenant_id = $1 AND c.space_id = {space} AND c.generation_id = $2{filter}
+                             ORDER BY {order}
+                             LIMIT $3 * 4
+                         ), vector_ranked AS (
+                             SELECT id, row_number() OVER (ORDER BY distance, id) AS r FROM vector_nearest
+                         ), text_ranked AS (
+                             SELECT f.id, row_number() OVER (ORDER BY f.score DESC, f.id) AS r
+                             FROM chunk_fulltext_hits($2, ${t}, ${groups}::jsonb, ($3 * 4)::integer) f
+                         ), fused AS (
+                             SELECT id, sum(1.0 / (60 + r))::float8 AS score
+                             FROM (SELECT * FROM vector_ranked UNION ALL SELECT * FROM text_ranked) ranked
+                             GROUP BY id
+                         )
+                         SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
+                                f.score, c.metadata
+                         FROM fused f
+                         JOIN chunks c ON c.tenant_id = $1 AND c.id = f.id
+                         JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
+                         ORDER BY f.score DESC, c.id
+                         LIMIT $3"
+                    ),
+                    "rrf",
+                )
+            }
+        };
+        let rows = fetch_all::<HitRow>(&self.tx, &sql, values).await?;
+        if plan == VectorPlan::Hnsw {
+            self.reset_plan().await?;
+        }
+        Ok(rows
+            .into_iter()
+            .map(|r| SearchHit {
+                chunk_id: ChunkId::from_uuid(r.chunk_id),
+                document_id: DocumentId::from_uuid(r.document_id),
+                document_title: r.document_title,
+                position: u32::try_from(r.position).unwrap_or(0),
+                content: r.content,
+                #[allow(clippy::cast_possible_truncation)]
+                score: r.score as f32,
+                score_kind: kind,
+                metadata: r.metadata,
+            })
+            .collect())
+    }
+
+    /// Chooses exact or HNSW search from the generation's chunk count, and sets the HNSW scan up
+    /// for this transaction when it is chosen.
+    async fn vector_plan(&mut self, query: &SearchQuery) -> StoreResult<VectorPlan> {
+        if query.chunk_count <= exact_search_max_chunks(query.dimensions) {
+            return Ok(VectorPlan::Exact);
+        }
+        // The decision must bind the planner: a prepared statement turns generic after five
+        // runs (and a generic plan never takes the partial index), and PostgreSQL's costs
+        // prefer a sort over the index for most sizes. relaxed_order may return neighbours
+        // slightly out of order, so the queries sort again; `reset_plan` undoes these settings.
+        // Whether the space's index can serve (it may be missing, or left invalid by a build
+        // that failed or died) is read in the same round trip; the settings apply only if so.
+        let candidates = (query.top_k * 10).clamp(100, 1000);
+        let index = crate::space_index_name(&query.space_id);
+        #[derive(FromQueryResult)]
+        struct Usable {
+            usable: bool,
+        }
+        let usable = fetch_one::<Usable>(
+            &self.tx,
+            &format!(
+                "WITH x AS (SELECT EXISTS (SELECT 1 FROM ({USABLE_INDEXES}) i
+                                           WHERE i.relname = $1 AND i.usable) AS usable)
+                 SELECT usable,
+                        CASE WHEN usable THEN
+                            set_config('hnsw.iterative_scan', 'relaxed_order', true)
+                            || set_config('hnsw.ef_search', '{candidates}', true)
+                            || set_config('plan_cache_mode', 'force_custom_plan', true)
+                            || set_config('enable_sort', 'off', true)
+                        END AS settings
+                 FROM x"
+            ),
+            vec![index.as_str().into()],
+        )
+        .await?
+        .is_some_and(|r| r.usable);
+        if usable {
+            return Ok(VectorPlan::Hnsw);
+        }
+        // A visible degradation: the answer is exact but costs a scan of the whole generation;
+        // `/readyz` reports the space as not ready until the index is built again.
+        tracing::warn!(
+            space = %query.space_id,
+            %index,
+            chunks = query.chunk_count,
+            "vector index missing or not valid: this search compares every chunk instead"
+        );
+        Ok(VectorPlan::Exact)
+    }
+
+    /// Gives the rest of the transaction (another collection's search) the default planner.
+    async fn reset_plan(&mut self) -> StoreResult<()> {
+        execute(
+            &self.tx,
+            "SELECT set_config('plan_cache_mode', 'auto', true), set_config('enable_sort', 'on', true)",
+            vec![],
+        )
+        .await?;
+        Ok(())
+    }
+}
