@@ -231,7 +231,7 @@ impl Cli {
         else {
             return None;
         };
-        let Some(content_type) = domain::ports::ContentType::from_mime(content_type) else {
+        let Some(content_type) = domain::values::ContentType::from_mime(content_type) else {
             return Some(std::process::ExitCode::FAILURE);
         };
         Some(text_extract::run_child(

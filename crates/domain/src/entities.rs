@@ -7,8 +7,8 @@ use crate::ids::{
     AgentId, ApiKeyId, AuditEntryId, CollectionId, DocumentId, GenerationId, JobId, PlatformKeyId,
     TenantId, UserId,
 };
-use crate::ports::ContentType;
 use crate::principal::{Actor, Role, Scopes};
+use crate::values::ContentType;
 use crate::values::{Email, MaxTokens, ModelRef, Name, Slug, Temperature};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,14 +2,13 @@
 //! base URL, one key, one connection pool, and the retrying transport underneath. Also the
 //! translation of async-openai's errors into the three kinds the ports care about.
 
-use std::error::Error as StdError;
-
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use reqwest::header::HeaderValue;
 use secrecy::ExposeSecret;
 
 use crate::config::{ConfigError, OpenAiClientConfig};
+use crate::error_chain::error_chain;
 use crate::transport::{RetryPolicy, RetryingTransport, TransportError};
 
 /// The async-openai client, configured for one OpenAI-compatible server.
@@ -100,18 +99,6 @@ impl From<OpenAIError> for Failure {
             other => Failure::Internal(other),
         }
     }
-}
-
-/// `error` and its sources, joined by `": "`.
-pub(crate) fn error_chain(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn truncate(text: &str) -> String {

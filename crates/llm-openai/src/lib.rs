@@ -33,6 +33,7 @@
 mod client;
 mod config;
 mod embeddings;
+mod error_chain;
 mod tokens;
 mod transport;
 

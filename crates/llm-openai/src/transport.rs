@@ -221,7 +221,7 @@ impl RetryingTransport {
                     }
                     let wait = self.policy.delay(retry, None);
                     tracing::warn!(
-                        error = %crate::client::error_chain(&error),
+                        error = %crate::error_chain::error_chain(&error),
                         attempt = retry + 1,
                         wait_ms = wait.as_millis(),
                         "request to OpenAI-compatible API failed; retrying"

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::TenantId;
-use domain::ports::{ContentType, ExtractError, TextExtractor};
+use domain::ports::{ExtractError, TextExtractor};
+use domain::values::ContentType;
 use tokio::sync::Semaphore;
 
 use crate::{html, isolate, markdown, pdf, text};

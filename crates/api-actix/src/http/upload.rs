@@ -7,8 +7,8 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, web};
-use domain::ports::ContentType;
 use domain::services::Upload;
+use domain::values::ContentType;
 
 use crate::http::dto::{CreateDocumentRequest, TextType};
 use crate::http::error::ApiError;

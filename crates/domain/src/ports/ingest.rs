@@ -2,58 +2,7 @@ use async_trait::async_trait;
 
 use crate::ids::TenantId;
 use crate::ports::{EmbedError, Embedder};
-
-/// The formats documents are accepted in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ContentType {
-    PlainText,
-    Markdown,
-    Html,
-    Pdf,
-}
-
-impl ContentType {
-    #[must_use]
-    pub const fn mime(self) -> &'static str {
-        match self {
-            Self::PlainText => "text/plain",
-            Self::Markdown => "text/markdown",
-            Self::Html => "text/html",
-            Self::Pdf => "application/pdf",
-        }
-    }
-
-    /// From a MIME type (parameters such as `; charset=utf-8` are ignored).
-    #[must_use]
-    pub fn from_mime(mime: &str) -> Option<Self> {
-        let essence = mime
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match essence.as_str() {
-            "text/plain" => Some(Self::PlainText),
-            "text/markdown" | "text/x-markdown" => Some(Self::Markdown),
-            "text/html" => Some(Self::Html),
-            "application/pdf" => Some(Self::Pdf),
-            _ => None,
-        }
-    }
-
-    /// From a file name's extension, for uploads whose type was not declared.
-    #[must_use]
-    pub fn from_file_name(name: &str) -> Option<Self> {
-        let (_, extension) = name.rsplit_once('.')?;
-        match extension.to_ascii_lowercase().as_str() {
-            "txt" | "text" => Some(Self::PlainText),
-            "md" | "markdown" => Some(Self::Markdown),
-            "html" | "htm" => Some(Self::Html),
-            "pdf" => Some(Self::Pdf),
-            _ => None,
-        }
-    }
-}
+use crate::values::ContentType;
 
 /// Why a document's text could not be had.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

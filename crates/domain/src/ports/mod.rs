@@ -4,17 +4,35 @@
 //! Every method documents its errors. Adapters translate their driver errors into [`StoreError`]
 //! (unique violations by constraint name become [`StoreError::Conflict`]).
 
+mod agents;
+mod api_keys;
+mod audit;
 mod auth;
+mod chunks;
+mod collections;
+mod documents;
 mod embed;
 mod ingest;
-mod knowledge;
+mod jobs;
+mod platform;
 mod store;
+mod tenants;
+mod users;
 
+pub use agents::*;
+pub use api_keys::*;
+pub use audit::*;
 pub use auth::*;
+pub use chunks::*;
+pub use collections::*;
+pub use documents::*;
 pub use embed::*;
 pub use ingest::*;
-pub use knowledge::*;
+pub use jobs::*;
+pub use platform::*;
 pub use store::*;
+pub use tenants::*;
+pub use users::*;
 
 use chrono::{DateTime, Utc};
 

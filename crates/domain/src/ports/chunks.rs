@@ -1,0 +1,106 @@
+//! Chunks: writing them into a generation, and searching them.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::ids::{ChunkId, CollectionId, DocumentId, GenerationId};
+use crate::ports::StoreResult;
+
+/// A chunk with its vector, ready to store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewChunk {
+    pub id: ChunkId,
+    pub position: u32,
+    pub content: String,
+    pub token_count: usize,
+    pub embedding: Vec<f32>,
+}
+
+/// Where a document's chunks go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkTarget {
+    pub collection: CollectionId,
+    pub document: DocumentId,
+    pub generation: GenerationId,
+    pub space_id: String,
+    pub metadata: Value,
+}
+
+/// How search ranks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchMode {
+    Vector,
+    Fulltext,
+    Hybrid,
+}
+
+/// One search in one collection's active generation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchQuery {
+    pub collection: CollectionId,
+    pub generation: GenerationId,
+    pub space_id: String,
+    pub dimensions: u32,
+    /// Chunks in the generation, as the collection counts them (chooses exact or HNSW search).
+    pub chunk_count: i64,
+    pub text: String,
+    /// Present for vector and hybrid modes.
+    pub vector: Option<Vec<f32>>,
+    pub mode: SearchMode,
+    pub top_k: u32,
+    /// Metadata equality (`key: value`) or membership (`key: [values]`).
+    pub filter: Vec<(String, Vec<Value>)>,
+    pub min_score: Option<f32>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchHit {
+    pub chunk_id: ChunkId,
+    pub document_id: DocumentId,
+    pub document_title: String,
+    pub position: u32,
+    pub content: String,
+    pub score: f32,
+    /// `cosine_similarity`, `ts_rank` or `rrf`.
+    pub score_kind: &'static str,
+    pub metadata: Value,
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ChunkRepo: Send {
+    /// Stores a document's chunks (replacing any it had in that generation).
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn replace(&mut self, target: &ChunkTarget, chunks: &[NewChunk]) -> StoreResult<()>;
+
+    /// Removes the document's chunks from the collection's building generations (its content
+    /// changed, so a re-embedding in progress must embed it again).
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn discard_building(
+        &mut self,
+        collection: CollectionId,
+        document: DocumentId,
+    ) -> StoreResult<()>;
+
+    /// Documents of the collection (deleted ones too) that have not failed (ready, or with an
+    /// ingestion under way: a replaced text must not drop out at the switch) and have no chunks
+    /// in the generation, with their content hashes; oldest first.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn documents_without_chunks(
+        &mut self,
+        collection: CollectionId,
+        generation: GenerationId,
+    ) -> StoreResult<Vec<(DocumentId, Vec<u8>)>>;
+
+    /// The best chunks of live documents for the query, best first.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>>;
+}
