@@ -10,8 +10,8 @@ use auth_crypto::{Argon2Hasher, JwtCodec, JwtConfig, RandomSecrets};
 use cache_redis::RedisCache;
 use domain::entities::EmbeddingSpace;
 use domain::ports::{
-    Clock, Embedder, EmbedderFactory, JobQueue, PasswordHasher, PlatformStore, Secrets, Store,
-    SystemClock, TextExtractor,
+    Clock, Embedder, EmbedderFactory, EmbedderUnavailable, JobQueue, PasswordHasher, PlatformStore,
+    Secrets, Store, SystemClock, TextExtractor,
 };
 use domain::services::{
     AgentService, ApiKeyService, AuditService, AuthPolicy, AuthPorts, AuthService,
@@ -98,16 +98,19 @@ struct ServerEmbedderFactory {
 }
 
 impl EmbedderFactory for ServerEmbedderFactory {
-    fn build(&self, space: &EmbeddingSpace) -> Result<Arc<dyn Embedder>, String> {
+    fn build(&self, space: &EmbeddingSpace) -> Result<Arc<dyn Embedder>, EmbedderUnavailable> {
         match space.provider.as_str() {
             "local" => {
                 // A model name is a directory name, never a path.
                 if space.model.contains(['/', '\\']) || space.model.starts_with('.') {
-                    return Err(format!("{:?} is not a model name", space.model));
+                    return Err(EmbedderUnavailable::Setup(format!(
+                        "{:?} is not a model name",
+                        space.model
+                    )));
                 }
                 let dir = self.models_dir.join(&space.model);
                 let embedder = CandleEmbedder::load(&dir, EmbedderOptions::default())
-                    .map_err(|e| format!("{e} (run `just models`)"))?;
+                    .map_err(|e| EmbedderUnavailable::Setup(format!("{e} (run `just models`)")))?;
                 // Tells an operator why one machine embeds at twice the speed of another.
                 let products = if embedder.uses_amx() {
                     "AMX tiles (bf16 in three terms)"
@@ -118,10 +121,9 @@ impl EmbedderFactory for ServerEmbedderFactory {
                 Ok(Arc::new(embedder) as Arc<dyn Embedder>)
             }
             "openai" => {
-                let base_url = self
-                    .openai_base_url
-                    .clone()
-                    .ok_or_else(|| "OPENAI_BASE_URL is not set".to_owned())?;
+                let base_url = self.openai_base_url.clone().ok_or_else(|| {
+                    EmbedderUnavailable::Setup("OPENAI_BASE_URL is not set".into())
+                })?;
                 let mut config = OpenAiEmbeddingConfig::new(
                     base_url,
                     SecretString::from(self.openai_api_key.clone()),
@@ -130,9 +132,9 @@ impl EmbedderFactory for ServerEmbedderFactory {
                 config.dimensions = Some(space.dimensions);
                 OpenAiEmbedder::new(config)
                     .map(|e| Arc::new(e) as Arc<dyn Embedder>)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| EmbedderUnavailable::Setup(e.to_string()))
             }
-            other => Err(format!("no embedder for provider {other:?}")),
+            other => Err(EmbedderUnavailable::UnknownProvider(other.to_owned())),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The search planner: one list of hits per query, by vector (exact or HNSW, chosen per
 //! generation size) or by full text.
 
-use domain::ports::{SearchHit, SearchMode, SearchQuery, StoreResult};
+use domain::ports::{RRF_K, ScoreKind, SearchHit, SearchMode, SearchQuery, StoreResult};
 use domain::{ChunkId, DocumentId};
 use sea_orm::prelude::PgVector;
 use sea_orm::{FromQueryResult, Value};
@@ -143,7 +143,7 @@ impl PgTx {
                          ) nearest
                          ORDER BY score DESC, chunk_id"
                     ),
-                    "cosine_similarity",
+                    ScoreKind::CosineSimilarity,
                 )
             }
             SearchMode::Fulltext => {
@@ -158,7 +158,7 @@ impl PgTx {
                          JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
                          ORDER BY f.score DESC, c.id"
                     ),
-                    "ts_rank",
+                    ScoreKind::TsRank,
                 )
             }
             SearchMode::Hybrid => {
@@ -190,7 +190,7 @@ impl PgTx {
                              SELECT f.id, row_number() OVER (ORDER BY f.score DESC, f.id) AS r
                              FROM chunk_fulltext_hits($2, ${t}, ${groups}::jsonb, ($3 * 4)::integer) f
                          ), fused AS (
-                             SELECT id, sum(1.0 / (60 + r))::float8 AS score
+                             SELECT id, sum(1.0 / ({RRF_K} + r))::float8 AS score
                              FROM (SELECT * FROM vector_ranked UNION ALL SELECT * FROM text_ranked) ranked
                              GROUP BY id
                          )
@@ -202,7 +202,7 @@ impl PgTx {
                          ORDER BY f.score DESC, c.id
                          LIMIT $3"
                     ),
-                    "rrf",
+                    ScoreKind::Rrf,
                 )
             }
         };

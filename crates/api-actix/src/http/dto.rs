@@ -772,6 +772,17 @@ pub struct MultiSearchRequestDto {
     pub min_score: Option<f64>,
 }
 
+/// What a hit's score measures: cosine similarity (vector search), `ts_rank` (full text), or
+/// reciprocal rank fusion (hybrid search, and searches over several collections).
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ScoreKindName {
+    CosineSimilarity,
+    TsRank,
+    Rrf,
+}
+
 /// How a search ranks.
 #[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -781,12 +792,52 @@ pub enum SearchModeName {
     Hybrid,
 }
 
-impl SearchModeName {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Vector => "vector",
-            Self::Fulltext => "fulltext",
-            Self::Hybrid => "hybrid",
+impl From<SearchRequestDto> for domain::services::SearchRequest {
+    fn from(r: SearchRequestDto) -> Self {
+        Self {
+            query: r.query,
+            top_k: r.top_k,
+            mode: r.mode.map(Into::into),
+            filter: r.filter,
+            min_score: r.min_score,
+        }
+    }
+}
+
+impl MultiSearchRequestDto {
+    /// The collections, and the search to run in them. (The fields repeat `SearchRequestDto`'s
+    /// because serde cannot refuse unknown fields across `flatten`, and the document would not
+    /// say `additionalProperties: false` truthfully of an `allOf`.)
+    pub fn split(self) -> (Vec<domain::CollectionId>, domain::services::SearchRequest) {
+        let Self {
+            collection_ids,
+            query,
+            top_k,
+            mode,
+            filter,
+            min_score,
+        } = self;
+        let search = SearchRequestDto {
+            query,
+            top_k,
+            mode,
+            filter,
+            min_score,
+        };
+        let ids = collection_ids
+            .into_iter()
+            .map(domain::CollectionId::from_uuid)
+            .collect();
+        (ids, search.into())
+    }
+}
+
+impl From<SearchModeName> for domain::ports::SearchMode {
+    fn from(mode: SearchModeName) -> Self {
+        match mode {
+            SearchModeName::Vector => Self::Vector,
+            SearchModeName::Fulltext => Self::Fulltext,
+            SearchModeName::Hybrid => Self::Hybrid,
         }
     }
 }
@@ -822,7 +873,7 @@ pub struct SearchResultDto {
     pub position: u32,
     pub content: String,
     pub score: f32,
-    /// `cosine_similarity`, `ts_rank` or `rrf`.
+    #[schema(value_type = ScoreKindName)]
     pub score_kind: String,
     pub metadata: serde_json::Value,
 }
@@ -836,7 +887,7 @@ impl From<domain::ports::SearchHit> for SearchResultDto {
             position: h.position,
             content: h.content,
             score: h.score,
-            score_kind: h.score_kind.to_owned(),
+            score_kind: h.score_kind.as_str().to_owned(),
             metadata: h.metadata,
         }
     }

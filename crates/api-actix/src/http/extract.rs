@@ -22,8 +22,17 @@ use utoipa::IntoParams;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
-/// The authenticated caller, resolved from `Authorization: Bearer <JWT | API key>`.
+/// The authenticated caller, resolved from `Authorization: Bearer <JWT | API key>`; reads as
+/// its [`Principal`].
 pub struct Caller(pub Principal);
+
+impl std::ops::Deref for Caller {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
+}
 
 impl FromRequest for Caller {
     type Error = ApiError;
@@ -216,10 +225,46 @@ fn clean_serde_message(message: &str) -> String {
         .to_owned()
 }
 
-/// Parses an id from the path; a malformed id is indistinguishable from a missing resource.
-pub fn parse_id<T: std::str::FromStr>(raw: &str, resource: &str) -> Result<T, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found(format!("{resource} not found")))
+/// An id the path names as `{id}`, of the resource the handler serves. A malformed id is
+/// indistinguishable from a missing resource: 404 naming the resource.
+pub struct PathId<T>(pub T);
+
+/// The ids paths carry, with the resource each names in a 404.
+pub trait ResourceId: std::str::FromStr {
+    const RESOURCE: &'static str;
+}
+
+macro_rules! resource_ids {
+    ($($id:ty => $resource:literal),* $(,)?) => {
+        $(impl ResourceId for $id {
+            const RESOURCE: &'static str = $resource;
+        })*
+    };
+}
+
+resource_ids!(
+    domain::AgentId => "agent",
+    domain::ApiKeyId => "api key",
+    domain::CollectionId => "collection",
+    domain::DocumentId => "document",
+    domain::JobId => "job",
+    domain::TenantId => "tenant",
+    domain::UserId => "user",
+);
+
+impl<T: ResourceId> FromRequest for PathId<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(
+            req.match_info()
+                .get("id")
+                .and_then(|raw| raw.parse().ok())
+                .map(Self)
+                .ok_or_else(|| ApiError::not_found(format!("{} not found", T::RESOURCE))),
+        )
+    }
 }
 
 /// `?limit=&cursor=` of every list.

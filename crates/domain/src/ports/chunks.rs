@@ -27,12 +27,38 @@ pub struct ChunkTarget {
 }
 
 /// How search ranks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SearchMode {
     Vector,
     Fulltext,
+    #[default]
     Hybrid,
 }
+
+/// What a hit's score measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScoreKind {
+    CosineSimilarity,
+    TsRank,
+    /// Reciprocal rank fusion: Σ 1/([`RRF_K`] + rank) over the lists a chunk appears in.
+    Rrf,
+}
+
+impl ScoreKind {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CosineSimilarity => "cosine_similarity",
+            Self::TsRank => "ts_rank",
+            Self::Rrf => "rrf",
+        }
+    }
+}
+
+/// Reciprocal rank fusion's constant: how much a top rank outweighs the next (60, as in Cormack et
+/// al.), used by the store's fusion of one collection's lists and the service's across
+/// collections alike.
+pub const RRF_K: u16 = 60;
 
 /// One search in one collection's active generation.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,8 +87,7 @@ pub struct SearchHit {
     pub position: u32,
     pub content: String,
     pub score: f32,
-    /// `cosine_similarity`, `ts_rank` or `rrf`.
-    pub score_kind: &'static str,
+    pub score_kind: ScoreKind,
     pub metadata: Value,
 }
 

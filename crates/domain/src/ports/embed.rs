@@ -45,6 +45,20 @@ pub trait Embedder: Send + Sync {
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
 
+/// Why this process cannot embed in a space.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EmbedderUnavailable {
+    #[error("no embedder is configured for it")]
+    NotConfigured,
+    #[error("no embedder for provider {0:?}")]
+    UnknownProvider(String),
+    /// The model or API could not be set up; the reason, for the log.
+    #[error("{0}")]
+    Setup(String),
+    #[error("its model gives {model} dimensions, the space has {space}")]
+    Dimensions { model: usize, space: u32 },
+}
+
 /// Builds the embedder of a registered space, so that a space registered while the process runs
 /// can be used without a restart.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
@@ -54,5 +68,5 @@ pub trait EmbedderFactory: Send + Sync {
     fn build(
         &self,
         space: &crate::entities::EmbeddingSpace,
-    ) -> Result<std::sync::Arc<dyn Embedder>, String>;
+    ) -> Result<std::sync::Arc<dyn Embedder>, EmbedderUnavailable>;
 }

@@ -332,6 +332,7 @@ impl CollectionService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::EmbedderUnavailable;
     use crate::services::testing::{FakeTx, admin, fixed_clock, member_key_read, store_with};
 
     #[tokio::test]
@@ -448,7 +449,7 @@ mod tests {
         let mut factory = crate::ports::MockEmbedderFactory::new();
         factory
             .expect_build()
-            .returning(|_| Err("no local model".into()));
+            .returning(|_| Err(EmbedderUnavailable::Setup("no local model".into())));
         let service = CollectionService::new(
             store,
             fixed_clock(),
@@ -473,7 +474,7 @@ mod tests {
         });
         let embedders = Embedders::with_factory(Arc::new(factory));
         let refused = embedders.for_space(&crate::services::testing::minilm_space());
-        assert!(refused.is_err_and(|reason| reason.contains("768")));
+        assert!(refused.is_err_and(|reason| reason.to_string().contains("768")));
         assert!(embedders.get("local-minilm-l6-v2").is_none());
     }
 

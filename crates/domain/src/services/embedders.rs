@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::entities::EmbeddingSpace;
-use crate::ports::{Embedder, EmbedderFactory};
+use crate::ports::{Embedder, EmbedderFactory, EmbedderUnavailable};
 
 /// The embedders of the spaces this server can embed in, by space id: built on first use by the
 /// factory (when there is one) and shared by every clone.
@@ -52,21 +52,23 @@ impl Embedders {
     ///
     /// # Errors
     /// Why this server cannot embed in the space.
-    pub fn for_space(&self, space: &EmbeddingSpace) -> Result<Arc<dyn Embedder>, String> {
+    pub fn for_space(
+        &self,
+        space: &EmbeddingSpace,
+    ) -> Result<Arc<dyn Embedder>, EmbedderUnavailable> {
         if let Some(embedder) = self.get(&space.id) {
             return Ok(embedder);
         }
         let factory = self
             .factory
             .as_ref()
-            .ok_or_else(|| "no embedder is configured for it".to_owned())?;
+            .ok_or(EmbedderUnavailable::NotConfigured)?;
         let embedder = factory.build(space)?;
         if embedder.dimensions() != space.dimensions as usize {
-            return Err(format!(
-                "its model gives {} dimensions, the space has {}",
-                embedder.dimensions(),
-                space.dimensions
-            ));
+            return Err(EmbedderUnavailable::Dimensions {
+                model: embedder.dimensions(),
+                space: space.dimensions,
+            });
         }
         self.insert(space.id.clone(), embedder.clone());
         Ok(embedder)

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::entities::Collection;
 use crate::error::{Error, Resource, Validator};
 use crate::ids::{ChunkId, CollectionId, TenantId};
-use crate::ports::{SearchHit, SearchMode, SearchQuery, Store};
+use crate::ports::{RRF_K, ScoreKind, SearchHit, SearchMode, SearchQuery, Store};
 use crate::principal::{Principal, Scope};
 use crate::services::Embedders;
 
@@ -15,7 +15,8 @@ use crate::services::Embedders;
 pub struct SearchRequest {
     pub query: String,
     pub top_k: Option<i64>,
-    pub mode: Option<String>,
+    /// Hybrid when absent.
+    pub mode: Option<SearchMode>,
     /// `key: value` (equality) or `key: [values]` (membership).
     pub filter: Option<serde_json::Map<String, Value>>,
     /// Vector mode only: drop hits below this cosine similarity.
@@ -29,9 +30,6 @@ struct Validated {
     filter: Vec<(String, Vec<Value>)>,
     min_score: Option<f32>,
 }
-
-/// Reciprocal rank fusion constant: dampens the weight of the very first ranks.
-const RRF_K: f32 = 60.0;
 
 pub struct SearchService {
     store: Arc<dyn Store>,
@@ -230,15 +228,7 @@ fn validate(request: SearchRequest, v: &mut Validator) -> Option<Validated> {
     if !(1..=100).contains(&top_k) {
         v.push("top_k", "must be between 1 and 100");
     }
-    let mode = match request.mode.as_deref().unwrap_or("hybrid") {
-        "vector" => Some(SearchMode::Vector),
-        "fulltext" => Some(SearchMode::Fulltext),
-        "hybrid" => Some(SearchMode::Hybrid),
-        _ => {
-            v.push("mode", "must be \"vector\", \"fulltext\" or \"hybrid\"");
-            None
-        }
-    };
+    let mode = request.mode.unwrap_or_default();
     let mut filter = Vec::new();
     let keys = request.filter.unwrap_or_default();
     if keys.len() > 16 {
@@ -289,7 +279,7 @@ fn validate(request: SearchRequest, v: &mut Validator) -> Option<Validated> {
     Some(Validated {
         text,
         top_k: u32::try_from(top_k).ok()?,
-        mode: mode?,
+        mode,
         filter,
         min_score,
     })
@@ -301,7 +291,7 @@ fn fuse(lists: Vec<Vec<SearchHit>>, top_k: u32) -> Vec<SearchHit> {
     for list in lists {
         for (rank, hit) in list.into_iter().enumerate() {
             #[allow(clippy::cast_precision_loss)]
-            let add = 1.0 / (RRF_K + rank as f32 + 1.0);
+            let add = 1.0 / (f32::from(RRF_K) + rank as f32 + 1.0);
             scored
                 .entry(hit.chunk_id)
                 .and_modify(|(score, _)| *score += add)
@@ -312,7 +302,7 @@ fn fuse(lists: Vec<Vec<SearchHit>>, top_k: u32) -> Vec<SearchHit> {
         .into_values()
         .map(|(score, mut hit)| {
             hit.score = score;
-            hit.score_kind = "rrf";
+            hit.score_kind = ScoreKind::Rrf;
             hit
         })
         .collect();
@@ -338,7 +328,7 @@ mod tests {
             position: 0,
             content: "c".into(),
             score: 0.5,
-            score_kind: "cosine_similarity",
+            score_kind: ScoreKind::CosineSimilarity,
             metadata: serde_json::json!({}),
         }
     }
@@ -348,7 +338,7 @@ mod tests {
         let (a, b, c) = (ChunkId::new(), ChunkId::new(), ChunkId::new());
         let fused = fuse(vec![vec![hit(a), hit(b)], vec![hit(b), hit(c)]], 2);
         assert_eq!(fused.iter().map(|h| h.chunk_id).collect::<Vec<_>>(), [b, a]);
-        assert!(fused.iter().all(|h| h.score_kind == "rrf"));
+        assert!(fused.iter().all(|h| h.score_kind == ScoreKind::Rrf));
     }
 
     #[test]
@@ -357,7 +347,7 @@ mod tests {
         let request = SearchRequest {
             query: " ".into(),
             top_k: Some(0),
-            mode: Some("magic".into()),
+            mode: None,
             filter: Some(serde_json::from_value(serde_json::json!({"team": {"a": 1}})).unwrap()),
             min_score: Some(3.0),
         };
@@ -365,10 +355,7 @@ mod tests {
         match v.finish() {
             Err(Error::Validation(fields)) => {
                 let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
-                assert_eq!(
-                    names,
-                    ["query", "top_k", "mode", "filter.team", "min_score"]
-                );
+                assert_eq!(names, ["query", "top_k", "filter.team", "min_score"]);
             }
             other => panic!("{other:?}"),
         }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::http::dto::{AgentDto, CreateAgentRequest, List, PatchAgentRequest};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Body, Caller, PageQuery, parse_id};
+use crate::http::extract::{Body, Caller, PageQuery, PathId};
 use crate::http::responses::{
     Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
 };
@@ -39,7 +39,7 @@ pub async fn create(
         max_tokens: req.max_tokens,
         metadata: req.metadata,
     };
-    let agent = state.agents.create(&caller.0, draft).await?;
+    let agent = state.agents.create(&caller, draft).await?;
     Ok(HttpResponse::Created().json(AgentDto::from(agent)))
 }
 
@@ -79,7 +79,7 @@ pub async fn list(
         q: query.q.filter(|q| !q.trim().is_empty()),
         include_deleted: query.include_deleted,
     };
-    let agents = state.agents.list(&caller.0, filter, page).await?;
+    let agents = state.agents.list(&caller, filter, page).await?;
     Ok(web::Json(List::from_page(agents, AgentDto::from)))
 }
 
@@ -93,10 +93,9 @@ pub async fn list(
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> ApiResult<web::Json<AgentDto>> {
-    let id: AgentId = parse_id(&id, "agent")?;
-    Ok(web::Json(state.agents.get(&caller.0, id).await?.into()))
+    Ok(web::Json(state.agents.get(&caller, id).await?.into()))
 }
 
 /// Change an agent; absent fields keep their value.
@@ -113,10 +112,9 @@ pub async fn get(
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<AgentId>,
     body: Body<PatchAgentRequest>,
 ) -> ApiResult<web::Json<AgentDto>> {
-    let id: AgentId = parse_id(&id, "agent")?;
     let req = body.0;
     let model = req.model.unwrap_or_default();
     let patch = AgentPatch {
@@ -131,7 +129,7 @@ pub async fn update(
         metadata: req.metadata,
     };
     Ok(web::Json(
-        state.agents.update(&caller.0, id, patch).await?.into(),
+        state.agents.update(&caller, id, patch).await?.into(),
     ))
 }
 
@@ -145,10 +143,9 @@ pub async fn update(
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> ApiResult<HttpResponse> {
-    let id: AgentId = parse_id(&id, "agent")?;
-    state.agents.delete(&caller.0, id).await?;
+    state.agents.delete(&caller, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -162,10 +159,9 @@ pub async fn delete(
 pub async fn restore(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> ApiResult<web::Json<AgentDto>> {
-    let id: AgentId = parse_id(&id, "agent")?;
-    Ok(web::Json(state.agents.restore(&caller.0, id).await?.into()))
+    Ok(web::Json(state.agents.restore(&caller, id).await?.into()))
 }
 
 /// Remove an agent for good (admins).
@@ -178,9 +174,8 @@ pub async fn restore(
 pub async fn purge(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<AgentId>,
 ) -> ApiResult<HttpResponse> {
-    let id: AgentId = parse_id(&id, "agent")?;
-    state.agents.purge(&caller.0, id).await?;
+    state.agents.purge(&caller, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -3,7 +3,7 @@ use domain::ApiKeyId;
 
 use crate::http::dto::{ApiKeyDto, CreateApiKeyRequest, CreatedApiKeyDto, List};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Body, Caller, PageQuery, parse_id};
+use crate::http::extract::{Body, Caller, PageQuery, PathId};
 use crate::http::responses::{
     Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
 };
@@ -27,7 +27,7 @@ pub async fn create(
     let req = body.0;
     let created = state
         .api_keys
-        .create(&caller.0, &req.name, &req.scopes, req.expires_at)
+        .create(&caller, &req.name, &req.scopes, req.expires_at)
         .await?;
     Ok(HttpResponse::Created().json(CreatedApiKeyDto {
         api_key: created.key.into(),
@@ -47,7 +47,7 @@ pub async fn list(
     caller: Caller,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<List<ApiKeyDto>>> {
-    let keys = state.api_keys.list(&caller.0, query.to_request()?).await?;
+    let keys = state.api_keys.list(&caller, query.to_request()?).await?;
     Ok(web::Json(List::from_page(keys, ApiKeyDto::from)))
 }
 
@@ -61,9 +61,8 @@ pub async fn list(
 pub async fn revoke(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<ApiKeyId>,
 ) -> ApiResult<HttpResponse> {
-    let id: ApiKeyId = parse_id(&id, "api key")?;
-    state.api_keys.revoke(&caller.0, id).await?;
+    state.api_keys.revoke(&caller, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

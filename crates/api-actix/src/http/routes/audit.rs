@@ -43,6 +43,6 @@ pub async fn list(
         resource_type: query.resource_type,
         resource_id: query.resource_id,
     };
-    let records = state.audit.list(&caller.0, filter, page).await?;
+    let records = state.audit.list(&caller, filter, page).await?;
     Ok(web::Json(List::from_page(records, AuditEntryDto::from)))
 }

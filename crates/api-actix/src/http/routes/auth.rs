@@ -74,7 +74,7 @@ pub async fn logout(
     let request = body.0.unwrap_or_default();
     state
         .auth
-        .logout(&caller.0, request.refresh_token.as_deref())
+        .logout(&caller, request.refresh_token.as_deref())
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -87,7 +87,7 @@ pub async fn logout(
     security(("bearer" = []))
 )]
 pub async fn logout_all(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
-    state.auth.logout_everywhere(&caller.0).await?;
+    state.auth.logout_everywhere(&caller).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -110,7 +110,7 @@ pub async fn change_password(
     let req = body.0;
     state
         .auth
-        .change_password(&caller.0, &req.current_password, &req.new_password)
+        .change_password(&caller, &req.current_password, &req.new_password)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

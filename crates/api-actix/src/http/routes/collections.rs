@@ -7,7 +7,7 @@ use crate::http::dto::{
     ReembedResponse, SpaceList,
 };
 use crate::http::error::ApiResult;
-use crate::http::extract::{Body, Caller, ListParams, PageQuery, parse_id};
+use crate::http::extract::{Body, Caller, ListParams, PageQuery, PathId};
 use crate::http::responses::{
     Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
 };
@@ -20,7 +20,7 @@ use crate::state::AppState;
     security(("bearer" = []))
 )]
 pub async fn spaces(state: web::Data<AppState>, caller: Caller) -> ApiResult<web::Json<SpaceList>> {
-    let spaces = state.collections.spaces(&caller.0).await?;
+    let spaces = state.collections.spaces(&caller).await?;
     Ok(web::Json(SpaceList {
         items: spaces.into_iter().map(Into::into).collect(),
     }))
@@ -45,7 +45,7 @@ pub async fn create(
     let collection = state
         .collections
         .create(
-            &caller.0,
+            &caller,
             &req.name,
             req.description.as_deref(),
             req.space_id.as_deref(),
@@ -69,7 +69,7 @@ pub async fn list(
     let page = query.page().to_request()?;
     let found = state
         .collections
-        .list(&caller.0, query.include_deleted, page)
+        .list(&caller, query.include_deleted, page)
         .await?;
     Ok(web::Json(List::from_page(found, CollectionDto::from)))
 }
@@ -84,12 +84,9 @@ pub async fn list(
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<CollectionId>,
 ) -> ApiResult<web::Json<CollectionDto>> {
-    let id: CollectionId = parse_id(&id, "collection")?;
-    Ok(web::Json(
-        state.collections.get(&caller.0, id).await?.into(),
-    ))
+    Ok(web::Json(state.collections.get(&caller, id).await?.into()))
 }
 
 /// Rename or describe a collection; its space cannot change here (422: re-embed instead).
@@ -106,10 +103,9 @@ pub async fn get(
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<CollectionId>,
     body: Body<PatchCollectionRequest>,
 ) -> ApiResult<web::Json<CollectionDto>> {
-    let id: CollectionId = parse_id(&id, "collection")?;
     let req = body.0;
     let patch = CollectionPatch {
         name: req.name,
@@ -117,7 +113,7 @@ pub async fn update(
         space_id: req.space_id,
     };
     Ok(web::Json(
-        state.collections.update(&caller.0, id, patch).await?.into(),
+        state.collections.update(&caller, id, patch).await?.into(),
     ))
 }
 
@@ -131,10 +127,9 @@ pub async fn update(
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<CollectionId>,
 ) -> ApiResult<HttpResponse> {
-    let id: CollectionId = parse_id(&id, "collection")?;
-    state.collections.delete(&caller.0, id).await?;
+    state.collections.delete(&caller, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -148,11 +143,10 @@ pub async fn delete(
 pub async fn restore(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<CollectionId>,
 ) -> ApiResult<web::Json<CollectionDto>> {
-    let id: CollectionId = parse_id(&id, "collection")?;
     Ok(web::Json(
-        state.collections.restore(&caller.0, id).await?.into(),
+        state.collections.restore(&caller, id).await?.into(),
     ))
 }
 
@@ -166,10 +160,9 @@ pub async fn restore(
 pub async fn purge(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<CollectionId>,
 ) -> ApiResult<HttpResponse> {
-    let id: CollectionId = parse_id(&id, "collection")?;
-    state.collections.purge(&caller.0, id).await?;
+    state.collections.purge(&caller, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -190,13 +183,12 @@ pub async fn purge(
 pub async fn reembed(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<CollectionId>,
     body: Body<ReembedRequest>,
 ) -> ApiResult<HttpResponse> {
-    let id: CollectionId = parse_id(&id, "collection")?;
     let job = state
         .collections
-        .reembed(&caller.0, id, &body.0.space_id)
+        .reembed(&caller, id, &body.0.space_id)
         .await?;
     Ok(HttpResponse::Accepted().json(ReembedResponse { job: job.into() }))
 }

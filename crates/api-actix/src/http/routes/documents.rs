@@ -4,7 +4,7 @@ use domain::{CollectionId, DocumentId};
 
 use crate::http::dto::{CreateDocumentRequest, DocumentDto, DocumentForm, List, UploadedDto};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Caller, ListParams, PageQuery, parse_id};
+use crate::http::extract::{Caller, ListParams, PageQuery, PathId};
 use crate::http::responses::{
     Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
 };
@@ -30,16 +30,12 @@ use crate::state::AppState;
 pub async fn upload(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(collection): PathId<CollectionId>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let collection: CollectionId = parse_id(&id, "collection")?;
     let body = read_document(&req, payload).await?;
-    let uploaded = state
-        .documents
-        .upload(&caller.0, collection, body.0)
-        .await?;
+    let uploaded = state.documents.upload(&caller, collection, body.0).await?;
     Ok(accepted_or_ok(uploaded))
 }
 
@@ -63,13 +59,12 @@ pub async fn upload(
 pub async fn replace(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<DocumentId>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let id: DocumentId = parse_id(&id, "document")?;
     let body = read_document(&req, payload).await?;
-    let uploaded = state.documents.replace(&caller.0, id, body.0).await?;
+    let uploaded = state.documents.replace(&caller, id, body.0).await?;
     Ok(accepted_or_ok(uploaded))
 }
 
@@ -103,14 +98,13 @@ fn accepted_or_ok(uploaded: Uploaded) -> HttpResponse {
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(collection): PathId<CollectionId>,
     query: web::Query<ListParams>,
 ) -> ApiResult<web::Json<List<DocumentDto>>> {
-    let collection: CollectionId = parse_id(&id, "collection")?;
     let page = query.page().to_request()?;
     let found = state
         .documents
-        .list(&caller.0, collection, query.include_deleted, page)
+        .list(&caller, collection, query.include_deleted, page)
         .await?;
     Ok(web::Json(List::from_page(found, DocumentDto::from)))
 }
@@ -125,10 +119,9 @@ pub async fn list(
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<DocumentId>,
 ) -> ApiResult<web::Json<DocumentDto>> {
-    let id: DocumentId = parse_id(&id, "document")?;
-    Ok(web::Json(state.documents.get(&caller.0, id).await?.into()))
+    Ok(web::Json(state.documents.get(&caller, id).await?.into()))
 }
 
 /// Soft-delete a document: its chunks leave search at once.
@@ -141,10 +134,9 @@ pub async fn get(
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<DocumentId>,
 ) -> ApiResult<HttpResponse> {
-    let id: DocumentId = parse_id(&id, "document")?;
-    state.documents.delete(&caller.0, id).await?;
+    state.documents.delete(&caller, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -158,11 +150,10 @@ pub async fn delete(
 pub async fn restore(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<DocumentId>,
 ) -> ApiResult<web::Json<DocumentDto>> {
-    let id: DocumentId = parse_id(&id, "document")?;
     Ok(web::Json(
-        state.documents.restore(&caller.0, id).await?.into(),
+        state.documents.restore(&caller, id).await?.into(),
     ))
 }
 
@@ -176,9 +167,8 @@ pub async fn restore(
 pub async fn purge(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<DocumentId>,
 ) -> ApiResult<HttpResponse> {
-    let id: DocumentId = parse_id(&id, "document")?;
-    state.documents.purge(&caller.0, id).await?;
+    state.documents.purge(&caller, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,7 +5,7 @@ use domain::JobId;
 
 use crate::http::dto::{JobDto, List};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Caller, PageQuery, parse_id};
+use crate::http::extract::{Caller, PageQuery, PathId};
 use crate::http::responses::{Forbidden, Internal, Invalid, NotFound, Unauthorized};
 use crate::state::AppState;
 
@@ -21,7 +21,7 @@ pub async fn jobs(
     caller: Caller,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<List<JobDto>>> {
-    let found = state.documents.jobs(&caller.0, query.to_request()?).await?;
+    let found = state.documents.jobs(&caller, query.to_request()?).await?;
     Ok(web::Json(List::from_page(found, JobDto::from)))
 }
 
@@ -35,10 +35,9 @@ pub async fn jobs(
 pub async fn job(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<JobId>,
 ) -> ApiResult<web::Json<JobDto>> {
-    let id: JobId = parse_id(&id, "job")?;
-    Ok(web::Json(state.documents.job(&caller.0, id).await?.into()))
+    Ok(web::Json(state.documents.job(&caller, id).await?.into()))
 }
 
 /// Cancel a job: a queued one at once, a running one at its next heartbeat; nothing of a
@@ -52,10 +51,9 @@ pub async fn job(
 pub async fn cancel(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<JobId>,
 ) -> ApiResult<web::Json<JobDto>> {
-    let id: JobId = parse_id(&id, "job")?;
     Ok(web::Json(
-        state.documents.cancel_job(&caller.0, id).await?.into(),
+        state.documents.cancel_job(&caller, id).await?.into(),
     ))
 }

@@ -2,11 +2,10 @@
 
 use actix_web::web;
 use domain::CollectionId;
-use domain::services::SearchRequest;
 
 use crate::http::dto::{MultiSearchRequestDto, SearchRequestDto, SearchResponseDto};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Body, Caller, parse_id};
+use crate::http::extract::{Body, Caller, PathId};
 use crate::http::responses::{
     Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unavailable, Unsupported,
 };
@@ -26,21 +25,12 @@ use crate::state::AppState;
 pub async fn search(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(collection): PathId<CollectionId>,
     body: Body<SearchRequestDto>,
 ) -> ApiResult<web::Json<SearchResponseDto>> {
-    let collection: CollectionId = parse_id(&id, "collection")?;
-    let req = body.0;
-    let request = SearchRequest {
-        query: req.query,
-        top_k: req.top_k,
-        mode: req.mode.map(|m| m.as_str().to_owned()),
-        filter: req.filter,
-        min_score: req.min_score,
-    };
     let hits = state
         .search
-        .search(&caller.0, &[collection], request)
+        .search(&caller, &[collection], body.0.into())
         .await?;
     Ok(web::Json(SearchResponseDto {
         results: hits.into_iter().map(Into::into).collect(),
@@ -62,23 +52,8 @@ pub async fn search_many(
     caller: Caller,
     body: Body<MultiSearchRequestDto>,
 ) -> ApiResult<web::Json<SearchResponseDto>> {
-    let req = body.0;
-    let collections: Vec<CollectionId> = req
-        .collection_ids
-        .into_iter()
-        .map(CollectionId::from_uuid)
-        .collect();
-    let request = SearchRequest {
-        query: req.query,
-        top_k: req.top_k,
-        mode: req.mode.map(|m| m.as_str().to_owned()),
-        filter: req.filter,
-        min_score: req.min_score,
-    };
-    let hits = state
-        .search
-        .search(&caller.0, &collections, request)
-        .await?;
+    let (collections, request) = body.0.split();
+    let hits = state.search.search(&caller, &collections, request).await?;
     Ok(web::Json(SearchResponseDto {
         results: hits.into_iter().map(Into::into).collect(),
     }))

@@ -5,7 +5,7 @@ use crate::http::dto::{
     CreateTenantRequest, CreatedTenantDto, List, PatchTenantRequest, TenantDto,
 };
 use crate::http::error::ApiResult;
-use crate::http::extract::{Body, Caller, PageQuery, parse_id};
+use crate::http::extract::{Body, Caller, PageQuery, PathId};
 use crate::http::responses::{
     Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
 };
@@ -30,7 +30,7 @@ pub async fn create(
     let made = state
         .tenants
         .create(
-            &caller.0,
+            &caller,
             &req.name,
             &req.slug,
             &req.admin_email,
@@ -54,7 +54,7 @@ pub async fn current(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> ApiResult<web::Json<TenantDto>> {
-    Ok(web::Json(state.tenants.current(&caller.0).await?.into()))
+    Ok(web::Json(state.tenants.current(&caller).await?.into()))
 }
 
 /// Rename the caller's tenant (admins).
@@ -74,7 +74,7 @@ pub async fn rename(
 ) -> ApiResult<web::Json<TenantDto>> {
     let tenant = state
         .tenants
-        .update(&caller.0, body.0.name.as_deref())
+        .update(&caller, body.0.name.as_deref())
         .await?;
     Ok(web::Json(tenant.into()))
 }
@@ -91,7 +91,7 @@ pub async fn list(
     caller: Caller,
     query: web::Query<PageQuery>,
 ) -> ApiResult<web::Json<List<TenantDto>>> {
-    let tenants = state.tenants.list(&caller.0, query.to_request()?).await?;
+    let tenants = state.tenants.list(&caller, query.to_request()?).await?;
     Ok(web::Json(List::from_page(tenants, TenantDto::from)))
 }
 
@@ -107,12 +107,9 @@ pub async fn list(
 pub async fn suspend(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<TenantId>,
 ) -> ApiResult<web::Json<TenantDto>> {
-    let id: TenantId = parse_id(&id, "tenant")?;
-    Ok(web::Json(
-        state.tenants.suspend(&caller.0, id).await?.into(),
-    ))
+    Ok(web::Json(state.tenants.suspend(&caller, id).await?.into()))
 }
 
 /// Let a suspended tenant in again (platform keys only). Resuming an active tenant changes
@@ -126,8 +123,7 @@ pub async fn suspend(
 pub async fn resume(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<TenantId>,
 ) -> ApiResult<web::Json<TenantDto>> {
-    let id: TenantId = parse_id(&id, "tenant")?;
-    Ok(web::Json(state.tenants.resume(&caller.0, id).await?.into()))
+    Ok(web::Json(state.tenants.resume(&caller, id).await?.into()))
 }

@@ -4,7 +4,7 @@ use domain::services::{UserDraft, UserPatch};
 
 use crate::http::dto::{CreateUserRequest, List, PatchUserRequest, ResetPasswordRequest, UserDto};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Body, Caller, ListParams, PageQuery, parse_id};
+use crate::http::extract::{Body, Caller, ListParams, PageQuery, PathId};
 use crate::http::responses::{
     Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unavailable,
     Unsupported,
@@ -33,7 +33,7 @@ pub async fn create(
         role: req.role,
         name: req.name,
     };
-    let user = state.users.create(&caller.0, draft).await?;
+    let user = state.users.create(&caller, draft).await?;
     Ok(HttpResponse::Created().json(UserDto::from(user)))
 }
 
@@ -52,7 +52,7 @@ pub async fn list(
     let page = query.page().to_request()?;
     let users = state
         .users
-        .list(&caller.0, query.include_deleted, page)
+        .list(&caller, query.include_deleted, page)
         .await?;
     Ok(web::Json(List::from_page(users, UserDto::from)))
 }
@@ -67,10 +67,9 @@ pub async fn list(
 pub async fn get(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<UserId>,
 ) -> ApiResult<web::Json<UserDto>> {
-    let id: UserId = parse_id(&id, "user")?;
-    Ok(web::Json(state.users.get(&caller.0, id).await?.into()))
+    Ok(web::Json(state.users.get(&caller, id).await?.into()))
 }
 
 /// Change a user's name, role or status (admins). The last active admin cannot be demoted or
@@ -88,10 +87,9 @@ pub async fn get(
 pub async fn update(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<UserId>,
     body: Body<PatchUserRequest>,
 ) -> ApiResult<web::Json<UserDto>> {
-    let id: UserId = parse_id(&id, "user")?;
     let req = body.0;
     let patch = UserPatch {
         name: req.name,
@@ -99,7 +97,7 @@ pub async fn update(
         status: req.status,
     };
     Ok(web::Json(
-        state.users.update(&caller.0, id, patch).await?.into(),
+        state.users.update(&caller, id, patch).await?.into(),
     ))
 }
 
@@ -113,10 +111,9 @@ pub async fn update(
 pub async fn delete(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<UserId>,
 ) -> ApiResult<HttpResponse> {
-    let id: UserId = parse_id(&id, "user")?;
-    state.users.delete(&caller.0, id).await?;
+    state.users.delete(&caller, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -130,10 +127,9 @@ pub async fn delete(
 pub async fn restore(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<UserId>,
 ) -> ApiResult<web::Json<UserDto>> {
-    let id: UserId = parse_id(&id, "user")?;
-    Ok(web::Json(state.users.restore(&caller.0, id).await?.into()))
+    Ok(web::Json(state.users.restore(&caller, id).await?.into()))
 }
 
 /// Remove a user for good (admins).
@@ -146,10 +142,9 @@ pub async fn restore(
 pub async fn purge(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<UserId>,
 ) -> ApiResult<HttpResponse> {
-    let id: UserId = parse_id(&id, "user")?;
-    state.users.purge(&caller.0, id).await?;
+    state.users.purge(&caller, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -167,13 +162,12 @@ pub async fn purge(
 pub async fn reset_password(
     state: web::Data<AppState>,
     caller: Caller,
-    id: web::Path<String>,
+    PathId(id): PathId<UserId>,
     body: Body<ResetPasswordRequest>,
 ) -> ApiResult<HttpResponse> {
-    let id: UserId = parse_id(&id, "user")?;
     state
         .users
-        .reset_password(&caller.0, id, &body.0.new_password)
+        .reset_password(&caller, id, &body.0.new_password)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
