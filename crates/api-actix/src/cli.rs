@@ -251,7 +251,8 @@ impl Cli {
             )),
             Command::Serve(serve) => {
                 let listener = TcpListener::bind(&serve.bind)?;
-                let app = Application::build(&self.db, &serve, listener).await?;
+                let mut app = Application::build(&self.db, &serve, listener).await?;
+                app.spawn_ingest_workers();
                 tracing::info!(bind = %serve.bind, "serving; docs at /docs");
                 app.run_until_stopped().await?;
                 Ok(())

@@ -217,8 +217,26 @@ pub async fn run_worker(worker: IngestWorker, poll: std::time::Duration) {
     }
 }
 
-/// Builds every service from connected adapters.
-pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow::Result<AppState> {
+/// Ingestion workers built but not started: nothing runs until [`IngestWorkers::spawn`].
+pub struct IngestWorkers {
+    workers: Vec<IngestWorker>,
+    poll: std::time::Duration,
+}
+
+impl IngestWorkers {
+    /// Starts each worker on the runtime; they work jobs until the process ends.
+    pub fn spawn(self) {
+        for worker in self.workers {
+            tokio::spawn(run_worker(worker, self.poll));
+        }
+    }
+}
+
+/// Builds every service from connected adapters, and the server's ingestion workers (not started).
+pub async fn build_state(
+    db: &DatabaseSettings,
+    serve: &ServeSettings,
+) -> anyhow::Result<(AppState, IngestWorkers)> {
     let stores = Stores::connect(db).await?;
     let spaces = stores.store.spaces().await?;
     // The serving process holds no owner rights, so it builds no index: `agentic migrate up` and
@@ -227,13 +245,12 @@ pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow
         tracing::warn!(%problem, "searches there scan every chunk until `agentic migrate up` builds it");
     }
     let embedders = load_embedders(serve, &spaces);
-    for n in 0..serve.ingest_workers {
-        let worker = ingest_worker(&stores, embedders.clone(), serve, &format!("serve{n}"));
-        tokio::spawn(run_worker(
-            worker,
-            std::time::Duration::from_millis(serve.worker_poll_ms),
-        ));
-    }
+    let workers = IngestWorkers {
+        workers: (0..serve.ingest_workers)
+            .map(|n| ingest_worker(&stores, embedders.clone(), serve, &format!("serve{n}")))
+            .collect(),
+        poll: std::time::Duration::from_millis(serve.worker_poll_ms),
+    };
     let extractor: Arc<dyn TextExtractor> = Arc::new(sandboxed_extractor(serve)?);
     let cache = RedisCache::connect(&serve.redis_url, serve.redis_key_prefix.clone())?;
     let codec = JwtCodec::new(JwtConfig {
@@ -264,7 +281,7 @@ pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow
         },
         policy,
     );
-    Ok(AppState {
+    let state = AppState {
         auth,
         tenants: TenantService::new(TenantPorts {
             store: stores.store.clone(),
@@ -298,13 +315,19 @@ pub async fn build_state(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow
         audit: AuditService::new(stores.store.clone()),
         store: stores.store,
         cache,
-    })
+    };
+    Ok((state, workers))
 }
 
-/// A running HTTP server and the port it listens on (tests bind port 0).
+/// The HTTP server and the port it listens on (tests bind port 0), with the ingestion workers
+/// `AGENTIC_INGEST_WORKERS` asks for. Building it binds the listener and starts no worker: the
+/// workers work once [`Application::spawn_ingest_workers`] is called (`agentic serve` does; a
+/// test or a benchmark chooses), and the server runs until [`Application::run_until_stopped`]
+/// ends.
 pub struct Application {
     port: u16,
     server: Server,
+    workers: Option<IngestWorkers>,
 }
 
 impl Application {
@@ -313,7 +336,8 @@ impl Application {
         serve: &ServeSettings,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
-        let state = web::Data::new(build_state(db, serve).await?);
+        let (state, workers) = build_state(db, serve).await?;
+        let state = web::Data::new(state);
         let port = listener.local_addr()?.port();
         let limit = serve.max_body_bytes;
         let proxies = TrustedProxies(serve.trusted_proxies.clone());
@@ -357,7 +381,15 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            workers: Some(workers),
         })
+    }
+
+    /// Starts the ingestion workers (once; later calls do nothing).
+    pub fn spawn_ingest_workers(&mut self) {
+        if let Some(workers) = self.workers.take() {
+            workers.spawn();
+        }
     }
 
     #[must_use]

@@ -251,9 +251,11 @@ impl TestApp {
         let serve = self.serve_settings_for(options);
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a random port");
         let db = self.db_settings();
-        let application = Application::build(&db, &serve, listener)
+        let mut application = Application::build(&db, &serve, listener)
             .await
             .expect("application builds");
+        // Options::ingest_workers of them (none when a test wants jobs left queued).
+        application.spawn_ingest_workers();
         self.address = format!("http://127.0.0.1:{}", application.port());
         tokio::spawn(application.run_until_stopped());
         if self.platform_key.is_empty() {

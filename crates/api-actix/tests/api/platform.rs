@@ -221,3 +221,40 @@ async fn platform_keys_expire_are_listed_and_revoked() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn building_the_application_starts_no_worker_until_asked() {
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        ingest_workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let acme = app.tenant("acme").await;
+    let t = &acme.admin_token;
+    let collection = app.collection(t, "Docs").await;
+    let uploaded = app
+        .upload(t, &collection, "Notes", "Some notes to index.", json!({}))
+        .await;
+    let job_id = uploaded["job"]["id"].as_str().unwrap().to_owned();
+
+    // A second server that would run a worker, built but not told to.
+    let mut serve = app.serve_settings();
+    serve.ingest_workers = 1;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut second = api_actix::startup::Application::build(&app.db_settings(), &serve, listener)
+        .await
+        .unwrap();
+    // Many polls' worth (the tests' workers poll every 50 ms): a started worker would have
+    // claimed the job by now.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let job = json(
+        app.get(&format!("/v1/jobs/{job_id}"), t).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(job["state"], "queued", "{job}");
+
+    second.spawn_ingest_workers();
+    let done = app.wait_for_job(t, &job_id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+}
