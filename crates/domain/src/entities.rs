@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::error::Resource;
 use crate::ids::{
     AgentId, ApiKeyId, AuditEntryId, CollectionId, DocumentId, GenerationId, JobId, PlatformKeyId,
     TenantId, UserId,
@@ -294,32 +295,62 @@ pub struct AuditEntry {
     pub at: DateTime<Utc>,
     pub actor: Actor,
     pub action: AuditAction,
-    pub resource_type: &'static str,
+    pub resource: Resource,
     pub resource_id: uuid::Uuid,
     pub detail: Value,
 }
 
 impl AuditEntry {
+    /// `actor` did `action` to the resource `id` names (its type says which kind), with no
+    /// detail; add one with [`AuditEntry::with_detail`].
     #[must_use]
-    pub fn new(
-        at: DateTime<Utc>,
-        actor: Actor,
-        action: AuditAction,
-        resource_type: &'static str,
-        resource_id: uuid::Uuid,
-        detail: Value,
-    ) -> Self {
+    pub fn new(at: DateTime<Utc>, actor: Actor, action: AuditAction, id: impl AuditedId) -> Self {
         Self {
             id: AuditEntryId::new(),
             at,
             actor,
             action,
-            resource_type,
-            resource_id,
-            detail,
+            resource: id.resource(),
+            resource_id: id.uuid(),
+            detail: Value::Object(serde_json::Map::new()),
         }
     }
+
+    #[must_use]
+    pub fn with_detail(mut self, detail: Value) -> Self {
+        self.detail = detail;
+        self
+    }
 }
+
+/// The id of something the audit log records, which tells of what kind it is.
+pub trait AuditedId: Copy {
+    fn resource(self) -> Resource;
+    fn uuid(self) -> uuid::Uuid;
+}
+
+macro_rules! audited_ids {
+    ($($id:ty => $resource:ident),* $(,)?) => {
+        $(impl AuditedId for $id {
+            fn resource(self) -> Resource {
+                Resource::$resource
+            }
+            fn uuid(self) -> uuid::Uuid {
+                self.as_uuid()
+            }
+        })*
+    };
+}
+
+audited_ids!(
+    TenantId => Tenant,
+    UserId => User,
+    ApiKeyId => ApiKey,
+    AgentId => Agent,
+    CollectionId => Collection,
+    DocumentId => Document,
+    JobId => Job,
+);
 
 /// An audit entry as read back (types are plain strings there: older entries may name kinds this
 /// version no longer has).

@@ -18,7 +18,7 @@ pub(crate) fn audit_values(tenant: TenantId, entry: &AuditEntry) -> Vec<Value> {
         entry.actor.kind().into(),
         entry.actor.id().into(),
         entry.action.as_str().into(),
-        entry.resource_type.into(),
+        entry.resource.as_str().into(),
         entry.resource_id.into(),
         entry.detail.clone().into(),
     ]

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::entities::{Agent, AgentChanges, AgentFilter, AuditAction, AuditEntry, NewAgent};
+use crate::entities::{Agent, AgentChanges, AgentFilter, AuditAction, NewAgent};
 use crate::error::{Error, Resource, Validator};
 use crate::ids::AgentId;
 use crate::page::{Page, PageRequest};
@@ -10,7 +10,6 @@ use crate::ports::{Clock, Store};
 use crate::principal::{Principal, Scope};
 use crate::values::{self, MaxTokens, ModelRef, Name, Slug, Temperature};
 
-const RESOURCE: &str = "agent";
 const MAX_DESCRIPTION: usize = 2_000;
 const MAX_SYSTEM_PROMPT: usize = 100_000;
 
@@ -60,15 +59,15 @@ impl AgentService {
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
         let agent = tx.agents().insert(&new, now).await?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Created,
-            RESOURCE,
-            agent.id.as_uuid(),
-            json!({"slug": agent.slug.as_str(), "name": agent.name.as_str()}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record_with(
+                now,
+                who.actor(),
+                AuditAction::Created,
+                agent.id,
+                json!({"slug": agent.slug.as_str(), "name": agent.name.as_str()}),
+            )
+            .await?;
         tx.commit().await?;
         Ok(agent)
     }
@@ -125,15 +124,15 @@ impl AgentService {
             .update(id, &changes, now)
             .await?
             .ok_or(Error::NotFound(Resource::Agent))?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Updated,
-            RESOURCE,
-            id.as_uuid(),
-            json!({"fields": changed_fields(&changes)}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record_with(
+                now,
+                who.actor(),
+                AuditAction::Updated,
+                id,
+                json!({"fields": changed_fields(&changes)}),
+            )
+            .await?;
         tx.commit().await?;
         Ok(agent)
     }
@@ -147,15 +146,9 @@ impl AgentService {
         if !tx.agents().soft_delete(id, who.actor(), now).await? {
             return Err(Error::NotFound(Resource::Agent));
         }
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Deleted,
-            RESOURCE,
-            id.as_uuid(),
-            json!({}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record(now, who.actor(), AuditAction::Deleted, id)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -177,15 +170,9 @@ impl AgentService {
             tx.commit().await?;
             return Ok(live);
         };
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Restored,
-            RESOURCE,
-            id.as_uuid(),
-            json!({}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record(now, who.actor(), AuditAction::Restored, id)
+            .await?;
         tx.commit().await?;
         Ok(agent)
     }
@@ -201,15 +188,9 @@ impl AgentService {
         if !tx.agents().purge(id).await? {
             return Err(Error::NotFound(Resource::Agent));
         }
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Purged,
-            RESOURCE,
-            id.as_uuid(),
-            json!({}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record(now, who.actor(), AuditAction::Purged, id)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -360,7 +341,7 @@ mod tests {
             .returning(|a, now| Ok(sample_agent(a, now)));
         tx.audit
             .expect_append()
-            .withf(|e| e.action == AuditAction::Created && e.resource_type == "agent")
+            .withf(|e| e.action == AuditAction::Created && e.resource.as_str() == "agent")
             .times(1)
             .returning(|_| Ok(()));
         let (store, committed) = store_with(tx);

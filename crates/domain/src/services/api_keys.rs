@@ -3,15 +3,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::entities::{ApiKey, AuditAction, AuditEntry, NewApiKey};
+use crate::entities::{ApiKey, AuditAction, NewApiKey};
 use crate::error::{Error, Resource, Validator};
 use crate::ids::ApiKeyId;
 use crate::page::{Page, PageRequest};
 use crate::ports::{Clock, Secrets, Store};
 use crate::principal::{Principal, Scope, Scopes};
 use crate::values::Name;
-
-const RESOURCE: &str = "api_key";
 
 /// A new key with its plaintext, which is shown this once and never stored.
 #[derive(Clone, Debug)]
@@ -68,18 +66,18 @@ impl ApiKeyService {
         };
         let mut tx = self.store.begin(tenant).await?;
         let key = tx.api_keys().insert(&new, now).await?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Created,
-            RESOURCE,
-            key.id.as_uuid(),
-            json!({
-                "name": key.name.as_str(),
-                "scopes": key.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
-            }),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record_with(
+                now,
+                who.actor(),
+                AuditAction::Created,
+                key.id,
+                json!({
+                    "name": key.name.as_str(),
+                    "scopes": key.scopes.iter().map(Scope::as_str).collect::<Vec<_>>(),
+                }),
+            )
+            .await?;
         tx.commit().await?;
         Ok(CreatedApiKey {
             key,
@@ -109,15 +107,9 @@ impl ApiKeyService {
             .revoke(id, now)
             .await?
             .ok_or(Error::NotFound(Resource::ApiKey))?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Revoked,
-            RESOURCE,
-            id.as_uuid(),
-            json!({}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record(now, who.actor(), AuditAction::Revoked, id)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

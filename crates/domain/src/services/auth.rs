@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::entities::{AuditAction, AuditEntry, KeyOwner, TenantStatus, User};
+use crate::entities::{AuditAction, KeyOwner, TenantStatus, User};
 use crate::error::{AuthFailure, Error};
 use crate::ids::{TenantId, TokenFamilyId, TokenId, UserId};
 use crate::ports::{
@@ -337,14 +337,13 @@ impl AuthService {
             .end_sessions(*user, Some(session.family), now)
             .await?;
         tx.audit()
-            .append(&AuditEntry::new(
+            .record_with(
                 now,
                 who.actor(),
                 AuditAction::Updated,
-                "user",
-                user.as_uuid(),
+                *user,
                 serde_json::json!({"password_changed": true}),
-            ))
+            )
             .await?;
         tx.commit().await?;
         self.revocation

@@ -3,8 +3,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::entities::{
-    AuditAction, AuditEntry, Collection, CollectionChanges, EmbeddingSpace, Job, JobKind,
-    NewCollection,
+    AuditAction, Collection, CollectionChanges, EmbeddingSpace, Job, JobKind, NewCollection,
 };
 use crate::error::{Error, Resource, Validator};
 use crate::ids::{CollectionId, GenerationId, JobId};
@@ -14,7 +13,6 @@ use crate::principal::{Principal, Scope};
 use crate::services::Embedders;
 use crate::values::{self, Name};
 
-const RESOURCE: &str = "collection";
 const MAX_DESCRIPTION: usize = 2_000;
 
 /// A partial change as asked for; `space_id` is accepted only to refuse it with a clear message.
@@ -95,15 +93,15 @@ impl CollectionService {
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
         let collection = tx.collections().insert(&new, now).await?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Created,
-            RESOURCE,
-            collection.id.as_uuid(),
-            json!({"name": collection.name.as_str(), "space_id": collection.space.id}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record_with(
+                now,
+                who.actor(),
+                AuditAction::Created,
+                collection.id,
+                json!({"name": collection.name.as_str(), "space_id": collection.space.id}),
+            )
+            .await?;
         tx.commit().await?;
         Ok(collection)
     }
@@ -172,15 +170,15 @@ impl CollectionService {
             .update(id, &changes, now)
             .await?
             .ok_or(Error::NotFound(Resource::Collection))?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Updated,
-            RESOURCE,
-            id.as_uuid(),
-            json!({"name_changed": changes.name.is_some(), "description_changed": changes.description.is_some()}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record_with(
+                now,
+                who.actor(),
+                AuditAction::Updated,
+                id,
+                json!({"name_changed": changes.name.is_some(), "description_changed": changes.description.is_some()}),
+            )
+            .await?;
         tx.commit().await?;
         Ok(collection)
     }
@@ -237,15 +235,15 @@ impl CollectionService {
                 now,
             )
             .await?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Updated,
-            RESOURCE,
-            id.as_uuid(),
-            json!({"reembed": {"from": collection.space.id, "to": space_id, "job_id": job.id.as_uuid()}}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record_with(
+                now,
+                who.actor(),
+                AuditAction::Updated,
+                id,
+                json!({"reembed": {"from": collection.space.id, "to": space_id, "job_id": job.id.as_uuid()}}),
+            )
+            .await?;
         tx.commit().await?;
         Ok(job)
     }
@@ -261,15 +259,9 @@ impl CollectionService {
         if !tx.collections().soft_delete(id, who.actor(), now).await? {
             return Err(Error::NotFound(Resource::Collection));
         }
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Deleted,
-            RESOURCE,
-            id.as_uuid(),
-            json!({}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record(now, who.actor(), AuditAction::Deleted, id)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -291,15 +283,9 @@ impl CollectionService {
             tx.commit().await?;
             return Ok(live);
         };
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Restored,
-            RESOURCE,
-            id.as_uuid(),
-            json!({}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record(now, who.actor(), AuditAction::Restored, id)
+            .await?;
         tx.commit().await?;
         Ok(collection)
     }
@@ -315,15 +301,9 @@ impl CollectionService {
         if !tx.collections().purge(id).await? {
             return Err(Error::NotFound(Resource::Collection));
         }
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Purged,
-            RESOURCE,
-            id.as_uuid(),
-            json!({}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record(now, who.actor(), AuditAction::Purged, id)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

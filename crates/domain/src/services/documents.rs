@@ -3,15 +3,13 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::entities::{AuditAction, AuditEntry, Document, Job, JobKind, NewDocument};
+use crate::entities::{AuditAction, Document, Job, JobKind, NewDocument};
 use crate::error::{Error, Resource, Validator};
 use crate::ids::{CollectionId, DocumentId, JobId, TenantId};
 use crate::page::{Page, PageRequest};
 use crate::ports::{CancelOutcome, Clock, ExtractError, NewJob, Store, TextExtractor};
 use crate::principal::{Principal, Scope};
 use crate::values::{self, ContentType, Name};
-
-const RESOURCE: &str = "document";
 
 /// An upload as received.
 #[derive(Clone, Debug)]
@@ -91,15 +89,15 @@ impl DocumentService {
             .jobs()
             .insert(&NewJob::ingest(collection, document.id), now)
             .await?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Created,
-            RESOURCE,
-            document.id.as_uuid(),
-            json!({"collection_id": collection.as_uuid(), "title": document.title.as_str(), "bytes": document.byte_count}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record_with(
+                now,
+                who.actor(),
+                AuditAction::Created,
+                document.id,
+                json!({"collection_id": collection.as_uuid(), "title": document.title.as_str(), "bytes": document.byte_count}),
+            )
+            .await?;
         tx.commit().await?;
         Ok(Uploaded {
             document,
@@ -159,15 +157,15 @@ impl DocumentService {
             .jobs()
             .insert(&NewJob::ingest(document.collection_id, id), now)
             .await?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Updated,
-            RESOURCE,
-            id.as_uuid(),
-            json!({"title": document.title.as_str(), "bytes": document.byte_count, "content_changed": new.content_hash != current.content_hash}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record_with(
+                now,
+                who.actor(),
+                AuditAction::Updated,
+                id,
+                json!({"title": document.title.as_str(), "bytes": document.byte_count, "content_changed": new.content_hash != current.content_hash}),
+            )
+            .await?;
         tx.commit().await?;
         Ok(Uploaded {
             document,
@@ -272,15 +270,9 @@ impl DocumentService {
         tx.documents()
             .count_in_collection(document.collection_id, -1, -document.byte_count, now)
             .await?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Deleted,
-            RESOURCE,
-            id.as_uuid(),
-            json!({}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record(now, who.actor(), AuditAction::Deleted, id)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -305,15 +297,9 @@ impl DocumentService {
         tx.documents()
             .count_in_collection(document.collection_id, 1, document.byte_count, now)
             .await?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Restored,
-            RESOURCE,
-            id.as_uuid(),
-            json!({}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record(now, who.actor(), AuditAction::Restored, id)
+            .await?;
         tx.commit().await?;
         Ok(document)
     }
@@ -336,15 +322,9 @@ impl DocumentService {
                 .count_in_collection(document.collection_id, -1, -document.byte_count, now)
                 .await?;
         }
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Purged,
-            RESOURCE,
-            id.as_uuid(),
-            json!({}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record(now, who.actor(), AuditAction::Purged, id)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -384,15 +364,15 @@ impl DocumentService {
             .await?
             .ok_or(Error::NotFound(Resource::Job))?;
         if outcome != CancelOutcome::AlreadyFinished {
-            let entry = AuditEntry::new(
-                now,
-                who.actor(),
-                AuditAction::Updated,
-                "job",
-                id.as_uuid(),
-                json!({"cancel": if outcome == CancelOutcome::Cancelled { "cancelled" } else { "requested" }}),
-            );
-            tx.audit().append(&entry).await?;
+            tx.audit()
+                .record_with(
+                    now,
+                    who.actor(),
+                    AuditAction::Updated,
+                    id,
+                    json!({"cancel": if outcome == CancelOutcome::Cancelled { "cancelled" } else { "requested" }}),
+                )
+                .await?;
         }
         // A job cancelled before it started leaves nothing behind: no pending document, no
         // generation half-built.

@@ -100,7 +100,7 @@ impl TenantService {
             TenantStatus::Suspended => AuditAction::Suspended,
             TenantStatus::Active => AuditAction::Resumed,
         };
-        let entry = AuditEntry::new(now, actor, action, "tenant", id.as_uuid(), json!({}));
+        let entry = AuditEntry::new(now, actor, action, id);
         let tenant = self
             .platform
             .set_tenant_status(id, status, &entry, now)
@@ -171,22 +171,10 @@ impl TenantService {
             password_hash: self.hasher.hash(&password).await?,
         };
         let audit = [
-            AuditEntry::new(
-                now,
-                actor,
-                AuditAction::Created,
-                "tenant",
-                tenant.id.as_uuid(),
-                json!({"slug": tenant.slug.as_str()}),
-            ),
-            AuditEntry::new(
-                now,
-                actor,
-                AuditAction::Created,
-                "user",
-                admin.id.as_uuid(),
-                json!({"email": admin.email.as_str(), "role": "admin"}),
-            ),
+            AuditEntry::new(now, actor, AuditAction::Created, tenant.id)
+                .with_detail(json!({"slug": tenant.slug.as_str()})),
+            AuditEntry::new(now, actor, AuditAction::Created, admin.id)
+                .with_detail(json!({"email": admin.email.as_str(), "role": "admin"})),
         ];
         let (tenant, admin) = self
             .platform
@@ -229,15 +217,15 @@ impl TenantService {
             .rename(&name, now)
             .await?
             .ok_or(Error::NotFound(Resource::Tenant))?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Updated,
-            "tenant",
-            tenant.as_uuid(),
-            json!({"name": name.as_str()}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record_with(
+                now,
+                who.actor(),
+                AuditAction::Updated,
+                tenant,
+                json!({"name": name.as_str()}),
+            )
+            .await?;
         tx.commit().await?;
         Ok(renamed)
     }

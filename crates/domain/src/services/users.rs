@@ -2,15 +2,13 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::entities::{AuditAction, AuditEntry, NewUser, User, UserChanges, UserStatus};
+use crate::entities::{AuditAction, NewUser, User, UserChanges, UserStatus};
 use crate::error::{Conflict, Error, Resource, Validator};
 use crate::ids::{TenantId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::ports::{Clock, PasswordHasher, SessionsEnded, Store, TenantTx, TokenRevocation};
 use crate::principal::{Actor, Principal, Role, Scope};
 use crate::values::{self, Email, Password};
-
-const RESOURCE: &str = "user";
 
 #[derive(Clone, Debug, Default)]
 pub struct UserDraft {
@@ -109,15 +107,15 @@ impl UserService {
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
         let user = tx.users().insert(&new, now).await?;
-        let entry = AuditEntry::new(
-            now,
-            actor,
-            AuditAction::Created,
-            RESOURCE,
-            user.id.as_uuid(),
-            json!({"email": user.email.as_str(), "role": user.role.as_str()}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record_with(
+                now,
+                actor,
+                AuditAction::Created,
+                user.id,
+                json!({"email": user.email.as_str(), "role": user.role.as_str()}),
+            )
+            .await?;
         tx.commit().await?;
         Ok(user)
     }
@@ -203,19 +201,19 @@ impl UserService {
             .update(id, &changes, now)
             .await?
             .ok_or(Error::NotFound(Resource::User))?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Updated,
-            RESOURCE,
-            id.as_uuid(),
-            json!({
-                "role": changes.role.map(Role::as_str),
-                "status": changes.status.map(UserStatus::as_str),
-                "name_changed": changes.name.is_some(),
-            }),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record_with(
+                now,
+                who.actor(),
+                AuditAction::Updated,
+                id,
+                json!({
+                    "role": changes.role.map(Role::as_str),
+                    "status": changes.status.map(UserStatus::as_str),
+                    "name_changed": changes.name.is_some(),
+                }),
+            )
+            .await?;
         tx.commit().await?;
         self.committed_change(id).await?;
         Ok(user)
@@ -240,15 +238,15 @@ impl UserService {
             return Err(Error::NotFound(Resource::User));
         }
         tx.users().end_sessions(id, None, now).await?;
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Updated,
-            RESOURCE,
-            id.as_uuid(),
-            json!({"password_reset": true}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record_with(
+                now,
+                who.actor(),
+                AuditAction::Updated,
+                id,
+                json!({"password_reset": true}),
+            )
+            .await?;
         tx.commit().await?;
         self.sessions
             .end_user_sessions(
@@ -278,15 +276,9 @@ impl UserService {
         if !tx.users().soft_delete(id, who.actor(), now).await? {
             return Err(Error::NotFound(Resource::User));
         }
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Deleted,
-            RESOURCE,
-            id.as_uuid(),
-            json!({}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record(now, who.actor(), AuditAction::Deleted, id)
+            .await?;
         tx.commit().await?;
         self.committed_change(id).await
     }
@@ -308,15 +300,9 @@ impl UserService {
             tx.commit().await?;
             return Ok(live);
         };
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Restored,
-            RESOURCE,
-            id.as_uuid(),
-            json!({}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record(now, who.actor(), AuditAction::Restored, id)
+            .await?;
         tx.commit().await?;
         self.committed_change(id).await?;
         Ok(user)
@@ -339,15 +325,9 @@ impl UserService {
         if !tx.users().purge(id).await? {
             return Err(Error::NotFound(Resource::User));
         }
-        let entry = AuditEntry::new(
-            now,
-            who.actor(),
-            AuditAction::Purged,
-            RESOURCE,
-            id.as_uuid(),
-            json!({}),
-        );
-        tx.audit().append(&entry).await?;
+        tx.audit()
+            .record(now, who.actor(), AuditAction::Purged, id)
+            .await?;
         tx.commit().await?;
         self.committed_change(id).await
     }
