@@ -8,6 +8,7 @@ use crate::ids::AgentId;
 use crate::page::{Page, PageRequest};
 use crate::ports::{Clock, Store};
 use crate::principal::{Principal, Scope};
+use crate::services::lifecycle::{self, plainly_soft_deletable};
 use crate::values::{self, MaxTokens, ModelRef, Name, Slug, Temperature};
 
 const MAX_DESCRIPTION: usize = 2_000;
@@ -140,41 +141,13 @@ impl AgentService {
     /// # Errors
     /// `NotFound` when there is no live agent with that id.
     pub async fn delete(&self, who: &Principal, id: AgentId) -> Result<(), Error> {
-        let tenant = who.tenant_with(Scope::Write)?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        if !tx.agents().soft_delete(id, who.actor(), now).await? {
-            return Err(Error::NotFound(Resource::Agent));
-        }
-        tx.audit()
-            .record(now, who.actor(), AuditAction::Deleted, id)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        lifecycle::delete::<Agents>(self.store.as_ref(), self.clock.as_ref(), who, id).await
     }
 
     /// # Errors
     /// `NotFound` when there is no deleted agent with that id, `Conflict` when its slug was taken.
     pub async fn restore(&self, who: &Principal, id: AgentId) -> Result<Agent, Error> {
-        let tenant = who.tenant_with(Scope::Write)?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        let Some(agent) = tx.agents().restore(id, now).await? else {
-            // Not deleted: restoring it changes nothing and records nothing (idempotent), unless
-            // there is no such agent at all.
-            let live = tx
-                .agents()
-                .get(id, false)
-                .await?
-                .ok_or(Error::NotFound(Resource::Agent))?;
-            tx.commit().await?;
-            return Ok(live);
-        };
-        tx.audit()
-            .record(now, who.actor(), AuditAction::Restored, id)
-            .await?;
-        tx.commit().await?;
-        Ok(agent)
+        lifecycle::restore::<Agents>(self.store.as_ref(), self.clock.as_ref(), who, id).await
     }
 
     /// Removes the agent for good, deleted or not (admins only).
@@ -182,19 +155,11 @@ impl AgentService {
     /// # Errors
     /// `Forbidden` without the admin scope, `NotFound` when there is no such agent.
     pub async fn purge(&self, who: &Principal, id: AgentId) -> Result<(), Error> {
-        let tenant = who.tenant_with(Scope::Admin)?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        if !tx.agents().purge(id).await? {
-            return Err(Error::NotFound(Resource::Agent));
-        }
-        tx.audit()
-            .record(now, who.actor(), AuditAction::Purged, id)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        lifecycle::purge::<Agents>(self.store.as_ref(), self.clock.as_ref(), who, id).await
     }
 }
+
+plainly_soft_deletable!(Agents: agents, AgentId, Agent, Agent);
 
 fn validate_draft(draft: AgentDraft) -> Result<NewAgent, Error> {
     let mut v = Validator::new();

@@ -11,6 +11,7 @@ use crate::page::{Page, PageRequest};
 use crate::ports::{Clock, NewJob, Store};
 use crate::principal::{Principal, Scope};
 use crate::services::Embedders;
+use crate::services::lifecycle::{self, plainly_soft_deletable};
 use crate::values::{self, Name};
 
 const MAX_DESCRIPTION: usize = 2_000;
@@ -253,41 +254,13 @@ impl CollectionService {
     /// # Errors
     /// `NotFound`.
     pub async fn delete(&self, who: &Principal, id: CollectionId) -> Result<(), Error> {
-        let tenant = who.tenant_with(Scope::Write)?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        if !tx.collections().soft_delete(id, who.actor(), now).await? {
-            return Err(Error::NotFound(Resource::Collection));
-        }
-        tx.audit()
-            .record(now, who.actor(), AuditAction::Deleted, id)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        lifecycle::delete::<Collections>(self.store.as_ref(), self.clock.as_ref(), who, id).await
     }
 
     /// # Errors
     /// `NotFound` when there is no deleted collection with that id.
     pub async fn restore(&self, who: &Principal, id: CollectionId) -> Result<Collection, Error> {
-        let tenant = who.tenant_with(Scope::Write)?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        let Some(collection) = tx.collections().restore(id, now).await? else {
-            // Not deleted: restoring it changes nothing and records nothing (idempotent), unless
-            // there is no such collection at all.
-            let live = tx
-                .collections()
-                .get(id, false)
-                .await?
-                .ok_or(Error::NotFound(Resource::Collection))?;
-            tx.commit().await?;
-            return Ok(live);
-        };
-        tx.audit()
-            .record(now, who.actor(), AuditAction::Restored, id)
-            .await?;
-        tx.commit().await?;
-        Ok(collection)
+        lifecycle::restore::<Collections>(self.store.as_ref(), self.clock.as_ref(), who, id).await
     }
 
     /// Removes the collection and all it holds for good (admins).
@@ -295,19 +268,11 @@ impl CollectionService {
     /// # Errors
     /// `Forbidden` without the admin scope, `NotFound`.
     pub async fn purge(&self, who: &Principal, id: CollectionId) -> Result<(), Error> {
-        let tenant = who.tenant_with(Scope::Admin)?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        if !tx.collections().purge(id).await? {
-            return Err(Error::NotFound(Resource::Collection));
-        }
-        tx.audit()
-            .record(now, who.actor(), AuditAction::Purged, id)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        lifecycle::purge::<Collections>(self.store.as_ref(), self.clock.as_ref(), who, id).await
     }
 }
+
+plainly_soft_deletable!(Collections: collections, CollectionId, Collection, Collection);
 
 #[cfg(test)]
 mod tests {

@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -8,7 +9,10 @@ use crate::error::{Error, Resource, Validator};
 use crate::ids::{CollectionId, DocumentId, JobId, TenantId};
 use crate::page::{Page, PageRequest};
 use crate::ports::{CancelOutcome, Clock, ExtractError, NewJob, Store, TextExtractor};
+use crate::ports::{StoreResult, TenantTx};
+use crate::principal::Actor;
 use crate::principal::{Principal, Scope};
+use crate::services::lifecycle::{self, SoftDeletable};
 use crate::values::{self, ContentType, Name};
 
 /// An upload as received.
@@ -259,49 +263,13 @@ impl DocumentService {
     /// # Errors
     /// `NotFound`.
     pub async fn delete(&self, who: &Principal, id: DocumentId) -> Result<(), Error> {
-        let tenant = who.tenant_with(Scope::Write)?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        let document = tx
-            .documents()
-            .soft_delete(id, who.actor(), now)
-            .await?
-            .ok_or(Error::NotFound(Resource::Document))?;
-        tx.documents()
-            .count_in_collection(document.collection_id, -1, -document.byte_count, now)
-            .await?;
-        tx.audit()
-            .record(now, who.actor(), AuditAction::Deleted, id)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        lifecycle::delete::<Documents>(self.store.as_ref(), self.clock.as_ref(), who, id).await
     }
 
     /// # Errors
     /// `NotFound`; `Conflict::DocumentExists` when the same content was uploaded again meanwhile.
     pub async fn restore(&self, who: &Principal, id: DocumentId) -> Result<Document, Error> {
-        let tenant = who.tenant_with(Scope::Write)?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        let Some(document) = tx.documents().restore(id, now).await? else {
-            // Not deleted: restoring it changes nothing and records nothing (idempotent), unless
-            // there is no such document at all.
-            let live = tx
-                .documents()
-                .get(id, false)
-                .await?
-                .ok_or(Error::NotFound(Resource::Document))?;
-            tx.commit().await?;
-            return Ok(live);
-        };
-        tx.documents()
-            .count_in_collection(document.collection_id, 1, document.byte_count, now)
-            .await?;
-        tx.audit()
-            .record(now, who.actor(), AuditAction::Restored, id)
-            .await?;
-        tx.commit().await?;
-        Ok(document)
+        lifecycle::restore::<Documents>(self.store.as_ref(), self.clock.as_ref(), who, id).await
     }
 
     /// Removes a document and its chunks for good (admins).
@@ -309,24 +277,7 @@ impl DocumentService {
     /// # Errors
     /// `Forbidden` without the admin scope, `NotFound`.
     pub async fn purge(&self, who: &Principal, id: DocumentId) -> Result<(), Error> {
-        let tenant = who.tenant_with(Scope::Admin)?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        let document = tx
-            .documents()
-            .purge(id)
-            .await?
-            .ok_or(Error::NotFound(Resource::Document))?;
-        if document.deleted_at.is_none() {
-            tx.documents()
-                .count_in_collection(document.collection_id, -1, -document.byte_count, now)
-                .await?;
-        }
-        tx.audit()
-            .record(now, who.actor(), AuditAction::Purged, id)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        lifecycle::purge::<Documents>(self.store.as_ref(), self.clock.as_ref(), who, id).await
     }
 
     /// # Errors
@@ -415,4 +366,86 @@ fn extraction_error(err: ExtractError) -> Error {
         ExtractError::Busy => Error::Busy,
         ExtractError::Internal(reason) => Error::internal(reason),
     }
+}
+
+/// Documents in the shared lifecycle: their collection counts the live ones and their bytes.
+struct Documents;
+
+#[async_trait::async_trait]
+impl SoftDeletable for Documents {
+    type Id = DocumentId;
+    type Item = Document;
+    type Removed = Document;
+    const RESOURCE: Resource = Resource::Document;
+
+    async fn soft_delete(
+        tx: &mut dyn TenantTx,
+        id: DocumentId,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Document>> {
+        tx.documents().soft_delete(id, by, now).await
+    }
+
+    async fn restore(
+        tx: &mut dyn TenantTx,
+        id: DocumentId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Document>> {
+        tx.documents().restore(id, now).await
+    }
+
+    async fn get_live(tx: &mut dyn TenantTx, id: DocumentId) -> StoreResult<Option<Document>> {
+        tx.documents().get(id, false).await
+    }
+
+    async fn purge(tx: &mut dyn TenantTx, id: DocumentId) -> StoreResult<Option<Document>> {
+        tx.documents().purge(id).await
+    }
+
+    async fn after_delete(
+        tx: &mut dyn TenantTx,
+        document: &Document,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        count(tx, document, -1, now).await
+    }
+
+    async fn after_restore(
+        tx: &mut dyn TenantTx,
+        document: &Document,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        count(tx, document, 1, now).await
+    }
+
+    async fn after_purge(
+        tx: &mut dyn TenantTx,
+        document: &Document,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        // A deleted document left its collection's counts when it was deleted.
+        if document.deleted_at.is_none() {
+            count(tx, document, -1, now).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Adds (`sign` 1) or removes (-1) a document from its collection's counts.
+async fn count(
+    tx: &mut dyn TenantTx,
+    document: &Document,
+    sign: i64,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    tx.documents()
+        .count_in_collection(
+            document.collection_id,
+            sign,
+            sign * document.byte_count,
+            now,
+        )
+        .await?;
+    Ok(())
 }

@@ -10,6 +10,7 @@ mod collections;
 mod documents;
 mod embedders;
 mod ingest;
+mod lifecycle;
 mod search;
 mod tenants;
 mod users;

@@ -1,3 +1,4 @@
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -6,8 +7,10 @@ use crate::entities::{AuditAction, NewUser, User, UserChanges, UserStatus};
 use crate::error::{Conflict, Error, Resource, Validator};
 use crate::ids::{TenantId, UserId};
 use crate::page::{Page, PageRequest};
+use crate::ports::StoreResult;
 use crate::ports::{Clock, PasswordHasher, SessionsEnded, Store, TenantTx, TokenRevocation};
 use crate::principal::{Actor, Principal, Role, Scope};
+use crate::services::lifecycle::{self, SoftDeletable};
 use crate::values::{self, Email, Password};
 
 #[derive(Clone, Debug, Default)]
@@ -262,48 +265,15 @@ impl UserService {
     /// # Errors
     /// `NotFound`, `Conflict::LastAdmin`.
     pub async fn delete(&self, who: &Principal, id: UserId) -> Result<(), Error> {
-        let tenant = who.tenant_with(Scope::Admin)?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        let current = tx
-            .users()
-            .get(id, false)
-            .await?
-            .ok_or(Error::NotFound(Resource::User))?;
-        if current.is_active_admin() {
-            ensure_other_admin(tx.as_mut(), id).await?;
-        }
-        if !tx.users().soft_delete(id, who.actor(), now).await? {
-            return Err(Error::NotFound(Resource::User));
-        }
-        tx.audit()
-            .record(now, who.actor(), AuditAction::Deleted, id)
-            .await?;
-        tx.commit().await?;
+        lifecycle::delete::<Users>(self.store.as_ref(), self.clock.as_ref(), who, id).await?;
         self.committed_change(id).await
     }
 
     /// # Errors
     /// `NotFound`, `Conflict::UserEmailTaken` when the email is live again.
     pub async fn restore(&self, who: &Principal, id: UserId) -> Result<User, Error> {
-        let tenant = who.tenant_with(Scope::Admin)?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        let Some(user) = tx.users().restore(id, now).await? else {
-            // Not deleted: restoring it changes nothing and records nothing (idempotent), unless
-            // there is no such user at all.
-            let live = tx
-                .users()
-                .get(id, false)
-                .await?
-                .ok_or(Error::NotFound(Resource::User))?;
-            tx.commit().await?;
-            return Ok(live);
-        };
-        tx.audit()
-            .record(now, who.actor(), AuditAction::Restored, id)
-            .await?;
-        tx.commit().await?;
+        let user =
+            lifecycle::restore::<Users>(self.store.as_ref(), self.clock.as_ref(), who, id).await?;
         self.committed_change(id).await?;
         Ok(user)
     }
@@ -311,24 +281,7 @@ impl UserService {
     /// # Errors
     /// `NotFound`, `Conflict::LastAdmin` when purging the last live admin.
     pub async fn purge(&self, who: &Principal, id: UserId) -> Result<(), Error> {
-        let tenant = who.tenant_with(Scope::Admin)?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        let current = tx
-            .users()
-            .get(id, true)
-            .await?
-            .ok_or(Error::NotFound(Resource::User))?;
-        if current.is_active_admin() {
-            ensure_other_admin(tx.as_mut(), id).await?;
-        }
-        if !tx.users().purge(id).await? {
-            return Err(Error::NotFound(Resource::User));
-        }
-        tx.audit()
-            .record(now, who.actor(), AuditAction::Purged, id)
-            .await?;
-        tx.commit().await?;
+        lifecycle::purge::<Users>(self.store.as_ref(), self.clock.as_ref(), who, id).await?;
         self.committed_change(id).await
     }
 }
@@ -342,6 +295,69 @@ async fn ensure_other_admin(tx: &mut dyn TenantTx, leaving: UserId) -> Result<()
     } else {
         Err(Error::Conflict(Conflict::LastAdmin))
     }
+}
+
+/// Users in the shared lifecycle: only admins delete and restore them, and the last active admin
+/// can be neither deleted nor purged.
+struct Users;
+
+#[async_trait::async_trait]
+impl SoftDeletable for Users {
+    type Id = UserId;
+    type Item = User;
+    type Removed = ();
+    const RESOURCE: Resource = Resource::User;
+    const SCOPE: Scope = Scope::Admin;
+
+    async fn soft_delete(
+        tx: &mut dyn TenantTx,
+        id: UserId,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<()>> {
+        Ok(tx.users().soft_delete(id, by, now).await?.then_some(()))
+    }
+
+    async fn restore(
+        tx: &mut dyn TenantTx,
+        id: UserId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<User>> {
+        tx.users().restore(id, now).await
+    }
+
+    async fn get_live(tx: &mut dyn TenantTx, id: UserId) -> StoreResult<Option<User>> {
+        tx.users().get(id, false).await
+    }
+
+    async fn purge(tx: &mut dyn TenantTx, id: UserId) -> StoreResult<Option<()>> {
+        Ok(tx.users().purge(id).await?.then_some(()))
+    }
+
+    async fn before_delete(tx: &mut dyn TenantTx, id: UserId) -> Result<(), Error> {
+        keep_an_admin(tx, id, false).await
+    }
+
+    async fn before_purge(tx: &mut dyn TenantTx, id: UserId) -> Result<(), Error> {
+        keep_an_admin(tx, id, true).await
+    }
+}
+
+/// Refuses to take away the tenant's last active admin.
+async fn keep_an_admin(
+    tx: &mut dyn TenantTx,
+    id: UserId,
+    include_deleted: bool,
+) -> Result<(), Error> {
+    let current = tx
+        .users()
+        .get(id, include_deleted)
+        .await?
+        .ok_or(Error::NotFound(Resource::User))?;
+    if current.is_active_admin() {
+        ensure_other_admin(tx, id).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
