@@ -8,7 +8,7 @@ use crate::ids::AgentId;
 use crate::page::{Page, PageRequest};
 use crate::ports::{Clock, Store};
 use crate::principal::{Principal, Scope};
-use crate::services::lifecycle::{self, plainly_soft_deletable};
+use crate::services::lifecycle::{lifecycle_methods, plainly_soft_deletable};
 use crate::values::{self, MaxTokens, ModelRef, Name, Slug, Temperature};
 
 const MAX_DESCRIPTION: usize = 2_000;
@@ -138,25 +138,7 @@ impl AgentService {
         Ok(agent)
     }
 
-    /// # Errors
-    /// `NotFound` when there is no live agent with that id.
-    pub async fn delete(&self, who: &Principal, id: AgentId) -> Result<(), Error> {
-        lifecycle::delete::<Agents>(self.store.as_ref(), self.clock.as_ref(), who, id).await
-    }
-
-    /// # Errors
-    /// `NotFound` when there is no deleted agent with that id, `Conflict` when its slug was taken.
-    pub async fn restore(&self, who: &Principal, id: AgentId) -> Result<Agent, Error> {
-        lifecycle::restore::<Agents>(self.store.as_ref(), self.clock.as_ref(), who, id).await
-    }
-
-    /// Removes the agent for good, deleted or not (admins only).
-    ///
-    /// # Errors
-    /// `Forbidden` without the admin scope, `NotFound` when there is no such agent.
-    pub async fn purge(&self, who: &Principal, id: AgentId) -> Result<(), Error> {
-        lifecycle::purge::<Agents>(self.store.as_ref(), self.clock.as_ref(), who, id).await
-    }
+    lifecycle_methods!(Agents, AgentId, Agent, "agent");
 }
 
 plainly_soft_deletable!(Agents: agents, AgentId, Agent, Agent);

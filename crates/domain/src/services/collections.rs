@@ -11,7 +11,7 @@ use crate::page::{Page, PageRequest};
 use crate::ports::{Clock, NewJob, Store};
 use crate::principal::{Principal, Scope};
 use crate::services::Embedders;
-use crate::services::lifecycle::{self, plainly_soft_deletable};
+use crate::services::lifecycle::{lifecycle_methods, plainly_soft_deletable};
 use crate::values::{self, Name};
 
 const MAX_DESCRIPTION: usize = 2_000;
@@ -249,27 +249,7 @@ impl CollectionService {
         Ok(job)
     }
 
-    /// Soft-deletes the collection; its documents leave search at once.
-    ///
-    /// # Errors
-    /// `NotFound`.
-    pub async fn delete(&self, who: &Principal, id: CollectionId) -> Result<(), Error> {
-        lifecycle::delete::<Collections>(self.store.as_ref(), self.clock.as_ref(), who, id).await
-    }
-
-    /// # Errors
-    /// `NotFound` when there is no deleted collection with that id.
-    pub async fn restore(&self, who: &Principal, id: CollectionId) -> Result<Collection, Error> {
-        lifecycle::restore::<Collections>(self.store.as_ref(), self.clock.as_ref(), who, id).await
-    }
-
-    /// Removes the collection and all it holds for good (admins).
-    ///
-    /// # Errors
-    /// `Forbidden` without the admin scope, `NotFound`.
-    pub async fn purge(&self, who: &Principal, id: CollectionId) -> Result<(), Error> {
-        lifecycle::purge::<Collections>(self.store.as_ref(), self.clock.as_ref(), who, id).await
-    }
+    lifecycle_methods!(Collections, CollectionId, Collection, "collection");
 }
 
 plainly_soft_deletable!(Collections: collections, CollectionId, Collection, Collection);

@@ -12,7 +12,7 @@ use crate::ports::{CancelOutcome, Clock, ExtractError, NewJob, Store, TextExtrac
 use crate::ports::{StoreResult, TenantTx};
 use crate::principal::Actor;
 use crate::principal::{Principal, Scope};
-use crate::services::lifecycle::{self, SoftDeletable};
+use crate::services::lifecycle::{SoftDeletable, lifecycle_methods};
 use crate::values::{self, ContentType, Name};
 
 /// An upload as received.
@@ -258,27 +258,7 @@ impl DocumentService {
         Ok(found)
     }
 
-    /// Soft-deletes a document; its chunks leave search at once.
-    ///
-    /// # Errors
-    /// `NotFound`.
-    pub async fn delete(&self, who: &Principal, id: DocumentId) -> Result<(), Error> {
-        lifecycle::delete::<Documents>(self.store.as_ref(), self.clock.as_ref(), who, id).await
-    }
-
-    /// # Errors
-    /// `NotFound`; `Conflict::DocumentExists` when the same content was uploaded again meanwhile.
-    pub async fn restore(&self, who: &Principal, id: DocumentId) -> Result<Document, Error> {
-        lifecycle::restore::<Documents>(self.store.as_ref(), self.clock.as_ref(), who, id).await
-    }
-
-    /// Removes a document and its chunks for good (admins).
-    ///
-    /// # Errors
-    /// `Forbidden` without the admin scope, `NotFound`.
-    pub async fn purge(&self, who: &Principal, id: DocumentId) -> Result<(), Error> {
-        lifecycle::purge::<Documents>(self.store.as_ref(), self.clock.as_ref(), who, id).await
-    }
+    lifecycle_methods!(Documents, DocumentId, Document, "document");
 
     /// # Errors
     /// `NotFound`.

@@ -218,3 +218,58 @@ macro_rules! plainly_soft_deletable {
 }
 
 pub(crate) use plainly_soft_deletable;
+
+/// The service methods of the shared lifecycle, for a service with `store` and `clock` fields
+/// whose resource needs nothing done after the commit.
+macro_rules! lifecycle_methods {
+    ($marker:ty, $id:ty, $item:ty, $what:literal) => {
+        #[doc = concat!("Soft-deletes the ", $what, ": it leaves every read and list.")]
+        ///
+        /// # Errors
+        /// `Forbidden` without the write scope, `NotFound` when there is no live one.
+        pub async fn delete(&self, who: &$crate::Principal, id: $id) -> Result<(), $crate::Error> {
+            $crate::services::lifecycle::delete::<$marker>(
+                self.store.as_ref(),
+                self.clock.as_ref(),
+                who,
+                id,
+            )
+            .await
+        }
+
+        #[doc = concat!("Restores the soft-deleted ", $what, "; a live one is answered as it is.")]
+        ///
+        /// # Errors
+        /// `Forbidden` without the write scope, `NotFound` when there is no such one, `Conflict`
+        /// when its unique key was taken meanwhile.
+        pub async fn restore(
+            &self,
+            who: &$crate::Principal,
+            id: $id,
+        ) -> Result<$item, $crate::Error> {
+            $crate::services::lifecycle::restore::<$marker>(
+                self.store.as_ref(),
+                self.clock.as_ref(),
+                who,
+                id,
+            )
+            .await
+        }
+
+        #[doc = concat!("Removes the ", $what, " for good, deleted or not (admins only).")]
+        ///
+        /// # Errors
+        /// `Forbidden` without the admin scope, `NotFound` when there is no such one.
+        pub async fn purge(&self, who: &$crate::Principal, id: $id) -> Result<(), $crate::Error> {
+            $crate::services::lifecycle::purge::<$marker>(
+                self.store.as_ref(),
+                self.clock.as_ref(),
+                who,
+                id,
+            )
+            .await
+        }
+    };
+}
+
+pub(crate) use lifecycle_methods;

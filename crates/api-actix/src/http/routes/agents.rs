@@ -10,6 +10,7 @@ use crate::http::extract::{Body, Caller, PageQuery, PathId};
 use crate::http::responses::{
     Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
 };
+use crate::http::routes::lifecycle::lifecycle_routes;
 use crate::state::AppState;
 
 /// Create an agent.
@@ -133,49 +134,24 @@ pub async fn update(
     ))
 }
 
-/// Soft-delete an agent: it leaves every read and list; its slug is free again.
-#[utoipa::path(
-    delete, path = "/v1/agents/{id}", tag = "agents",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Internal),
-    security(("bearer" = []))
-)]
-pub async fn delete(
-    state: web::Data<AppState>,
-    caller: Caller,
-    PathId(id): PathId<AgentId>,
-) -> ApiResult<HttpResponse> {
-    state.agents.delete(&caller, id).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// Restore a soft-deleted agent; 409 if a live agent has taken its slug meanwhile.
-#[utoipa::path(
-    post, path = "/v1/agents/{id}/restore", tag = "agents",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, description = "Restored", body = AgentDto), Unauthorized, Forbidden, NotFound, Conflict, Internal),
-    security(("bearer" = []))
-)]
-pub async fn restore(
-    state: web::Data<AppState>,
-    caller: Caller,
-    PathId(id): PathId<AgentId>,
-) -> ApiResult<web::Json<AgentDto>> {
-    Ok(web::Json(state.agents.restore(&caller, id).await?.into()))
-}
-
-/// Remove an agent for good (admins).
-#[utoipa::path(
-    delete, path = "/v1/agents/{id}/purge", tag = "agents",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 204, description = "Purged"), Unauthorized, Forbidden, NotFound, Internal),
-    security(("bearer" = []))
-)]
-pub async fn purge(
-    state: web::Data<AppState>,
-    caller: Caller,
-    PathId(id): PathId<AgentId>,
-) -> ApiResult<HttpResponse> {
-    state.agents.purge(&caller, id).await?;
-    Ok(HttpResponse::NoContent().finish())
+lifecycle_routes! {
+    service: agents,
+    id: AgentId,
+    dto: AgentDto,
+    tag: "agents",
+    delete: (
+        "/v1/agents/{id}",
+        "Soft-delete an agent: it leaves every read and list; its slug is free again.",
+        [Unauthorized, Forbidden, NotFound, Internal]
+    ),
+    restore: (
+        "/v1/agents/{id}/restore",
+        "Restore a soft-deleted agent; 409 if a live agent has taken its slug meanwhile.",
+        [Unauthorized, Forbidden, NotFound, Conflict, Internal]
+    ),
+    purge: (
+        "/v1/agents/{id}/purge",
+        "Remove an agent for good (admins).",
+        [Unauthorized, Forbidden, NotFound, Internal]
+    ),
 }

@@ -11,6 +11,7 @@ use crate::http::extract::{Body, Caller, ListParams, PageQuery, PathId};
 use crate::http::responses::{
     Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
 };
+use crate::http::routes::lifecycle::lifecycle_routes;
 use crate::state::AppState;
 
 /// The embedding spaces this server offers.
@@ -117,53 +118,26 @@ pub async fn update(
     ))
 }
 
-/// Soft-delete a collection; its documents leave search at once.
-#[utoipa::path(
-    delete, path = "/v1/collections/{id}", tag = "collections",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Internal),
-    security(("bearer" = []))
-)]
-pub async fn delete(
-    state: web::Data<AppState>,
-    caller: Caller,
-    PathId(id): PathId<CollectionId>,
-) -> ApiResult<HttpResponse> {
-    state.collections.delete(&caller, id).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// Restore a soft-deleted collection.
-#[utoipa::path(
-    post, path = "/v1/collections/{id}/restore", tag = "collections",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, description = "Restored", body = CollectionDto), Unauthorized, Forbidden, NotFound, Internal),
-    security(("bearer" = []))
-)]
-pub async fn restore(
-    state: web::Data<AppState>,
-    caller: Caller,
-    PathId(id): PathId<CollectionId>,
-) -> ApiResult<web::Json<CollectionDto>> {
-    Ok(web::Json(
-        state.collections.restore(&caller, id).await?.into(),
-    ))
-}
-
-/// Remove a collection and everything in it for good (admins).
-#[utoipa::path(
-    delete, path = "/v1/collections/{id}/purge", tag = "collections",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 204, description = "Purged"), Unauthorized, Forbidden, NotFound, Internal),
-    security(("bearer" = []))
-)]
-pub async fn purge(
-    state: web::Data<AppState>,
-    caller: Caller,
-    PathId(id): PathId<CollectionId>,
-) -> ApiResult<HttpResponse> {
-    state.collections.purge(&caller, id).await?;
-    Ok(HttpResponse::NoContent().finish())
+lifecycle_routes! {
+    service: collections,
+    id: CollectionId,
+    dto: CollectionDto,
+    tag: "collections",
+    delete: (
+        "/v1/collections/{id}",
+        "Soft-delete a collection; its documents leave search at once.",
+        [Unauthorized, Forbidden, NotFound, Internal]
+    ),
+    restore: (
+        "/v1/collections/{id}/restore",
+        "Restore a soft-deleted collection.",
+        [Unauthorized, Forbidden, NotFound, Internal]
+    ),
+    purge: (
+        "/v1/collections/{id}/purge",
+        "Remove a collection and everything in it for good (admins).",
+        [Unauthorized, Forbidden, NotFound, Internal]
+    ),
 }
 
 /// Re-embed a collection into an embedding space (another model, or the same one again). A new

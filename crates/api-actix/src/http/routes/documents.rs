@@ -8,6 +8,7 @@ use crate::http::extract::{Caller, ListParams, PageQuery, PathId};
 use crate::http::responses::{
     Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unsupported,
 };
+use crate::http::routes::lifecycle::lifecycle_routes;
 use crate::http::upload::DocumentBody;
 use crate::state::AppState;
 
@@ -124,51 +125,24 @@ pub async fn get(
     Ok(web::Json(state.documents.get(&caller, id).await?.into()))
 }
 
-/// Soft-delete a document: its chunks leave search at once.
-#[utoipa::path(
-    delete, path = "/v1/documents/{id}", tag = "documents",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Internal),
-    security(("bearer" = []))
-)]
-pub async fn delete(
-    state: web::Data<AppState>,
-    caller: Caller,
-    PathId(id): PathId<DocumentId>,
-) -> ApiResult<HttpResponse> {
-    state.documents.delete(&caller, id).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// Restore a soft-deleted document; 409 if the same content was uploaded again meanwhile.
-#[utoipa::path(
-    post, path = "/v1/documents/{id}/restore", tag = "documents",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, description = "Restored", body = DocumentDto), Unauthorized, Forbidden, NotFound, Conflict, Internal),
-    security(("bearer" = []))
-)]
-pub async fn restore(
-    state: web::Data<AppState>,
-    caller: Caller,
-    PathId(id): PathId<DocumentId>,
-) -> ApiResult<web::Json<DocumentDto>> {
-    Ok(web::Json(
-        state.documents.restore(&caller, id).await?.into(),
-    ))
-}
-
-/// Remove a document and its chunks for good (admins).
-#[utoipa::path(
-    delete, path = "/v1/documents/{id}/purge", tag = "documents",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 204, description = "Purged"), Unauthorized, Forbidden, NotFound, Internal),
-    security(("bearer" = []))
-)]
-pub async fn purge(
-    state: web::Data<AppState>,
-    caller: Caller,
-    PathId(id): PathId<DocumentId>,
-) -> ApiResult<HttpResponse> {
-    state.documents.purge(&caller, id).await?;
-    Ok(HttpResponse::NoContent().finish())
+lifecycle_routes! {
+    service: documents,
+    id: DocumentId,
+    dto: DocumentDto,
+    tag: "documents",
+    delete: (
+        "/v1/documents/{id}",
+        "Soft-delete a document: its chunks leave search at once.",
+        [Unauthorized, Forbidden, NotFound, Internal]
+    ),
+    restore: (
+        "/v1/documents/{id}/restore",
+        "Restore a soft-deleted document; 409 if the same content was uploaded again meanwhile.",
+        [Unauthorized, Forbidden, NotFound, Conflict, Internal]
+    ),
+    purge: (
+        "/v1/documents/{id}/purge",
+        "Remove a document and its chunks for good (admins).",
+        [Unauthorized, Forbidden, NotFound, Internal]
+    ),
 }

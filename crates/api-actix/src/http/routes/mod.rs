@@ -10,6 +10,7 @@ pub mod auth;
 pub mod collections;
 pub mod documents;
 pub mod jobs;
+mod lifecycle;
 pub mod ops;
 pub mod search;
 pub mod tenants;

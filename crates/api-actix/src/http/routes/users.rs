@@ -9,6 +9,7 @@ use crate::http::responses::{
     Conflict, Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unavailable,
     Unsupported,
 };
+use crate::http::routes::lifecycle::lifecycle_routes;
 use crate::state::AppState;
 
 /// Create a user in the caller's tenant (admins).
@@ -101,51 +102,26 @@ pub async fn update(
     ))
 }
 
-/// Soft-delete a user (admins); their tokens stop working at once.
-#[utoipa::path(
-    delete, path = "/v1/users/{id}", tag = "users",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 204, description = "Deleted"), Unauthorized, Forbidden, NotFound, Conflict, Internal),
-    security(("bearer" = []))
-)]
-pub async fn delete(
-    state: web::Data<AppState>,
-    caller: Caller,
-    PathId(id): PathId<UserId>,
-) -> ApiResult<HttpResponse> {
-    state.users.delete(&caller, id).await?;
-    Ok(HttpResponse::NoContent().finish())
-}
-
-/// Restore a soft-deleted user (admins); 409 if a live user took the email meanwhile.
-#[utoipa::path(
-    post, path = "/v1/users/{id}/restore", tag = "users",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, description = "Restored", body = UserDto), Unauthorized, Forbidden, NotFound, Conflict, Internal),
-    security(("bearer" = []))
-)]
-pub async fn restore(
-    state: web::Data<AppState>,
-    caller: Caller,
-    PathId(id): PathId<UserId>,
-) -> ApiResult<web::Json<UserDto>> {
-    Ok(web::Json(state.users.restore(&caller, id).await?.into()))
-}
-
-/// Remove a user for good (admins).
-#[utoipa::path(
-    delete, path = "/v1/users/{id}/purge", tag = "users",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 204, description = "Purged"), Unauthorized, Forbidden, NotFound, Conflict, Internal),
-    security(("bearer" = []))
-)]
-pub async fn purge(
-    state: web::Data<AppState>,
-    caller: Caller,
-    PathId(id): PathId<UserId>,
-) -> ApiResult<HttpResponse> {
-    state.users.purge(&caller, id).await?;
-    Ok(HttpResponse::NoContent().finish())
+lifecycle_routes! {
+    service: users,
+    id: UserId,
+    dto: UserDto,
+    tag: "users",
+    delete: (
+        "/v1/users/{id}",
+        "Soft-delete a user (admins); their tokens stop working at once.",
+        [Unauthorized, Forbidden, NotFound, Conflict, Internal]
+    ),
+    restore: (
+        "/v1/users/{id}/restore",
+        "Restore a soft-deleted user (admins); 409 if a live user took the email meanwhile.",
+        [Unauthorized, Forbidden, NotFound, Conflict, Internal]
+    ),
+    purge: (
+        "/v1/users/{id}/purge",
+        "Remove a user for good (admins).",
+        [Unauthorized, Forbidden, NotFound, Conflict, Internal]
+    ),
 }
 
 /// Set a user's password (admins): every session of that user ends at once.
