@@ -7,8 +7,9 @@ use domain::page::{Page, PageRequest};
 use domain::ports::{AgentRepo, StoreResult};
 use domain::{Actor, AgentId};
 
+use crate::lifecycle::Table;
 use crate::rows::{AGENT_COLUMNS, AgentRow, convert};
-use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one, limit};
+use crate::tenant_tx::{PgTx, fetch_all, fetch_one, limit};
 
 #[async_trait]
 impl AgentRepo for PgTx {
@@ -131,40 +132,19 @@ impl AgentRepo for PgTx {
         by: Actor,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let n = execute(
-            &self.tx,
-            "UPDATE agents SET deleted_at = $3, deleted_by = $4, updated_at = $3
-             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
-            vec![self.t(), id.as_uuid().into(), now.into(), by.id().into()],
-        )
-        .await?;
-        Ok(n == 1)
+        self.soft_delete_row(Table::Agents, id.as_uuid(), by, now)
+            .await
     }
 
     async fn restore(&mut self, id: AgentId, now: DateTime<Utc>) -> StoreResult<Option<Agent>> {
-        let sql = format!(
-            "UPDATE agents SET deleted_at = NULL, deleted_by = NULL, updated_at = $3
-             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NOT NULL
-             RETURNING {AGENT_COLUMNS}"
-        );
-        fetch_one::<AgentRow>(
-            &self.tx,
-            &sql,
-            vec![self.t(), id.as_uuid().into(), now.into()],
-        )
-        .await?
-        .map(Agent::try_from)
-        .transpose()
+        self.restore_row::<AgentRow>(Table::Agents, id.as_uuid(), now, AGENT_COLUMNS)
+            .await?
+            .map(Agent::try_from)
+            .transpose()
     }
 
     async fn purge(&mut self, id: AgentId) -> StoreResult<bool> {
-        let n = execute(
-            &self.tx,
-            "DELETE FROM agents WHERE tenant_id = $1 AND id = $2",
-            vec![self.t(), id.as_uuid().into()],
-        )
-        .await?;
-        Ok(n == 1)
+        self.purge_row(Table::Agents, id.as_uuid()).await
     }
 }
 

@@ -10,6 +10,7 @@ use sea_orm::FromQueryResult;
 use uuid::Uuid;
 
 use crate::error::corrupt;
+use crate::lifecycle::Table;
 use crate::rows::{CollectionRow, collection_select, convert};
 use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one, limit};
 
@@ -126,14 +127,8 @@ impl CollectionRepo for PgTx {
         by: Actor,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let n = execute(
-            &self.tx,
-            "UPDATE collections SET deleted_at = $3, deleted_by = $4, updated_at = $3
-             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
-            vec![self.t(), id.as_uuid().into(), now.into(), by.id().into()],
-        )
-        .await?;
-        Ok(n == 1)
+        self.soft_delete_row(Table::Collections, id.as_uuid(), by, now)
+            .await
     }
 
     async fn restore(
@@ -160,13 +155,7 @@ impl CollectionRepo for PgTx {
     }
 
     async fn purge(&mut self, id: CollectionId) -> StoreResult<bool> {
-        let n = execute(
-            &self.tx,
-            "DELETE FROM collections WHERE tenant_id = $1 AND id = $2",
-            vec![self.t(), id.as_uuid().into()],
-        )
-        .await?;
-        Ok(n == 1)
+        self.purge_row(Table::Collections, id.as_uuid()).await
     }
 
     async fn start_generation(

@@ -12,6 +12,7 @@ use sea_orm::FromQueryResult;
 use uuid::Uuid;
 
 use crate::error::corrupt;
+use crate::lifecycle::Table;
 use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one, limit};
 
 const DOCUMENT_COLUMNS: &str = "tenant_id, id, collection_id, title, content_type, metadata, \
@@ -228,18 +229,10 @@ impl DocumentRepo for PgTx {
         by: Actor,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Document>> {
-        let sql = format!(
-            "UPDATE documents SET deleted_at = $3, deleted_by = $4, updated_at = $3
-             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL
-             RETURNING {DOCUMENT_COLUMNS}, NULL::text AS content"
-        );
+        let returning = format!("{DOCUMENT_COLUMNS}, NULL::text AS content");
         document(
-            fetch_one(
-                &self.tx,
-                &sql,
-                vec![self.t(), id.as_uuid().into(), now.into(), by.id().into()],
-            )
-            .await?,
+            self.soft_delete_returning(Table::Documents, id.as_uuid(), by, now, &returning)
+                .await?,
         )
     }
 
@@ -248,29 +241,21 @@ impl DocumentRepo for PgTx {
         id: DocumentId,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Document>> {
-        let sql = format!(
-            "UPDATE documents SET deleted_at = NULL, deleted_by = NULL, updated_at = $3
-             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NOT NULL
-             RETURNING {DOCUMENT_COLUMNS}, NULL::text AS content"
-        );
         // A live document with the same content makes this a unique violation, mapped to
         // `Conflict::DocumentExists`.
+        let returning = format!("{DOCUMENT_COLUMNS}, NULL::text AS content");
         document(
-            fetch_one(
-                &self.tx,
-                &sql,
-                vec![self.t(), id.as_uuid().into(), now.into()],
-            )
-            .await?,
+            self.restore_row(Table::Documents, id.as_uuid(), now, &returning)
+                .await?,
         )
     }
 
     async fn purge(&mut self, id: DocumentId) -> StoreResult<Option<Document>> {
-        let sql = format!(
-            "DELETE FROM documents WHERE tenant_id = $1 AND id = $2
-             RETURNING {DOCUMENT_COLUMNS}, NULL::text AS content"
-        );
-        document(fetch_one(&self.tx, &sql, vec![self.t(), id.as_uuid().into()]).await?)
+        let returning = format!("{DOCUMENT_COLUMNS}, NULL::text AS content");
+        document(
+            self.purge_returning(Table::Documents, id.as_uuid(), &returning)
+                .await?,
+        )
     }
 
     async fn set_status(

@@ -17,6 +17,7 @@ mod collections;
 mod documents;
 mod error;
 mod jobs;
+mod lifecycle;
 mod owner;
 mod platform;
 mod rows;

@@ -10,6 +10,7 @@ use domain::{Actor, TokenFamilyId, UserId};
 use sea_orm::FromQueryResult;
 use uuid::Uuid;
 
+use crate::lifecycle::Table;
 use crate::rows::{USER_COLUMNS, UserRow, convert};
 use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one, limit};
 
@@ -182,40 +183,18 @@ impl UserRepo for PgTx {
         by: Actor,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let n = execute(
-            &self.tx,
-            "UPDATE users SET deleted_at = $3, deleted_by = $4, updated_at = $3,
-                              sessions_valid_after = $3, sessions_kept_family = NULL
-             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
-            vec![self.t(), id.as_uuid().into(), now.into(), by.id().into()],
-        )
-        .await?;
-        Ok(n == 1)
+        self.soft_delete_row(Table::Users, id.as_uuid(), by, now)
+            .await
     }
 
     async fn restore(&mut self, id: UserId, now: DateTime<Utc>) -> StoreResult<Option<User>> {
-        let sql = format!(
-            "UPDATE users SET deleted_at = NULL, deleted_by = NULL, updated_at = $3
-             WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NOT NULL
-             RETURNING {USER_COLUMNS}"
-        );
-        fetch_one::<UserRow>(
-            &self.tx,
-            &sql,
-            vec![self.t(), id.as_uuid().into(), now.into()],
-        )
-        .await?
-        .map(User::try_from)
-        .transpose()
+        self.restore_row::<UserRow>(Table::Users, id.as_uuid(), now, USER_COLUMNS)
+            .await?
+            .map(User::try_from)
+            .transpose()
     }
 
     async fn purge(&mut self, id: UserId) -> StoreResult<bool> {
-        let n = execute(
-            &self.tx,
-            "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
-            vec![self.t(), id.as_uuid().into()],
-        )
-        .await?;
-        Ok(n == 1)
+        self.purge_row(Table::Users, id.as_uuid()).await
     }
 }
