@@ -516,3 +516,305 @@ async fn embed(
         Err(e @ EmbedError::TooLong { .. }) => Err(Stop::Permanent(e.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The worker's decisions, with every port mocked: each test prepares the units of work the
+    //! worker opens, in order, and a call nobody expected fails the test.
+
+    use super::*;
+    use crate::entities::{Collection, Document};
+    use crate::ids::{CollectionId, GenerationId, JobId, TenantId};
+    use crate::ports::{EmbedError, MockChunker, MockEmbedder, MockJobQueue, TextChunk};
+    use crate::services::testing::{FakeTx, fixed_clock, minilm_space, now, store_with_all};
+    use crate::values::{ContentType, Name};
+
+    const OTHER_SPACE: &str = "openai-small";
+
+    struct Fixture {
+        job: ClaimedJob,
+        collection: Collection,
+        document: Document,
+    }
+
+    fn fixture(attempts: i32) -> Fixture {
+        let tenant = TenantId::new();
+        let collection_id = CollectionId::new();
+        let document_id = DocumentId::new();
+        Fixture {
+            job: ClaimedJob {
+                tenant,
+                id: JobId::new(),
+                kind: JobKind::Ingest,
+                collection_id,
+                document_id: Some(document_id),
+                generation_id: None,
+                attempts,
+                max_attempts: 3,
+            },
+            collection: Collection {
+                id: collection_id,
+                tenant_id: tenant,
+                name: Name::parse("Docs").unwrap(),
+                description: String::new(),
+                space: minilm_space(),
+                active_generation: GenerationId::new(),
+                chunk_count: 0,
+                document_count: 1,
+                byte_count: 11,
+                last_active_at: None,
+                created_at: now(),
+                updated_at: now(),
+                deleted_at: None,
+                deleted_by: None,
+            },
+            document: Document {
+                id: document_id,
+                tenant_id: tenant,
+                collection_id,
+                title: Name::parse("Notes").unwrap(),
+                content_type: ContentType::PlainText,
+                metadata: serde_json::json!({}),
+                content_hash: vec![1; 32],
+                byte_count: 11,
+                status: DocumentStatus::Pending,
+                error: None,
+                content: Some("Some notes.".into()),
+                created_at: now(),
+                updated_at: now(),
+                deleted_at: None,
+                deleted_by: None,
+            },
+        }
+    }
+
+    /// An embedder of 4 dimensions; `fails` makes every call a provider failure.
+    fn embedder(fails: bool) -> Arc<dyn Embedder> {
+        let mut embedder = MockEmbedder::new();
+        embedder.expect_max_input_tokens().return_const(256usize);
+        embedder.expect_dimensions().return_const(4usize);
+        embedder.expect_embed().returning(move |texts| {
+            if fails {
+                Err(EmbedError::Provider("HTTP 503".into()))
+            } else {
+                Ok(vec![vec![0.5; 4]; texts.len()])
+            }
+        });
+        Arc::new(embedder)
+    }
+
+    fn worker(f: &Fixture, txs: Vec<FakeTx>, embedders: Embedders) -> IngestWorker {
+        let mut queue = MockJobQueue::new();
+        let job = f.job.clone();
+        queue
+            .expect_claim()
+            .times(1)
+            .returning(move |_, _, _, _| Ok(Some(job.clone())));
+        let mut chunker = MockChunker::new();
+        chunker.expect_chunk().returning(|text, _, _, _| {
+            Ok(vec![TextChunk {
+                position: 0,
+                content: text.to_owned(),
+                token_count: 3,
+            }])
+        });
+        IngestWorker::new(
+            store_with_all(txs),
+            Arc::new(queue),
+            Arc::new(chunker),
+            embedders,
+            fixed_clock(),
+            "worker-1",
+            IngestPolicy::default(),
+        )
+    }
+
+    fn embedders_of(spaces: &[(&str, Arc<dyn Embedder>)]) -> Embedders {
+        let embedders = Embedders::new();
+        for (space, embedder) in spaces {
+            embedders.insert(*space, embedder.clone());
+        }
+        embedders
+    }
+
+    /// The first unit of work: the collection and the document are read, the document marked
+    /// processing.
+    fn opening(f: &Fixture) -> FakeTx {
+        let mut tx = FakeTx::new(f.job.tenant);
+        let collection = f.collection.clone();
+        tx.collections
+            .expect_get()
+            .returning(move |_, _| Ok(Some(collection.clone())));
+        let document = f.document.clone();
+        tx.documents
+            .expect_get()
+            .returning(move |_, _| Ok(Some(document.clone())));
+        tx.documents
+            .expect_set_status()
+            .withf(|_, status, _, _| *status == DocumentStatus::Processing)
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        tx
+    }
+
+    /// A heartbeat after a batch, answered `go_on`.
+    fn heartbeat(f: &Fixture, go_on: bool) -> FakeTx {
+        let mut tx = FakeTx::new(f.job.tenant);
+        tx.jobs
+            .expect_heartbeat()
+            .times(1)
+            .returning(move |_, _, _, _, _| Ok(go_on));
+        tx
+    }
+
+    /// The final unit of work of an embedding that found the collection in `space`.
+    fn final_tx(f: &Fixture, space: &str, generation: GenerationId) -> FakeTx {
+        let mut tx = FakeTx::new(f.job.tenant);
+        tx.documents
+            .expect_set_status()
+            .withf(|_, status, _, _| *status == DocumentStatus::Ready)
+            .returning(|_, _, _, _| Ok(()));
+        let active = Generation {
+            id: generation,
+            collection_id: f.collection.id,
+            space_id: space.to_owned(),
+            state: GenerationState::Active,
+        };
+        tx.collections
+            .expect_lock_active_generation()
+            .times(1)
+            .returning(move |_, _| Ok(Some(active.clone())));
+        tx
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_lease_was_lost_keeps_nothing_and_touches_the_document_no_more() {
+        let f = fixture(1);
+        let mut ending = FakeTx::new(f.job.tenant);
+        // Another worker holds the job now: neither ending is accepted, and the document is
+        // left to that worker (no status is set: the mock refuses any call it was not told of).
+        ending
+            .jobs
+            .expect_finish()
+            .withf(|_, _, outcome, _| *outcome == JobOutcome::Cancelled)
+            .times(2)
+            .returning(|_, _, _, _| Ok(false));
+        let txs = vec![opening(&f), heartbeat(&f, false), ending];
+        let embedders = embedders_of(&[(minilm_space().id.as_str(), embedder(false))]);
+        assert!(worker(&f, txs, embedders).run_once().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_job_cancelled_mid_way_fails_its_document_and_stores_no_chunk() {
+        let f = fixture(1);
+        let mut ending = FakeTx::new(f.job.tenant);
+        ending
+            .jobs
+            .expect_finish()
+            .withf(|_, _, outcome, _| *outcome == JobOutcome::Cancelled)
+            .times(1)
+            .returning(|_, _, _, _| Ok(true));
+        ending
+            .jobs
+            .expect_document_has_other()
+            .returning(|_, _| Ok(false));
+        ending
+            .documents
+            .expect_set_status()
+            .withf(|_, status, error, _| {
+                *status == DocumentStatus::Failed && error.as_deref() == Some("ingestion cancelled")
+            })
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        let txs = vec![opening(&f), heartbeat(&f, false), ending];
+        let embedders = embedders_of(&[(minilm_space().id.as_str(), embedder(false))]);
+        assert!(worker(&f, txs, embedders).run_once().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_provider_failure_is_retried_later_and_backs_off_with_each_attempt() {
+        for (attempts, wait) in [(1, 2), (2, 4)] {
+            let f = fixture(attempts);
+            let mut ending = FakeTx::new(f.job.tenant);
+            let at = now() + chrono::Duration::seconds(wait);
+            ending
+                .jobs
+                .expect_finish()
+                .withf(move |_, _, outcome, _| {
+                    matches!(outcome, JobOutcome::Retry { at: when, .. } if *when == at)
+                })
+                .times(1)
+                .returning(|_, _, _, _| Ok(true));
+            let txs = vec![opening(&f), ending];
+            let embedders = embedders_of(&[(minilm_space().id.as_str(), embedder(true))]);
+            assert!(worker(&f, txs, embedders).run_once().await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_last_attempt_fails_the_job_and_its_document() {
+        let f = fixture(3);
+        let mut ending = FakeTx::new(f.job.tenant);
+        ending
+            .jobs
+            .expect_finish()
+            .withf(|_, _, outcome, _| matches!(outcome, JobOutcome::Failed(_)))
+            .times(1)
+            .returning(|_, _, _, _| Ok(true));
+        ending
+            .jobs
+            .expect_document_has_other()
+            .returning(|_, _| Ok(false));
+        ending
+            .documents
+            .expect_set_status()
+            .withf(|_, status, _, _| *status == DocumentStatus::Failed)
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        let txs = vec![opening(&f), ending];
+        let embedders = embedders_of(&[(minilm_space().id.as_str(), embedder(true))]);
+        assert!(worker(&f, txs, embedders).run_once().await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_switch_of_space_mid_way_embeds_again_in_the_new_space() {
+        let f = fixture(1);
+        let generation = GenerationId::new();
+        // The collection was re-embedded into another space while the document was embedded:
+        // its chunks are embedded again and stored in the new space's generation only.
+        let switched = final_tx(&f, OTHER_SPACE, generation);
+        let mut stored = final_tx(&f, OTHER_SPACE, generation);
+        stored
+            .chunks
+            .expect_replace()
+            .withf(move |target, chunks| {
+                target.space_id == OTHER_SPACE
+                    && target.generation == generation
+                    && chunks.len() == 1
+            })
+            .times(1)
+            .returning(|_, _| Ok(()));
+        stored
+            .chunks
+            .expect_discard_building()
+            .returning(|_, _| Ok(()));
+        stored
+            .jobs
+            .expect_finish()
+            .withf(|_, _, outcome, _| *outcome == JobOutcome::Succeeded)
+            .times(1)
+            .returning(|_, _, _, _| Ok(true));
+        let txs = vec![
+            opening(&f),
+            heartbeat(&f, true),
+            switched,
+            heartbeat(&f, true),
+            stored,
+        ];
+        let embedders = embedders_of(&[
+            (minilm_space().id.as_str(), embedder(false)),
+            (OTHER_SPACE, embedder(false)),
+        ]);
+        assert!(worker(&f, txs, embedders).run_once().await.unwrap());
+    }
+}
