@@ -64,6 +64,16 @@ enum VectorPlan {
 }
 
 impl VectorPlan {
+    /// Exact up to [`exact_search_max_chunks`], else the HNSW index when it can serve (exact
+    /// again, and slow, when it cannot).
+    fn choose(chunk_count: i64, dimensions: u32, index_usable: bool) -> Self {
+        if chunk_count <= exact_search_max_chunks(dimensions) || !index_usable {
+            Self::Exact
+        } else {
+            Self::Hnsw
+        }
+    }
+
     /// The ORDER BY expression: for an exact search, one that no index matches.
     fn order(self, distance: &str) -> String {
         match self {
@@ -229,7 +239,8 @@ impl PgTx {
     /// Chooses exact or HNSW search from the generation's chunk count, and sets the HNSW scan up
     /// for this transaction when it is chosen.
     async fn vector_plan(&mut self, query: &SearchQuery) -> StoreResult<VectorPlan> {
-        if query.chunk_count <= exact_search_max_chunks(query.dimensions) {
+        // Small enough that even a usable index would not be chosen: no need to ask.
+        if VectorPlan::choose(query.chunk_count, query.dimensions, true) == VectorPlan::Exact {
             return Ok(VectorPlan::Exact);
         }
         // The decision must bind the planner: a prepared statement turns generic after five
@@ -262,8 +273,9 @@ impl PgTx {
         )
         .await?
         .is_some_and(|r| r.usable);
-        if usable {
-            return Ok(VectorPlan::Hnsw);
+        let plan = VectorPlan::choose(query.chunk_count, query.dimensions, usable);
+        if plan == VectorPlan::Hnsw {
+            return Ok(plan);
         }
         // A visible degradation: the answer is exact but costs a scan of the whole generation;
         // `/readyz` reports the space as not ready until the index is built again.
@@ -285,5 +297,32 @@ impl PgTx {
         )
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{VectorPlan, exact_search_max_chunks};
+
+    #[test]
+    fn wider_vectors_are_searched_exactly_in_fewer_chunks() {
+        assert_eq!(exact_search_max_chunks(384), 3_000);
+        assert_eq!(exact_search_max_chunks(1_536), 3_000);
+        assert_eq!(exact_search_max_chunks(3_072), 1_500);
+        assert_eq!(exact_search_max_chunks(0), 3_000);
+    }
+
+    #[test]
+    fn small_generations_and_unusable_indexes_are_searched_exactly() {
+        assert_eq!(VectorPlan::choose(3_000, 384, true), VectorPlan::Exact);
+        assert_eq!(VectorPlan::choose(3_001, 384, true), VectorPlan::Hnsw);
+        assert_eq!(VectorPlan::choose(3_001, 384, false), VectorPlan::Exact);
+        assert_eq!(VectorPlan::choose(1_501, 3_072, true), VectorPlan::Hnsw);
+    }
+
+    #[test]
+    fn an_exact_order_is_one_no_index_can_serve() {
+        assert_eq!(VectorPlan::Exact.order("d"), "(d) + 0");
+        assert_eq!(VectorPlan::Hnsw.order("d"), "d");
     }
 }

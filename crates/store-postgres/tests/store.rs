@@ -1,0 +1,331 @@
+//! The PostgreSQL adapter against a real database: the lifecycle statements every
+//! soft-deletable resource shares, and the search planner's choice between exact and HNSW
+//! search. Each test gets a fresh, migrated database (`DATABASE_OWNER_URL` creates it; the
+//! application and platform roles use it, as the server does); `just test` sets the URLs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chrono::{DateTime, TimeZone, Utc};
+use domain::entities::{Collection, NewAgent, NewCollection, NewDocument, NewUser};
+use domain::error::Conflict;
+use domain::ports::{
+    ChunkTarget, NewChunk, NewTenant, PlatformStore, SearchMode, SearchQuery, Store, StoreError,
+};
+use domain::values::{ContentType, Email, MaxTokens, ModelRef, Name, Slug, Temperature};
+use domain::{
+    Actor, AgentId, ChunkId, CollectionId, DocumentId, GenerationId, Role, TenantId, UserId,
+};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::ConnectionTrait;
+use store_postgres::{PgPlatformStore, PgStore, PoolOptions};
+
+const MINILM: &str = "local-minilm-l6-v2";
+
+struct TestDb {
+    store: PgStore,
+    platform: PgPlatformStore,
+    owner_url: String,
+}
+
+fn url(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("{key} is not set (run through `just test`)"))
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, _) = url.rsplit_once('/').expect("a database URL has a path");
+    format!("{base}/{db}")
+}
+
+fn small() -> PoolOptions {
+    PoolOptions {
+        max_connections: 2,
+        min_connections: 1,
+        ..PoolOptions::default()
+    }
+}
+
+impl TestDb {
+    async fn new() -> Self {
+        // Left behind, as the API tests' are: `deploy/local/drop-test-databases.sh` drops them.
+        let name = format!("agentic_test_store_{}", uuid::Uuid::new_v4().simple());
+        let owner_base = url("DATABASE_OWNER_URL");
+        let admin = store_postgres::connect(&owner_base, &small())
+            .await
+            .unwrap();
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let owner = store_postgres::connect(&with_database(&owner_base, &name), &small())
+            .await
+            .unwrap();
+        Migrator::up(&owner, None).await.unwrap();
+        let app = store_postgres::connect(&with_database(&url("DATABASE_URL"), &name), &small())
+            .await
+            .unwrap();
+        let platform = store_postgres::connect(
+            &with_database(&url("DATABASE_PLATFORM_URL"), &name),
+            &small(),
+        )
+        .await
+        .unwrap();
+        owner.close().await.unwrap();
+        Self {
+            store: PgStore::new(app),
+            platform: PgPlatformStore::new(platform),
+            owner_url: with_database(&owner_base, &name),
+        }
+    }
+
+    async fn tenant(&self, slug: &str) -> (TenantId, UserId) {
+        let tenant = NewTenant {
+            id: TenantId::new(),
+            name: Name::parse(slug).unwrap(),
+            slug: Slug::parse(slug).unwrap(),
+        };
+        let admin = NewUser {
+            id: UserId::new(),
+            email: Email::parse(&format!("admin@{slug}.test")).unwrap(),
+            name: None,
+            role: Role::Admin,
+            password_hash: "not-a-hash".into(),
+        };
+        let (tenant, admin) = self
+            .platform
+            .create_tenant(&tenant, &admin, &[], now())
+            .await
+            .unwrap();
+        (tenant.id, admin.id)
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0)
+        .single()
+        .unwrap()
+}
+
+fn agent(slug: &str) -> NewAgent {
+    NewAgent {
+        id: AgentId::new(),
+        name: Name::parse("Bot").unwrap(),
+        slug: Slug::parse(slug).unwrap(),
+        description: String::new(),
+        system_prompt: String::new(),
+        model: ModelRef::parse("local", "smollm2").unwrap(),
+        temperature: Temperature::default(),
+        max_tokens: MaxTokens::default(),
+        metadata: serde_json::json!({}),
+    }
+}
+
+#[tokio::test]
+async fn soft_delete_restore_and_purge_find_only_what_they_should() {
+    let db = TestDb::new().await;
+    let (acme, admin) = db.tenant("acme").await;
+    let (globex, _) = db.tenant("globex").await;
+    let by = Actor::User(admin);
+    let bot = agent("bot");
+
+    let mut tx = db.store.begin(acme).await.unwrap();
+    tx.agents().insert(&bot, now()).await.unwrap();
+    assert!(tx.agents().soft_delete(bot.id, by, now()).await.unwrap());
+    // Deleting again finds no live row; the deleted one leaves reads but stays restorable.
+    assert!(!tx.agents().soft_delete(bot.id, by, now()).await.unwrap());
+    assert!(tx.agents().get(bot.id, false).await.unwrap().is_none());
+    let deleted = tx.agents().get(bot.id, true).await.unwrap().unwrap();
+    assert_eq!(deleted.deleted_by, Some(admin.as_uuid()));
+    tx.commit().await.unwrap();
+
+    // Another tenant can neither restore nor purge it.
+    let mut tx = db.store.begin(globex).await.unwrap();
+    assert!(tx.agents().restore(bot.id, now()).await.unwrap().is_none());
+    assert!(!tx.agents().purge(bot.id).await.unwrap());
+    tx.commit().await.unwrap();
+
+    // While it was deleted, a live agent took its slug: restoring it is the slug's conflict,
+    // and nothing of the attempt stays.
+    let mut tx = db.store.begin(acme).await.unwrap();
+    let taker = agent("bot");
+    tx.agents().insert(&taker, now()).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = db.store.begin(acme).await.unwrap();
+    match tx.agents().restore(bot.id, now()).await {
+        Err(StoreError::Conflict(Conflict::AgentSlugTaken)) => {}
+        other => panic!("{other:?}"),
+    }
+    drop(tx);
+    let mut tx = db.store.begin(acme).await.unwrap();
+    assert!(tx.agents().purge(taker.id).await.unwrap());
+    let restored = tx.agents().restore(bot.id, now()).await.unwrap().unwrap();
+    assert_eq!((restored.deleted_at, restored.deleted_by), (None, None));
+    // Restoring a live row finds nothing to restore.
+    assert!(tx.agents().restore(bot.id, now()).await.unwrap().is_none());
+    assert!(tx.agents().purge(bot.id).await.unwrap());
+    assert!(!tx.agents().purge(bot.id).await.unwrap());
+    assert!(tx.agents().get(bot.id, true).await.unwrap().is_none());
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_deleted_user_s_sessions_end_with_it() {
+    let db = TestDb::new().await;
+    let (acme, admin) = db.tenant("acme").await;
+    let member = NewUser {
+        id: UserId::new(),
+        email: Email::parse("ada@acme.test").unwrap(),
+        name: None,
+        role: Role::Member,
+        password_hash: "not-a-hash".into(),
+    };
+    let mut tx = db.store.begin(acme).await.unwrap();
+    tx.users().insert(&member, now()).await.unwrap();
+    assert!(
+        tx.users()
+            .soft_delete(member.id, Actor::User(admin), now())
+            .await
+            .unwrap()
+    );
+    let deleted = tx.users().get(member.id, true).await.unwrap().unwrap();
+    assert_eq!(deleted.sessions_valid_after, Some(now()));
+    let restored = tx.users().restore(member.id, now()).await.unwrap().unwrap();
+    assert!(restored.deleted_at.is_none());
+    tx.commit().await.unwrap();
+}
+
+/// A collection of `count` one-chunk documents whose vectors point each along its own axis.
+async fn axes(db: &TestDb, tenant: TenantId, count: usize) -> (Collection, Vec<DocumentId>) {
+    let mut tx = db.store.begin(tenant).await.unwrap();
+    let collection = tx
+        .collections()
+        .insert(
+            &NewCollection {
+                id: CollectionId::new(),
+                name: Name::parse("Docs").unwrap(),
+                description: String::new(),
+                space_id: MINILM.into(),
+                generation: GenerationId::new(),
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    let mut documents = Vec::new();
+    for axis in 0..count {
+        let content = format!("document {axis}");
+        let (document, _) = tx
+            .documents()
+            .insert_unless_present(
+                &NewDocument {
+                    id: DocumentId::new(),
+                    collection_id: collection.id,
+                    title: Name::parse(&content).unwrap(),
+                    content_type: ContentType::PlainText,
+                    metadata: serde_json::json!({}),
+                    content_hash: vec![u8::try_from(axis).unwrap(); 32],
+                    byte_count: 10,
+                    content: content.clone(),
+                },
+                now(),
+            )
+            .await
+            .unwrap();
+        let mut embedding = vec![0.0_f32; 384];
+        embedding[axis] = 1.0;
+        let target = ChunkTarget {
+            collection: collection.id,
+            document: document.id,
+            generation: collection.active_generation,
+            space_id: MINILM.into(),
+            metadata: serde_json::json!({}),
+        };
+        let chunk = NewChunk {
+            id: ChunkId::new(),
+            position: 0,
+            content,
+            token_count: 2,
+            embedding,
+        };
+        tx.chunks().replace(&target, &[chunk]).await.unwrap();
+        documents.push(document.id);
+    }
+    tx.commit().await.unwrap();
+    (collection, documents)
+}
+
+fn nearest_to_axis(collection: &Collection, axis: usize, chunk_count: i64) -> SearchQuery {
+    let mut vector = vec![0.0_f32; 384];
+    vector[axis] = 1.0;
+    SearchQuery {
+        collection: collection.id,
+        generation: collection.active_generation,
+        space_id: MINILM.into(),
+        dimensions: 384,
+        chunk_count,
+        text: "document".into(),
+        vector: Some(vector),
+        mode: SearchMode::Vector,
+        top_k: 3,
+        filter: Vec::new(),
+        min_score: None,
+    }
+}
+
+#[tokio::test]
+async fn exact_and_index_searches_find_the_same_nearest_chunk_and_a_missing_index_falls_back() {
+    let db = TestDb::new().await;
+    let (acme, _) = db.tenant("acme").await;
+    let (collection, documents) = axes(&db, acme, 8).await;
+    store_postgres::ensure_space_indexes(&db.owner_url)
+        .await
+        .unwrap();
+    // The planner reads the generation's size from the query: a few chunks are searched
+    // exactly, a count beyond the exact budget goes through the index, and without a usable
+    // index the same search scans exactly (and still answers).
+    let budget = store_postgres::exact_search_max_chunks(384);
+    let mut answers = Vec::new();
+    for chunk_count in [8, budget + 1] {
+        let mut tx = db.store.begin(acme).await.unwrap();
+        let hits = tx
+            .chunks()
+            .search(&nearest_to_axis(&collection, 5, chunk_count))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            hits[0].document_id, documents[5],
+            "chunk_count {chunk_count}"
+        );
+        assert!((hits[0].score - 1.0).abs() < 1e-4, "{}", hits[0].score);
+        answers.push(hits.iter().map(|h| h.document_id).collect::<Vec<_>>());
+    }
+    assert_eq!(answers[0][0], answers[1][0]);
+
+    let owner = store_postgres::connect(&db.owner_url, &small())
+        .await
+        .unwrap();
+    owner
+        .execute_unprepared(&format!(
+            "DROP INDEX {}",
+            store_postgres::space_index_name(MINILM)
+        ))
+        .await
+        .unwrap();
+    owner.close().await.unwrap();
+    let mut tx = db.store.begin(acme).await.unwrap();
+    let hits = tx
+        .chunks()
+        .search(&nearest_to_axis(&collection, 2, budget + 1))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].document_id, documents[2]);
+    // Another tenant's unit of work finds nothing of it.
+    let (globex, _) = db.tenant("globex").await;
+    let mut other = db.store.begin(globex).await.unwrap();
+    let none = other
+        .chunks()
+        .search(&nearest_to_axis(&collection, 2, 8))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
