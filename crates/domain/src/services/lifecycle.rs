@@ -169,10 +169,11 @@ pub(crate) async fn purge<R: SoftDeletable>(
     Ok(())
 }
 
-/// Implements [`SoftDeletable`] as `$marker` for a resource with no rule of its own, whose
-/// repository (`tx.$repo()`) answers deletes and purges with whether it found the row.
+/// Implements [`SoftDeletable`] as `$marker` for a resource whose repository (`tx.$repo()`)
+/// answers deletes and purges with whether it found the row. What follows the resource's name
+/// goes into the implementation as it is: the resource's own scope and hooks, if any.
 macro_rules! plainly_soft_deletable {
-    ($marker:ident: $repo:ident, $id:ty, $item:ty, $resource:ident) => {
+    ($marker:ident: $repo:ident, $id:ty, $item:ty, $resource:ident $(; $($own:tt)*)?) => {
         /// The resource in the shared lifecycle ([`crate::services::lifecycle`]).
         pub(crate) struct $marker;
 
@@ -213,6 +214,8 @@ macro_rules! plainly_soft_deletable {
             ) -> $crate::ports::StoreResult<Option<()>> {
                 Ok(tx.$repo().purge(id).await?.then_some(()))
             }
+
+            $($($own)*)?
         }
     };
 }

@@ -1,4 +1,3 @@
-use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -7,10 +6,9 @@ use crate::entities::{AuditAction, NewUser, User, UserChanges, UserStatus};
 use crate::error::{Conflict, Error, Resource, Validator};
 use crate::ids::{TenantId, UserId};
 use crate::page::{Page, PageRequest};
-use crate::ports::StoreResult;
 use crate::ports::{Clock, PasswordHasher, SessionsEnded, Store, TenantTx, TokenRevocation};
 use crate::principal::{Actor, Principal, Role, Scope};
-use crate::services::lifecycle::{self, SoftDeletable};
+use crate::services::lifecycle::{self, plainly_soft_deletable};
 use crate::values::{self, Email, Password};
 
 #[derive(Clone, Debug, Default)]
@@ -297,42 +295,10 @@ async fn ensure_other_admin(tx: &mut dyn TenantTx, leaving: UserId) -> Result<()
     }
 }
 
-/// Users in the shared lifecycle: only admins delete and restore them, and the last active admin
-/// can be neither deleted nor purged.
-struct Users;
-
-#[async_trait::async_trait]
-impl SoftDeletable for Users {
-    type Id = UserId;
-    type Item = User;
-    type Removed = ();
-    const RESOURCE: Resource = Resource::User;
+plainly_soft_deletable!(Users: users, UserId, User, User;
+    // Only admins delete and restore users, and the last active admin can be neither deleted
+    // nor purged.
     const SCOPE: Scope = Scope::Admin;
-
-    async fn soft_delete(
-        tx: &mut dyn TenantTx,
-        id: UserId,
-        by: Actor,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<()>> {
-        Ok(tx.users().soft_delete(id, by, now).await?.then_some(()))
-    }
-
-    async fn restore(
-        tx: &mut dyn TenantTx,
-        id: UserId,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<User>> {
-        tx.users().restore(id, now).await
-    }
-
-    async fn get_live(tx: &mut dyn TenantTx, id: UserId) -> StoreResult<Option<User>> {
-        tx.users().get(id, false).await
-    }
-
-    async fn purge(tx: &mut dyn TenantTx, id: UserId) -> StoreResult<Option<()>> {
-        Ok(tx.users().purge(id).await?.then_some(()))
-    }
 
     async fn before_delete(tx: &mut dyn TenantTx, id: UserId) -> Result<(), Error> {
         keep_an_admin(tx, id, false).await
@@ -341,7 +307,7 @@ impl SoftDeletable for Users {
     async fn before_purge(tx: &mut dyn TenantTx, id: UserId) -> Result<(), Error> {
         keep_an_admin(tx, id, true).await
     }
-}
+);
 
 /// Refuses to take away the tenant's last active admin.
 async fn keep_an_admin(
