@@ -6,6 +6,7 @@ mod agents;
 mod api_keys;
 mod audit;
 mod auth;
+pub mod citations;
 mod collections;
 mod documents;
 mod embedders;
