@@ -87,3 +87,7 @@ typed_id!(
 typed_id!(DocumentId);
 typed_id!(ChunkId);
 typed_id!(JobId);
+typed_id!(
+    /// A message of a conversation: a node of its tree (`parent_id`).
+    MessageId
+);

@@ -10,6 +10,7 @@ pub mod citations;
 mod collections;
 mod documents;
 mod embedders;
+pub mod history;
 mod ingest;
 mod lifecycle;
 mod search;
