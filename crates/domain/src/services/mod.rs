@@ -15,6 +15,7 @@ mod ingest;
 mod lifecycle;
 mod search;
 mod tenants;
+pub mod tool_rounds;
 mod users;
 
 pub use agents::{AgentDraft, AgentPatch, AgentService};
