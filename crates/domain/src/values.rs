@@ -249,6 +249,16 @@ pub fn bounded_text(text: &str, max: usize) -> Result<String, String> {
     }
 }
 
+/// `text` cut to its first `max` characters, with an ellipsis when something was cut (on a
+/// character boundary, never inside one).
+#[must_use]
+pub fn truncated(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
 /// Metadata must be a JSON object of bounded size, so it stays indexable and cheap to return.
 ///
 /// # Errors

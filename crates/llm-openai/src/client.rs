@@ -102,10 +102,7 @@ impl From<OpenAIError> for Failure {
 }
 
 fn truncate(text: &str) -> String {
-    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
+    domain::values::truncated(text, MAX_MESSAGE_CHARS)
 }
 
 #[cfg(test)]

@@ -148,10 +148,7 @@ fn marker(text: &str) -> Option<(Vec<u32>, &str)> {
 }
 
 fn snippet(text: &str) -> String {
-    match text.char_indices().nth(SNIPPET_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+    crate::values::truncated(text, SNIPPET_CHARS)
 }
 
 #[cfg(test)]
