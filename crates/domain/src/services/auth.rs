@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::entities::{AuditAction, KeyOwner, TenantStatus, User};
+use crate::entities::{KeyOwner, TenantStatus, User};
 use crate::error::{AuthFailure, Error};
 use crate::ids::{TenantId, TokenFamilyId, TokenId, UserId};
 use crate::ports::{
@@ -12,6 +12,7 @@ use crate::ports::{
     SessionsEnded, Store, TokenClaims, TokenCodec, TokenKind, TokenRevocation,
 };
 use crate::principal::{Principal, Role, SessionToken};
+use crate::services::users::{PasswordChange, replace_password};
 use crate::values::{Email, Password, Slug};
 
 /// Every API key starts with this, so a bearer token is told apart from a JWT without parsing.
@@ -330,31 +331,23 @@ impl AuthService {
         }
         self.limiter.reset(&key).await?;
         let hash = self.hasher.hash(&password).await?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(*tenant).await?;
-        tx.users().set_password(*user, &hash, now).await?;
-        tx.users()
-            .end_sessions(*user, Some(session.family), now)
-            .await?;
-        tx.audit()
-            .record_with(
-                now,
-                who.actor(),
-                AuditAction::Updated,
-                *user,
-                serde_json::json!({"password_changed": true}),
-            )
-            .await?;
-        tx.commit().await?;
-        self.revocation
-            .end_user_sessions(
-                *user,
-                SessionsEnded {
-                    at: now,
-                    kept_family: Some(session.family),
-                },
-            )
-            .await
+        // Signed in a moment ago, the user was there; if it went meanwhile, there is nothing
+        // left to change.
+        replace_password(
+            PasswordChange {
+                store: self.store.as_ref(),
+                sessions: self.revocation.as_ref(),
+                now: self.clock.now(),
+                who,
+                tenant: *tenant,
+                user: *user,
+                keep: Some(session.family),
+            },
+            &hash,
+            serde_json::json!({"password_changed": true}),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Ends a user's sessions in the database (refresh tokens) and on every server (access

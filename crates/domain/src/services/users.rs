@@ -1,10 +1,11 @@
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use serde_json::json;
 
 use crate::entities::{AuditAction, NewUser, User, UserChanges, UserStatus};
 use crate::error::{Conflict, Error, Resource, Validator};
-use crate::ids::{TenantId, UserId};
+use crate::ids::{TenantId, TokenFamilyId, UserId};
 use crate::page::{Page, PageRequest};
 use crate::ports::{Clock, PasswordHasher, SessionsEnded, Store, TenantTx, TokenRevocation};
 use crate::principal::{Actor, Principal, Role, Scope};
@@ -233,31 +234,25 @@ impl UserService {
         let tenant = who.tenant_with(Scope::Admin)?;
         let password = Password::parse(password).map_err(|m| Error::invalid("new_password", m))?;
         let hash = self.hasher.hash(&password).await?;
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        if !tx.users().set_password(id, &hash, now).await? {
-            return Err(Error::NotFound(Resource::User));
+        let replaced = replace_password(
+            PasswordChange {
+                store: self.store.as_ref(),
+                sessions: self.sessions.as_ref(),
+                now: self.clock.now(),
+                who,
+                tenant,
+                user: id,
+                keep: None,
+            },
+            &hash,
+            json!({"password_reset": true}),
+        )
+        .await?;
+        if replaced {
+            Ok(())
+        } else {
+            Err(Error::NotFound(Resource::User))
         }
-        tx.users().end_sessions(id, None, now).await?;
-        tx.audit()
-            .record_with(
-                now,
-                who.actor(),
-                AuditAction::Updated,
-                id,
-                json!({"password_reset": true}),
-            )
-            .await?;
-        tx.commit().await?;
-        self.sessions
-            .end_user_sessions(
-                id,
-                SessionsEnded {
-                    at: now,
-                    kept_family: None,
-                },
-            )
-            .await
     }
 
     /// # Errors
@@ -308,6 +303,51 @@ plainly_soft_deletable!(Users: users, UserId, User, User;
         keep_an_admin(tx, id, true).await
     }
 );
+
+/// Whose password changes, by whom, and which session (if any) survives it.
+pub(crate) struct PasswordChange<'a> {
+    pub store: &'a dyn Store,
+    pub sessions: &'a dyn TokenRevocation,
+    pub now: DateTime<Utc>,
+    pub who: &'a Principal,
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub keep: Option<TokenFamilyId>,
+}
+
+/// Stores a new password hash and ends every session of the user but `keep`'s: refresh tokens in
+/// the same unit of work as the change and its audit entry, access tokens on every server once
+/// it is committed. Whether the user (live) was there.
+pub(crate) async fn replace_password(
+    change: PasswordChange<'_>,
+    hash: &str,
+    detail: serde_json::Value,
+) -> Result<bool, Error> {
+    let PasswordChange {
+        store,
+        sessions,
+        now,
+        who,
+        tenant,
+        user,
+        keep,
+    } = change;
+    let mut tx = store.begin(tenant).await?;
+    if !tx.users().set_password(user, hash, now).await? {
+        return Ok(false);
+    }
+    tx.users().end_sessions(user, keep, now).await?;
+    tx.audit()
+        .record_with(now, who.actor(), AuditAction::Updated, user, detail)
+        .await?;
+    tx.commit().await?;
+    let ended = SessionsEnded {
+        at: now,
+        kept_family: keep,
+    };
+    sessions.end_user_sessions(user, ended).await?;
+    Ok(true)
+}
 
 /// Refuses to take away the tenant's last active admin.
 async fn keep_an_admin(
