@@ -27,6 +27,7 @@ mod m20261206_000014_audit_owner_only;
 mod m20261206_000015_fair_job_claims;
 mod m20261206_000016_user_sessions_valid_after;
 mod m20261206_000017_platform_key_expiry;
+mod m20261207_000018_agent_execution;
 
 /// The role the API serves tenant work with (neither owner, superuser nor BYPASSRLS).
 pub const APP_ROLE: &str = "agentic_app";
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000015_fair_job_claims::Migration),
             Box::new(m20261206_000016_user_sessions_valid_after::Migration),
             Box::new(m20261206_000017_platform_key_expiry::Migration),
+            Box::new(m20261207_000018_agent_execution::Migration),
         ]
     }
 }

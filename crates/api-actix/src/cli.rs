@@ -253,6 +253,7 @@ impl Cli {
                 let listener = TcpListener::bind(&serve.bind)?;
                 let mut app = Application::build(&self.db, &serve, listener).await?;
                 app.spawn_ingest_workers();
+                app.spawn_run_reaper();
                 tracing::info!(bind = %serve.bind, "serving; docs at /docs");
                 app.run_until_stopped().await?;
                 Ok(())

@@ -108,6 +108,25 @@ pub struct ServeSettings {
     pub openai_base_url: Option<String>,
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub openai_api_key: Option<Secret>,
+    /// Whether the OpenAI-compatible server's chat models take tools (function calling): agents
+    /// with `knowledge_search` then search through it; otherwise sources go into the prompt.
+    #[arg(long, env = "OPENAI_SUPPORTS_TOOLS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub openai_supports_tools: bool,
+    /// Tokens the OpenAI-compatible server's chat models see at once (the history budget).
+    #[arg(long, env = "OPENAI_CONTEXT_WINDOW", default_value_t = 128_000)]
+    pub openai_context_window: u32,
+    /// Seconds to wait for an OpenAI-compatible server to start answering (per attempt).
+    #[arg(long, env = "OPENAI_TIMEOUT_SECS", default_value_t = 60)]
+    pub openai_timeout_secs: u64,
+    /// Requests that may wait for the local chat model while it answers one; beyond, 503.
+    #[arg(long, env = "AGENTIC_LOCAL_CHAT_QUEUE", default_value_t = 8)]
+    pub local_chat_queue: usize,
+    /// Runs of one tenant in progress at once in this process; beyond, 503 `server_busy`.
+    #[arg(long, env = "AGENTIC_RUNS_PER_TENANT", default_value_t = 16)]
+    pub runs_per_tenant: usize,
+    /// Clients that may wait on run events at once (each holds a Redis connection); beyond, 503.
+    #[arg(long, env = "AGENTIC_RUN_FOLLOWERS", default_value_t = 256)]
+    pub run_followers: usize,
     /// Largest document accepted, in bytes.
     #[arg(long, env = "AGENTIC_MAX_DOCUMENT_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_document_bytes: usize,

@@ -2,6 +2,7 @@
 //! [`startup::Application`] wires adapters into domain services and serves the HTTP API;
 //! [`cli`] holds the subcommands.
 
+pub mod chat_models;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -7,16 +7,17 @@ use actix_web::dev::Server;
 use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use auth_crypto::{Argon2Hasher, JwtCodec, JwtConfig, RandomSecrets};
-use cache_redis::RedisCache;
+use cache_redis::{RedisCache, RedisRunEvents};
+use chat_candle::LocalChatOptions;
 use domain::entities::EmbeddingSpace;
 use domain::ports::{
-    Clock, Embedder, EmbedderFactory, EmbedderUnavailable, JobQueue, PasswordHasher, PlatformStore,
-    Secrets, Store, SystemClock, TextExtractor,
+    ChatModels, Clock, Embedder, EmbedderFactory, EmbedderUnavailable, JobQueue, PasswordHasher,
+    PlatformStore, RunLeases, Secrets, Store, SystemClock, TextExtractor,
 };
 use domain::services::{
     AgentService, ApiKeyService, AuditService, AuthPolicy, AuthPorts, AuthService,
-    CollectionService, DocumentService, Embedders, IngestPolicy, IngestWorker, SearchService,
-    TenantPorts, TenantService, UserService,
+    CollectionService, ConversationService, DocumentService, Embedders, ExecutionPolicy, Executor,
+    IngestPolicy, IngestWorker, SearchService, TenantPorts, TenantService, UserService,
 };
 use embed_candle::{CandleEmbedder, EmbedderOptions};
 use llm_openai::{OpenAiEmbedder, OpenAiEmbeddingConfig, SecretString};
@@ -24,6 +25,7 @@ use store_postgres::{PgPlatformStore, PgStore, PoolOptions};
 use text_extract::{SandboxConfig, SandboxLimits, SandboxedExtractor, TokenChunker};
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::chat_models::{OpenAiChatSettings, ServerChatModels};
 use crate::config::{DatabaseSettings, ServeSettings};
 use crate::http::error::ApiError;
 use crate::http::extract::{BodyLimit, TrustedProxies, path_error, query_error};
@@ -38,6 +40,8 @@ pub struct Stores {
     pub store: Arc<dyn Store>,
     pub platform: Arc<dyn PlatformStore>,
     pub queue: Arc<dyn JobQueue>,
+    /// Ends runs whose process died (on the queue's connections: the same kind of work).
+    pub leases: Arc<dyn RunLeases>,
 }
 
 impl Stores {
@@ -70,11 +74,14 @@ impl Stores {
             min_connections: 1,
             ..PoolOptions::default()
         };
-        let queue = store_postgres::connect(db.platform_url()?, &queue_options).await?;
+        let queue = Arc::new(PgPlatformStore::new(
+            store_postgres::connect(db.platform_url()?, &queue_options).await?,
+        ));
         Ok(Self {
             store: Arc::new(PgStore::new(app)),
             platform: Arc::new(PgPlatformStore::new(platform)),
-            queue: Arc::new(PgPlatformStore::new(queue)),
+            queue: queue.clone(),
+            leases: queue,
         })
     }
 }
@@ -232,6 +239,46 @@ impl IngestWorkers {
     }
 }
 
+/// The chat models agents may name, as configured.
+pub fn chat_models(serve: &ServeSettings) -> Arc<dyn ChatModels> {
+    let openai = serve
+        .openai_base_url
+        .clone()
+        .map(|base_url| OpenAiChatSettings {
+            base_url,
+            api_key: serve
+                .openai_api_key
+                .as_ref()
+                .map_or(String::new(), |k| k.expose().to_owned()),
+            supports_tools: serve.openai_supports_tools,
+            context_window: serve.openai_context_window,
+            timeout: std::time::Duration::from_secs(serve.openai_timeout_secs.max(1)),
+        });
+    Arc::new(ServerChatModels::new(
+        std::path::PathBuf::from(&serve.models_dir),
+        openai,
+        LocalChatOptions {
+            queue_capacity: serve.local_chat_queue,
+            ..LocalChatOptions::default()
+        },
+    ))
+}
+
+/// Ends the runs whose process died, every few seconds, until the process ends.
+pub async fn run_reaper(executor: Arc<Executor>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        match executor.reap().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                runs = n,
+                "runs whose process stopped were ended as incomplete"
+            ),
+            Err(e) => tracing::error!(error = %e, "ending runs whose process stopped failed"),
+        }
+    }
+}
+
 /// Builds every service from connected adapters, and the server's ingestion workers (not started).
 pub async fn build_state(
     db: &DatabaseSettings,
@@ -260,6 +307,20 @@ pub async fn build_state(
         keys: serve.jwt.keys()?,
     })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let chat_models = chat_models(serve);
+    let run_events = RedisRunEvents::new(cache.clone(), &serve.redis_url, serve.run_followers)?;
+    let executor = Arc::new(Executor::new(
+        stores.store.clone(),
+        clock.clone(),
+        chat_models.clone(),
+        Arc::new(run_events),
+        stores.leases.clone(),
+        SearchService::new(stores.store.clone(), embedders.clone()),
+        ExecutionPolicy {
+            max_runs_per_tenant: serve.runs_per_tenant,
+            ..ExecutionPolicy::default()
+        },
+    ));
     let secrets: Arc<dyn Secrets> = Arc::new(RandomSecrets);
     let hasher = password_hasher(Some(serve))?;
     let policy = AuthPolicy {
@@ -298,7 +359,7 @@ pub async fn build_state(
             clock.clone(),
         ),
         api_keys: ApiKeyService::new(stores.store.clone(), secrets, clock.clone()),
-        agents: AgentService::new(stores.store.clone(), clock.clone()),
+        agents: AgentService::new(stores.store.clone(), clock.clone(), chat_models.clone()),
         collections: CollectionService::new(
             stores.store.clone(),
             clock.clone(),
@@ -311,8 +372,10 @@ pub async fn build_state(
             clock.clone(),
             serve.max_document_bytes,
         ),
-        search: SearchService::new(stores.store.clone(), embedders),
+        search: SearchService::new(stores.store.clone(), embedders.clone()),
         audit: AuditService::new(stores.store.clone()),
+        conversations: ConversationService::new(stores.store.clone(), clock.clone()),
+        executor: executor.clone(),
         store: stores.store,
         cache,
     };
@@ -328,6 +391,7 @@ pub struct Application {
     port: u16,
     server: Server,
     workers: Option<IngestWorkers>,
+    executor: Option<Arc<Executor>>,
 }
 
 impl Application {
@@ -337,6 +401,7 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         let (state, workers) = build_state(db, serve).await?;
+        let executor = state.executor.clone();
         let state = web::Data::new(state);
         let port = listener.local_addr()?.port();
         let limit = serve.max_body_bytes;
@@ -382,6 +447,7 @@ impl Application {
             port,
             server: server.run(),
             workers: Some(workers),
+            executor: Some(executor),
         })
     }
 
@@ -389,6 +455,14 @@ impl Application {
     pub fn spawn_ingest_workers(&mut self) {
         if let Some(workers) = self.workers.take() {
             workers.spawn();
+        }
+    }
+
+    /// Starts ending runs whose process died (once; later calls do nothing). Every replica may
+    /// run one: ending a run is one conditional statement, so two never end the same run.
+    pub fn spawn_run_reaper(&mut self) {
+        if let Some(executor) = self.executor.take() {
+            tokio::spawn(run_reaper(executor));
         }
     }
 

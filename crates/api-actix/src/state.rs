@@ -5,8 +5,8 @@ use std::sync::Arc;
 use cache_redis::RedisCache;
 use domain::ports::Store;
 use domain::services::{
-    AgentService, ApiKeyService, AuditService, AuthService, CollectionService, DocumentService,
-    SearchService, TenantService, UserService,
+    AgentService, ApiKeyService, AuditService, AuthService, CollectionService, ConversationService,
+    DocumentService, Executor, SearchService, TenantService, UserService,
 };
 
 pub struct AppState {
@@ -19,6 +19,9 @@ pub struct AppState {
     pub documents: DocumentService,
     pub search: SearchService,
     pub audit: AuditService,
+    pub conversations: ConversationService,
+    /// Shared with the tasks that execute runs.
+    pub executor: Arc<Executor>,
     /// For readiness checks.
     pub store: Arc<dyn Store>,
     pub cache: RedisCache,

@@ -12,10 +12,12 @@
 //! | `{p}revoked:fam:{family}` | `1` | until the family's newest refresh token would have expired |
 //! | `{p}fam:{family}` | the family's current refresh-token id | that token's expiry |
 //! | `{p}rl:{key}` | attempts counted in the current window | the window |
+//! | `{p}run:…` | a run's events and cancellation flag ([`RedisRunEvents`]) | see its module |
 
 mod error;
 mod rate_limit;
 mod revocation;
+mod run_events;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -26,6 +28,7 @@ use deadpool_redis::redis::{self, Value};
 use deadpool_redis::{Config, Connection, Pool, PoolConfig, Runtime, Timeouts};
 
 pub use error::CacheError;
+pub use run_events::RedisRunEvents;
 
 /// Connections kept by the pool. Each one is a multiplexed connection that pipelines concurrent
 /// commands, so a few dozen serve a 2-core server answering 64 concurrent clients.
@@ -105,7 +108,7 @@ impl RedisCache {
     }
 
     /// The shared connection, taking one from the pool when there is none (yet, or any more).
-    async fn conn(&self) -> Result<SharedConnection, CacheError> {
+    pub(crate) async fn conn(&self) -> Result<SharedConnection, CacheError> {
         let existing = self.shared.lock().ok().and_then(|shared| shared.clone());
         let conn = match existing {
             Some(conn) => conn,
@@ -124,14 +127,14 @@ impl RedisCache {
     }
 
     /// `{prefix}{kind}{id}`, e.g. `agentic:revoked:jti:…`.
-    fn key(&self, kind: &str, id: impl fmt::Display) -> String {
+    pub(crate) fn key(&self, kind: &str, id: impl fmt::Display) -> String {
         format!("{}{kind}{id}", self.prefix)
     }
 }
 
 /// A clone of the shared connection that forgets the shared one when a command on it fails, so a
 /// broken socket is replaced instead of failing every later command.
-struct SharedConnection {
+pub(crate) struct SharedConnection {
     conn: MultiplexedConnection,
     shared: Arc<Mutex<Option<MultiplexedConnection>>>,
 }

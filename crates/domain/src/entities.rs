@@ -5,9 +5,10 @@ use serde_json::Value;
 
 use crate::error::Resource;
 use crate::ids::{
-    AgentId, ApiKeyId, AuditEntryId, CollectionId, DocumentId, GenerationId, JobId, PlatformKeyId,
-    TenantId, UserId,
+    AgentId, ApiKeyId, AuditEntryId, ChunkId, CollectionId, ConversationId, DocumentId,
+    GenerationId, JobId, MessageId, PlatformKeyId, RunId, TenantId, UserId,
 };
+use crate::ports::{SearchMode, TokenUsage, ToolCall};
 use crate::principal::{Actor, Role, Scopes};
 use crate::values::ContentType;
 use crate::values::{Email, MaxTokens, ModelRef, Name, Slug, Temperature};
@@ -159,10 +160,63 @@ pub struct Agent {
     pub temperature: Temperature,
     pub max_tokens: MaxTokens,
     pub metadata: Value,
+    /// Collections the agent retrieves from (ids of its tenant; deleted ones are skipped).
+    pub collections: Vec<CollectionId>,
+    pub retrieval: Retrieval,
+    pub tools: Vec<AgentTool>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub deleted_by: Option<uuid::Uuid>,
+}
+
+/// How an agent retrieves sources for a turn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Retrieval {
+    /// 1..=50.
+    pub top_k: u32,
+    pub mode: SearchMode,
+    /// Vector mode only: drop hits below this cosine similarity.
+    pub min_score: Option<f32>,
+}
+
+impl Retrieval {
+    pub const MAX_TOP_K: u32 = 50;
+}
+
+impl Default for Retrieval {
+    fn default() -> Self {
+        Self {
+            top_k: 6,
+            mode: SearchMode::Hybrid,
+            min_score: None,
+        }
+    }
+}
+
+/// A tool an agent may offer its model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentTool {
+    /// Searches the agent's collections; its results become numbered sources.
+    KnowledgeSearch,
+}
+
+impl AgentTool {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::KnowledgeSearch => "knowledge_search",
+        }
+    }
+
+    /// # Errors
+    /// When the text names no tool.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "knowledge_search" => Ok(Self::KnowledgeSearch),
+            other => Err(format!("unknown tool {other:?}; expected knowledge_search")),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -176,6 +230,9 @@ pub struct NewAgent {
     pub temperature: Temperature,
     pub max_tokens: MaxTokens,
     pub metadata: Value,
+    pub collections: Vec<CollectionId>,
+    pub retrieval: Retrieval,
+    pub tools: Vec<AgentTool>,
 }
 
 /// A partial update; `None` leaves the field as it is.
@@ -189,6 +246,9 @@ pub struct AgentChanges {
     pub temperature: Option<Temperature>,
     pub max_tokens: Option<MaxTokens>,
     pub metadata: Option<Value>,
+    pub collections: Option<Vec<CollectionId>>,
+    pub retrieval: Option<Retrieval>,
+    pub tools: Option<Vec<AgentTool>>,
 }
 
 impl AgentChanges {
@@ -350,6 +410,7 @@ audited_ids!(
     CollectionId => Collection,
     DocumentId => Document,
     JobId => Job,
+    ConversationId => Conversation,
 );
 
 /// An audit entry as read back (types are plain strings there: older entries may name kinds this
@@ -607,4 +668,345 @@ pub struct Job {
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Who owns a conversation, or started a run: a user or an API key of the tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Owner {
+    User(UserId),
+    ApiKey(ApiKeyId),
+}
+
+impl Owner {
+    #[must_use]
+    pub const fn kind(self) -> &'static str {
+        match self {
+            Self::User(_) => "user",
+            Self::ApiKey(_) => "api_key",
+        }
+    }
+
+    #[must_use]
+    pub const fn id(self) -> uuid::Uuid {
+        match self {
+            Self::User(id) => id.as_uuid(),
+            Self::ApiKey(id) => id.as_uuid(),
+        }
+    }
+
+    /// # Errors
+    /// When `kind` names no owner kind.
+    pub fn parse(kind: &str, id: uuid::Uuid) -> Result<Self, String> {
+        match kind {
+            "user" => Ok(Self::User(UserId::from_uuid(id))),
+            "api_key" => Ok(Self::ApiKey(ApiKeyId::from_uuid(id))),
+            other => Err(format!("unknown owner kind {other:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub tenant_id: TenantId,
+    pub agent_id: AgentId,
+    pub title: String,
+    pub owner: Owner,
+    pub last_active_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub deleted_by: Option<uuid::Uuid>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewConversation {
+    pub id: ConversationId,
+    pub agent_id: AgentId,
+    pub title: String,
+    pub owner: Owner,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConversationFilter {
+    pub agent_id: Option<AgentId>,
+    /// Only this owner's; `None` for every conversation of the tenant (admins).
+    pub owner: Option<Owner>,
+    pub include_deleted: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageRole {
+    User,
+    Assistant,
+    Tool,
+}
+
+impl MessageRole {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::Tool => "tool",
+        }
+    }
+
+    /// # Errors
+    /// When the text names no role.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "user" => Ok(Self::User),
+            "assistant" => Ok(Self::Assistant),
+            "tool" => Ok(Self::Tool),
+            other => Err(format!("unknown message role {other:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageStatus {
+    /// Waiting for its run to start.
+    Pending,
+    /// Being generated.
+    Streaming,
+    Complete,
+    Failed,
+    Cancelled,
+}
+
+impl MessageStatus {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Streaming => "streaming",
+            Self::Complete => "complete",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// # Errors
+    /// When the text names no status.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "pending" => Ok(Self::Pending),
+            "streaming" => Ok(Self::Streaming),
+            "complete" => Ok(Self::Complete),
+            "failed" => Ok(Self::Failed),
+            "cancelled" => Ok(Self::Cancelled),
+            other => Err(format!("unknown message status {other:?}")),
+        }
+    }
+
+    /// Whether the message is still being written.
+    #[must_use]
+    pub const fn is_open(self) -> bool {
+        matches!(self, Self::Pending | Self::Streaming)
+    }
+}
+
+/// Why a message or run failed, safe to show to its owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One marker occurrence in a stored answer, and the source it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Citation {
+    /// The source's number in the prompt.
+    pub n: u32,
+    /// Code point offsets of the marker in the stored answer, end exclusive.
+    pub start: usize,
+    pub end: usize,
+    pub chunk_id: ChunkId,
+    pub document_id: DocumentId,
+    pub document_title: String,
+    pub collection_id: CollectionId,
+    /// The cited chunk's text, bounded (an ellipsis ends a cut).
+    pub snippet: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub parent_id: Option<MessageId>,
+    pub role: MessageRole,
+    /// Exactly what was sent to or received from the model (markers rewritten as citations say).
+    pub content: String,
+    /// Assistant messages: the calls the model made, raw.
+    pub tool_calls: Vec<ToolCall>,
+    /// Tool messages: the call this result answers.
+    pub tool_call_id: Option<String>,
+    pub citations: Vec<Citation>,
+    pub model: Option<ModelRef>,
+    pub usage: Option<TokenUsage>,
+    pub latency_ms: Option<u32>,
+    pub status: MessageStatus,
+    pub error: Option<Failure>,
+    pub run_id: Option<RunId>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl crate::services::history::InTree for Message {
+    fn id(&self) -> MessageId {
+        self.id
+    }
+    fn parent_id(&self) -> Option<MessageId> {
+        self.parent_id
+    }
+}
+
+/// How an open message ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageOutcome {
+    pub content: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub citations: Vec<Citation>,
+    pub usage: TokenUsage,
+    pub latency_ms: u32,
+    pub status: MessageStatus,
+    pub error: Option<Failure>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rating {
+    Up,
+    Down,
+}
+
+impl Rating {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+
+    /// # Errors
+    /// When the text is neither `up` nor `down`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "up" => Ok(Self::Up),
+            "down" => Ok(Self::Down),
+            _ => Err("must be \"up\" or \"down\"".into()),
+        }
+    }
+}
+
+/// One principal's rating of one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Feedback {
+    pub message_id: MessageId,
+    pub owner: Owner,
+    pub rating: Rating,
+    pub comment: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    Queued,
+    InProgress,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::InProgress => "in_progress",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// # Errors
+    /// When the text names no status.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "queued" => Ok(Self::Queued),
+            "in_progress" => Ok(Self::InProgress),
+            "completed" => Ok(Self::Completed),
+            "failed" => Ok(Self::Failed),
+            "cancelled" => Ok(Self::Cancelled),
+            other => Err(format!("unknown run status {other:?}")),
+        }
+    }
+
+    #[must_use]
+    pub const fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// Token counts of what went into a prompt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PromptTokens {
+    pub system: u32,
+    pub history: u32,
+    pub sources: u32,
+    pub question: u32,
+}
+
+/// What went into a run's prompt, so that a user can see why the agent answered as it did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunContext {
+    pub kept_message_ids: Vec<MessageId>,
+    pub dropped_message_ids: Vec<MessageId>,
+    pub chunk_ids: Vec<ChunkId>,
+    pub tokens: PromptTokens,
+    /// The question was longer than the embedder's window: its leading window was searched.
+    pub query_truncated: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub id: RunId,
+    pub tenant_id: TenantId,
+    pub conversation_id: Option<ConversationId>,
+    /// The answer being written.
+    pub message_id: Option<MessageId>,
+    /// The message being answered.
+    pub user_message_id: Option<MessageId>,
+    pub agent_id: AgentId,
+    pub started_by: Owner,
+    pub model: ModelRef,
+    pub status: RunStatus,
+    pub usage: TokenUsage,
+    pub error: Option<Failure>,
+    pub context: RunContext,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Until when the process running it holds it; past this, the run is `incomplete`.
+    pub lease_until: DateTime<Utc>,
+}
+
+/// How a run ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub usage: TokenUsage,
+    pub error: Option<Failure>,
+    pub context: RunContext,
 }

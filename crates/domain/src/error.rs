@@ -68,6 +68,7 @@ pub enum Conflict {
     LastAdmin,
     DocumentExists,
     ReembedInProgress,
+    AnswerInProgress,
 }
 
 impl Conflict {
@@ -80,6 +81,7 @@ impl Conflict {
             Self::LastAdmin => "last_admin",
             Self::DocumentExists => "document_exists",
             Self::ReembedInProgress => "reembed_in_progress",
+            Self::AnswerInProgress => "answer_in_progress",
         }
     }
 
@@ -96,6 +98,9 @@ impl Conflict {
             Self::ReembedInProgress => {
                 "the collection is already being re-embedded; wait for that job or cancel it"
             }
+            Self::AnswerInProgress => {
+                "that message is still being answered; wait for its run to end or cancel it"
+            }
         }
     }
 }
@@ -110,6 +115,9 @@ pub enum Resource {
     Collection,
     Document,
     Job,
+    Conversation,
+    Message,
+    Run,
 }
 
 impl Resource {
@@ -123,6 +131,9 @@ impl Resource {
             Self::Collection => "collection",
             Self::Document => "document",
             Self::Job => "job",
+            Self::Conversation => "conversation",
+            Self::Message => "message",
+            Self::Run => "run",
         }
     }
 }
@@ -161,6 +172,10 @@ pub enum Error {
     /// A dependency such as an embedding provider is not available for this request.
     #[error("{0}")]
     Unavailable(String),
+    /// The model failed to answer (the failed answer is stored); `code` says how: a timeout
+    /// (`model_timeout`), a full local queue (`server_busy`), a provider failure.
+    #[error("{}", .0.message)]
+    ModelFailed(crate::entities::Failure),
     #[error("too many attempts; retry in {retry_after_secs} s")]
     RateLimited { limit: u32, retry_after_secs: u64 },
     /// A dependency (database, cache) failed; the source is logged, never shown.

@@ -91,3 +91,11 @@ typed_id!(
     /// A message of a conversation: a node of its tree (`parent_id`).
     MessageId
 );
+typed_id!(
+    /// A conversation between a principal and an agent.
+    ConversationId
+);
+typed_id!(
+    /// One generation of an answer, detached from the request that started it.
+    RunId
+);

@@ -1,11 +1,13 @@
-//! The async-openai client every adapter of this crate uses (embeddings now, chat later): one
-//! base URL, one key, one connection pool, and the retrying transport underneath. Also the
-//! translation of async-openai's errors into the three kinds the ports care about.
+//! The connection every adapter of this crate uses: one base URL, one key, one connection pool
+//! and one retry policy, checked once. The embedder reaches it through the async-openai client
+//! built here (with the retrying transport underneath); the chat model sends its streamed
+//! requests on the same kind of connection directly. Also the translation of async-openai's
+//! errors into the three kinds the ports care about.
 
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use reqwest::header::HeaderValue;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{ConfigError, OpenAiClientConfig};
 use crate::error_chain::error_chain;
@@ -19,37 +21,66 @@ const MAX_MESSAGE_CHARS: usize = 500;
 
 /// Validates `config` and builds the client.
 pub(crate) fn build(config: &OpenAiClientConfig) -> Result<Api, ConfigError> {
-    let base_url = validate_base_url(&config.base_url)?;
+    let connection = Connection::new(config)?;
     let key = config.api_key.expose_secret();
+    // Organisation and project are set explicitly so `OPENAI_*` environment variables, which
+    // `OpenAIConfig::new` reads, cannot add headers behind the configuration's back.
+    let openai = OpenAIConfig::new()
+        .with_api_base(connection.base_url)
+        .with_api_key(key)
+        .with_org_id("")
+        .with_project_id("");
+    let transport = RetryingTransport::new(connection.http.clone(), connection.policy);
+    Ok(async_openai::Client::build(connection.http, openai).with_http_service(transport))
+}
+
+/// What every API of the crate needs to reach the server, after validation: the base URL, an
+/// HTTP client (connection pool) and the retry policy. Requests that async-openai cannot carry
+/// (streamed chat completions) are sent with it directly.
+pub(crate) struct Connection {
+    /// Absolute `http(s)` URL without trailing slashes.
+    pub(crate) base_url: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) policy: RetryPolicy,
+}
+
+impl Connection {
+    /// Checks the base URL, key and timeout of `config` and builds the HTTP client.
+    pub(crate) fn new(config: &OpenAiClientConfig) -> Result<Self, ConfigError> {
+        let base_url = validate_base_url(&config.base_url)?;
+        bearer(&config.api_key)?;
+        if config.timeout.is_zero() {
+            return Err(ConfigError::Timeout);
+        }
+        // No total timeout on the client: the transport bounds each attempt itself, and a
+        // streamed answer may legitimately take longer than one attempt's limit.
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.timeout)
+            .build()
+            .map_err(|error| ConfigError::Init {
+                what: "HTTP client",
+                source: Box::new(error),
+            })?;
+        Ok(Self {
+            base_url,
+            http,
+            policy: RetryPolicy::from_config(config),
+        })
+    }
+}
+
+/// The `Authorization` header for `key`, marked sensitive (so `Debug` of a header map hides
+/// it), after checking that the key is usable.
+pub(crate) fn bearer(key: &SecretString) -> Result<HeaderValue, ConfigError> {
+    let key = key.expose_secret();
     if key.is_empty() {
         return Err(ConfigError::ApiKey("it is empty"));
     }
     // async-openai builds this header with `unwrap()`: reject what would make it panic.
-    if HeaderValue::from_str(&format!("Bearer {key}")).is_err() {
-        return Err(ConfigError::ApiKey(
-            "it contains characters not allowed in an HTTP header",
-        ));
-    }
-    if config.timeout.is_zero() {
-        return Err(ConfigError::Timeout);
-    }
-
-    let http = reqwest::Client::builder()
-        .connect_timeout(config.timeout)
-        .build()
-        .map_err(|error| ConfigError::Init {
-            what: "HTTP client",
-            source: Box::new(error),
-        })?;
-    // Organisation and project are set explicitly so `OPENAI_*` environment variables, which
-    // `OpenAIConfig::new` reads, cannot add headers behind the configuration's back.
-    let openai = OpenAIConfig::new()
-        .with_api_base(base_url)
-        .with_api_key(key)
-        .with_org_id("")
-        .with_project_id("");
-    let transport = RetryingTransport::new(http.clone(), RetryPolicy::from_config(config));
-    Ok(async_openai::Client::build(http, openai).with_http_service(transport))
+    let mut header = HeaderValue::from_str(&format!("Bearer {key}"))
+        .map_err(|_| ConfigError::ApiKey("it contains characters not allowed in an HTTP header"))?;
+    header.set_sensitive(true);
+    Ok(header)
 }
 
 /// The base URL without trailing slashes, after checking that it is an absolute `http(s)` URL.

@@ -1,5 +1,5 @@
-//! Settings shared by every API this crate talks to (embeddings now, chat later) and the error a
-//! constructor returns when they are unusable.
+//! Settings shared by every API this crate talks to (embeddings and chat completions) and the
+//! error a constructor returns when they are unusable.
 
 use std::time::Duration;
 
@@ -18,7 +18,8 @@ pub struct OpenAiClientConfig {
     pub base_url: String,
     /// Sent as `Authorization: Bearer <key>`. The `OPENAI_*` environment variables are not read.
     pub api_key: SecretString,
-    /// Limit for one HTTP attempt, from connecting until the response body is read.
+    /// Limit for one HTTP attempt, from connecting until the response body is read (for a
+    /// streamed chat answer: until the response head; the body then has its own idle limit).
     /// Default 30 s.
     pub timeout: Duration,
     /// Extra attempts after the first one for rate limits (429), server errors (5xx), timeouts
@@ -60,7 +61,7 @@ impl OpenAiClientConfig {
     }
 }
 
-/// Why a client or embedder could not be built from its configuration.
+/// Why a client, embedder or chat model could not be built from its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The base URL does not parse or is not `http`/`https`.
@@ -77,6 +78,12 @@ pub enum ConfigError {
     /// The timeout is zero.
     #[error("the request timeout must be greater than zero")]
     Timeout,
+    /// The stream idle timeout of a chat model is zero.
+    #[error("the stream idle timeout must be greater than zero")]
+    IdleTimeout,
+    /// The context window of a chat model is zero.
+    #[error("the context window must be greater than zero")]
+    ContextWindow,
     /// No model name was given.
     #[error("the model name is empty")]
     EmptyModel,

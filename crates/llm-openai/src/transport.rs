@@ -1,14 +1,19 @@
-//! The HTTP transport installed under async-openai (its `middleware` hook).
+//! The HTTP transports: the one installed under async-openai (its `middleware` hook), which reads
+//! whole answers, and [`open_stream`], which stops at the head of a streamed answer.
 //!
-//! One attempt sends the request and reads the whole response body, bounded by the configured
-//! timeout, so a stalled body is retried like a stalled connection. Rate limits (429, except
-//! `insufficient_quota`), server errors (5xx), timeouts and connection errors are retried with
-//! exponential backoff and jitter, or after the server's `Retry-After`, capped. Any other answer
-//! goes back to async-openai as it came, which turns error statuses into
-//! [`OpenAIError::ApiError`].
+//! Both follow one [`RetryPolicy`]: rate limits (429, except `insufficient_quota`), server errors
+//! (5xx), timeouts and connection errors are retried with exponential backoff and jitter, or
+//! after the server's `Retry-After`, capped.
 //!
-//! This replaces async-openai's built-in retry layer, which has a fixed backoff base, no jitter,
-//! no cap on `Retry-After` and does not retry timeouts.
+//! Under async-openai, one attempt sends the request and reads the whole response body, bounded
+//! by the configured timeout, so a stalled body is retried like a stalled connection. Any other
+//! answer goes back to async-openai as it came, which turns error statuses into
+//! [`OpenAIError::ApiError`]. This replaces async-openai's built-in retry layer, which has a
+//! fixed backoff base, no jitter, no cap on `Retry-After` and does not retry timeouts.
+//!
+//! A streamed answer cannot be read whole first, so [`open_stream`] bounds one attempt by the
+//! timeout only until the response head, and retries only until a successful head is accepted:
+//! once its body is handed over, nothing is ever sent again.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -247,6 +252,154 @@ impl tower::Service<HttpRequestFactory> for RetryingTransport {
     fn call(&mut self, factory: HttpRequestFactory) -> Self::Future {
         Box::pin(self.clone().send(factory))
     }
+}
+
+/// Most bytes of an error answer kept (its message is all we need of it).
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// A request [`open_stream`] may send more than once.
+pub(crate) struct StreamRequest {
+    pub(crate) url: reqwest::Url,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+impl StreamRequest {
+    fn attempt(&self) -> reqwest::Request {
+        let mut request = reqwest::Request::new(reqwest::Method::POST, self.url.clone());
+        *request.headers_mut() = self.headers.clone();
+        *request.body_mut() = Some(self.body.clone().into());
+        request
+    }
+}
+
+/// Why a streamed request did not get a successful head, once retries are spent.
+#[derive(Debug)]
+pub(crate) enum OpenFailure {
+    /// No response head within the timeout, on the last attempt.
+    Timeout { attempts: u32 },
+    /// The server could not be reached or the request not sent.
+    Unreachable(TransportError),
+    /// An error status that is not retried, or still came on the last attempt, with the start
+    /// of its body.
+    Status { status: StatusCode, body: Vec<u8> },
+}
+
+/// Sends `request` until a successful response head arrives and returns the response with its
+/// body unread. Each attempt gets [`RetryPolicy::timeout`] to produce the head (an error
+/// answer's body is read within the same limit); retryable failures are retried as the policy
+/// says.
+pub(crate) async fn open_stream(
+    http: &reqwest::Client,
+    policy: &RetryPolicy,
+    request: &StreamRequest,
+) -> Result<reqwest::Response, OpenFailure> {
+    let mut retry = 0_u32;
+    loop {
+        let may_retry = retry < policy.max_retries;
+        let outcome = tokio::time::timeout(policy.timeout, head(http, request)).await;
+        let wait = match outcome {
+            Ok(Ok(Head::Success(response))) => return Ok(response),
+            Ok(Ok(Head::Error {
+                status,
+                headers,
+                body,
+            })) => {
+                if !may_retry || !retryable_status(status, &body) {
+                    return Err(OpenFailure::Status { status, body });
+                }
+                let wait = policy.delay(retry, retry_after(&headers));
+                tracing::warn!(
+                    %status,
+                    attempt = retry + 1,
+                    wait_ms = wait.as_millis(),
+                    "OpenAI-compatible API answered a streamed request with a retryable status; retrying"
+                );
+                wait
+            }
+            Ok(Err(error)) => {
+                if !may_retry || !transient(&error) {
+                    let attempts = retry + 1;
+                    return Err(if error.is_timeout() {
+                        OpenFailure::Timeout { attempts }
+                    } else {
+                        OpenFailure::Unreachable(TransportError {
+                            attempts,
+                            source: error,
+                        })
+                    });
+                }
+                let wait = policy.delay(retry, None);
+                tracing::warn!(
+                    error = %crate::error_chain::error_chain(&error),
+                    attempt = retry + 1,
+                    wait_ms = wait.as_millis(),
+                    "streamed request to OpenAI-compatible API failed; retrying"
+                );
+                wait
+            }
+            Err(_elapsed) => {
+                if !may_retry {
+                    return Err(OpenFailure::Timeout {
+                        attempts: retry + 1,
+                    });
+                }
+                let wait = policy.delay(retry, None);
+                tracing::warn!(
+                    timeout_ms = policy.timeout.as_millis(),
+                    attempt = retry + 1,
+                    wait_ms = wait.as_millis(),
+                    "OpenAI-compatible API did not answer a streamed request in time; retrying"
+                );
+                wait
+            }
+        };
+        tokio::time::sleep(wait).await;
+        retry += 1;
+    }
+}
+
+/// The head of one attempt's answer.
+enum Head {
+    /// A 2xx: the body is the stream, still unread.
+    Success(reqwest::Response),
+    /// Anything else, with the start of its body.
+    Error {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    },
+}
+
+async fn head(http: &reqwest::Client, request: &StreamRequest) -> Result<Head, reqwest::Error> {
+    let mut response = http.execute(request.attempt()).await?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(Head::Success(response));
+    }
+    let headers = response.headers().clone();
+    let body = read_prefix(&mut response, MAX_ERROR_BODY_BYTES).await;
+    Ok(Head::Error {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// The first `limit` bytes of a body (fewer if it ends or breaks first: an error answer's
+/// message is useful even when its body is cut).
+pub(crate) async fn read_prefix(response: &mut reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limit - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body
 }
 
 #[cfg(test)]

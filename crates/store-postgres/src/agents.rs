@@ -2,13 +2,13 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::entities::{Agent, AgentChanges, AgentFilter, NewAgent};
+use domain::entities::{Agent, AgentChanges, AgentFilter, AgentTool, NewAgent};
 use domain::page::{Page, PageRequest};
 use domain::ports::{AgentRepo, StoreResult};
-use domain::{Actor, AgentId};
+use domain::{Actor, AgentId, CollectionId};
 
 use crate::lifecycle::Table;
-use crate::rows::{AGENT_COLUMNS, AgentRow, convert};
+use crate::rows::{AGENT_COLUMNS, AgentRow, convert, search_mode_name};
 use crate::tenant_tx::{PgTx, fetch_all, fetch_one, limit};
 
 #[async_trait]
@@ -16,8 +16,10 @@ impl AgentRepo for PgTx {
     async fn insert(&mut self, agent: &NewAgent, now: DateTime<Utc>) -> StoreResult<Agent> {
         let sql = format!(
             "INSERT INTO agents (tenant_id, id, name, slug, description, system_prompt, model_provider,
-                                 model_name, temperature, max_tokens, metadata, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+                                 model_name, temperature, max_tokens, metadata, collection_ids,
+                                 retrieval_top_k, retrieval_mode, retrieval_min_score, tools,
+                                 created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14, $15, $16, $17, $12, $12)
              RETURNING {AGENT_COLUMNS}"
         );
         let values = vec![
@@ -35,6 +37,13 @@ impl AgentRepo for PgTx {
                 .into(),
             agent.metadata.clone().into(),
             now.into(),
+            collections_json(&agent.collections).into(),
+            i32::try_from(agent.retrieval.top_k)
+                .unwrap_or(i32::MAX)
+                .into(),
+            search_mode_name(agent.retrieval.mode).into(),
+            agent.retrieval.min_score.into(),
+            tools_json(&agent.tools).into(),
         ];
         let row = fetch_one::<AgentRow>(&self.tx, &sql, values).await?;
         row.ok_or_else(|| crate::error::corrupt("agent", "insert returned nothing".into()))?
@@ -95,6 +104,11 @@ impl AgentRepo for PgTx {
                  temperature = COALESCE($9, temperature),
                  max_tokens = COALESCE($10, max_tokens),
                  metadata = COALESCE($11, metadata),
+                 collection_ids = COALESCE($13, collection_ids),
+                 retrieval_top_k = CASE WHEN $14 THEN $15 ELSE retrieval_top_k END,
+                 retrieval_mode = CASE WHEN $14 THEN $16 ELSE retrieval_mode END,
+                 retrieval_min_score = CASE WHEN $14 THEN $17 ELSE retrieval_min_score END,
+                 tools = COALESCE($18, tools),
                  updated_at = $12
              WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL
              RETURNING {AGENT_COLUMNS}"
@@ -119,6 +133,22 @@ impl AgentRepo for PgTx {
                 .into(),
             changes.metadata.clone().into(),
             now.into(),
+            changes
+                .collections
+                .as_ref()
+                .map(|c| collections_json(c))
+                .into(),
+            changes.retrieval.is_some().into(),
+            changes
+                .retrieval
+                .map(|r| i32::try_from(r.top_k).unwrap_or(i32::MAX))
+                .into(),
+            changes
+                .retrieval
+                .map(|r| search_mode_name(r.mode).to_owned())
+                .into(),
+            changes.retrieval.and_then(|r| r.min_score).into(),
+            changes.tools.as_ref().map(|t| tools_json(t)).into(),
         ];
         fetch_one::<AgentRow>(&self.tx, &sql, values)
             .await?
@@ -146,6 +176,14 @@ impl AgentRepo for PgTx {
     async fn purge(&mut self, id: AgentId) -> StoreResult<bool> {
         self.purge_row(Table::Agents, id.as_uuid()).await
     }
+}
+
+fn collections_json(ids: &[CollectionId]) -> serde_json::Value {
+    ids.iter().map(|id| id.to_string()).collect()
+}
+
+fn tools_json(tools: &[AgentTool]) -> serde_json::Value {
+    tools.iter().map(|t| t.as_str()).collect()
 }
 
 /// `text` for a case-insensitive substring match, with LIKE's wildcards escaped.

@@ -14,6 +14,7 @@ mod api_keys;
 mod audit;
 mod chunks;
 mod collections;
+mod conversations;
 mod documents;
 mod error;
 mod jobs;

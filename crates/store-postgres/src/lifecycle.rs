@@ -18,6 +18,7 @@ pub(crate) enum Table {
     Users,
     Collections,
     Documents,
+    Conversations,
 }
 
 impl Table {
@@ -27,6 +28,7 @@ impl Table {
             Self::Users => "users",
             Self::Collections => "collections",
             Self::Documents => "documents",
+            Self::Conversations => "conversations",
         }
     }
 
@@ -35,7 +37,7 @@ impl Table {
         match self {
             // A deleted user's sessions end with it.
             Self::Users => ", sessions_valid_after = $3, sessions_kept_family = NULL",
-            Self::Agents | Self::Collections | Self::Documents => "",
+            Self::Agents | Self::Collections | Self::Documents | Self::Conversations => "",
         }
     }
 }

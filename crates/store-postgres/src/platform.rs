@@ -29,6 +29,10 @@ impl PgPlatformStore {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }
+
+    pub(crate) const fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
 }
 
 #[derive(FromQueryResult)]

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use domain::entities::{
-    Agent, ApiKey, AuditRecord, Collection, EmbeddingSpace, Tenant, TenantStatus, User,
-    UserCredentials, UserStatus,
+    Agent, AgentTool, ApiKey, AuditRecord, Collection, EmbeddingSpace, Retrieval, Tenant,
+    TenantStatus, User, UserCredentials, UserStatus,
 };
 use domain::ports::StoreError;
 use domain::values::{Email, MaxTokens, ModelRef, Name, Slug, Temperature};
@@ -95,8 +95,8 @@ impl TryFrom<UserRow> for User {
 }
 
 pub(crate) const AGENT_COLUMNS: &str = "tenant_id, id, name, slug, description, system_prompt, \
-     model_provider, model_name, temperature, max_tokens, metadata, created_at, updated_at, \
-     deleted_at, deleted_by";
+     model_provider, model_name, temperature, max_tokens, metadata, collection_ids, retrieval_top_k, \
+     retrieval_mode, retrieval_min_score, tools, created_at, updated_at, deleted_at, deleted_by";
 
 #[derive(Debug, FromQueryResult)]
 pub(crate) struct AgentRow {
@@ -111,6 +111,11 @@ pub(crate) struct AgentRow {
     temperature: f32,
     max_tokens: i32,
     metadata: serde_json::Value,
+    collection_ids: serde_json::Value,
+    retrieval_top_k: i32,
+    retrieval_mode: String,
+    retrieval_min_score: Option<f32>,
+    tools: serde_json::Value,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     deleted_at: Option<DateTime<Utc>>,
@@ -134,6 +139,23 @@ impl TryFrom<AgentRow> for Agent {
             max_tokens: MaxTokens::parse(i64::from(r.max_tokens))
                 .map_err(|e| corrupt("agent", e))?,
             metadata: r.metadata,
+            collections: serde_json::from_value::<Vec<Uuid>>(r.collection_ids)
+                .map_err(|e| corrupt("agent", e.to_string()))?
+                .into_iter()
+                .map(CollectionId::from_uuid)
+                .collect(),
+            retrieval: Retrieval {
+                top_k: u32::try_from(r.retrieval_top_k)
+                    .map_err(|e| corrupt("agent", e.to_string()))?,
+                mode: search_mode(&r.retrieval_mode).map_err(|e| corrupt("agent", e))?,
+                min_score: r.retrieval_min_score,
+            },
+            tools: serde_json::from_value::<Vec<String>>(r.tools)
+                .map_err(|e| corrupt("agent", e.to_string()))?
+                .iter()
+                .map(|t| AgentTool::parse(t))
+                .collect::<Result<_, _>>()
+                .map_err(|e| corrupt("agent", e))?,
             created_at: r.created_at,
             updated_at: r.updated_at,
             deleted_at: r.deleted_at,
@@ -305,5 +327,25 @@ impl TryFrom<CollectionRow> for Collection {
             deleted_at: r.deleted_at,
             deleted_by: r.deleted_by,
         })
+    }
+}
+
+/// A search mode as stored (`vector`, `fulltext`, `hybrid`).
+pub(crate) fn search_mode(text: &str) -> Result<domain::ports::SearchMode, String> {
+    use domain::ports::SearchMode;
+    match text {
+        "vector" => Ok(SearchMode::Vector),
+        "fulltext" => Ok(SearchMode::Fulltext),
+        "hybrid" => Ok(SearchMode::Hybrid),
+        other => Err(format!("unknown search mode {other:?}")),
+    }
+}
+
+pub(crate) const fn search_mode_name(mode: domain::ports::SearchMode) -> &'static str {
+    use domain::ports::SearchMode;
+    match mode {
+        SearchMode::Vector => "vector",
+        SearchMode::Fulltext => "fulltext",
+        SearchMode::Hybrid => "hybrid",
     }
 }

@@ -224,6 +224,7 @@ impl PgTx {
             .into_iter()
             .map(|r| SearchHit {
                 chunk_id: ChunkId::from_uuid(r.chunk_id),
+                collection_id: query.collection,
                 document_id: DocumentId::from_uuid(r.document_id),
                 document_title: r.document_title,
                 position: u32::try_from(r.position).unwrap_or(0),

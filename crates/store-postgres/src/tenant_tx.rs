@@ -179,6 +179,15 @@ impl TenantTx for PgTx {
     fn audit(&mut self) -> &mut dyn AuditLog {
         self
     }
+    fn conversations(&mut self) -> &mut dyn domain::ports::ConversationRepo {
+        self
+    }
+    fn messages(&mut self) -> &mut dyn domain::ports::MessageRepo {
+        self
+    }
+    fn runs(&mut self) -> &mut dyn domain::ports::RunRepo {
+        self
+    }
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         self.tx.commit().await.map_err(map)
     }

@@ -116,6 +116,9 @@ fn agent(slug: &str) -> NewAgent {
         temperature: Temperature::default(),
         max_tokens: MaxTokens::default(),
         metadata: serde_json::json!({}),
+        collections: Vec::new(),
+        retrieval: domain::entities::Retrieval::default(),
+        tools: vec![domain::entities::AgentTool::KnowledgeSearch],
     }
 }
 

@@ -384,10 +384,62 @@ pub struct AgentDto {
     pub temperature: f32,
     pub max_tokens: u32,
     pub metadata: serde_json::Value,
+    /// Collections the agent retrieves from (deleted ones are skipped).
+    pub collections: Vec<Uuid>,
+    pub retrieval: RetrievalDto,
+    pub tools: Vec<ToolName>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub deleted_by: Option<Uuid>,
+}
+
+/// How an agent retrieves sources for a turn.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetrievalDto {
+    pub top_k: u32,
+    pub mode: SearchModeName,
+    /// Vector mode only: hits below this cosine similarity are dropped.
+    pub min_score: Option<f32>,
+}
+
+/// Retrieval settings; absent fields take their defaults (`top_k` 6, `mode` hybrid).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetrievalRequest {
+    #[serde(default, deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 50)]
+    pub top_k: Option<i64>,
+    pub mode: Option<SearchModeName>,
+    #[schema(minimum = -1.0, maximum = 1.0)]
+    pub min_score: Option<f64>,
+}
+
+impl From<RetrievalRequest> for domain::services::RetrievalDraft {
+    fn from(r: RetrievalRequest) -> Self {
+        Self {
+            top_k: r.top_k,
+            mode: r.mode.map(Into::into),
+            min_score: r.min_score,
+        }
+    }
+}
+
+/// A tool an agent may offer its model.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolName {
+    /// Searches the agent's collections (offered to models that take tools; others get the
+    /// retrieved sources in the prompt).
+    KnowledgeSearch,
+}
+
+impl From<ToolName> for String {
+    fn from(t: ToolName) -> Self {
+        match t {
+            ToolName::KnowledgeSearch => "knowledge_search".to_owned(),
+        }
+    }
 }
 
 impl From<Agent> for AgentDto {
@@ -405,6 +457,19 @@ impl From<Agent> for AgentDto {
             temperature: a.temperature.value(),
             max_tokens: a.max_tokens.value(),
             metadata: a.metadata,
+            collections: a.collections.iter().map(|c| c.as_uuid()).collect(),
+            retrieval: RetrievalDto {
+                top_k: a.retrieval.top_k,
+                mode: a.retrieval.mode.into(),
+                min_score: a.retrieval.min_score,
+            },
+            tools: a
+                .tools
+                .iter()
+                .map(|t| match t {
+                    domain::entities::AgentTool::KnowledgeSearch => ToolName::KnowledgeSearch,
+                })
+                .collect(),
             created_at: a.created_at,
             updated_at: a.updated_at,
             deleted_at: a.deleted_at,
@@ -436,6 +501,12 @@ pub struct CreateAgentRequest {
     pub max_tokens: Option<i64>,
     #[schema(value_type = Option<Metadata>)]
     pub metadata: Option<serde_json::Value>,
+    /// Ids of the tenant's collections to retrieve from (at most 20).
+    #[schema(max_items = 20)]
+    pub collections: Option<Vec<Uuid>>,
+    #[serde(default, deserialize_with = "optional_object")]
+    pub retrieval: Option<RetrievalRequest>,
+    pub tools: Option<Vec<ToolName>>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -467,6 +538,14 @@ pub struct PatchAgentRequest {
     pub max_tokens: Option<i64>,
     #[schema(value_type = Option<Metadata>)]
     pub metadata: Option<serde_json::Value>,
+    /// Replaces the agent's collections.
+    #[schema(max_items = 20)]
+    pub collections: Option<Vec<Uuid>>,
+    /// Replaces the retrieval settings as a whole (absent fields take their defaults).
+    #[serde(default, deserialize_with = "optional_object")]
+    pub retrieval: Option<RetrievalRequest>,
+    /// Replaces the agent's tools.
+    pub tools: Option<Vec<ToolName>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -784,7 +863,7 @@ pub enum ScoreKindName {
 }
 
 /// How a search ranks.
-#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchModeName {
     Vector,
@@ -829,6 +908,16 @@ impl MultiSearchRequestDto {
             .map(domain::CollectionId::from_uuid)
             .collect();
         (ids, search.into())
+    }
+}
+
+impl From<domain::ports::SearchMode> for SearchModeName {
+    fn from(mode: domain::ports::SearchMode) -> Self {
+        match mode {
+            domain::ports::SearchMode::Vector => Self::Vector,
+            domain::ports::SearchMode::Fulltext => Self::Fulltext,
+            domain::ports::SearchMode::Hybrid => Self::Hybrid,
+        }
     }
 }
 

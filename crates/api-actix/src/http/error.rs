@@ -47,6 +47,8 @@ pub struct ApiError {
     errors: Option<Vec<ProblemField>>,
     retry_after: Option<(u32, u64)>,
     allow: Option<&'static str>,
+    /// The run a failed turn started (header `x-run-id`).
+    run_id: Option<String>,
 }
 
 impl ApiError {
@@ -58,7 +60,13 @@ impl ApiError {
             errors: None,
             retry_after: None,
             allow: None,
+            run_id: None,
         }
+    }
+
+    /// Names the run a failed turn started, so the client can look at it.
+    pub fn set_run_id(&mut self, run: domain::RunId) {
+        self.run_id = Some(run.to_string());
     }
 
     pub fn validation(fields: Vec<FieldError>) -> Self {
@@ -182,6 +190,19 @@ impl From<Error> for ApiError {
                     "a service this request needs is unavailable; retry shortly",
                 )
             }
+            Error::ModelFailed(failure) => {
+                let (status, code) = match failure.code.as_str() {
+                    "model_timeout" => (StatusCode::GATEWAY_TIMEOUT, "model_timeout"),
+                    "server_busy" => (StatusCode::SERVICE_UNAVAILABLE, "server_busy"),
+                    "context_exceeded" => (StatusCode::UNPROCESSABLE_ENTITY, "context_exceeded"),
+                    "model_unavailable" => (StatusCode::BAD_GATEWAY, "model_unavailable"),
+                    "model_bad_response" => (StatusCode::BAD_GATEWAY, "model_bad_response"),
+                    "incomplete" => (StatusCode::BAD_GATEWAY, "incomplete"),
+                    "internal" => (StatusCode::BAD_GATEWAY, "run_failed"),
+                    _ => (StatusCode::BAD_GATEWAY, "model_error"),
+                };
+                Self::new(status, code, failure.message)
+            }
             Error::RateLimited {
                 limit,
                 retry_after_secs,
@@ -245,6 +266,9 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             // A dependency that is down (a database restarting, say) is usually back in seconds.
             response.insert_header((header::RETRY_AFTER, "5"));
+        }
+        if let Some(run) = &self.run_id {
+            response.insert_header(("x-run-id", run.as_str()));
         }
         if let Some(allow) = self.allow {
             response.insert_header((header::ALLOW, allow));

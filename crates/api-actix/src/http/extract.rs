@@ -250,6 +250,9 @@ resource_ids!(
     domain::JobId => "job",
     domain::TenantId => "tenant",
     domain::UserId => "user",
+    domain::ConversationId => "conversation",
+    domain::MessageId => "message",
+    domain::RunId => "run",
 );
 
 impl<T: ResourceId> FromRequest for PathId<T> {

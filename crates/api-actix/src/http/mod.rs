@@ -2,6 +2,7 @@
 
 pub mod dto;
 pub mod error;
+pub mod execution_dto;
 pub mod extract;
 pub mod openapi;
 pub mod request_id;

@@ -4,7 +4,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::routes::{
-    agents, api_keys, audit, auth, collections, documents, jobs, ops, search, tenants, users,
+    agents, api_keys, audit, auth, collections, conversations, documents, jobs, ops, runs, search,
+    tenants, users,
 };
 
 #[derive(OpenApi)]
@@ -33,6 +34,11 @@ use crate::http::routes::{
         jobs::jobs, jobs::job, jobs::cancel,
         search::search, search::search_many,
         audit::list,
+        conversations::create, conversations::list, conversations::get, conversations::rename,
+        conversations::delete, conversations::restore, conversations::purge,
+        conversations::messages, conversations::post_message, conversations::regenerate,
+        conversations::feedback,
+        runs::get, runs::events, runs::cancel,
         ops::healthz, ops::readyz,
     ),
     components(schemas(
@@ -49,6 +55,8 @@ use crate::http::routes::{
         (name = "documents", description = "Documents and their ingestion jobs"),
         (name = "search", description = "Vector, full-text and hybrid search over collections"),
         (name = "audit", description = "The append-only audit log (admins)"),
+        (name = "conversations", description = "Conversations with agents: messages as a tree, answers, ratings"),
+        (name = "runs", description = "How answers are made: status, context, events (SSE), cancel"),
         (name = "operations", description = "Health and readiness"),
     )
 )]

@@ -95,3 +95,22 @@ pub struct Internal(#[to_schema] Problem);
     headers(("Retry-After" = u64, description = "Seconds to wait"))
 )]
 pub struct Unavailable(#[to_schema] Problem);
+
+#[derive(IntoResponses)]
+#[response(
+    status = 502,
+    description = "The model failed (`model_error`, `model_unavailable`, `model_bad_response`, \
+        `incomplete`); the failed answer is stored and `x-run-id` names its run",
+    content_type = "application/problem+json",
+    headers(("x-run-id" = uuid::Uuid, description = "The run that failed"))
+)]
+pub struct BadGateway(#[to_schema] Problem);
+
+#[derive(IntoResponses)]
+#[response(
+    status = 504,
+    description = "The model did not answer in time (`model_timeout`); the failed answer is stored",
+    content_type = "application/problem+json",
+    headers(("x-run-id" = uuid::Uuid, description = "The run that failed"))
+)]
+pub struct GatewayTimeout(#[to_schema] Problem);

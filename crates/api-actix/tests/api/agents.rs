@@ -26,14 +26,14 @@ async fn create_get_patch_list() {
     assert_eq!(got, created);
 
     let patched = json(
-        app.patch(&format!("/v1/agents/{id}"), t, json!({"description": "helps", "model": {"name": "bigger"}, "metadata": {"team": "cx"}})).await,
+        app.patch(&format!("/v1/agents/{id}"), t, json!({"description": "helps", "model": {"name": "SmolLM2-135M-Instruct"}, "metadata": {"team": "cx"}})).await,
         StatusCode::OK,
     )
     .await;
     assert_eq!(patched["description"], "helps");
     assert_eq!(
         patched["model"],
-        json!({"provider": "local", "name": "bigger"})
+        json!({"provider": "local", "name": "SmolLM2-135M-Instruct"})
     );
     assert_eq!(patched["metadata"], json!({"team": "cx"}));
     assert_eq!(patched["slug"], "support");
@@ -80,7 +80,7 @@ async fn soft_delete_restore_purge_and_slug_reuse() {
         .post(
             "/v1/agents",
             t,
-            json!({"name": "Dup", "slug": "support", "model": {"provider": "local", "name": "m"}}),
+            json!({"name": "Dup", "slug": "support", "model": {"provider": "local", "name": "smollm2"}}),
         )
         .await;
     assert_problem(res, StatusCode::CONFLICT, "agent_slug_taken").await;

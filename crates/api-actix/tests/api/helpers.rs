@@ -99,6 +99,10 @@ pub struct Options {
     pub extract_timeout_secs: u64,
     /// Proxies whose `X-Forwarded-For` is believed (`AGENTIC_TRUSTED_PROXIES`).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Whether the OpenAI-compatible chat models take tools (`OPENAI_SUPPORTS_TOOLS`).
+    pub openai_supports_tools: bool,
+    /// Per-attempt wait for the OpenAI-compatible server's answer (`OPENAI_TIMEOUT_SECS`).
+    pub openai_timeout_secs: u64,
 }
 
 impl Default for Options {
@@ -115,6 +119,8 @@ impl Default for Options {
             max_body_bytes: 64 * 1024,
             extract_timeout_secs: 30,
             trusted_proxies: Vec::new(),
+            openai_supports_tools: true,
+            openai_timeout_secs: 10,
         }
     }
 }
@@ -236,6 +242,12 @@ impl TestApp {
             models_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/../../.local/models").into(),
             openai_base_url: options.openai_base_url.clone(),
             openai_api_key: Some(Secret::new("test-key")),
+            openai_supports_tools: options.openai_supports_tools,
+            openai_context_window: 128_000,
+            openai_timeout_secs: options.openai_timeout_secs,
+            local_chat_queue: 8,
+            runs_per_tenant: 16,
+            run_followers: 64,
             max_document_bytes: 512 * 1024,
             ingest_workers: options.ingest_workers,
             worker_poll_ms: 50,
@@ -256,6 +268,7 @@ impl TestApp {
             .expect("application builds");
         // Options::ingest_workers of them (none when a test wants jobs left queued).
         application.spawn_ingest_workers();
+        application.spawn_run_reaper();
         self.address = format!("http://127.0.0.1:{}", application.port());
         tokio::spawn(application.run_until_stopped());
         if self.platform_key.is_empty() {

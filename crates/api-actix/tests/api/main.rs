@@ -8,6 +8,7 @@ mod auth;
 mod bombs;
 mod collections;
 mod contract;
+mod execution;
 mod fairness;
 mod hostile;
 mod isolation;

@@ -82,6 +82,7 @@ pub struct SearchQuery {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchHit {
     pub chunk_id: ChunkId,
+    pub collection_id: CollectionId,
     pub document_id: DocumentId,
     pub document_title: String,
     pub position: u32,

@@ -4,8 +4,8 @@ use crate::entities::EmbeddingSpace;
 use crate::error::{Conflict, Error};
 use crate::ids::TenantId;
 use crate::ports::{
-    AgentRepo, ApiKeyRepo, AuditLog, ChunkRepo, CollectionRepo, DocumentRepo, JobRepo, TenantRepo,
-    UserRepo,
+    AgentRepo, ApiKeyRepo, AuditLog, ChunkRepo, CollectionRepo, ConversationRepo, DocumentRepo,
+    JobRepo, MessageRepo, RunRepo, TenantRepo, UserRepo,
 };
 
 /// What a storage adapter can report.
@@ -81,6 +81,9 @@ pub trait TenantTx: Send {
     fn jobs(&mut self) -> &mut dyn JobRepo;
     fn chunks(&mut self) -> &mut dyn ChunkRepo;
     fn audit(&mut self) -> &mut dyn AuditLog;
+    fn conversations(&mut self) -> &mut dyn ConversationRepo;
+    fn messages(&mut self) -> &mut dyn MessageRepo;
+    fn runs(&mut self) -> &mut dyn RunRepo;
 
     /// # Errors
     /// [`StoreError::Internal`] when the commit fails; nothing of the unit of work is kept then.

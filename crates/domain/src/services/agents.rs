@@ -2,17 +2,29 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::entities::{Agent, AgentChanges, AgentFilter, AuditAction, NewAgent};
+use crate::entities::{
+    Agent, AgentChanges, AgentFilter, AgentTool, AuditAction, NewAgent, Retrieval,
+};
 use crate::error::{Error, Resource, Validator};
-use crate::ids::AgentId;
+use crate::ids::{AgentId, CollectionId};
 use crate::page::{Page, PageRequest};
-use crate::ports::{Clock, Store};
+use crate::ports::{ChatModels, Clock, SearchMode, Store, TenantTx};
 use crate::principal::{Principal, Scope};
 use crate::services::lifecycle::{lifecycle_methods, plainly_soft_deletable};
 use crate::values::{self, MaxTokens, ModelRef, Name, Slug, Temperature};
 
 const MAX_DESCRIPTION: usize = 2_000;
 const MAX_SYSTEM_PROMPT: usize = 100_000;
+/// The most collections one agent retrieves from.
+const MAX_COLLECTIONS: usize = 20;
+
+/// Retrieval settings as asked for; `None` takes the default.
+#[derive(Clone, Debug, Default)]
+pub struct RetrievalDraft {
+    pub top_k: Option<i64>,
+    pub mode: Option<SearchMode>,
+    pub min_score: Option<f64>,
+}
 
 /// An agent as asked for, before validation.
 #[derive(Clone, Debug, Default)]
@@ -26,6 +38,9 @@ pub struct AgentDraft {
     pub temperature: Option<f64>,
     pub max_tokens: Option<i64>,
     pub metadata: Option<Value>,
+    pub collections: Option<Vec<CollectionId>>,
+    pub retrieval: Option<RetrievalDraft>,
+    pub tools: Option<Vec<String>>,
 }
 
 /// A partial change as asked for, before validation; `None` keeps the field.
@@ -40,16 +55,34 @@ pub struct AgentPatch {
     pub temperature: Option<f64>,
     pub max_tokens: Option<i64>,
     pub metadata: Option<Value>,
+    pub collections: Option<Vec<CollectionId>>,
+    /// Replaces the retrieval settings as a whole (absent fields take their defaults).
+    pub retrieval: Option<RetrievalDraft>,
+    pub tools: Option<Vec<String>>,
 }
 
 pub struct AgentService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    models: Arc<dyn ChatModels>,
 }
 
 impl AgentService {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, models: Arc<dyn ChatModels>) -> Self {
+        Self {
+            store,
+            clock,
+            models,
+        }
+    }
+
+    /// Refuses a model this server cannot reach (an unknown provider, a local model that is
+    /// not installed).
+    fn check_model(&self, model: Option<&crate::values::ModelRef>) -> Result<(), Error> {
+        match model.map(|m| self.models.check(m)) {
+            Some(Err(reason)) => Err(Error::invalid("model", reason.to_string())),
+            _ => Ok(()),
+        }
     }
 
     /// # Errors
@@ -57,8 +90,10 @@ impl AgentService {
     pub async fn create(&self, who: &Principal, draft: AgentDraft) -> Result<Agent, Error> {
         let tenant = who.tenant_with(Scope::Write)?;
         let new = validate_draft(draft)?;
+        self.check_model(Some(&new.model))?;
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
+        check_collections(tx.as_mut(), &new.collections).await?;
         let agent = tx.agents().insert(&new, now).await?;
         tx.audit()
             .record_with(
@@ -119,6 +154,10 @@ impl AgentService {
         if changes.is_empty() {
             return Ok(current);
         }
+        self.check_model(changes.model.as_ref())?;
+        if let Some(collections) = &changes.collections {
+            check_collections(tx.as_mut(), collections).await?;
+        }
         let now = self.clock.now();
         let agent = tx
             .agents()
@@ -174,6 +213,12 @@ fn validate_draft(draft: AgentDraft) -> Result<NewAgent, Error> {
         "metadata",
         values::metadata(draft.metadata.unwrap_or_else(|| json!({}))),
     );
+    let collections = v.check(
+        "collections",
+        unique_collections(draft.collections.unwrap_or_default()),
+    );
+    let retrieval = v.check("retrieval", retrieval(draft.retrieval.unwrap_or_default()));
+    let tools = v.check("tools", tools(draft.tools.unwrap_or_default()));
     v.finish()?;
     match (
         name,
@@ -195,6 +240,9 @@ fn validate_draft(draft: AgentDraft) -> Result<NewAgent, Error> {
             Some(max_tokens),
             Some(metadata),
         ) => Ok(NewAgent {
+            collections: collections.unwrap_or_default(),
+            retrieval: retrieval.unwrap_or_default(),
+            tools: tools.unwrap_or_default(),
             id: AgentId::new(),
             name,
             slug,
@@ -230,6 +278,13 @@ fn validate_patch(patch: AgentPatch, current: &Agent) -> Result<AgentChanges, Er
         metadata: patch
             .metadata
             .and_then(|m| v.check("metadata", values::metadata(m))),
+        collections: patch
+            .collections
+            .and_then(|c| v.check("collections", unique_collections(c))),
+        retrieval: patch
+            .retrieval
+            .and_then(|r| v.check("retrieval", retrieval(r))),
+        tools: patch.tools.and_then(|t| v.check("tools", tools(t))),
     };
     if patch.model_provider.is_some() || patch.model_name.is_some() {
         let provider = patch
@@ -243,6 +298,68 @@ fn validate_patch(patch: AgentPatch, current: &Agent) -> Result<AgentChanges, Er
     Ok(changes)
 }
 
+fn unique_collections(ids: Vec<CollectionId>) -> Result<Vec<CollectionId>, String> {
+    let mut unique: Vec<CollectionId> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if !unique.contains(&id) {
+            unique.push(id);
+        }
+    }
+    if unique.len() > MAX_COLLECTIONS {
+        return Err(format!("must name at most {MAX_COLLECTIONS} collections"));
+    }
+    Ok(unique)
+}
+
+fn retrieval(draft: RetrievalDraft) -> Result<Retrieval, String> {
+    let defaults = Retrieval::default();
+    let top_k = match draft.top_k {
+        None => defaults.top_k,
+        Some(k) => u32::try_from(k)
+            .ok()
+            .filter(|k| (1..=Retrieval::MAX_TOP_K).contains(k))
+            .ok_or_else(|| format!("top_k must be between 1 and {}", Retrieval::MAX_TOP_K))?,
+    };
+    let min_score = match draft.min_score {
+        None => None,
+        Some(s) if s.is_finite() && (-1.0..=1.0).contains(&s) =>
+        {
+            #[allow(clippy::cast_possible_truncation)]
+            Some(s as f32)
+        }
+        Some(_) => return Err("min_score must be between -1 and 1".into()),
+    };
+    Ok(Retrieval {
+        top_k,
+        mode: draft.mode.unwrap_or(defaults.mode),
+        min_score,
+    })
+}
+
+fn tools(names: Vec<String>) -> Result<Vec<AgentTool>, String> {
+    let mut tools: Vec<AgentTool> = Vec::with_capacity(names.len());
+    for name in names {
+        let tool = AgentTool::parse(&name)?;
+        if !tools.contains(&tool) {
+            tools.push(tool);
+        }
+    }
+    Ok(tools)
+}
+
+/// Every collection must be a live one of the tenant.
+async fn check_collections(tx: &mut dyn TenantTx, ids: &[CollectionId]) -> Result<(), Error> {
+    for id in ids {
+        if tx.collections().get(*id, false).await?.is_none() {
+            return Err(Error::invalid(
+                "collections",
+                format!("{id} is not a collection of this tenant"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn changed_fields(changes: &AgentChanges) -> Vec<&'static str> {
     [
         ("name", changes.name.is_some()),
@@ -253,6 +370,9 @@ fn changed_fields(changes: &AgentChanges) -> Vec<&'static str> {
         ("temperature", changes.temperature.is_some()),
         ("max_tokens", changes.max_tokens.is_some()),
         ("metadata", changes.metadata.is_some()),
+        ("collections", changes.collections.is_some()),
+        ("retrieval", changes.retrieval.is_some()),
+        ("tools", changes.tools.is_some()),
     ]
     .into_iter()
     .filter_map(|(field, changed)| changed.then_some(field))
@@ -265,7 +385,7 @@ mod tests {
     use crate::error::Conflict;
     use crate::ports::StoreError;
     use crate::services::testing::{
-        FakeTx, admin, fixed_clock, member_key_read, sample_agent, store_with,
+        FakeTx, admin, fixed_clock, known_models, member_key_read, sample_agent, store_with,
     };
 
     fn draft() -> AgentDraft {
@@ -292,7 +412,7 @@ mod tests {
             .times(1)
             .returning(|_| Ok(()));
         let (store, committed) = store_with(tx);
-        let service = AgentService::new(store, fixed_clock());
+        let service = AgentService::new(store, fixed_clock(), known_models());
         let agent = service.create(&who, draft()).await.unwrap();
         assert_eq!(agent.slug.as_str(), "support");
         assert!(committed.load(std::sync::atomic::Ordering::SeqCst));
@@ -301,7 +421,7 @@ mod tests {
     #[tokio::test]
     async fn create_reports_every_invalid_field_without_touching_the_store() {
         let (store, _) = store_with(FakeTx::new(crate::TenantId::new()));
-        let service = AgentService::new(store, fixed_clock());
+        let service = AgentService::new(store, fixed_clock(), known_models());
         let bad = AgentDraft {
             name: " ".into(),
             slug: "Not A Slug".into(),
@@ -325,7 +445,7 @@ mod tests {
             .expect_insert()
             .returning(|_, _| Err(StoreError::Conflict(Conflict::AgentSlugTaken)));
         let (store, committed) = store_with(tx);
-        let service = AgentService::new(store, fixed_clock());
+        let service = AgentService::new(store, fixed_clock(), known_models());
         let err = service.create(&who, draft()).await.unwrap_err();
         assert!(matches!(err, Error::Conflict(Conflict::AgentSlugTaken)));
         assert!(!committed.load(std::sync::atomic::Ordering::SeqCst));
@@ -334,7 +454,7 @@ mod tests {
     #[tokio::test]
     async fn read_scope_cannot_write_or_purge() {
         let (store, _) = store_with(FakeTx::new(crate::TenantId::new()));
-        let service = AgentService::new(store, fixed_clock());
+        let service = AgentService::new(store, fixed_clock(), known_models());
         let reader = member_key_read();
         assert!(matches!(
             service.create(&reader, draft()).await,
@@ -363,7 +483,7 @@ mod tests {
             .returning(|_, _, _| Ok(false));
         tx.audit.expect_append().never();
         let (store, _) = store_with(tx);
-        let service = AgentService::new(store, fixed_clock());
+        let service = AgentService::new(store, fixed_clock(), known_models());
         let err = service.delete(&who, AgentId::new()).await.unwrap_err();
         assert!(matches!(err, Error::NotFound(Resource::Agent)));
     }
@@ -389,7 +509,7 @@ mod tests {
             .returning(|_, _, now| Ok(Some(sample_agent(&validate_draft(draft()).unwrap(), now))));
         tx.audit.expect_append().times(1).returning(|_| Ok(()));
         let (store, _) = store_with(tx);
-        let service = AgentService::new(store, fixed_clock());
+        let service = AgentService::new(store, fixed_clock(), known_models());
         let patch = AgentPatch {
             model_name: Some("bigger".into()),
             ..AgentPatch::default()

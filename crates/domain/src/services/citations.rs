@@ -27,20 +27,7 @@ pub struct Source {
     pub text: String,
 }
 
-/// One marker occurrence in the stored answer, and the source it names.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Citation {
-    pub n: u32,
-    /// Code point offsets of the marker in the stored answer, end exclusive.
-    pub start: usize,
-    pub end: usize,
-    pub chunk_id: ChunkId,
-    pub document_id: DocumentId,
-    pub document_title: String,
-    pub collection_id: CollectionId,
-    /// The cited chunk's text, at most [`SNIPPET_CHARS`] characters (an ellipsis ends a cut).
-    pub snippet: String,
-}
+pub use crate::entities::Citation;
 
 /// An answer as stored, with its citations in order of appearance.
 #[derive(Clone, Debug, Default, PartialEq)]

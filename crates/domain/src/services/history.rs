@@ -34,13 +34,18 @@ pub fn path_to<M: InTree>(messages: &[M], leaf: MessageId) -> Option<Vec<&M>> {
     Some(path)
 }
 
-/// The branch a conversation shows: the path to its newest message (`messages` in the order
-/// they were created; the newest is always a leaf, as nothing can answer it yet).
+/// The branch a conversation shows: the path to its newest leaf (`messages` in the order they
+/// were created). The newest message is not always a leaf: a run that used tools writes its
+/// tool messages after the answer it then moves under them.
 #[must_use]
 pub fn current_branch<M: InTree>(messages: &[M]) -> Vec<&M> {
+    let parents: std::collections::HashSet<MessageId> =
+        messages.iter().filter_map(InTree::parent_id).collect();
     messages
-        .last()
-        .and_then(|newest| path_to(messages, newest.id()))
+        .iter()
+        .rev()
+        .find(|m| !parents.contains(&m.id()))
+        .and_then(|leaf| path_to(messages, leaf.id()))
         .unwrap_or_default()
 }
 

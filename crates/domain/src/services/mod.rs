@@ -8,8 +8,10 @@ mod audit;
 mod auth;
 pub mod citations;
 mod collections;
+mod conversations;
 mod documents;
 mod embedders;
+mod execution;
 pub mod history;
 mod ingest;
 mod lifecycle;
@@ -18,13 +20,18 @@ mod tenants;
 pub mod tool_rounds;
 mod users;
 
-pub use agents::{AgentDraft, AgentPatch, AgentService};
+pub use agents::{AgentDraft, AgentPatch, AgentService, RetrievalDraft};
 pub use api_keys::{ApiKeyService, CreatedApiKey};
 pub use audit::AuditService;
 pub use auth::{API_KEY_PREFIX, AuthPolicy, AuthPorts, AuthService, TokenPair, revocation_ttl};
 pub use collections::{CollectionPatch, CollectionService};
+pub use conversations::{ConversationService, MessageView};
 pub use documents::{DocumentService, Upload, Uploaded};
 pub use embedders::Embedders;
+pub use execution::{
+    ExecutionPolicy, Executor, FinishedRun, MAX_MESSAGE_CHARS, Parent, RunJob, StartedRun,
+    citation_json, usage_json,
+};
 pub use ingest::{IngestPolicy, IngestWorker};
 pub use search::{SearchRequest, SearchService};
 pub use tenants::{ProvisionedTenant, TenantPorts, TenantService};

@@ -3,10 +3,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::entities::Collection;
+use crate::entities::{Collection, Retrieval};
 use crate::error::{Error, Resource, Validator};
 use crate::ids::{ChunkId, CollectionId, TenantId};
-use crate::ports::{RRF_K, ScoreKind, SearchHit, SearchMode, SearchQuery, Store};
+use crate::ports::{Embedder, RRF_K, ScoreKind, SearchHit, SearchMode, SearchQuery, Store};
 use crate::principal::{Principal, Scope};
 use crate::services::Embedders;
 
@@ -23,8 +23,17 @@ pub struct SearchRequest {
     pub min_score: Option<f64>,
 }
 
+/// What to do about a collection that is not there (deleted since an agent named it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Missing {
+    Refuse,
+    Skip,
+}
+
 struct Validated {
     text: String,
+    /// Embed the leading window of a text longer than the embedder takes, instead of refusing.
+    shorten: bool,
     top_k: u32,
     mode: SearchMode,
     filter: Vec<(String, Vec<Value>)>,
@@ -73,18 +82,58 @@ impl SearchService {
         let request =
             request.ok_or_else(|| Error::internal("validator passed with a missing field"))?;
 
+        self.ranked(tenant, collections, &request, Missing::Refuse)
+            .await
+            .map(|(hits, _)| hits)
+    }
+
+    /// What an agent's turn retrieves: `query` searched in the agent's collections that are still
+    /// live (deleted ones are skipped), shortened to the leading window of the embedder when it is
+    /// longer (never refused for its length). Answers the hits and whether the query was
+    /// shortened.
+    ///
+    /// # Errors
+    /// `Unavailable` when a space has no embedder here; storage failures.
+    pub async fn retrieve(
+        &self,
+        tenant: TenantId,
+        collections: &[CollectionId],
+        query: &str,
+        retrieval: Retrieval,
+    ) -> Result<(Vec<SearchHit>, bool), Error> {
+        let text = query.trim();
+        if collections.is_empty() || text.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        let request = Validated {
+            text: text.to_owned(),
+            shorten: true,
+            top_k: retrieval.top_k,
+            mode: retrieval.mode,
+            filter: Vec::new(),
+            min_score: retrieval.min_score,
+        };
+        self.ranked(tenant, collections, &request, Missing::Skip)
+            .await
+    }
+
+    async fn ranked(
+        &self,
+        tenant: TenantId,
+        collections: &[CollectionId],
+        request: &Validated,
+        missing: Missing,
+    ) -> Result<(Vec<SearchHit>, bool), Error> {
         // A re-embedding may switch a collection to a new generation (and drop the old one)
         // between reading it and searching it: that search finds nothing, and is run again.
         let mut attempts = 0;
-        let lists = loop {
+        let (lists, truncated) = loop {
             attempts += 1;
-            let found = self.read(tenant, collections).await?;
-            let vectors = self.embed_query(&found, &request).await?;
-            let (lists, switched) = self
-                .search_lists(tenant, &found, &vectors, &request)
-                .await?;
+            let found = self.read(tenant, collections, missing).await?;
+            let (vectors, truncated) = self.embed_query(&found, request).await?;
+            let (lists, switched) = self.search_lists(tenant, &found, &vectors, request).await?;
             if !switched || attempts == 3 {
-                break lists;
+                break (lists, truncated);
             }
         };
         // Scores are comparable within one space, so lists of one space merge by score; lists of
@@ -109,10 +158,10 @@ impl SearchService {
                 hits
             })
             .collect();
-        if ranked.len() == 1 {
-            return Ok(ranked.pop().unwrap_or_default());
+        if ranked.len() <= 1 {
+            return Ok((ranked.pop().unwrap_or_default(), truncated));
         }
-        Ok(fuse(ranked, request.top_k))
+        Ok((fuse(ranked, request.top_k), truncated))
     }
 
     /// The live collections, in the order asked for.
@@ -120,30 +169,33 @@ impl SearchService {
         &self,
         tenant: TenantId,
         collections: &[CollectionId],
+        missing: Missing,
     ) -> Result<Vec<Collection>, Error> {
         let mut tx = self.store.begin(tenant).await?;
         let mut found: Vec<Collection> = Vec::with_capacity(collections.len());
         for id in collections {
-            let collection = tx
-                .collections()
-                .get(*id, false)
-                .await?
-                .ok_or(Error::NotFound(Resource::Collection))?;
-            found.push(collection);
+            match (tx.collections().get(*id, false).await?, missing) {
+                (Some(collection), _) => found.push(collection),
+                (None, Missing::Skip) => {}
+                (None, Missing::Refuse) => return Err(Error::NotFound(Resource::Collection)),
+            }
         }
         tx.commit().await?;
         Ok(found)
     }
 
-    /// The query's vector in each space the collections are in (outside any transaction).
+    /// The query's vector in each space the collections are in (outside any transaction), and
+    /// whether the query had to be shortened to the embedder's window (the agents' path only:
+    /// the search routes refuse such a query before this).
     async fn embed_query(
         &self,
         found: &[Collection],
         request: &Validated,
-    ) -> Result<HashMap<String, Vec<f32>>, Error> {
+    ) -> Result<(HashMap<String, Vec<f32>>, bool), Error> {
         let mut vectors: HashMap<String, Vec<f32>> = HashMap::new();
+        let mut truncated = false;
         if request.mode == SearchMode::Fulltext {
-            return Ok(vectors);
+            return Ok((vectors, truncated));
         }
         for collection in found {
             if vectors.contains_key(&collection.space.id) {
@@ -158,8 +210,15 @@ impl SearchService {
                         collection.space.id
                     ))
                 })?;
+            let text = if request.shorten {
+                let (text, shortened) = leading_window(embedder.as_ref(), &request.text)?;
+                truncated |= shortened;
+                text
+            } else {
+                request.text.clone()
+            };
             let mut embedded = embedder
-                .embed(std::slice::from_ref(&request.text))
+                .embed(std::slice::from_ref(&text))
                 .await
                 .map_err(|e| match e {
                     crate::ports::EmbedError::TooLong { max, .. } => {
@@ -172,7 +231,7 @@ impl SearchService {
                 .ok_or_else(|| Error::internal("the embedder answered no vector"))?;
             vectors.insert(collection.space.id.clone(), vector);
         }
-        Ok(vectors)
+        Ok((vectors, truncated))
     }
 
     /// Each collection's ranked list (with its space), and whether a collection that found
@@ -278,11 +337,38 @@ fn validate(request: SearchRequest, v: &mut Validator) -> Option<Validated> {
     };
     Some(Validated {
         text,
+        shorten: false,
         top_k: u32::try_from(top_k).ok()?,
         mode,
         filter,
         min_score,
     })
+}
+
+/// The longest leading part of `text` within the embedder's window, and whether it is shorter
+/// than `text`. Found by bisection over character boundaries, so a long message costs a few
+/// tokenizer passes.
+fn leading_window(embedder: &dyn Embedder, text: &str) -> Result<(String, bool), Error> {
+    let max = embedder.max_input_tokens();
+    let count = |t: &str| {
+        embedder
+            .count_tokens(t)
+            .map_err(|e| Error::Unavailable(format!("counting the query's tokens failed: {e}")))
+    };
+    if count(text)? <= max {
+        return Ok((text.to_owned(), false));
+    }
+    let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    let (mut fits, mut too_long) = (0_usize, bounds.len());
+    while too_long - fits > 1 {
+        let middle = usize::midpoint(fits, too_long);
+        if count(&text[..bounds[middle]])? <= max {
+            fits = middle;
+        } else {
+            too_long = middle;
+        }
+    }
+    Ok((text[..bounds[fits]].to_owned(), true))
 }
 
 /// Reciprocal rank fusion: a chunk scores Σ 1/(k + rank) over the lists it appears in.
@@ -323,6 +409,7 @@ mod tests {
     fn hit(id: ChunkId) -> SearchHit {
         SearchHit {
             chunk_id: id,
+            collection_id: CollectionId::new(),
             document_id: DocumentId::new(),
             document_title: "t".into(),
             position: 0,

@@ -27,6 +27,9 @@ pub struct FakeTx {
     pub jobs: crate::ports::MockJobRepo,
     pub chunks: crate::ports::MockChunkRepo,
     pub audit: MockAuditLog,
+    pub conversations: crate::ports::MockConversationRepo,
+    pub messages: crate::ports::MockMessageRepo,
+    pub runs: crate::ports::MockRunRepo,
     committed: Arc<AtomicBool>,
 }
 
@@ -43,6 +46,9 @@ impl FakeTx {
             jobs: crate::ports::MockJobRepo::new(),
             chunks: crate::ports::MockChunkRepo::new(),
             audit: MockAuditLog::new(),
+            conversations: crate::ports::MockConversationRepo::new(),
+            messages: crate::ports::MockMessageRepo::new(),
+            runs: crate::ports::MockRunRepo::new(),
             committed: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -79,6 +85,15 @@ impl TenantTx for FakeTx {
     }
     fn audit(&mut self) -> &mut dyn AuditLog {
         &mut self.audit
+    }
+    fn conversations(&mut self) -> &mut dyn crate::ports::ConversationRepo {
+        &mut self.conversations
+    }
+    fn messages(&mut self) -> &mut dyn crate::ports::MessageRepo {
+        &mut self.messages
+    }
+    fn runs(&mut self) -> &mut dyn crate::ports::RunRepo {
+        &mut self.runs
     }
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         self.committed.store(true, Ordering::SeqCst);
@@ -189,6 +204,9 @@ pub fn sample_agent(new: &NewAgent, now: DateTime<Utc>) -> Agent {
         temperature: new.temperature,
         max_tokens: new.max_tokens,
         metadata: new.metadata.clone(),
+        collections: new.collections.clone(),
+        retrieval: new.retrieval,
+        tools: new.tools.clone(),
         created_at: now,
         updated_at: now,
         deleted_at: None,
@@ -247,4 +265,14 @@ pub fn minilm_space() -> crate::entities::EmbeddingSpace {
         dimensions: 384,
         normalized: true,
     }
+}
+
+/// Chat models that know every model name (no generation is expected of them).
+pub fn known_models() -> Arc<dyn crate::ports::ChatModels> {
+    let mut models = crate::ports::MockChatModels::new();
+    models.expect_check().returning(|_| Ok(()));
+    models
+        .expect_model()
+        .returning(|_| Ok(Arc::new(crate::ports::MockChatModel::new())));
+    Arc::new(models)
 }

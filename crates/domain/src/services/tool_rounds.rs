@@ -43,6 +43,12 @@ impl ToolRounds {
         true
     }
 
+    /// Rounds still allowed.
+    #[must_use]
+    pub const fn remaining(&self) -> u32 {
+        self.max_rounds.saturating_sub(self.rounds)
+    }
+
     /// Whether `name` may run with `arguments` (JSON text as the model wrote it). Arguments are
     /// compared as JSON values, so key order and spacing do not make a call new.
     pub fn admit(&mut self, name: &str, arguments: &str) -> Admission {

@@ -1,7 +1,7 @@
 use actix_web::{HttpResponse, web};
-use domain::AgentId;
 use domain::entities::AgentFilter;
 use domain::services::{AgentDraft, AgentPatch};
+use domain::{AgentId, CollectionId};
 use serde::Deserialize;
 
 use crate::http::dto::{AgentDto, CreateAgentRequest, List, PatchAgentRequest};
@@ -39,6 +39,11 @@ pub async fn create(
         temperature: req.temperature,
         max_tokens: req.max_tokens,
         metadata: req.metadata,
+        collections: req
+            .collections
+            .map(|ids| ids.into_iter().map(CollectionId::from_uuid).collect()),
+        retrieval: req.retrieval.map(Into::into),
+        tools: req.tools.map(|t| t.into_iter().map(String::from).collect()),
     };
     let agent = state.agents.create(&caller, draft).await?;
     Ok(HttpResponse::Created().json(AgentDto::from(agent)))
@@ -128,6 +133,11 @@ pub async fn update(
         temperature: req.temperature,
         max_tokens: req.max_tokens,
         metadata: req.metadata,
+        collections: req
+            .collections
+            .map(|ids| ids.into_iter().map(CollectionId::from_uuid).collect()),
+        retrieval: req.retrieval.map(Into::into),
+        tools: req.tools.map(|t| t.into_iter().map(String::from).collect()),
     };
     Ok(web::Json(
         state.agents.update(&caller, id, patch).await?.into(),

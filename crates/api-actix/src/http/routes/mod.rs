@@ -8,10 +8,12 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod collections;
+pub mod conversations;
 pub mod documents;
 pub mod jobs;
 mod lifecycle;
 pub mod ops;
+pub mod runs;
 pub mod search;
 pub mod tenants;
 pub mod users;
@@ -166,6 +168,43 @@ pub fn configure(cfg: &mut web::ServiceConfig, documents_limit: BodyLimit) {
                         .route(web::post().to(search::search)),
                 )
                 .service(resource("/search", "POST").route(web::post().to(search::search_many)))
-                .service(resource("/audit", "GET").route(web::get().to(audit::list))),
+                .service(resource("/audit", "GET").route(web::get().to(audit::list)))
+                .service(
+                    resource("/agents/{id}/conversations", "POST")
+                        .route(web::post().to(conversations::create)),
+                )
+                .service(
+                    resource("/conversations", "GET").route(web::get().to(conversations::list)),
+                )
+                .service(
+                    resource("/conversations/{id}", "GET, PATCH, DELETE")
+                        .route(web::get().to(conversations::get))
+                        .route(web::patch().to(conversations::rename))
+                        .route(web::delete().to(conversations::delete)),
+                )
+                .service(
+                    resource("/conversations/{id}/restore", "POST")
+                        .route(web::post().to(conversations::restore)),
+                )
+                .service(
+                    resource("/conversations/{id}/purge", "DELETE")
+                        .route(web::delete().to(conversations::purge)),
+                )
+                .service(
+                    resource("/conversations/{id}/messages", "GET, POST")
+                        .route(web::get().to(conversations::messages))
+                        .route(web::post().to(conversations::post_message)),
+                )
+                .service(
+                    resource("/messages/{id}/regenerate", "POST")
+                        .route(web::post().to(conversations::regenerate)),
+                )
+                .service(
+                    resource("/messages/{id}/feedback", "POST")
+                        .route(web::post().to(conversations::feedback)),
+                )
+                .service(resource("/runs/{id}", "GET").route(web::get().to(runs::get)))
+                .service(resource("/runs/{id}/events", "GET").route(web::get().to(runs::events)))
+                .service(resource("/runs/{id}/cancel", "POST").route(web::post().to(runs::cancel))),
         );
 }

@@ -1,7 +1,5 @@
 //! The embedder against a wiremock server that speaks OpenAI's embeddings API: request shape,
-//! batching and order, retries, timeouts and response checks. No real API is ever called.
-// Helpers outside `#[test]` functions unwrap too; clippy.toml only allows it inside them.
-#![allow(clippy::unwrap_used)]
+//! batching and order, retries, timeouts and response checks.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,0 +1,194 @@
+//! Conversations, their messages (a tree) and the runs that write answers.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::entities::{
+    Conversation, ConversationFilter, Feedback, Message, MessageOutcome, NewConversation, Owner,
+    Rating, Run, RunOutcome,
+};
+use crate::ids::{ConversationId, MessageId, RunId};
+use crate::page::{Page, PageRequest};
+use crate::ports::StoreResult;
+use crate::principal::Actor;
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait ConversationRepo: Send {
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn insert(
+        &mut self,
+        conversation: &NewConversation,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Conversation>;
+
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn get(
+        &mut self,
+        id: ConversationId,
+        include_deleted: bool,
+    ) -> StoreResult<Option<Conversation>>;
+
+    /// Newest first.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn list(
+        &mut self,
+        filter: &ConversationFilter,
+        page: PageRequest,
+    ) -> StoreResult<Page<Conversation>>;
+
+    /// Renames a live conversation; `None` when there is none.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn set_title(
+        &mut self,
+        id: ConversationId,
+        title: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Conversation>>;
+
+    /// Notes activity (a message posted or answered).
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn touch(&mut self, id: ConversationId, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn soft_delete(
+        &mut self,
+        id: ConversationId,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn restore(
+        &mut self,
+        id: ConversationId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Conversation>>;
+
+    /// Removes the conversation with its messages, runs and feedback.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn purge(&mut self, id: ConversationId) -> StoreResult<bool>;
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait MessageRepo: Send {
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure (a parent in another
+    /// conversation is refused by the schema).
+    async fn insert(&mut self, message: &Message) -> StoreResult<()>;
+
+    /// A message of a live conversation.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn get(&mut self, id: MessageId) -> StoreResult<Option<Message>>;
+
+    /// Every message of the conversation, oldest first, in one query.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn list(&mut self, conversation: ConversationId) -> StoreResult<Vec<Message>>;
+
+    /// Marks an open message as being written and keeps what was generated so far.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn write_partial(&mut self, id: MessageId, content: &str) -> StoreResult<()>;
+
+    /// Ends an open message; `false` when it was no longer open (the run was already ended).
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn finish(&mut self, id: MessageId, outcome: &MessageOutcome) -> StoreResult<bool>;
+
+    /// Moves a message under another parent (an answer under the tool results it used).
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn reparent(&mut self, id: MessageId, parent: MessageId) -> StoreResult<()>;
+
+    /// Sets `owner`'s rating of a message, replacing an earlier one.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn put_feedback(
+        &mut self,
+        message: MessageId,
+        owner: Owner,
+        rating: Rating,
+        comment: Option<String>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Feedback>;
+}
+
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait RunRepo: Send {
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn insert(&mut self, run: &Run) -> StoreResult<()>;
+
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn get(&mut self, id: RunId) -> StoreResult<Option<Run>>;
+
+    /// Moves a queued run to in progress; `false` when it is not queued any more.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn start(
+        &mut self,
+        id: RunId,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// Extends the lease of a run in progress; `false` when it has ended meanwhile.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn extend_lease(&mut self, id: RunId, lease_until: DateTime<Utc>) -> StoreResult<bool>;
+
+    /// Ends a run that has not ended; `false` when it had (by its lease running out).
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn finish(
+        &mut self,
+        id: RunId,
+        outcome: &RunOutcome,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+}
+
+/// A run whose process stopped holding its lease, as ended by [`RunLeases::expire`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpiredRun {
+    pub tenant: crate::ids::TenantId,
+    pub id: RunId,
+}
+
+/// Runs across tenants (platform role): ending those whose process died.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait RunLeases: Send + Sync {
+    /// Ends every unfinished run whose lease ran out before `now` as `failed` with code
+    /// `incomplete`, and its answer likewise, keeping what had been generated.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn expire(&self, now: DateTime<Utc>) -> StoreResult<Vec<ExpiredRun>>;
+}

@@ -1,0 +1,1382 @@
+//! Agent execution (ADR-005's AgentExecutor): a turn is a run, committed with the question in
+//! one short transaction, then executed detached from the request that started it.
+//!
+//! A run: loads the agent and the conversation (one query for every message), keeps the newest
+//! history that fits the model's window beside the system prompt, the sources and room for the
+//! answer, retrieves from the agent's collections (or offers `knowledge_search` to a model that
+//! takes tools, for a bounded number of rounds with a breaker on repeated calls), streams the
+//! answer, and stores it with one citation per marker. Every step is written to the run's event
+//! log, which any replica can replay and follow. No transaction is open while the model works.
+//!
+//! A run ends exactly once: completed, failed (with a code and a message safe to show) or
+//! cancelled, each keeping what was generated and the tokens used. The process holds a lease on
+//! the run while it works; when the process dies the lease runs out and [`Executor::reap`] ends
+//! the run `failed` with code `incomplete`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::entities::{
+    Agent, AgentTool, Conversation, Failure, Message, MessageOutcome, MessageRole, MessageStatus,
+    PromptTokens, Run, RunContext, RunOutcome, RunStatus,
+};
+use crate::error::{Conflict, Error, Resource};
+use crate::ids::{ConversationId, MessageId, RunId, TenantId};
+use crate::ports::{
+    ChatDelta, ChatError, ChatMessage, ChatModel, ChatModels, ChatRequest, ChatRole, Clock,
+    RunEventKind, RunEventLog, RunLeases, Store, TokenUsage, ToolCall, ToolSpec,
+};
+use crate::principal::{Principal, Scope};
+use crate::services::SearchService;
+use crate::services::citations::{Source, cite};
+use crate::services::conversations::{owner_of, visible, visible_message, visible_owner};
+use crate::services::history::{Budget, fit, path_to};
+use crate::services::tool_rounds::{Admission, ToolRounds};
+use crate::values;
+
+/// The limits of execution.
+#[derive(Clone, Debug)]
+pub struct ExecutionPolicy {
+    /// How long a run stays leased to its process without a heartbeat.
+    pub lease: Duration,
+    /// How often a run renews its lease and saves what it has generated.
+    pub heartbeat: Duration,
+    /// How often a run looks for a cancellation request.
+    pub cancel_poll: Duration,
+    /// The longest message a user may post, in characters.
+    pub max_message_chars: usize,
+    /// Rounds of tool calls per run.
+    pub max_tool_rounds: u32,
+    /// The longest a run may take, all rounds together.
+    pub run_timeout: Duration,
+    /// Runs of one tenant in progress at once in this process; beyond, new turns are refused.
+    pub max_runs_per_tenant: usize,
+}
+
+impl Default for ExecutionPolicy {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(5),
+            cancel_poll: Duration::from_millis(200),
+            max_message_chars: MAX_MESSAGE_CHARS,
+            max_tool_rounds: ToolRounds::DEFAULT_MAX_ROUNDS,
+            run_timeout: Duration::from_secs(600),
+            max_runs_per_tenant: 16,
+        }
+    }
+}
+
+/// The longest message a user may post, in characters (documented in docs/api.md).
+pub const MAX_MESSAGE_CHARS: usize = 32_000;
+
+/// Which message a new one answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Parent {
+    /// The newest leaf of the conversation (continuing the current branch).
+    #[default]
+    Latest,
+    /// None: a new first message (an edit of the first one).
+    Root,
+    /// This message (an edit of a later message names the parent of the message it edits).
+    Message(MessageId),
+}
+
+/// A run ready to execute: hand it to [`Executor::execute`] on a task of its own.
+#[derive(Debug)]
+pub struct RunJob {
+    tenant: TenantId,
+    run: RunId,
+    _slot: RunSlot,
+}
+
+/// A turn as started: the question (absent for a regeneration's own), the answer being written
+/// and its run.
+#[derive(Clone, Debug)]
+pub struct StartedRun {
+    pub run: Run,
+    pub question: Option<Message>,
+    pub answer: Message,
+}
+
+/// A run as it ended, with its messages as stored.
+#[derive(Clone, Debug)]
+pub struct FinishedRun {
+    pub run: Run,
+    pub question: Option<Message>,
+    pub answer: Message,
+}
+
+/// Counts a tenant's runs in progress in this process while it is alive.
+#[derive(Debug)]
+struct RunSlot {
+    tenant: TenantId,
+    running: Arc<Mutex<HashMap<TenantId, usize>>>,
+}
+
+impl Drop for RunSlot {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.running.lock()
+            && let Some(count) = running.get_mut(&self.tenant)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                running.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+pub struct Executor {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    models: Arc<dyn ChatModels>,
+    events: Arc<dyn RunEventLog>,
+    leases: Arc<dyn RunLeases>,
+    search: SearchService,
+    policy: ExecutionPolicy,
+    running: Arc<Mutex<HashMap<TenantId, usize>>>,
+}
+
+/// Why generation stopped before the model finished.
+enum Stop {
+    Model(ChatError),
+    Cancelled,
+    /// The lease ran out (the reaper ended the run): nothing more may be written.
+    Lost,
+    Internal(Error),
+}
+
+/// What a run has produced so far.
+struct Progress {
+    /// The answer's text: shared with the heartbeat, which saves it.
+    text: Arc<Mutex<String>>,
+    /// Calls of the last model turn that were not run (the rounds were spent).
+    unrun_calls: Vec<ToolCall>,
+    /// Tool-call turns and tool results, stored between the question and the answer.
+    produced: Vec<Message>,
+    sources: Vec<Source>,
+    usage: TokenUsage,
+    /// The estimate of a model turn that has not reported its usage yet.
+    open_turn: Option<(u32, usize)>,
+    context: RunContext,
+}
+
+impl Progress {
+    fn text(&self) -> String {
+        self.text.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+}
+
+/// What the run is about, read once at its start.
+struct Setting {
+    run: Run,
+    agent: Agent,
+    question: Message,
+    history: Vec<Message>,
+    answer_id: MessageId,
+    conversation_id: ConversationId,
+}
+
+impl Executor {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        models: Arc<dyn ChatModels>,
+        events: Arc<dyn RunEventLog>,
+        leases: Arc<dyn RunLeases>,
+        search: SearchService,
+        policy: ExecutionPolicy,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            models,
+            events,
+            leases,
+            search,
+            policy,
+            running: Arc::default(),
+        }
+    }
+
+    fn slot(&self, tenant: TenantId) -> Result<RunSlot, Error> {
+        let mut running = self
+            .running
+            .lock()
+            .map_err(|_| Error::internal("the run counter is poisoned"))?;
+        let count = running.entry(tenant).or_insert(0);
+        if *count >= self.policy.max_runs_per_tenant {
+            return Err(Error::Busy);
+        }
+        *count += 1;
+        Ok(RunSlot {
+            tenant,
+            running: self.running.clone(),
+        })
+    }
+
+    /// Posts a user message and starts the run that answers it. The message, the answer's
+    /// placeholder and the run are committed together before anything else happens.
+    ///
+    /// # Errors
+    /// Validation (empty or oversized content, a parent that is not an answer of this
+    /// conversation); `NotFound` for the conversation or its agent; `Conflict` when the parent is
+    /// still being answered; `Busy` when the tenant has too many runs in progress.
+    pub async fn post(
+        &self,
+        who: &Principal,
+        conversation_id: ConversationId,
+        content: &str,
+        parent: Parent,
+    ) -> Result<(StartedRun, RunJob), Error> {
+        let tenant = who.tenant_with(Scope::Write)?;
+        let started_by = owner_of(who)?;
+        let content = self.validate_content(content)?;
+        let slot = self.slot(tenant)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let conversation = visible(tx.as_mut(), who, conversation_id, false).await?;
+        let agent = live_agent(tx.as_mut(), &conversation).await?;
+        let parent_id = match parent {
+            Parent::Root => None,
+            Parent::Latest => {
+                let messages = tx.messages().list(conversation_id).await?;
+                crate::services::history::current_branch(&messages)
+                    .last()
+                    .map(|m| check_parent(m))
+                    .transpose()?
+            }
+            Parent::Message(id) => {
+                let parent = tx
+                    .messages()
+                    .get(id)
+                    .await?
+                    .filter(|m| m.conversation_id == conversation_id)
+                    .ok_or_else(|| {
+                        Error::invalid("parent_id", "is not a message of this conversation")
+                    })?;
+                Some(check_parent(&parent)?)
+            }
+        };
+        let run_id = RunId::new();
+        let question = Message {
+            id: MessageId::new(),
+            conversation_id,
+            parent_id,
+            role: MessageRole::User,
+            content,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            citations: Vec::new(),
+            model: None,
+            usage: None,
+            latency_ms: None,
+            status: MessageStatus::Complete,
+            error: None,
+            run_id: Some(run_id),
+            created_at: now,
+        };
+        tx.messages().insert(&question).await?;
+        let (run, answer) = self
+            .queue(
+                tx.as_mut(),
+                run_id,
+                &agent,
+                &conversation,
+                &question,
+                started_by,
+                now,
+            )
+            .await?;
+        if conversation.title.is_empty() {
+            let title = values::truncated(question.content.trim(), 80);
+            tx.conversations()
+                .set_title(conversation_id, &title, now)
+                .await?;
+        }
+        tx.commit().await?;
+        let job = RunJob {
+            tenant,
+            run: run.id,
+            _slot: slot,
+        };
+        Ok((
+            StartedRun {
+                run,
+                question: Some(question),
+                answer,
+            },
+            job,
+        ))
+    }
+
+    /// Starts a new answer to the question an assistant message answered: a sibling of it.
+    ///
+    /// # Errors
+    /// `NotFound` for the message; validation when it is not an assistant's answer; `Conflict`
+    /// while the question is still being answered; `Busy`.
+    pub async fn regenerate(
+        &self,
+        who: &Principal,
+        message_id: MessageId,
+    ) -> Result<(StartedRun, RunJob), Error> {
+        let tenant = who.tenant_with(Scope::Write)?;
+        let started_by = owner_of(who)?;
+        let slot = self.slot(tenant)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let (message, conversation) = visible_message(tx.as_mut(), who, message_id).await?;
+        if message.role != MessageRole::Assistant {
+            return Err(Error::invalid(
+                "message",
+                "only an assistant's answer can be regenerated",
+            ));
+        }
+        if message.status.is_open() {
+            return Err(Error::Conflict(Conflict::AnswerInProgress));
+        }
+        let agent = live_agent(tx.as_mut(), &conversation).await?;
+        let messages = tx.messages().list(conversation.id).await?;
+        // The question is the nearest user message above the answer (tool turns may lie between).
+        let question = path_to(&messages, message.id)
+            .and_then(|path| {
+                path.into_iter()
+                    .rev()
+                    .find(|m| m.role == MessageRole::User)
+                    .cloned()
+            })
+            .ok_or_else(|| Error::invalid("message", "answers no question"))?;
+        let (run, answer) = self
+            .queue(
+                tx.as_mut(),
+                RunId::new(),
+                &agent,
+                &conversation,
+                &question,
+                started_by,
+                now,
+            )
+            .await?;
+        tx.commit().await?;
+        let job = RunJob {
+            tenant,
+            run: run.id,
+            _slot: slot,
+        };
+        Ok((
+            StartedRun {
+                run,
+                question: None,
+                answer,
+            },
+            job,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn queue(
+        &self,
+        tx: &mut dyn crate::ports::TenantTx,
+        run_id: RunId,
+        agent: &Agent,
+        conversation: &Conversation,
+        question: &Message,
+        started_by: crate::entities::Owner,
+        now: DateTime<Utc>,
+    ) -> Result<(Run, Message), Error> {
+        let answer = Message {
+            id: MessageId::new(),
+            conversation_id: conversation.id,
+            parent_id: Some(question.id),
+            role: MessageRole::Assistant,
+            content: String::new(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            citations: Vec::new(),
+            model: Some(agent.model.clone()),
+            usage: None,
+            latency_ms: None,
+            status: MessageStatus::Pending,
+            error: None,
+            run_id: Some(run_id),
+            created_at: now,
+        };
+        tx.messages().insert(&answer).await?;
+        let run = Run {
+            id: run_id,
+            tenant_id: tx.tenant_id(),
+            conversation_id: Some(conversation.id),
+            message_id: Some(answer.id),
+            user_message_id: Some(question.id),
+            agent_id: agent.id,
+            started_by,
+            model: agent.model.clone(),
+            status: RunStatus::Queued,
+            usage: TokenUsage::default(),
+            error: None,
+            context: RunContext::default(),
+            created_at: now,
+            started_at: None,
+            ended_at: None,
+            lease_until: now + lease(&self.policy),
+        };
+        tx.runs().insert(&run).await?;
+        tx.conversations().touch(conversation.id, now).await?;
+        Ok((run, answer))
+    }
+
+    fn validate_content(&self, content: &str) -> Result<String, Error> {
+        let max = self.policy.max_message_chars;
+        if content.trim().is_empty() {
+            return Err(Error::invalid("content", "must not be empty"));
+        }
+        values::bounded_text(content, max).map_err(|message| Error::invalid("content", message))
+    }
+
+    /// A run the caller may see.
+    ///
+    /// # Errors
+    /// `NotFound` when absent, another tenant's, or another principal's (for non-admins).
+    pub async fn run(&self, who: &Principal, id: RunId) -> Result<Run, Error> {
+        let tenant = who.tenant_with(Scope::Read)?;
+        let owner = visible_owner(who)?;
+        let mut tx = self.store.begin(tenant).await?;
+        let run = tx.runs().get(id).await?;
+        tx.commit().await?;
+        run.filter(|r| owner.is_none_or(|o| r.started_by == o))
+            .ok_or(Error::NotFound(Resource::Run))
+    }
+
+    /// The run as stored now (for a follower that already checked it may see it).
+    ///
+    /// # Errors
+    /// `NotFound` once it is purged; storage failures.
+    pub async fn stored_run(&self, run: &Run) -> Result<Run, Error> {
+        let mut tx = self.store.begin(run.tenant_id).await?;
+        let now = tx.runs().get(run.id).await?;
+        tx.commit().await?;
+        now.ok_or(Error::NotFound(Resource::Run))
+    }
+
+    /// The run's events numbered above `after` (at most `max`), waiting up to `wait` for one
+    /// when there are none yet. The caller has checked the run is visible ([`Self::run`]).
+    ///
+    /// # Errors
+    /// `Unavailable` when the event log cannot be read.
+    pub async fn events(
+        &self,
+        run: &Run,
+        after: u64,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<crate::ports::RunEvent>, Error> {
+        self.events
+            .read(run.tenant_id, run.id, after, max, wait)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
+    /// Asks the run to stop and answers it, ended if it ended within two seconds. Idempotent: an
+    /// ended run is answered as it is.
+    ///
+    /// # Errors
+    /// `Forbidden` without the write scope; `NotFound`.
+    pub async fn cancel(&self, who: &Principal, id: RunId) -> Result<Run, Error> {
+        who.tenant_with(Scope::Write)?;
+        let run = self.run(who, id).await?;
+        if run.status.is_terminal() {
+            return Ok(run);
+        }
+        self.events
+            .request_cancel(run.tenant_id, id)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = self.run(who, id).await?;
+            if now.status.is_terminal() || Instant::now() >= deadline {
+                return Ok(now);
+            }
+        }
+    }
+
+    /// Waits for the run to end (following its events) and answers it with its messages; a
+    /// failed run is the model's error (the failed answer is stored).
+    ///
+    /// # Errors
+    /// `ModelFailed` when the run failed; storage or event log failures.
+    pub async fn finished(
+        &self,
+        who: &Principal,
+        started: &StartedRun,
+    ) -> Result<FinishedRun, Error> {
+        let mut after = 0;
+        'follow: loop {
+            let events = self
+                .events(&started.run, after, 256, Duration::from_secs(5))
+                .await?;
+            for event in events {
+                after = event.seq;
+                if event.kind.is_terminal() {
+                    break 'follow;
+                }
+            }
+        }
+        let tenant = who.tenant_with(Scope::Read)?;
+        let mut tx = self.store.begin(tenant).await?;
+        let run = tx
+            .runs()
+            .get(started.run.id)
+            .await?
+            .ok_or(Error::NotFound(Resource::Run))?;
+        let answer = tx
+            .messages()
+            .get(started.answer.id)
+            .await?
+            .ok_or(Error::NotFound(Resource::Message))?;
+        tx.commit().await?;
+        if run.status == RunStatus::Failed {
+            return Err(Error::ModelFailed(run.error.clone().unwrap_or_else(|| {
+                Failure::new("model_error", "the model failed to answer")
+            })));
+        }
+        Ok(FinishedRun {
+            run,
+            question: started.question.clone(),
+            answer,
+        })
+    }
+
+    /// Ends the runs whose process died (their lease ran out) and tells their followers.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn reap(&self) -> Result<usize, Error> {
+        let expired = self.leases.expire(self.clock.now()).await?;
+        for run in &expired {
+            let error = json!({"code": "incomplete", "message": INCOMPLETE});
+            self.publish(
+                run.tenant,
+                run.id,
+                RunEventKind::Failed,
+                json!({"error": error}),
+            )
+            .await;
+        }
+        Ok(expired.len())
+    }
+
+    /// Executes a queued run to its end. Never fails: whatever goes wrong ends the run `failed`
+    /// with a reason (or, when its lease was lost, leaves it to the reaper that took it).
+    pub async fn execute(&self, job: RunJob) {
+        let (tenant, run_id) = (job.tenant, job.run);
+        let started = Instant::now();
+        let setting = match self.begin(tenant, run_id).await {
+            Ok(Some(setting)) => setting,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::error!(run = %run_id, error = %err, "a run could not start");
+                return;
+            }
+        };
+        let mut progress = Progress {
+            text: Arc::default(),
+            unrun_calls: Vec::new(),
+            produced: Vec::new(),
+            sources: Vec::new(),
+            usage: TokenUsage::default(),
+            open_turn: None,
+            context: RunContext::default(),
+        };
+        self.publish(
+            tenant,
+            run_id,
+            RunEventKind::Started,
+            json!({
+                "run_id": run_id.to_string(),
+                "user_message_id": setting.question.id.to_string(),
+                "message_id": setting.answer_id.to_string(),
+            }),
+        )
+        .await;
+        let text = progress.text.clone();
+        let stop = tokio::select! {
+            result = self.generate(&setting, &mut progress) => result.err(),
+            stop = self.watch(tenant, &setting, text) => Some(stop),
+            () = tokio::time::sleep(self.policy.run_timeout) => Some(Stop::Model(ChatError::Timeout)),
+        };
+        // A turn cut short reported no usage: count what it was sent and what it wrote.
+        if let Some((prompt, from)) = progress.open_turn.take() {
+            let text = progress.text();
+            let model = self.models.model(&setting.run.model).ok();
+            let completion = model.map_or(0, |m| m.count_tokens(text.get(from..).unwrap_or("")));
+            progress.usage.prompt_tokens += prompt;
+            progress.usage.completion_tokens += completion;
+        }
+        let (status, failure) = match stop {
+            None => (RunStatus::Completed, None),
+            Some(Stop::Cancelled) => (RunStatus::Cancelled, None),
+            Some(Stop::Lost) => return,
+            Some(Stop::Model(err)) => {
+                tracing::warn!(run = %run_id, error = %err, "the model failed a run");
+                (
+                    RunStatus::Failed,
+                    Some(Failure::new(err.code(), err.to_string())),
+                )
+            }
+            Some(Stop::Internal(err)) => {
+                tracing::error!(run = %run_id, error = %err, "a run failed");
+                (
+                    RunStatus::Failed,
+                    Some(Failure::new(
+                        "internal",
+                        "the run failed; the server's log says why",
+                    )),
+                )
+            }
+        };
+        if let Err(err) = self
+            .end(tenant, &setting, progress, status, failure, started)
+            .await
+        {
+            tracing::error!(run = %run_id, error = %err, "a run's end could not be stored");
+        }
+    }
+
+    /// Marks the run started and reads what it needs; `None` when it is not queued any more.
+    async fn begin(&self, tenant: TenantId, run_id: RunId) -> Result<Option<Setting>, Error> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let Some(run) = tx.runs().get(run_id).await? else {
+            return Ok(None);
+        };
+        if !tx
+            .runs()
+            .start(run_id, now + lease(&self.policy), now)
+            .await?
+        {
+            return Ok(None);
+        }
+        let (Some(conversation_id), Some(answer_id), Some(question_id)) =
+            (run.conversation_id, run.message_id, run.user_message_id)
+        else {
+            return Err(Error::internal("a conversation's run without its messages"));
+        };
+        let agent = tx
+            .agents()
+            .get(run.agent_id, true)
+            .await?
+            .ok_or(Error::NotFound(Resource::Agent))?;
+        let messages = tx.messages().list(conversation_id).await?;
+        tx.commit().await?;
+        let path = path_to(&messages, question_id)
+            .ok_or_else(|| Error::internal("the question is not in its conversation"))?;
+        let (question, earlier) = path
+            .split_last()
+            .ok_or_else(|| Error::internal("an empty path"))?;
+        Ok(Some(Setting {
+            run,
+            agent,
+            question: (*question).clone(),
+            history: earlier.iter().map(|m| (*m).clone()).collect(),
+            answer_id,
+            conversation_id,
+        }))
+    }
+
+    /// Cancellation and the lease, while the run works: answers why it must stop.
+    async fn watch(&self, tenant: TenantId, setting: &Setting, text: Arc<Mutex<String>>) -> Stop {
+        let mut last_beat = Instant::now();
+        loop {
+            tokio::time::sleep(self.policy.cancel_poll).await;
+            match self.events.cancel_requested(tenant, setting.run.id).await {
+                Ok(true) => return Stop::Cancelled,
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(run = %setting.run.id, error = %err, "cannot see cancellations")
+                }
+            }
+            if last_beat.elapsed() < self.policy.heartbeat {
+                continue;
+            }
+            last_beat = Instant::now();
+            let partial = text.lock().map(|t| t.clone()).unwrap_or_default();
+            match self.heartbeat(tenant, setting, &partial).await {
+                Ok(true) => {}
+                Ok(false) => return Stop::Lost,
+                Err(err) => {
+                    tracing::warn!(run = %setting.run.id, error = %err, "a heartbeat failed")
+                }
+            }
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        tenant: TenantId,
+        setting: &Setting,
+        partial: &str,
+    ) -> Result<bool, Error> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        if !tx
+            .runs()
+            .extend_lease(setting.run.id, now + lease(&self.policy))
+            .await?
+        {
+            return Ok(false);
+        }
+        tx.messages()
+            .write_partial(setting.answer_id, partial)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Retrieval, prompt and model turns (with tool rounds), accumulating into `progress`.
+    async fn generate(&self, setting: &Setting, progress: &mut Progress) -> Result<(), Stop> {
+        let tenant = setting.run.tenant_id;
+        let model = self
+            .models
+            .model(&setting.run.model)
+            .map_err(|e| Stop::Model(ChatError::ModelUnavailable(e.to_string())))?;
+        let agent = &setting.agent;
+        let tools_offered = model.supports_tools()
+            && !agent.collections.is_empty()
+            && agent.tools.contains(&AgentTool::KnowledgeSearch);
+        if !tools_offered && !agent.collections.is_empty() {
+            let (hits, truncated) = self
+                .search
+                .retrieve(
+                    tenant,
+                    &agent.collections,
+                    &setting.question.content,
+                    agent.retrieval,
+                )
+                .await
+                .map_err(Stop::Internal)?;
+            progress.context.query_truncated = truncated;
+            add_sources(progress, hits);
+        }
+        let mut transcript = self.prompt(model.as_ref(), setting, progress, tools_offered)?;
+        let tools = if tools_offered {
+            vec![knowledge_search_spec()]
+        } else {
+            Vec::new()
+        };
+        let mut rounds = ToolRounds::new(self.policy.max_tool_rounds);
+        let mut answer_budget = agent.max_tokens.value();
+        loop {
+            let offer = !tools.is_empty() && rounds.remaining() > 0;
+            let request = ChatRequest {
+                messages: transcript.clone(),
+                temperature: f64::from(agent.temperature.value()),
+                max_tokens: answer_budget.max(1),
+                tools: if offer { tools.clone() } else { Vec::new() },
+            };
+            let calls = self
+                .model_turn(model.as_ref(), setting, request, progress)
+                .await?;
+            if calls.is_empty() {
+                return Ok(());
+            }
+            if !offer || !rounds.next_round() {
+                progress.unrun_calls = calls;
+                return Ok(());
+            }
+            answer_budget = answer_budget.saturating_sub(progress.usage.completion_tokens);
+            let turn_text = std::mem::take(&mut *lock(&progress.text));
+            self.run_tools(
+                setting,
+                progress,
+                &mut rounds,
+                &mut transcript,
+                turn_text,
+                calls,
+            )
+            .await?;
+        }
+    }
+
+    /// One model turn: streams text (published as it comes) and gathers tool calls.
+    async fn model_turn(
+        &self,
+        model: &dyn ChatModel,
+        setting: &Setting,
+        request: ChatRequest,
+        progress: &mut Progress,
+    ) -> Result<Vec<ToolCall>, Stop> {
+        let (tenant, run) = (setting.run.tenant_id, setting.run.id);
+        let estimate = estimate_prompt(model, &request);
+        progress.open_turn = Some((estimate, lock(&progress.text).len()));
+        let mut stream = model.stream(request).await.map_err(Stop::Model)?;
+        // Pieces of tool calls by index: id, name, arguments. A model names few calls per turn;
+        // an index beyond the bound joins the last call rather than growing the list.
+        let mut calls: Vec<(Option<String>, Option<String>, String)> = Vec::new();
+        let mut reported: Option<TokenUsage> = None;
+        while let Some(delta) = stream.next().await {
+            match delta.map_err(Stop::Model)? {
+                ChatDelta::Text(text) => {
+                    lock(&progress.text).push_str(&text);
+                    self.publish(tenant, run, RunEventKind::Delta, json!({"text": text}))
+                        .await;
+                }
+                ChatDelta::ToolCall {
+                    index,
+                    id,
+                    name,
+                    arguments,
+                } => {
+                    let index = usize::try_from(index)
+                        .unwrap_or(usize::MAX)
+                        .min(MAX_CALLS - 1);
+                    if calls.len() <= index {
+                        calls.resize(index + 1, (None, None, String::new()));
+                    }
+                    let call = &mut calls[index];
+                    call.0 = call.0.take().or(id);
+                    call.1 = call.1.take().or(name);
+                    call.2.push_str(&arguments);
+                }
+                ChatDelta::Usage(usage) => reported = Some(usage),
+            }
+        }
+        let calls: Vec<ToolCall> = calls
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, (id, name, arguments))| {
+                Some(ToolCall {
+                    id: id.unwrap_or_else(|| format!("call_{i}")),
+                    name: name?,
+                    arguments,
+                })
+            })
+            .collect();
+        let (prompt, from) = progress.open_turn.take().unwrap_or((estimate, 0));
+        let usage = reported.unwrap_or_else(|| {
+            let written = lock(&progress.text).get(from..).unwrap_or("").to_owned();
+            let arguments: String = calls.iter().map(|c| c.arguments.as_str()).collect();
+            TokenUsage {
+                prompt_tokens: prompt,
+                completion_tokens: model.count_tokens(&written) + model.count_tokens(&arguments),
+            }
+        });
+        progress.usage.prompt_tokens += usage.prompt_tokens;
+        progress.usage.completion_tokens += usage.completion_tokens;
+        Ok(calls)
+    }
+
+    /// Runs one round of tool calls: each becomes a `tool.call` and a `tool.result` event, a
+    /// stored tool message, and a message of the transcript the model sees next.
+    async fn run_tools(
+        &self,
+        setting: &Setting,
+        progress: &mut Progress,
+        rounds: &mut ToolRounds,
+        transcript: &mut Vec<ChatMessage>,
+        turn_text: String,
+        calls: Vec<ToolCall>,
+    ) -> Result<(), Stop> {
+        let (tenant, run) = (setting.run.tenant_id, setting.run.id);
+        let now = self.clock.now();
+        let parent = progress
+            .produced
+            .last()
+            .map_or(setting.question.id, |m| m.id);
+        let turn = stored_message(
+            setting,
+            Some(parent),
+            MessageRole::Assistant,
+            turn_text,
+            now,
+        );
+        let turn = Message {
+            tool_calls: calls.clone(),
+            model: Some(setting.run.model.clone()),
+            ..turn
+        };
+        transcript.push(ChatMessage {
+            role: ChatRole::Assistant,
+            content: turn.content.clone(),
+            tool_calls: calls.clone(),
+            tool_call_id: None,
+        });
+        let mut parent = turn.id;
+        progress.produced.push(turn);
+        for call in calls {
+            self.publish(
+                tenant,
+                run,
+                RunEventKind::ToolCall,
+                json!({"id": call.id, "name": call.name, "arguments": call.arguments}),
+            )
+            .await;
+            let result = match rounds.admit(&call.name, &call.arguments) {
+                Admission::Repeated => REPEATED_CALL.to_owned(),
+                Admission::Run => self.call_tool(setting, progress, &call).await?,
+            };
+            self.publish(
+                tenant,
+                run,
+                RunEventKind::ToolResult,
+                json!({"id": call.id, "name": call.name, "content": result}),
+            )
+            .await;
+            let message = Message {
+                tool_call_id: Some(call.id.clone()),
+                ..stored_message(
+                    setting,
+                    Some(parent),
+                    MessageRole::Tool,
+                    result.clone(),
+                    now,
+                )
+            };
+            parent = message.id;
+            progress.produced.push(message);
+            transcript.push(ChatMessage {
+                role: ChatRole::Tool,
+                content: result,
+                tool_calls: Vec::new(),
+                tool_call_id: Some(call.id),
+            });
+        }
+        Ok(())
+    }
+
+    /// The result text of one tool call, as the model will read it.
+    async fn call_tool(
+        &self,
+        setting: &Setting,
+        progress: &mut Progress,
+        call: &ToolCall,
+    ) -> Result<String, Stop> {
+        if call.name != AgentTool::KnowledgeSearch.as_str() {
+            return Ok(format!("error: there is no tool named {:?}", call.name));
+        }
+        let query = serde_json::from_str::<Value>(&call.arguments)
+            .ok()
+            .and_then(|v| v.get("query").and_then(Value::as_str).map(str::to_owned))
+            .filter(|q| !q.trim().is_empty());
+        let Some(query) = query else {
+            return Ok(
+                r#"error: the arguments must be {"query": "<what to look for>"}"#.to_owned(),
+            );
+        };
+        let agent = &setting.agent;
+        let (hits, truncated) = self
+            .search
+            .retrieve(
+                setting.run.tenant_id,
+                &agent.collections,
+                &query,
+                agent.retrieval,
+            )
+            .await
+            .map_err(Stop::Internal)?;
+        progress.context.query_truncated |= truncated;
+        let first = progress.sources.len();
+        add_sources(progress, hits);
+        let added = &progress.sources[first..];
+        if added.is_empty() {
+            return Ok("No results.".to_owned());
+        }
+        Ok(render_sources(added))
+    }
+
+    /// The prompt: the system message (the agent's prompt, how to cite, the sources), the
+    /// newest history that fits, and the question. Records what it kept and dropped.
+    fn prompt(
+        &self,
+        model: &dyn ChatModel,
+        setting: &Setting,
+        progress: &mut Progress,
+        tools_offered: bool,
+    ) -> Result<Vec<ChatMessage>, Stop> {
+        let agent = &setting.agent;
+        let guidance = if tools_offered {
+            TOOL_GUIDANCE
+        } else if agent.collections.is_empty() {
+            ""
+        } else if progress.sources.is_empty() {
+            NO_SOURCES_GUIDANCE
+        } else {
+            SOURCES_GUIDANCE
+        };
+        let system = [agent.system_prompt.trim(), guidance]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let window = model.context_window();
+        let answer = agent.max_tokens.value();
+        let count = |text: &str| model.count_tokens(text);
+        let system_tokens = count(&system);
+        let question_tokens = count(&setting.question.content);
+        // Sources that do not fit beside the system prompt, the question and the answer are
+        // dropped from the end (the least relevant first).
+        let mut sources_tokens = 0;
+        let mut kept_sources = 0;
+        for source in &progress.sources {
+            let cost = count(&render_sources(std::slice::from_ref(source)));
+            if system_tokens + question_tokens + answer + sources_tokens + cost > window {
+                break;
+            }
+            sources_tokens += cost;
+            kept_sources += 1;
+        }
+        progress.sources.truncate(kept_sources);
+        if system_tokens + question_tokens + answer > window {
+            return Err(Stop::Model(ChatError::ContextExceeded {
+                needed: system_tokens + question_tokens + answer,
+                window,
+            }));
+        }
+        let sendable: Vec<&Message> = setting
+            .history
+            .iter()
+            .filter(|m| sendable(m, model.supports_tools()))
+            .collect();
+        let fitted = fit(
+            &sendable,
+            |m| usize_of(count(&m.content) + MESSAGE_OVERHEAD),
+            usize_of(system_tokens),
+            usize_of(question_tokens),
+            Budget {
+                context: usize_of(window),
+                sources: usize_of(sources_tokens),
+                answer: usize_of(answer),
+            },
+        );
+        let kept: Vec<&Message> = fitted.kept.iter().map(|m| **m).collect();
+        let kept_ids: Vec<MessageId> = kept.iter().map(|m| m.id).collect();
+        progress.context.kept_message_ids = kept_ids.clone();
+        progress.context.dropped_message_ids = setting
+            .history
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| !kept_ids.contains(id))
+            .collect();
+        progress.context.chunk_ids = progress.sources.iter().map(|s| s.chunk_id).collect();
+        progress.context.tokens = PromptTokens {
+            system: system_tokens,
+            history: kept
+                .iter()
+                .map(|m| count(&m.content) + MESSAGE_OVERHEAD)
+                .sum(),
+            sources: sources_tokens,
+            question: question_tokens,
+        };
+        let mut system_message = system;
+        if !progress.sources.is_empty() {
+            system_message.push_str("\n\nSources:\n\n");
+            system_message.push_str(&render_sources(&progress.sources));
+        }
+        let mut messages = vec![ChatMessage::new(ChatRole::System, system_message)];
+        messages.extend(kept.into_iter().map(|m| ChatMessage {
+            role: match m.role {
+                MessageRole::User => ChatRole::User,
+                MessageRole::Assistant => ChatRole::Assistant,
+                MessageRole::Tool => ChatRole::Tool,
+            },
+            content: m.content.clone(),
+            tool_calls: if model.supports_tools() {
+                m.tool_calls.clone()
+            } else {
+                Vec::new()
+            },
+            tool_call_id: m.tool_call_id.clone(),
+        }));
+        messages.push(ChatMessage::new(
+            ChatRole::User,
+            setting.question.content.clone(),
+        ));
+        Ok(messages)
+    }
+
+    /// Stores how the run ended (one transaction), then writes its one terminal event.
+    async fn end(
+        &self,
+        tenant: TenantId,
+        setting: &Setting,
+        progress: Progress,
+        status: RunStatus,
+        failure: Option<Failure>,
+        started: Instant,
+    ) -> Result<(), Error> {
+        let run = setting.run.id;
+        let text = progress.text();
+        let cited = cite(&text, &progress.sources);
+        if !cited.citations.is_empty() {
+            let citations: Vec<Value> = cited.citations.iter().map(citation_json).collect();
+            self.publish(
+                tenant,
+                run,
+                RunEventKind::Citations,
+                json!({"citations": citations}),
+            )
+            .await;
+        }
+        let context = RunContext {
+            chunk_ids: progress.sources.iter().map(|s| s.chunk_id).collect(),
+            ..progress.context
+        };
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let mut parent = setting.question.id;
+        for message in &progress.produced {
+            tx.messages().insert(message).await?;
+            parent = message.id;
+        }
+        if parent != setting.question.id {
+            tx.messages().reparent(setting.answer_id, parent).await?;
+        }
+        let latency = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        let message_status = match status {
+            RunStatus::Completed => MessageStatus::Complete,
+            RunStatus::Cancelled => MessageStatus::Cancelled,
+            _ => MessageStatus::Failed,
+        };
+        tx.messages()
+            .finish(
+                setting.answer_id,
+                &MessageOutcome {
+                    content: cited.answer,
+                    tool_calls: progress.unrun_calls,
+                    citations: cited.citations,
+                    usage: progress.usage,
+                    latency_ms: latency,
+                    status: message_status,
+                    error: failure.clone(),
+                },
+            )
+            .await?;
+        let outcome = RunOutcome {
+            status,
+            usage: progress.usage,
+            error: failure.clone(),
+            context,
+        };
+        if !tx.runs().finish(run, &outcome, now).await? {
+            // The reaper ended it first (the lease ran out): its end stands.
+            return Ok(());
+        }
+        tx.conversations()
+            .touch(setting.conversation_id, now)
+            .await?;
+        tx.commit().await?;
+        let usage = usage_json(progress.usage);
+        let (kind, data) = match status {
+            RunStatus::Completed => (
+                RunEventKind::Completed,
+                json!({"message_id": setting.answer_id.to_string(), "usage": usage}),
+            ),
+            RunStatus::Cancelled => (
+                RunEventKind::Cancelled,
+                json!({"message_id": setting.answer_id.to_string(), "usage": usage}),
+            ),
+            _ => {
+                let failure = failure.unwrap_or_else(|| Failure::new("internal", "failed"));
+                (
+                    RunEventKind::Failed,
+                    json!({
+                        "message_id": setting.answer_id.to_string(),
+                        "error": {"code": failure.code, "message": failure.message},
+                        "usage": usage,
+                    }),
+                )
+            }
+        };
+        self.publish(tenant, run, kind, data).await;
+        Ok(())
+    }
+
+    /// Writes an event; a log that cannot be written is logged, not fatal to the run (what the
+    /// run stores stays the truth, and `GET /v1/runs/{id}` shows it).
+    async fn publish(&self, tenant: TenantId, run: RunId, kind: RunEventKind, data: Value) {
+        if let Err(err) = self.events.append(tenant, run, kind, &data).await {
+            tracing::warn!(run = %run, event = kind.as_str(), error = %err, "an event was not written");
+        }
+    }
+}
+
+const INCOMPLETE: &str = "the process running this answer stopped before it finished";
+const REPEATED_CALL: &str = "error: this exact call was already made in this answer; \
+     answer with what the earlier results said";
+const SOURCES_GUIDANCE: &str = "Answer from the numbered sources below when they help. Cite a \
+     source by its number in square brackets, like [1], right after what it supports. If the \
+     sources do not answer the question, say so.";
+const NO_SOURCES_GUIDANCE: &str =
+    "The knowledge base has nothing on this question; say so if you cannot answer it.";
+const TOOL_GUIDANCE: &str = "Use the knowledge_search tool to look things up in the knowledge \
+     base. Each result is a numbered source: cite it by its number in square brackets, like [1], \
+     right after what it supports.";
+/// Tokens a chat template adds around each message (role markers), counted in the budget.
+const MESSAGE_OVERHEAD: u32 = 4;
+/// The most tool calls one model turn may make.
+const MAX_CALLS: usize = 16;
+
+fn lock(text: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
+    text.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn lease(policy: &ExecutionPolicy) -> chrono::Duration {
+    chrono::Duration::from_std(policy.lease).unwrap_or_else(|_| chrono::Duration::seconds(30))
+}
+
+fn usize_of(n: u32) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// The agent of a conversation, if it is live.
+async fn live_agent(
+    tx: &mut dyn crate::ports::TenantTx,
+    conversation: &Conversation,
+) -> Result<Agent, Error> {
+    tx.agents()
+        .get(conversation.agent_id, false)
+        .await?
+        .ok_or(Error::NotFound(Resource::Agent))
+}
+
+/// A message a user message may follow: an answer that is not being written any more.
+fn check_parent(parent: &Message) -> Result<MessageId, Error> {
+    if parent.role != MessageRole::Assistant {
+        return Err(Error::invalid(
+            "parent_id",
+            "must be an assistant's message (a question follows an answer)",
+        ));
+    }
+    if parent.status.is_open() {
+        return Err(Error::Conflict(Conflict::AnswerInProgress));
+    }
+    Ok(parent.id)
+}
+
+/// Whether a stored message goes into a prompt: questions, and answers that were not failures
+/// (tool turns only for a model that takes tools).
+fn sendable(message: &Message, tools: bool) -> bool {
+    match message.role {
+        MessageRole::User => true,
+        MessageRole::Tool => tools,
+        MessageRole::Assistant => {
+            matches!(
+                message.status,
+                MessageStatus::Complete | MessageStatus::Cancelled
+            ) && (tools || message.tool_calls.is_empty())
+                && !(message.content.is_empty() && message.tool_calls.is_empty())
+        }
+    }
+}
+
+fn stored_message(
+    setting: &Setting,
+    parent: Option<MessageId>,
+    role: MessageRole,
+    content: String,
+    now: DateTime<Utc>,
+) -> Message {
+    Message {
+        id: MessageId::new(),
+        conversation_id: setting.conversation_id,
+        parent_id: parent,
+        role,
+        content,
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+        citations: Vec::new(),
+        model: None,
+        usage: None,
+        latency_ms: None,
+        status: MessageStatus::Complete,
+        error: None,
+        run_id: Some(setting.run.id),
+        created_at: now,
+    }
+}
+
+/// Numbers new hits after the sources already found; a chunk found again keeps its number.
+fn add_sources(progress: &mut Progress, hits: Vec<crate::ports::SearchHit>) {
+    for hit in hits {
+        if progress.sources.iter().any(|s| s.chunk_id == hit.chunk_id) {
+            continue;
+        }
+        let n = u32::try_from(progress.sources.len() + 1).unwrap_or(u32::MAX);
+        progress.sources.push(Source {
+            n,
+            chunk_id: hit.chunk_id,
+            document_id: hit.document_id,
+            document_title: hit.document_title,
+            collection_id: hit.collection_id,
+            text: hit.content,
+        });
+    }
+}
+
+fn render_sources(sources: &[Source]) -> String {
+    sources
+        .iter()
+        .map(|s| format!("[{}] {}\n{}", s.n, s.document_title, s.text.trim()))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// The prompt's tokens, as the model's tokenizer counts its messages.
+fn estimate_prompt(model: &dyn ChatModel, request: &ChatRequest) -> u32 {
+    request
+        .messages
+        .iter()
+        .map(|m| {
+            let calls: u32 = m
+                .tool_calls
+                .iter()
+                .map(|c| model.count_tokens(&c.name) + model.count_tokens(&c.arguments))
+                .sum();
+            model.count_tokens(&m.content) + calls + MESSAGE_OVERHEAD
+        })
+        .sum()
+}
+
+fn knowledge_search_spec() -> ToolSpec {
+    ToolSpec {
+        name: AgentTool::KnowledgeSearch.as_str().to_owned(),
+        description: "Searches the knowledge base. Answers numbered passages to cite as [n]."
+            .to_owned(),
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "What to look for, in words."}
+            },
+            "required": ["query"],
+            "additionalProperties": false,
+        }),
+    }
+}
+
+/// A citation as events and the API show it.
+#[must_use]
+pub fn citation_json(c: &crate::entities::Citation) -> Value {
+    json!({
+        "n": c.n,
+        "start": c.start,
+        "end": c.end,
+        "chunk_id": c.chunk_id.to_string(),
+        "document_id": c.document_id.to_string(),
+        "document_title": c.document_title,
+        "collection_id": c.collection_id.to_string(),
+        "snippet": c.snippet,
+    })
+}
+
+/// Usage as events and the API show it.
+#[must_use]
+pub fn usage_json(usage: TokenUsage) -> Value {
+    json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens})
+}
