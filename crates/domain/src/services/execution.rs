@@ -1380,3 +1380,596 @@ pub fn citation_json(c: &crate::entities::Citation) -> Value {
 pub fn usage_json(usage: TokenUsage) -> Value {
     json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens})
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::entities::{Collection, NewAgent, Owner, RunOutcome};
+    use crate::ids::{AgentId, ChunkId, CollectionId, DocumentId, GenerationId, UserId};
+    use crate::ports::{
+        ChatStream, MockChatModels, MockRunEventLog, MockRunLeases, ScoreKind, SearchHit,
+        SearchMode,
+    };
+    use crate::services::Embedders;
+    use crate::services::testing::{
+        FakeTx, fixed_clock, minilm_space, now, sample_agent, store_with_all,
+    };
+    use crate::values::{MaxTokens, Name, Slug, Temperature};
+
+    /// A model that answers each turn from a script and records what it was sent. Tokens are
+    /// words, so budgets are easy to reason about.
+    struct ScriptedModel {
+        tools: bool,
+        window: u32,
+        turns: Mutex<VecDeque<Vec<Result<ChatDelta, ChatError>>>>,
+        sent: Arc<Mutex<Vec<ChatRequest>>>,
+    }
+
+    struct ScriptedStream(VecDeque<Result<ChatDelta, ChatError>>);
+
+    #[async_trait]
+    impl ChatStream for ScriptedStream {
+        async fn next(&mut self) -> Option<Result<ChatDelta, ChatError>> {
+            self.0.pop_front()
+        }
+    }
+
+    #[async_trait]
+    impl ChatModel for ScriptedModel {
+        fn supports_tools(&self) -> bool {
+            self.tools
+        }
+        fn context_window(&self) -> u32 {
+            self.window
+        }
+        fn count_tokens(&self, text: &str) -> u32 {
+            u32::try_from(text.split_whitespace().count()).unwrap()
+        }
+        async fn stream(&self, request: ChatRequest) -> Result<Box<dyn ChatStream>, ChatError> {
+            self.sent.lock().unwrap().push(request);
+            let turn = self
+                .turns
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("a scripted turn");
+            Ok(Box::new(ScriptedStream(turn.into())))
+        }
+    }
+
+    fn text(t: &str) -> Result<ChatDelta, ChatError> {
+        Ok(ChatDelta::Text(t.to_owned()))
+    }
+
+    fn call(id: &str, arguments: &str) -> Result<ChatDelta, ChatError> {
+        Ok(ChatDelta::ToolCall {
+            index: 0,
+            id: Some(id.to_owned()),
+            name: Some("knowledge_search".to_owned()),
+            arguments: arguments.to_owned(),
+        })
+    }
+
+    /// What a run wrote: its events, the answer's and the run's outcome, inserted messages.
+    #[derive(Default)]
+    struct Written {
+        events: Vec<(RunEventKind, Value)>,
+        answer: Option<MessageOutcome>,
+        run: Option<RunOutcome>,
+        inserted: Vec<Message>,
+        reparented: Option<MessageId>,
+    }
+
+    struct Case {
+        tenant: TenantId,
+        agent: Agent,
+        messages: Vec<Message>,
+        question: MessageId,
+        run: Run,
+        hits: Vec<SearchHit>,
+        model: Arc<ScriptedModel>,
+        policy: ExecutionPolicy,
+    }
+
+    fn message(
+        conversation: ConversationId,
+        parent: Option<&Message>,
+        role: MessageRole,
+        words: usize,
+    ) -> Message {
+        Message {
+            id: MessageId::new(),
+            conversation_id: conversation,
+            parent_id: parent.map(|p| p.id),
+            role,
+            content: vec!["word"; words].join(" "),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            citations: Vec::new(),
+            model: None,
+            usage: None,
+            latency_ms: None,
+            status: MessageStatus::Complete,
+            error: None,
+            run_id: None,
+            created_at: now(),
+        }
+    }
+
+    impl Case {
+        /// A conversation of `earlier` exchanges of `words`-word messages, then a question.
+        fn new(
+            earlier: usize,
+            words: usize,
+            turns: Vec<Vec<Result<ChatDelta, ChatError>>>,
+        ) -> Self {
+            let tenant = TenantId::new();
+            let conversation = ConversationId::new();
+            let mut messages: Vec<Message> = Vec::new();
+            for i in 0..earlier * 2 {
+                let role = if i % 2 == 0 {
+                    MessageRole::User
+                } else {
+                    MessageRole::Assistant
+                };
+                let m = message(conversation, messages.last(), role, words);
+                messages.push(m);
+            }
+            let question = message(conversation, messages.last(), MessageRole::User, 3);
+            let answer = Message {
+                status: MessageStatus::Pending,
+                content: String::new(),
+                ..message(conversation, Some(&question), MessageRole::Assistant, 0)
+            };
+            let (question_id, answer_id) = (question.id, answer.id);
+            messages.push(question);
+            messages.push(answer);
+            let agent = sample_agent(
+                &NewAgent {
+                    id: AgentId::new(),
+                    name: Name::parse("A").unwrap(),
+                    slug: Slug::parse("a").unwrap(),
+                    description: String::new(),
+                    system_prompt: "be brief".into(),
+                    model: crate::values::ModelRef::parse("openai", "m").unwrap(),
+                    temperature: Temperature::default(),
+                    max_tokens: MaxTokens::parse(10).unwrap(),
+                    metadata: json!({}),
+                    collections: Vec::new(),
+                    retrieval: crate::entities::Retrieval::default(),
+                    tools: Vec::new(),
+                },
+                now(),
+            );
+            let run = Run {
+                id: RunId::new(),
+                tenant_id: tenant,
+                conversation_id: Some(conversation),
+                message_id: Some(answer_id),
+                user_message_id: Some(question_id),
+                agent_id: agent.id,
+                started_by: Owner::User(UserId::new()),
+                model: agent.model.clone(),
+                status: RunStatus::Queued,
+                usage: TokenUsage::default(),
+                error: None,
+                context: RunContext::default(),
+                created_at: now(),
+                started_at: None,
+                ended_at: None,
+                lease_until: now(),
+            };
+            Self {
+                tenant,
+                agent,
+                messages,
+                question: question_id,
+                run,
+                hits: Vec::new(),
+                model: Arc::new(ScriptedModel {
+                    tools: false,
+                    window: 1_000,
+                    turns: Mutex::new(turns.into()),
+                    sent: Arc::default(),
+                }),
+                policy: ExecutionPolicy {
+                    cancel_poll: Duration::from_millis(5),
+                    heartbeat: Duration::from_secs(3600),
+                    ..ExecutionPolicy::default()
+                },
+            }
+        }
+
+        /// The agent retrieves (full text, so no embedder) from one collection holding `hits`.
+        fn with_sources(mut self, n: usize) -> Self {
+            let collection = CollectionId::new();
+            self.agent.collections = vec![collection];
+            self.agent.retrieval.mode = SearchMode::Fulltext;
+            self.hits = (0..n)
+                .map(|i| SearchHit {
+                    chunk_id: ChunkId::new(),
+                    collection_id: collection,
+                    document_id: DocumentId::new(),
+                    document_title: format!("Doc {i}"),
+                    position: 0,
+                    content: format!("fact number {i}"),
+                    score: 1.0,
+                    score_kind: ScoreKind::Rrf,
+                    metadata: json!({}),
+                })
+                .collect();
+            self
+        }
+
+        fn collection(&self) -> Collection {
+            Collection {
+                id: self.agent.collections[0],
+                tenant_id: self.tenant,
+                name: Name::parse("c").unwrap(),
+                description: String::new(),
+                space: minilm_space(),
+                active_generation: GenerationId::new(),
+                chunk_count: 10,
+                document_count: 1,
+                byte_count: 1,
+                last_active_at: None,
+                created_at: now(),
+                updated_at: now(),
+                deleted_at: None,
+                deleted_by: None,
+            }
+        }
+
+        /// Units of work: the start, each search (`searches` of them), the end.
+        async fn execute(self, searches: usize) -> (Written, Vec<ChatRequest>) {
+            let written = Arc::new(Mutex::new(Written::default()));
+            let mut start = FakeTx::new(self.tenant);
+            let run = self.run.clone();
+            start.runs.expect_get().return_once(move |_| Ok(Some(run)));
+            start.runs.expect_start().return_once(|_, _, _| Ok(true));
+            let agent = self.agent.clone();
+            start
+                .agents
+                .expect_get()
+                .return_once(move |_, _| Ok(Some(agent)));
+            let messages = self.messages.clone();
+            start
+                .messages
+                .expect_list()
+                .return_once(move |_| Ok(messages));
+            let mut txs = vec![start];
+            for _ in 0..searches {
+                let mut read = FakeTx::new(self.tenant);
+                let collection = self.collection();
+                read.collections
+                    .expect_get()
+                    .returning(move |_, _| Ok(Some(collection.clone())));
+                let mut search = FakeTx::new(self.tenant);
+                let hits = self.hits.clone();
+                search.chunks.expect_search().return_once(move |_| Ok(hits));
+                txs.push(read);
+                txs.push(search);
+            }
+            let mut end = FakeTx::new(self.tenant);
+            let w = written.clone();
+            end.messages.expect_insert().returning(move |m| {
+                w.lock().unwrap().inserted.push(m.clone());
+                Ok(())
+            });
+            let w = written.clone();
+            end.messages.expect_reparent().returning(move |_, parent| {
+                w.lock().unwrap().reparented = Some(parent);
+                Ok(())
+            });
+            let w = written.clone();
+            end.messages.expect_finish().return_once(move |_, outcome| {
+                w.lock().unwrap().answer = Some(outcome.clone());
+                Ok(true)
+            });
+            let w = written.clone();
+            end.runs.expect_finish().return_once(move |_, outcome, _| {
+                w.lock().unwrap().run = Some(outcome.clone());
+                Ok(true)
+            });
+            end.conversations.expect_touch().returning(|_, _| Ok(()));
+            txs.push(end);
+            let store = store_with_all(txs);
+
+            let mut events = MockRunEventLog::new();
+            let w = written.clone();
+            events.expect_append().returning(move |_, _, kind, data| {
+                let mut w = w.lock().unwrap();
+                w.events.push((kind, data.clone()));
+                Ok(w.events.len() as u64)
+            });
+            events.expect_cancel_requested().returning(|_, _| Ok(false));
+            let mut models = MockChatModels::new();
+            let model = self.model.clone();
+            models
+                .expect_model()
+                .returning(move |_| Ok(model.clone() as Arc<dyn ChatModel>));
+            let executor = Executor::new(
+                store.clone(),
+                fixed_clock(),
+                Arc::new(models),
+                Arc::new(events),
+                Arc::new(MockRunLeases::new()),
+                SearchService::new(store, Embedders::new()),
+                self.policy,
+            );
+            let job = RunJob {
+                tenant: self.tenant,
+                run: self.run.id,
+                _slot: executor.slot(self.tenant).unwrap(),
+            };
+            executor.execute(job).await;
+            let sent = self.model.sent.lock().unwrap().clone();
+            let written = std::mem::take(&mut *written.lock().unwrap());
+            (written, sent)
+        }
+    }
+
+    #[tokio::test]
+    async fn history_that_does_not_fit_is_dropped_oldest_first_and_recorded() {
+        // Six earlier messages of 10 words (14 tokens with the template's overhead each); the
+        // window leaves 60 - 2 (system) - 3 (question) - 10 (answer) = 45: three fit.
+        let mut case = Case::new(3, 10, vec![vec![text("ok")]]);
+        case.model = Arc::new(ScriptedModel {
+            window: 60,
+            ..Arc::try_unwrap(case.model).ok().unwrap()
+        });
+        let earlier: Vec<MessageId> = case.messages[..6].iter().map(|m| m.id).collect();
+        let (written, sent) = case.execute(0).await;
+        let run = written.run.unwrap();
+        assert_eq!(run.status, RunStatus::Completed);
+        assert_eq!(run.context.kept_message_ids, earlier[3..]);
+        assert_eq!(run.context.dropped_message_ids, earlier[..3]);
+        assert_eq!(run.context.tokens.history, 3 * 14);
+        assert_eq!(run.context.tokens.question, 3);
+        // The model saw the system prompt, the three newest messages and the question.
+        let roles: Vec<ChatRole> = sent[0].messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                ChatRole::System,
+                ChatRole::Assistant,
+                ChatRole::User,
+                ChatRole::Assistant,
+                ChatRole::User
+            ]
+        );
+        assert_eq!(sent[0].max_tokens, 10);
+    }
+
+    #[tokio::test]
+    async fn citations_name_the_sources_and_markers_of_no_source_are_dropped() {
+        let case = Case::new(
+            0,
+            0,
+            vec![vec![text("Yes [2] and"), text(" no [1, 3] maybe [9].")]],
+        )
+        .with_sources(2);
+        let chunks: Vec<ChunkId> = case.hits.iter().map(|h| h.chunk_id).collect();
+        let (written, sent) = case.execute(1).await;
+        let answer = written.answer.unwrap();
+        assert_eq!(answer.content, "Yes [2] and no [1] maybe.");
+        assert_eq!(answer.status, MessageStatus::Complete);
+        let cited: Vec<(u32, ChunkId, usize, usize)> = answer
+            .citations
+            .iter()
+            .map(|c| (c.n, c.chunk_id, c.start, c.end))
+            .collect();
+        assert_eq!(cited, [(2, chunks[1], 4, 7), (1, chunks[0], 15, 18)]);
+        assert_eq!(written.run.unwrap().context.chunk_ids, chunks);
+        // The prompt numbered the sources from 1 in retrieval order.
+        let system = &sent[0].messages[0].content;
+        assert!(
+            system.contains("[1] Doc 0\nfact number 0\n\n[2] Doc 1"),
+            "{system}"
+        );
+        // The events: started, two deltas, citations (only those cited), completed.
+        let kinds: Vec<RunEventKind> = written.events.iter().map(|(k, _)| *k).collect();
+        assert_eq!(
+            kinds,
+            [
+                RunEventKind::Started,
+                RunEventKind::Delta,
+                RunEventKind::Delta,
+                RunEventKind::Citations,
+                RunEventKind::Completed
+            ]
+        );
+        assert_eq!(
+            written.events[3].1["citations"].as_array().unwrap().len(),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn a_model_failure_is_stored_with_its_reason_and_what_was_written() {
+        let case = Case::new(
+            0,
+            0,
+            vec![vec![text("Partial answer"), Err(ChatError::Timeout)]],
+        );
+        let (written, _) = case.execute(0).await;
+        let answer = written.answer.unwrap();
+        assert_eq!(answer.status, MessageStatus::Failed);
+        assert_eq!(answer.content, "Partial answer");
+        assert_eq!(answer.error.as_ref().unwrap().code, "model_timeout");
+        // No usage came from the provider: the platform counted it.
+        assert_eq!(answer.usage.completion_tokens, 2);
+        assert!(answer.usage.prompt_tokens > 0);
+        let run = written.run.unwrap();
+        assert_eq!(run.status, RunStatus::Failed);
+        let (kind, data) = written.events.last().unwrap();
+        assert_eq!(*kind, RunEventKind::Failed);
+        assert_eq!(data["error"]["code"], "model_timeout");
+        assert_eq!(
+            written
+                .events
+                .iter()
+                .filter(|(k, _)| k.is_terminal())
+                .count(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn tool_rounds_are_bounded_and_an_identical_call_is_refused() {
+        let mut case = Case::new(
+            0,
+            0,
+            vec![
+                vec![call("a", r#"{"query":"x"}"#)],
+                // The same call, written differently: still the same call.
+                vec![call("b", r#"{ "query" : "x" }"#)],
+                vec![text("Done [1].")],
+            ],
+        )
+        .with_sources(1);
+        case.agent.tools = vec![AgentTool::KnowledgeSearch];
+        case.policy.max_tool_rounds = 2;
+        case.model = Arc::new(ScriptedModel {
+            tools: true,
+            ..Arc::try_unwrap(case.model).ok().unwrap()
+        });
+        let question = case.question;
+        // One search: the repeated call never reaches the store.
+        let (written, sent) = case.execute(1).await;
+        assert_eq!(sent.len(), 3);
+        assert_eq!(sent[0].tools.len(), 1);
+        assert_eq!(sent[1].tools.len(), 1);
+        assert!(sent[2].tools.is_empty(), "the rounds are spent");
+        let results: Vec<&Value> = written
+            .events
+            .iter()
+            .filter(|(k, _)| *k == RunEventKind::ToolResult)
+            .map(|(_, d)| d)
+            .collect();
+        assert!(
+            results[0]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("[1] Doc 0")
+        );
+        assert_eq!(results[1]["content"], REPEATED_CALL);
+        // Stored: call, result, call, result between the question and the answer.
+        let roles: Vec<MessageRole> = written.inserted.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                MessageRole::Assistant,
+                MessageRole::Tool,
+                MessageRole::Assistant,
+                MessageRole::Tool
+            ]
+        );
+        assert_eq!(written.inserted[0].parent_id, Some(question));
+        assert_eq!(written.inserted[1].tool_call_id.as_deref(), Some("a"));
+        assert_eq!(written.reparented, Some(written.inserted[3].id));
+        let answer = written.answer.unwrap();
+        assert_eq!(answer.content, "Done [1].");
+        assert_eq!(answer.citations.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_regeneration_answers_the_nearest_question_above_the_answer() {
+        // question → tool call → tool result → answer; regenerating the answer answers the
+        // question again, as a sibling of the tool call turn.
+        let tenant = TenantId::new();
+        let user = UserId::new();
+        let who = crate::services::testing::user_principal(tenant, user, crate::Role::Member);
+        let conversation = ConversationId::new();
+        let question = message(conversation, None, MessageRole::User, 2);
+        let turn = message(conversation, Some(&question), MessageRole::Assistant, 0);
+        let result = message(conversation, Some(&turn), MessageRole::Tool, 2);
+        let answer = message(conversation, Some(&result), MessageRole::Assistant, 2);
+        let messages = vec![question.clone(), turn, result, answer.clone()];
+        let case = Case::new(0, 0, Vec::new());
+        let agent = case.agent.clone();
+        let mut tx = FakeTx::new(tenant);
+        let found = answer.clone();
+        tx.messages
+            .expect_get()
+            .return_once(move |_| Ok(Some(found)));
+        tx.conversations.expect_get().return_once(move |id, _| {
+            Ok(Some(Conversation {
+                id,
+                tenant_id: tenant,
+                agent_id: AgentId::new(),
+                title: String::new(),
+                owner: Owner::User(user),
+                last_active_at: None,
+                created_at: now(),
+                updated_at: now(),
+                deleted_at: None,
+                deleted_by: None,
+            }))
+        });
+        tx.agents
+            .expect_get()
+            .return_once(move |_, _| Ok(Some(agent)));
+        tx.messages.expect_list().return_once(move |_| Ok(messages));
+        let parent = Arc::new(Mutex::new(None));
+        let p = parent.clone();
+        tx.messages.expect_insert().return_once(move |m| {
+            *p.lock().unwrap() = m.parent_id;
+            Ok(())
+        });
+        tx.runs
+            .expect_insert()
+            .withf(move |r| r.user_message_id == Some(question.id))
+            .return_once(|_| Ok(()));
+        tx.conversations.expect_touch().returning(|_, _| Ok(()));
+        let executor = Executor::new(
+            store_with_all(vec![tx]),
+            fixed_clock(),
+            Arc::new(MockChatModels::new()),
+            Arc::new(MockRunEventLog::new()),
+            Arc::new(MockRunLeases::new()),
+            SearchService::new(store_with_all(Vec::new()), Embedders::new()),
+            ExecutionPolicy::default(),
+        );
+        let (started, _job) = executor.regenerate(&who, answer.id).await.unwrap();
+        assert_eq!(
+            *parent.lock().unwrap(),
+            Some(messages_question_id(&started))
+        );
+        assert!(started.question.is_none());
+    }
+
+    fn messages_question_id(started: &StartedRun) -> MessageId {
+        started.run.user_message_id.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_tenant_with_too_many_runs_in_progress_is_refused() {
+        let executor = Executor::new(
+            store_with_all(Vec::new()),
+            fixed_clock(),
+            Arc::new(MockChatModels::new()),
+            Arc::new(MockRunEventLog::new()),
+            Arc::new(MockRunLeases::new()),
+            SearchService::new(store_with_all(Vec::new()), Embedders::new()),
+            ExecutionPolicy {
+                max_runs_per_tenant: 2,
+                ..ExecutionPolicy::default()
+            },
+        );
+        let (busy, other) = (TenantId::new(), TenantId::new());
+        let first = executor.slot(busy).unwrap();
+        let _second = executor.slot(busy).unwrap();
+        assert!(matches!(executor.slot(busy), Err(Error::Busy)));
+        assert!(
+            executor.slot(other).is_ok(),
+            "another tenant is not held up"
+        );
+        drop(first);
+        assert!(executor.slot(busy).is_ok(), "a finished run frees its slot");
+    }
+}
