@@ -20,21 +20,32 @@ services-stop:
 migrate: services
     source .local/env && cargo run -q -p api-actix --bin agentic -- migrate up
 
-# Services, models, migrations, a demo tenant (credentials printed once), then the API on :8080.
+# Services, models, migrations, a demo tenant with an agent over this project's docs (credentials
+# printed once), then the API on :8080.
 run: migrate models
     #!/usr/bin/env bash
     set -euo pipefail
     source .local/env
     cargo build -q -p api-actix --bin agentic
+    first=false
     if ./target/debug/agentic tenant create --name Demo --slug demo --admin-email admin@demo.test > .local/demo.json 2>/dev/null; then
+        first=true
         echo "Demo tenant created. Sign in with (shown once):"
         python3 -c 'import json; d = json.load(open(".local/demo.json")); print("  tenant=demo email=" + d["admin"]["email"] + " password=" + d["admin_password"])'
     else
+        rm -f .local/demo.json
         echo "Demo tenant already exists (its admin password was printed when it was created)."
     fi
-    rm -f .local/demo.json
-    echo "Serving on http://${AGENTIC_BIND:-127.0.0.1:8080} (docs at /docs)"
-    exec ./target/debug/agentic serve
+    bind="${AGENTIC_BIND:-127.0.0.1:8080}"
+    echo "Serving on http://$bind (docs at /docs)"
+    ./target/debug/agentic serve &
+    server=$!
+    trap 'kill $server 2>/dev/null' EXIT INT TERM
+    if $first; then
+        AGENTIC_URL="http://$bind" deploy/local/demo.sh .local/demo.json || echo "the demo agent could not be set up" >&2
+        rm -f .local/demo.json
+    fi
+    wait $server
 
 # Download the local models (all-MiniLM-L6-v2, SmolLM2) into .local/models, idempotently.
 models:
@@ -77,5 +88,10 @@ bench-embed-avx2: models
 bench-ingest: services models
     deploy/local/bench-ingest.sh
 
+# The platform's own work per turn (open loop, 32 conversations, with and without retrieval over 10,000
+# chunks), its delay on streamed tokens, and the local chat model's tokens/s; writes docs/benchmarks.md.
+bench-agents: services models
+    deploy/local/bench-agents.sh
+
 # Every benchmark.
-bench: bench-api bench-search bench-embed bench-ingest
+bench: bench-api bench-search bench-embed bench-ingest bench-agents

@@ -30,6 +30,8 @@ export RUST_LOG=warn
 
 PASSWORD="bench-password-$(date +%s)"
 "$BIN" tenant create --name Bench --slug bench --admin-email admin@bench.test --admin-password "$PASSWORD" >/dev/null
+# A benchmark's own setup that must precede the server (registering a space, say).
+if [[ -n ${BEFORE_SERVE:-} ]]; then eval "$BEFORE_SERVE"; fi
 
 AGENTIC_BIND="127.0.0.1:$PORT" "$BIN" serve &
 SERVER_PID=$!

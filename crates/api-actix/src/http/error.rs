@@ -46,9 +46,8 @@ pub struct ApiError {
     detail: String,
     errors: Option<Vec<ProblemField>>,
     retry_after: Option<(u32, u64)>,
-    allow: Option<&'static str>,
-    /// The run a failed turn started (header `x-run-id`).
-    run_id: Option<String>,
+    /// Headers the answer carries besides the problem's own (`Allow`, `x-run-id`).
+    headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -59,14 +58,13 @@ impl ApiError {
             detail: detail.into(),
             errors: None,
             retry_after: None,
-            allow: None,
-            run_id: None,
+            headers: Vec::new(),
         }
     }
 
     /// Names the run a failed turn started, so the client can look at it.
     pub fn set_run_id(&mut self, run: domain::RunId) {
-        self.run_id = Some(run.to_string());
+        self.headers.push(("x-run-id", run.to_string()));
     }
 
     pub fn validation(fields: Vec<FieldError>) -> Self {
@@ -103,7 +101,7 @@ impl ApiError {
 
     pub fn method_not_allowed(allow: &'static str) -> Self {
         Self {
-            allow: Some(allow),
+            headers: vec![("allow", allow.to_owned())],
             ..Self::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -267,11 +265,8 @@ impl ResponseError for ApiError {
             // A dependency that is down (a database restarting, say) is usually back in seconds.
             response.insert_header((header::RETRY_AFTER, "5"));
         }
-        if let Some(run) = &self.run_id {
-            response.insert_header(("x-run-id", run.as_str()));
-        }
-        if let Some(allow) = self.allow {
-            response.insert_header((header::ALLOW, allow));
+        for (name, value) in &self.headers {
+            response.insert_header((*name, value.as_str()));
         }
         if let Some((limit, retry)) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, retry.to_string()));

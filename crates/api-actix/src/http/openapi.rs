@@ -42,7 +42,8 @@ use crate::http::routes::{
         ops::healthz, ops::readyz,
     ),
     components(schemas(
-        crate::http::error::Problem, crate::http::error::ProblemField, crate::http::rules::JsonValue
+        crate::http::error::Problem, crate::http::error::ProblemField, crate::http::rules::JsonValue,
+        conversations::ViewName
     )),
     modifiers(&BearerAuth),
     tags(

@@ -1129,3 +1129,104 @@ async fn a_run_whose_process_died_ends_incomplete_keeping_what_it_wrote() {
     );
     assert_eq!(events.last().unwrap().1, "run.failed");
 }
+
+/// The offline default end to end: SmolLM2 (GGUF, on the CPU) answers over a collection of this
+/// project's own README, with the local embedder. Needs `just models`.
+#[tokio::test]
+async fn the_local_model_answers_from_the_collection_it_was_given() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let t = &acme.admin_token;
+    let collection = app.collection(t, "Project docs").await;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("the README");
+    let uploaded = app
+        .upload(t, &collection, "README", &readme, json!({}))
+        .await;
+    let job = app
+        .wait_for_job(t, uploaded["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let agent = json(
+        app.post(
+            "/v1/agents",
+            t,
+            json!({
+                "name": "Guide", "slug": "guide",
+                "system_prompt": "You answer questions about the Agentic Platform.",
+                "model": {"provider": "local", "name": "smollm2"},
+                "temperature": 0, "max_tokens": 40,
+                "collections": [collection],
+                "retrieval": {"top_k": 3},
+            }),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let conversation = json(
+        app.post_empty(
+            &format!("/v1/agents/{}/conversations", agent["id"].as_str().unwrap()),
+            t,
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let turn = json(
+        app.post(
+            &format!(
+                "/v1/conversations/{}/messages",
+                conversation["id"].as_str().unwrap()
+            ),
+            t,
+            json!({"content": "How do I run the tests?"}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let answer = &turn["answer"];
+    assert_eq!(answer["status"], "complete", "{turn}");
+    assert!(
+        !answer["content"].as_str().unwrap().trim().is_empty(),
+        "{turn}"
+    );
+    let usage = &turn["run"]["usage"];
+    assert!(usage["prompt_tokens"].as_u64().unwrap() > 50, "{usage}");
+    let completion = usage["completion_tokens"].as_u64().unwrap();
+    assert!((1..=40).contains(&completion), "{usage}");
+    assert_eq!(answer["usage"], *usage);
+    // The sources are chunks of the collection, and every citation points into them.
+    let chunk_ids: Vec<&str> = turn["run"]["context"]["chunk_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(!chunk_ids.is_empty() && chunk_ids.len() <= 3, "{turn}");
+    let platform = app.platform_connection().await;
+    use sea_orm::ConnectionTrait;
+    let row = platform
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!(
+                "SELECT count(*) AS n FROM chunks WHERE collection_id = '{collection}' AND id::text IN ({})",
+                chunk_ids.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ")
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        row.try_get::<i64>("", "n").unwrap() as usize,
+        chunk_ids.len()
+    );
+    for citation in answer["citations"].as_array().unwrap() {
+        assert!(
+            chunk_ids.contains(&citation["chunk_id"].as_str().unwrap()),
+            "{citation}"
+        );
+        assert_eq!(citation["collection_id"], collection.as_str());
+    }
+}

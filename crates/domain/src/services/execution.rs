@@ -521,6 +521,11 @@ impl Executor {
             let events = self
                 .events(&started.run, after, 256, Duration::from_secs(5))
                 .await?;
+            if events.is_empty() && self.stored_run(&started.run).await?.status.is_terminal() {
+                // Ended, but its terminal event was not written (the log failed then): what is
+                // stored is the truth.
+                break 'follow;
+            }
             for event in events {
                 after = event.seq;
                 if event.kind.is_terminal() {
@@ -742,9 +747,11 @@ impl Executor {
     /// Retrieval, prompt and model turns (with tool rounds), accumulating into `progress`.
     async fn generate(&self, setting: &Setting, progress: &mut Progress) -> Result<(), Stop> {
         let tenant = setting.run.tenant_id;
-        let model = self
-            .models
-            .model(&setting.run.model)
+        // A local model is loaded on first use, which takes a while: not on the async executor.
+        let (models, wanted) = (self.models.clone(), setting.run.model.clone());
+        let model = tokio::task::spawn_blocking(move || models.model(&wanted))
+            .await
+            .map_err(|e| Stop::Internal(Error::internal(e)))?
             .map_err(|e| Stop::Model(ChatError::ModelUnavailable(e.to_string())))?;
         let agent = &setting.agent;
         let tools_offered = model.supports_tools()
