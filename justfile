@@ -36,6 +36,8 @@ run: migrate models
         rm -f .local/demo.json
         echo "Demo tenant already exists (its admin password was printed when it was created)."
     fi
+    # Candle sizes its thread pool once; named, it stops re-reading the CPU list on every product.
+    export RAYON_NUM_THREADS="${RAYON_NUM_THREADS:-$(nproc)}"
     bind="${AGENTIC_BIND:-127.0.0.1:8080}"
     echo "Serving on http://$bind (docs at /docs)"
     ./target/debug/agentic serve &

@@ -23,9 +23,12 @@ use crate::worker::{Job, Slots, Worker};
 pub struct LocalChatOptions {
     /// Requests that may wait while one runs; beyond them a request is refused as busy at once.
     pub queue_capacity: usize,
-    /// Threads for Candle's kernels; `None`: one per core. Candle's quantized kernels run on a
-    /// process-wide pool that Candle sizes at its first use from `CANDLE_NUM_THREADS` (else
-    /// `RAYON_NUM_THREADS`, else one per core); this option bounds the rest.
+    /// Threads for the model's kernels; `None`: Candle's own count, one per physical core
+    /// unless the environment says otherwise. Candle runs its kernels on one process-wide pool
+    /// that it sizes once, at its first use, from `CANDLE_NUM_THREADS` (else
+    /// `RAYON_NUM_THREADS`); nothing can resize it from code. So `Some(n)` is a check: loading
+    /// fails unless that pool has `n` threads, and the way to get them is
+    /// `CANDLE_NUM_THREADS=n` in the process's environment.
     pub threads: Option<usize>,
     /// Sampling seed: request `k` (counting from 0) samples with `seed + k`, so a process that
     /// gets the same requests in the same order gives the same answers.
@@ -57,13 +60,12 @@ impl LocalChatModel {
     /// Reads the GGUF file once (header, tokenizer, weights) and starts the generation thread.
     ///
     /// # Errors
-    /// When the file cannot be read or is not a llama chat model with a SmolLM2 tokenizer, or
-    /// the thread cannot start. See [`LoadError`].
+    /// When the file cannot be read or is not a llama chat model with a SmolLM2 tokenizer,
+    /// when `threads` is not Candle's thread count, or when the thread cannot start. See
+    /// [`LoadError`].
     pub fn load(path: &Path, options: LocalChatOptions) -> Result<Self, LoadError> {
-        if options.threads == Some(0) {
-            return Err(LoadError::InvalidOptions(
-                "threads must be at least 1".into(),
-            ));
+        if let Some(threads) = options.threads {
+            check_threads(threads)?;
         }
         let read = |source: Box<dyn std::error::Error + Send + Sync>| LoadError::Read {
             path: path.to_owned(),
@@ -117,22 +119,9 @@ impl LocalChatModel {
             tokenizer: Arc::clone(&tokenizer),
             slots: Arc::clone(&slots),
         };
-        let pool = options
-            .threads
-            .map(|threads| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("chat-candle-{i}"))
-                    .build()
-            })
-            .transpose()
-            .map_err(|e| LoadError::Thread(e.into()))?;
         std::thread::Builder::new()
             .name("chat-candle".into())
-            .spawn(move || match pool {
-                Some(pool) => pool.install(move || worker.run(&queue)),
-                None => worker.run(&queue),
-            })
+            .spawn(move || worker.run(&queue))
             .map_err(|e| LoadError::Thread(e.into()))?;
 
         Ok(Self {
@@ -144,6 +133,18 @@ impl LocalChatModel {
             requests: AtomicU64::new(0),
         })
     }
+}
+
+/// Whether Candle's kernel pool has `threads` threads (the caller of the pool is one of them).
+fn check_threads(threads: usize) -> Result<(), LoadError> {
+    let pool = candle_core::utils::barrier_pool().n_workers() + 1;
+    if threads == pool {
+        return Ok(());
+    }
+    Err(LoadError::InvalidOptions(format!(
+        "{threads} threads asked for, but Candle's kernel pool has {pool}; it is sized once per \
+         process: set CANDLE_NUM_THREADS={threads} in the environment"
+    )))
 }
 
 #[async_trait]

@@ -273,13 +273,21 @@ fn a_file_that_is_not_gguf_is_a_read_error() {
 }
 
 #[test]
-fn zero_threads_is_refused() {
-    let options = LocalChatOptions {
-        threads: Some(0),
+fn a_thread_count_other_than_candle_s_is_refused_and_candle_s_is_taken() {
+    let candle = std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(candle_core::utils::get_num_threads);
+    let with = |threads| LocalChatOptions {
+        threads: Some(threads),
         ..LocalChatOptions::default()
     };
-    assert!(matches!(
-        LocalChatModel::load(&gguf_path(), options),
-        Err(LoadError::InvalidOptions(_))
-    ));
+    match LocalChatModel::load(&gguf_path(), with(candle + 1)) {
+        Err(LoadError::InvalidOptions(message)) => {
+            assert!(message.contains("CANDLE_NUM_THREADS"), "{message}");
+        }
+        Err(other) => panic!("unexpected {other}"),
+        Ok(_) => panic!("{} threads were taken", candle + 1),
+    }
+    assert!(LocalChatModel::load(&gguf_path(), with(candle)).is_ok());
 }
