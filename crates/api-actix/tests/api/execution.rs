@@ -243,6 +243,20 @@ impl World {
     }
 }
 
+/// The conversation's messages: the current branch, or the whole tree.
+pub async fn messages(app: &TestApp, token: &str, conversation: &str, tree: bool) -> Value {
+    let view = if tree { "?view=tree" } else { "" };
+    json(
+        app.get(
+            &format!("/v1/conversations/{conversation}/messages{view}"),
+            token,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await
+}
+
 /// Server-Sent Events as `(id, event, data)`.
 pub fn parse_sse(text: &str) -> Vec<(u64, String, Value)> {
     text.split("\n\n")
@@ -330,16 +344,7 @@ async fn a_turn_is_answered_with_citations_to_its_sources_and_the_providers_usag
     )
     .await;
     assert_eq!(run["status"], "completed");
-    let branch = json(
-        w.app
-            .get(
-                &format!("/v1/conversations/{conversation}/messages"),
-                &w.token,
-            )
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let branch = messages(&w.app, &w.token, &conversation, false).await;
     let roles: Vec<&str> = branch["items"]
         .as_array()
         .unwrap()
@@ -470,16 +475,7 @@ async fn tool_rounds_search_the_collection_and_a_repeated_call_is_refused() {
     assert_eq!(events.last().unwrap().1, "run.completed");
     // The tree holds the tool turns between the question and the answer; the answer cites the
     // source the first search found.
-    let branch = json(
-        w.app
-            .get(
-                &format!("/v1/conversations/{conversation}/messages"),
-                &w.token,
-            )
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let branch = messages(&w.app, &w.token, &conversation, false).await;
     let items = branch["items"].as_array().unwrap();
     let roles: Vec<&str> = items.iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(
@@ -532,16 +528,7 @@ async fn a_failing_model_fails_the_run_with_a_reason_and_keeps_the_question() {
     .await;
     assert_eq!(run["status"], "failed");
     assert_eq!(run["error"]["code"], "model_error");
-    let tree = json(
-        w.app
-            .get(
-                &format!("/v1/conversations/{conversation}/messages?view=tree"),
-                &w.token,
-            )
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let tree = messages(&w.app, &w.token, &conversation, true).await;
     let items = tree["items"].as_array().unwrap();
     assert_eq!(items[0]["content"], "Rockets?");
     assert_eq!(items[1]["status"], "failed");
@@ -569,16 +556,7 @@ async fn a_stream_cut_mid_way_keeps_the_partial_answer_as_failed() {
     let (_, last, data) = events.last().unwrap();
     assert_eq!(last, "run.failed");
     assert_eq!(data["error"]["code"], "model_bad_response");
-    let tree = json(
-        w.app
-            .get(
-                &format!("/v1/conversations/{conversation}/messages"),
-                &w.token,
-            )
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let tree = messages(&w.app, &w.token, &conversation, false).await;
     let answer = &tree["items"][1];
     assert_eq!(answer["content"], "Rockets fly");
     assert_eq!(answer["status"], "failed");
@@ -636,16 +614,7 @@ async fn a_run_is_cancelled_at_once_and_cancelling_again_changes_nothing() {
     // Find the run through the conversation's answer.
     let mut run_id = None;
     for _ in 0..100 {
-        let tree = json(
-            w.app
-                .get(
-                    &format!("/v1/conversations/{conversation}/messages?view=tree"),
-                    &w.token,
-                )
-                .await,
-            StatusCode::OK,
-        )
-        .await;
+        let tree = messages(&w.app, &w.token, &conversation, true).await;
         if let Some(id) = tree["items"][1]["run_id"].as_str() {
             run_id = Some(id.to_owned());
             break;
@@ -721,16 +690,7 @@ async fn regenerating_and_editing_make_branches_and_the_newest_branch_is_current
     )
     .await;
     assert!(edited["message"]["parent_id"].is_null());
-    let branch = json(
-        w.app
-            .get(
-                &format!("/v1/conversations/{conversation}/messages"),
-                &w.token,
-            )
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let branch = messages(&w.app, &w.token, &conversation, false).await;
     let ids: Vec<&str> = branch["items"]
         .as_array()
         .unwrap()
@@ -744,16 +704,7 @@ async fn regenerating_and_editing_make_branches_and_the_newest_branch_is_current
             edited["answer"]["id"].as_str().unwrap()
         ]
     );
-    let tree = json(
-        w.app
-            .get(
-                &format!("/v1/conversations/{conversation}/messages?view=tree"),
-                &w.token,
-            )
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let tree = messages(&w.app, &w.token, &conversation, true).await;
     assert_eq!(tree["items"].as_array().unwrap().len(), 5);
     // A question cannot follow a question, nor a message of another conversation.
     let res = w
@@ -887,16 +838,7 @@ async fn messages_are_checked_before_anything_is_stored() {
         .post_empty(&format!("/v1/agents/{}/conversations", w.agent), &w.token)
         .await;
     assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
-    let tree = json(
-        w.app
-            .get(
-                &format!("/v1/conversations/{conversation}/messages?view=tree"),
-                &w.token,
-            )
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let tree = messages(&w.app, &w.token, &conversation, true).await;
     assert_eq!(tree["items"].as_array().unwrap().len(), 2);
     // Agents name only models this server has.
     for model in [
@@ -1100,16 +1042,7 @@ async fn a_run_whose_process_died_ends_incomplete_keeping_what_it_wrote() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, "failed", "the reaper ended the run");
-    let tree = json(
-        w.app
-            .get(
-                &format!("/v1/conversations/{conversation}/messages?view=tree"),
-                &w.token,
-            )
-            .await,
-        StatusCode::OK,
-    )
-    .await;
+    let tree = messages(&w.app, &w.token, &conversation, true).await;
     let answer = tree["items"]
         .as_array()
         .unwrap()

@@ -300,19 +300,7 @@ impl Executor {
                 .await?;
         }
         tx.commit().await?;
-        let job = RunJob {
-            tenant,
-            run: run.id,
-            _slot: slot,
-        };
-        Ok((
-            StartedRun {
-                run,
-                question: Some(question),
-                answer,
-            },
-            job,
-        ))
+        Ok(handed_over(tenant, slot, run, Some(question), answer))
     }
 
     /// Starts a new answer to the question an assistant message answered: a sibling of it.
@@ -363,19 +351,7 @@ impl Executor {
             )
             .await?;
         tx.commit().await?;
-        let job = RunJob {
-            tenant,
-            run: run.id,
-            _slot: slot,
-        };
-        Ok((
-            StartedRun {
-                run,
-                question: None,
-                answer,
-            },
-            job,
-        ))
+        Ok(handed_over(tenant, slot, run, None, answer))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1240,6 +1216,29 @@ fn lease(policy: &ExecutionPolicy) -> chrono::Duration {
 
 fn usize_of(n: u32) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// A committed turn, and the job that executes its run.
+fn handed_over(
+    tenant: TenantId,
+    slot: RunSlot,
+    run: Run,
+    question: Option<Message>,
+    answer: Message,
+) -> (StartedRun, RunJob) {
+    let job = RunJob {
+        tenant,
+        run: run.id,
+        _slot: slot,
+    };
+    (
+        StartedRun {
+            run,
+            question,
+            answer,
+        },
+        job,
+    )
 }
 
 /// The agent of a conversation, if it is live.
