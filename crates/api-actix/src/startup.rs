@@ -12,12 +12,13 @@ use chat_candle::LocalChatOptions;
 use domain::entities::EmbeddingSpace;
 use domain::ports::{
     ChatModels, Clock, Embedder, EmbedderFactory, EmbedderUnavailable, JobQueue, PasswordHasher,
-    PlatformStore, RunLeases, Secrets, Store, SystemClock, TextExtractor,
+    PlatformStore, RunLeases, Secrets, Store, SystemClock, TextExtractor, Tool,
 };
 use domain::services::{
     AgentService, ApiKeyService, AuditService, AuthPolicy, AuthPorts, AuthService,
-    CollectionService, ConversationService, DocumentService, Embedders, ExecutionPolicy, Executor,
-    IngestPolicy, IngestWorker, SearchService, TenantPorts, TenantService, UserService,
+    CollectionService, ConversationService, DocumentService, Embedders, ExecutionPolicy,
+    ExecutionPorts, Executor, IngestPolicy, IngestWorker, KnowledgeSearch, SearchService,
+    TenantPorts, TenantService, UserService,
 };
 use embed_candle::{CandleEmbedder, EmbedderOptions};
 use llm_openai::{OpenAiEmbedder, OpenAiEmbeddingConfig, SecretString};
@@ -310,12 +311,18 @@ pub async fn build_state(
     let chat_models = chat_models(serve);
     let run_events = RedisRunEvents::new(cache.clone(), &serve.redis_url, serve.run_followers)?;
     let executor = Arc::new(Executor::new(
-        stores.store.clone(),
-        clock.clone(),
-        chat_models.clone(),
-        Arc::new(run_events),
-        stores.leases.clone(),
+        ExecutionPorts {
+            store: stores.store.clone(),
+            clock: clock.clone(),
+            models: chat_models.clone(),
+            events: Arc::new(run_events),
+            leases: stores.leases.clone(),
+        },
         SearchService::new(stores.store.clone(), embedders.clone()),
+        vec![Arc::new(KnowledgeSearch::new(SearchService::new(
+            stores.store.clone(),
+            embedders.clone(),
+        ))) as Arc<dyn Tool>],
         ExecutionPolicy {
             max_runs_per_tenant: serve.runs_per_tenant,
             ..ExecutionPolicy::default()

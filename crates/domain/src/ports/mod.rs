@@ -20,6 +20,7 @@ mod jobs;
 mod platform;
 mod store;
 mod tenants;
+mod tools;
 mod users;
 
 pub use agents::*;
@@ -38,6 +39,7 @@ pub use jobs::*;
 pub use platform::*;
 pub use store::*;
 pub use tenants::*;
+pub use tools::*;
 pub use users::*;
 
 use chrono::{DateTime, Utc};

@@ -28,7 +28,8 @@ use crate::error::{Conflict, Error, Resource};
 use crate::ids::{ConversationId, MessageId, RunId, TenantId};
 use crate::ports::{
     ChatDelta, ChatError, ChatMessage, ChatModel, ChatModels, ChatRequest, ChatRole, Clock,
-    RunEventKind, RunEventLog, RunLeases, Store, TokenUsage, ToolCall, ToolSpec,
+    RunEventKind, RunEventLog, RunLeases, Store, TokenUsage, Tool, ToolCall, ToolContext,
+    ToolOutput, ToolSpec,
 };
 use crate::principal::{Principal, Scope};
 use crate::services::SearchService;
@@ -138,6 +139,8 @@ pub struct Executor {
     events: Arc<dyn RunEventLog>,
     leases: Arc<dyn RunLeases>,
     search: SearchService,
+    /// Every tool this server has; an agent is offered those it names.
+    tools: Vec<Arc<dyn Tool>>,
     policy: ExecutionPolicy,
     running: Arc<Mutex<HashMap<TenantId, usize>>>,
 }
@@ -182,23 +185,30 @@ struct Setting {
     conversation_id: ConversationId,
 }
 
+/// What the executor works with besides search and tools.
+pub struct ExecutionPorts {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub models: Arc<dyn ChatModels>,
+    pub events: Arc<dyn RunEventLog>,
+    pub leases: Arc<dyn RunLeases>,
+}
+
 impl Executor {
     pub fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        models: Arc<dyn ChatModels>,
-        events: Arc<dyn RunEventLog>,
-        leases: Arc<dyn RunLeases>,
+        ports: ExecutionPorts,
         search: SearchService,
+        tools: Vec<Arc<dyn Tool>>,
         policy: ExecutionPolicy,
     ) -> Self {
         Self {
-            store,
-            clock,
-            models,
-            events,
-            leases,
+            store: ports.store,
+            clock: ports.clock,
+            models: ports.models,
+            events: ports.events,
+            leases: ports.leases,
             search,
+            tools,
             policy,
             running: Arc::default(),
         }
@@ -730,10 +740,21 @@ impl Executor {
             .map_err(|e| Stop::Internal(Error::internal(e)))?
             .map_err(|e| Stop::Model(ChatError::ModelUnavailable(e.to_string())))?;
         let agent = &setting.agent;
-        let tools_offered = model.supports_tools()
-            && !agent.collections.is_empty()
-            && agent.tools.contains(&AgentTool::KnowledgeSearch);
-        if !tools_offered && !agent.collections.is_empty() {
+        // The tools the agent names, for a model that takes tools; sources are retrieved up
+        // front unless the model can search for itself.
+        let tools: Vec<ToolSpec> = if model.supports_tools() {
+            self.tools
+                .iter()
+                .map(|t| t.spec())
+                .filter(|spec| agent.tools.iter().any(|t| t.as_str() == spec.name))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let searches = tools
+            .iter()
+            .any(|t| t.name == AgentTool::KnowledgeSearch.as_str());
+        if !searches && !agent.collections.is_empty() {
             let (hits, truncated) = self
                 .search
                 .retrieve(
@@ -747,12 +768,7 @@ impl Executor {
             progress.context.query_truncated = truncated;
             add_sources(progress, hits);
         }
-        let mut transcript = self.prompt(model.as_ref(), setting, progress, tools_offered)?;
-        let tools = if tools_offered {
-            vec![knowledge_search_spec()]
-        } else {
-            Vec::new()
-        };
+        let mut transcript = self.prompt(model.as_ref(), setting, progress, searches)?;
         let mut rounds = ToolRounds::new(self.policy.max_tool_rounds);
         let mut answer_budget = agent.max_tokens.value();
         loop {
@@ -940,37 +956,37 @@ impl Executor {
         progress: &mut Progress,
         call: &ToolCall,
     ) -> Result<String, Stop> {
-        if call.name != AgentTool::KnowledgeSearch.as_str() {
+        let Some(tool) = self.tools.iter().find(|t| {
+            let name = t.spec().name;
+            name == call.name && setting.agent.tools.iter().any(|a| a.as_str() == name)
+        }) else {
             return Ok(format!("error: there is no tool named {:?}", call.name));
-        }
-        let query = serde_json::from_str::<Value>(&call.arguments)
-            .ok()
-            .and_then(|v| v.get("query").and_then(Value::as_str).map(str::to_owned))
-            .filter(|q| !q.trim().is_empty());
-        let Some(query) = query else {
-            return Ok(
-                r#"error: the arguments must be {"query": "<what to look for>"}"#.to_owned(),
-            );
         };
-        let agent = &setting.agent;
-        let (hits, truncated) = self
-            .search
-            .retrieve(
-                setting.run.tenant_id,
-                &agent.collections,
-                &query,
-                agent.retrieval,
-            )
+        let context = ToolContext {
+            tenant: setting.run.tenant_id,
+            collections: setting.agent.collections.clone(),
+            retrieval: setting.agent.retrieval,
+        };
+        match tool
+            .call(&context, &call.id, &call.arguments)
             .await
-            .map_err(Stop::Internal)?;
-        progress.context.query_truncated |= truncated;
-        let first = progress.sources.len();
-        add_sources(progress, hits);
-        let added = &progress.sources[first..];
-        if added.is_empty() {
-            return Ok("No results.".to_owned());
+            .map_err(Stop::Internal)?
+        {
+            ToolOutput::Text(text) => Ok(text),
+            ToolOutput::Passages {
+                hits,
+                query_truncated,
+            } => {
+                progress.context.query_truncated |= query_truncated;
+                let first = progress.sources.len();
+                add_sources(progress, hits);
+                let added = &progress.sources[first..];
+                if added.is_empty() {
+                    return Ok("No results.".to_owned());
+                }
+                Ok(render_sources(added))
+            }
         }
-        Ok(render_sources(added))
     }
 
     /// The prompt: the system message (the agent's prompt, how to cite, the sources), the
@@ -980,10 +996,10 @@ impl Executor {
         model: &dyn ChatModel,
         setting: &Setting,
         progress: &mut Progress,
-        tools_offered: bool,
+        model_searches: bool,
     ) -> Result<Vec<ChatMessage>, Stop> {
         let agent = &setting.agent;
-        let guidance = if tools_offered {
+        let guidance = if model_searches {
             TOOL_GUIDANCE
         } else if agent.collections.is_empty() {
             ""
@@ -1350,22 +1366,6 @@ fn estimate_prompt(model: &dyn ChatModel, request: &ChatRequest) -> u32 {
         .sum()
 }
 
-fn knowledge_search_spec() -> ToolSpec {
-    ToolSpec {
-        name: AgentTool::KnowledgeSearch.as_str().to_owned(),
-        description: "Searches the knowledge base. Answers numbered passages to cite as [n]."
-            .to_owned(),
-        parameters: json!({
-            "type": "object",
-            "properties": {
-                "query": {"type": "string", "description": "What to look for, in words."}
-            },
-            "required": ["query"],
-            "additionalProperties": false,
-        }),
-    }
-}
-
 /// A citation as events and the API show it.
 #[must_use]
 pub fn citation_json(c: &crate::entities::Citation) -> Value {
@@ -1699,12 +1699,17 @@ mod tests {
                 .expect_model()
                 .returning(move |_| Ok(model.clone() as Arc<dyn ChatModel>));
             let executor = Executor::new(
-                store.clone(),
-                fixed_clock(),
-                Arc::new(models),
-                Arc::new(events),
-                Arc::new(MockRunLeases::new()),
-                SearchService::new(store, Embedders::new()),
+                ExecutionPorts {
+                    store: store.clone(),
+                    clock: fixed_clock(),
+                    models: Arc::new(models),
+                    events: Arc::new(events),
+                    leases: Arc::new(MockRunLeases::new()),
+                },
+                SearchService::new(store.clone(), Embedders::new()),
+                vec![Arc::new(crate::services::KnowledgeSearch::new(
+                    SearchService::new(store, Embedders::new()),
+                ))],
                 self.policy,
             );
             let job = RunJob {
@@ -1933,12 +1938,15 @@ mod tests {
             .return_once(|_| Ok(()));
         tx.conversations.expect_touch().returning(|_, _| Ok(()));
         let executor = Executor::new(
-            store_with_all(vec![tx]),
-            fixed_clock(),
-            Arc::new(MockChatModels::new()),
-            Arc::new(MockRunEventLog::new()),
-            Arc::new(MockRunLeases::new()),
+            ExecutionPorts {
+                store: store_with_all(vec![tx]),
+                clock: fixed_clock(),
+                models: Arc::new(MockChatModels::new()),
+                events: Arc::new(MockRunEventLog::new()),
+                leases: Arc::new(MockRunLeases::new()),
+            },
             SearchService::new(store_with_all(Vec::new()), Embedders::new()),
+            Vec::new(),
             ExecutionPolicy::default(),
         );
         let (started, _job) = executor.regenerate(&who, answer.id).await.unwrap();
@@ -1956,12 +1964,15 @@ mod tests {
     #[tokio::test]
     async fn a_tenant_with_too_many_runs_in_progress_is_refused() {
         let executor = Executor::new(
-            store_with_all(Vec::new()),
-            fixed_clock(),
-            Arc::new(MockChatModels::new()),
-            Arc::new(MockRunEventLog::new()),
-            Arc::new(MockRunLeases::new()),
+            ExecutionPorts {
+                store: store_with_all(Vec::new()),
+                clock: fixed_clock(),
+                models: Arc::new(MockChatModels::new()),
+                events: Arc::new(MockRunEventLog::new()),
+                leases: Arc::new(MockRunLeases::new()),
+            },
             SearchService::new(store_with_all(Vec::new()), Embedders::new()),
+            Vec::new(),
             ExecutionPolicy {
                 max_runs_per_tenant: 2,
                 ..ExecutionPolicy::default()

@@ -14,6 +14,7 @@ mod embedders;
 mod execution;
 pub mod history;
 mod ingest;
+mod knowledge_search;
 mod lifecycle;
 mod search;
 mod tenants;
@@ -29,10 +30,11 @@ pub use conversations::{ConversationService, MessageView};
 pub use documents::{DocumentService, Upload, Uploaded};
 pub use embedders::Embedders;
 pub use execution::{
-    ExecutionPolicy, Executor, FinishedRun, MAX_MESSAGE_CHARS, Parent, RunJob, StartedRun,
-    citation_json, usage_json,
+    ExecutionPolicy, ExecutionPorts, Executor, FinishedRun, MAX_MESSAGE_CHARS, Parent, RunJob,
+    StartedRun, citation_json, usage_json,
 };
 pub use ingest::{IngestPolicy, IngestWorker};
+pub use knowledge_search::KnowledgeSearch;
 pub use search::{SearchRequest, SearchService};
 pub use tenants::{ProvisionedTenant, TenantPorts, TenantService};
 pub use users::{UserDraft, UserPatch, UserService};
