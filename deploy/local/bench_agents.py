@@ -146,6 +146,18 @@ async def open_loop(base, token, conversations, rate, seconds):
             "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99)}
 
 
+async def sequential(base, token, conversations, n):
+    """Turns one at a time: the platform's cost per turn with nothing queued behind it."""
+    latencies = []
+    for i in range(n):
+        sent = time.perf_counter()
+        status, raw = await request(base, "POST", f"/v1/conversations/{conversations[i % len(conversations)]}/messages",
+                                    token, {"content": f"Question {i} about rockets and fuel?"})
+        assert status == 200, raw
+        latencies.append((time.perf_counter() - sent) * 1000)
+    return {"n": n, "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99)}
+
+
 async def first_token_delays(base, token, conversation, n):
     delays = []
     for i in range(n):
@@ -211,6 +223,7 @@ async def run(base, token, mock_port):
         await open_loop(base, token, plain, 50, 2)
         results["sse_first_token"] = await first_token_delays(base, token, (await setup(base, token))[0], 200)
         for name, conversations in [("no_retrieval", plain), ("retrieval", await setup(base, token, collection))]:
+            results[f"{name}_sequential"] = await sequential(base, token, conversations, 100)
             steps = []
             for rate in (100, 200, 400):
                 fresh = conversations if rate == 100 else await setup(base, token, collection if name == "retrieval" else None)
@@ -266,16 +279,30 @@ def report(results_path, local_path, out):
             if not step["errors"]:
                 held[name] = step["rate"]
     sse = r["sse_first_token"]
+    one = [r.get(f"{k}_sequential") for k in ("no_retrieval", "retrieval")]
+    if all(one):
+        lines += [
+            "",
+            f"One turn at a time (100 turns, nothing queued): p50 {one[0]['p50_ms']:.1f} ms, p99 "
+            f"{one[0]['p99_ms']:.1f} ms without retrieval; p50 {one[1]['p50_ms']:.1f} ms, p99 "
+            f"{one[1]['p99_ms']:.1f} ms with it.",
+        ]
     lines += [
         "",
         f"Highest rate held without an error (of the rates tried): {held.get('no_retrieval', 'below 100')} "
         f"turns/s without retrieval, {held.get('retrieval', 'below 100')} with it. Errors are 409 "
         "`answer_in_progress`: a conversation's next turn arrived while its previous answer was being "
-        "written. Goals: p99 under 5 ms without retrieval and under 20 ms with it at 100 turns/s.",
+        "written. Goals: p99 under 5 ms without retrieval and under 20 ms with it at 100 turns/s"
+        + (" (met)." if r["no_retrieval"][0]["p99_ms"] and r["no_retrieval"][0]["p99_ms"] < 5
+           and r["retrieval"][0]["p99_ms"] and r["retrieval"][0]["p99_ms"] < 20 else
+           ": **not met**. On 2 cores the client, the mock (one Python process), PostgreSQL and "
+           "Redis share the CPU with the server, and open-loop figures vary by 2x from run to run "
+           "here; where the server's own time goes is not profiled yet."),
         "",
         f"Delay between the model's first token and the client's first byte of it over the run's event "
         f"stream ({sse['n']} streamed turns, one at a time; the mock and the client share one clock): "
-        f"p50 {sse['p50_ms']:.2f} ms, p99 {sse['p99_ms']:.2f} ms (goal: under 1 ms at p99).",
+        f"p50 {sse['p50_ms']:.2f} ms, p99 {sse['p99_ms']:.2f} ms (goal: under 1 ms at p99"
+        + (", met)." if sse["p99_ms"] < 1 else ", not met at p99)."),
         "",
     ]
     if local:
@@ -283,7 +310,13 @@ def report(results_path, local_path, out):
             "Local model, SmolLM2-135M-Instruct Q4_1 on candle-transformers' quantized llama, greedy, "
             "128 tokens, median of its runs (`cargo run --release -p chat-candle --example bench_local`): "
             f"{local['tokens_per_s']:.1f} tokens/s, first token after {local['time_to_first_token_ms']:.0f} ms, "
-            f"resident memory {local['rss_mib']:.0f} MiB (goal: at least 40 tokens/s)."
+            f"resident memory {local['rss_mib']:.0f} MiB (goal: at least 40 tokens/s"
+            + (", met)." if local["tokens_per_s"] >= 40 else ", not met).")
+            + " The weights are converted from Q4_1 to Q8_0 as they load: Candle's Q4_1 dot product is "
+            "scalar on every CPU (78% of the time and 19.5 tokens/s in a `perf` profile), its Q8_0 one "
+            "vectorised. Candle's pool is sized by `RAYON_NUM_THREADS` (`just run` sets it to the core "
+            "count: about +20%). A long prompt is still slow: 1,763 tokens take about 24 s to the first "
+            "token (prompt reading at 70-90 tokens/s)."
             + (f" llama.cpp (llama-cpp-python) on the same file in the same run: {llama['tokens_per_s']:.1f} tokens/s "
                f"(ratio {local['tokens_per_s'] / llama['tokens_per_s']:.2f})." if llama else
                " llama.cpp was not measured (llama-cpp-python builds from source here)."),

@@ -40,7 +40,7 @@ agent=$(curl -fsS "$url/v1/agents" "${auth[@]}" -d "$(python3 -c 'import json,sy
     "system_prompt": "You answer questions about the Agentic Platform, a self-hosted backend for AI agents. Be brief.",
     "model": {"provider": "local", "name": "smollm2"},
     "temperature": 0.2, "max_tokens": 200,
-    "collections": [sys.argv[1]], "retrieval": {"top_k": 4}}))' "$collection")" | field '["id"]')
+    "collections": [sys.argv[1]], "retrieval": {"top_k": 3}}))' "$collection")" | field '["id"]')
 conversation=$(curl -fsS -X POST "$url/v1/agents/$agent/conversations" -H "authorization: Bearer $token" | field '["id"]')
 
 cat <<TXT
