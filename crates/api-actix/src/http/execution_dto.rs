@@ -140,6 +140,7 @@ impl From<TokenUsage> for UsageDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FailureDto {
     /// `model_error`, `model_timeout`, `model_unavailable`, `model_bad_response`, `server_busy`,
+    /// `context_exceeded`,
     /// `incomplete` (the process running it stopped) or `internal`.
     pub code: String,
     pub message: String,
