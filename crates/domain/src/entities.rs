@@ -861,6 +861,37 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
+impl Message {
+    /// A complete message of a run, with nothing yet about its model, usage or citations.
+    #[must_use]
+    pub fn new(
+        conversation_id: ConversationId,
+        parent_id: Option<MessageId>,
+        role: MessageRole,
+        content: String,
+        run_id: RunId,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: MessageId::new(),
+            conversation_id,
+            parent_id,
+            role,
+            content,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+            citations: Vec::new(),
+            model: None,
+            usage: None,
+            latency_ms: None,
+            status: MessageStatus::Complete,
+            error: None,
+            run_id: Some(run_id),
+            created_at,
+        }
+    }
+}
+
 impl crate::services::history::InTree for Message {
     fn id(&self) -> MessageId {
         self.id

@@ -214,6 +214,18 @@ impl Principal {
         }
     }
 
+    /// The tenant, for a list: reading it needs the read scope, and deleted rows the admin one.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] without that scope, or for platform operators.
+    pub fn tenant_listing(&self, include_deleted: bool) -> Result<TenantId, Error> {
+        self.tenant_with(if include_deleted {
+            Scope::Admin
+        } else {
+            Scope::Read
+        })
+    }
+
     /// The tenant this caller acts within, provided it holds `scope` there.
     ///
     /// # Errors

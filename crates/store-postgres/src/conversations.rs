@@ -10,8 +10,8 @@ use domain::entities::{
 };
 use domain::page::{Page, PageRequest};
 use domain::ports::{
-    ConversationRepo, ExpiredRun, MessageRepo, RunLeases, RunRepo, StoreError, StoreResult,
-    TokenUsage, ToolCall,
+    ConversationRepo, ExpiredRun, INCOMPLETE_MESSAGE, MessageRepo, RunLeases, RunRepo, StoreError,
+    StoreResult, TokenUsage, ToolCall,
 };
 use domain::values::ModelRef;
 use domain::{
@@ -742,7 +742,7 @@ impl RunLeases for PgPlatformStore {
                    AND m.status IN ('pending', 'streaming')
              )
              SELECT tenant_id, id FROM expired",
-            vec![now.into(), INCOMPLETE.into()],
+            vec![now.into(), INCOMPLETE_MESSAGE.into()],
         )
         .await?;
         Ok(rows
@@ -754,5 +754,3 @@ impl RunLeases for PgPlatformStore {
             .collect())
     }
 }
-
-const INCOMPLETE: &str = "the process running this answer stopped before it finished";

@@ -98,6 +98,58 @@ pub enum ChatDelta {
     Usage(TokenUsage),
 }
 
+/// A whole answer, as [`ChatModel::complete`] gathers it from the stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Completion {
+    pub text: String,
+    pub tool_calls: Vec<ToolCall>,
+    /// What the provider counted, when it said.
+    pub usage: Option<TokenUsage>,
+}
+
+/// Tool calls gathered from their streamed pieces ([`ChatDelta::ToolCall`]), by index.
+#[derive(Clone, Debug, Default)]
+pub struct ToolCallPieces {
+    /// Id, name and arguments so far, by index.
+    pieces: Vec<(Option<String>, Option<String>, String)>,
+}
+
+impl ToolCallPieces {
+    /// The most calls one model turn may make: an index beyond joins the last call rather than
+    /// growing the list.
+    pub const MAX_CALLS: usize = 16;
+
+    pub fn add(&mut self, index: u32, id: Option<String>, name: Option<String>, arguments: &str) {
+        let index = usize::try_from(index)
+            .unwrap_or(usize::MAX)
+            .min(Self::MAX_CALLS - 1);
+        if self.pieces.len() <= index {
+            self.pieces.resize(index + 1, (None, None, String::new()));
+        }
+        let call = &mut self.pieces[index];
+        call.0 = call.0.take().or(id);
+        call.1 = call.1.take().or(name);
+        call.2.push_str(arguments);
+    }
+
+    /// The calls, in index order; a call that never named its function is dropped, one that
+    /// never gave an id gets `call_<index>`.
+    #[must_use]
+    pub fn finish(self) -> Vec<ToolCall> {
+        self.pieces
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, (id, name, arguments))| {
+                Some(ToolCall {
+                    id: id.unwrap_or_else(|| format!("call_{i}")),
+                    name: name?,
+                    arguments,
+                })
+            })
+            .collect()
+    }
+}
+
 /// Why a model could not answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChatError {
@@ -168,6 +220,103 @@ pub trait ChatModel: Send + Sync {
     /// # Errors
     /// See [`ChatError`].
     async fn stream(&self, request: ChatRequest) -> Result<Box<dyn ChatStream>, ChatError>;
+
+    /// The whole answer at once: [`ChatModel::stream`], gathered.
+    ///
+    /// # Errors
+    /// As [`ChatModel::stream`], and the first error the stream yields.
+    async fn complete(&self, request: ChatRequest) -> Result<Completion, ChatError> {
+        let mut stream = self.stream(request).await?;
+        let mut completion = Completion::default();
+        let mut calls = ToolCallPieces::default();
+        while let Some(delta) = stream.next().await {
+            match delta? {
+                ChatDelta::Text(text) => completion.text.push_str(&text),
+                ChatDelta::ToolCall {
+                    index,
+                    id,
+                    name,
+                    arguments,
+                } => calls.add(index, id, name, &arguments),
+                ChatDelta::Usage(usage) => completion.usage = Some(usage),
+            }
+        }
+        completion.tool_calls = calls.finish();
+        Ok(completion)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Scripted(Vec<ChatDelta>);
+
+    #[async_trait]
+    impl ChatStream for Scripted {
+        async fn next(&mut self) -> Option<Result<ChatDelta, ChatError>> {
+            (!self.0.is_empty()).then(|| Ok(self.0.remove(0)))
+        }
+    }
+
+    struct Model;
+
+    #[async_trait]
+    impl ChatModel for Model {
+        fn supports_tools(&self) -> bool {
+            true
+        }
+        fn context_window(&self) -> u32 {
+            100
+        }
+        fn count_tokens(&self, text: &str) -> u32 {
+            u32::try_from(text.len()).unwrap_or(u32::MAX)
+        }
+        async fn stream(&self, _: ChatRequest) -> Result<Box<dyn ChatStream>, ChatError> {
+            let piece = |index, id: Option<&str>, name: Option<&str>, arguments: &str| {
+                ChatDelta::ToolCall {
+                    index,
+                    id: id.map(str::to_owned),
+                    name: name.map(str::to_owned),
+                    arguments: arguments.to_owned(),
+                }
+            };
+            Ok(Box::new(Scripted(vec![
+                ChatDelta::Text("Let me ".into()),
+                piece(1, Some("b"), Some("search"), "{\"q\":"),
+                ChatDelta::Text("look.".into()),
+                piece(0, None, Some("search"), "{}"),
+                piece(1, None, None, "\"x\"}"),
+                piece(2, Some("nameless"), None, "{}"),
+                ChatDelta::Usage(TokenUsage {
+                    prompt_tokens: 3,
+                    completion_tokens: 4,
+                }),
+            ])))
+        }
+    }
+
+    #[tokio::test]
+    async fn complete_gathers_the_text_the_calls_in_index_order_and_the_usage() {
+        let request = ChatRequest {
+            messages: Vec::new(),
+            temperature: 0.0,
+            max_tokens: 10,
+            tools: Vec::new(),
+        };
+        let completion = Model.complete(request).await.unwrap();
+        assert_eq!(completion.text, "Let me look.");
+        let calls: Vec<(&str, &str, &str)> = completion
+            .tool_calls
+            .iter()
+            .map(|c| (c.id.as_str(), c.name.as_str(), c.arguments.as_str()))
+            .collect();
+        assert_eq!(
+            calls,
+            [("call_0", "search", "{}"), ("b", "search", "{\"q\":\"x\"}")]
+        );
+        assert_eq!(completion.usage.map(|u| u.completion_tokens), Some(4));
+    }
 }
 
 /// Why an agent's model cannot be used here.

@@ -174,6 +174,9 @@ pub trait RunRepo: Send {
     ) -> StoreResult<bool>;
 }
 
+/// What a run ended by [`RunLeases::expire`] says, with error code `incomplete`.
+pub const INCOMPLETE_MESSAGE: &str = "the process running this answer stopped before it finished";
+
 /// A run whose process stopped holding its lease, as ended by [`RunLeases::expire`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExpiredRun {
@@ -186,7 +189,8 @@ pub struct ExpiredRun {
 #[async_trait]
 pub trait RunLeases: Send + Sync {
     /// Ends every unfinished run whose lease ran out before `now` as `failed` with code
-    /// `incomplete`, and its answer likewise, keeping what had been generated.
+    /// `incomplete` and [`INCOMPLETE_MESSAGE`], and its answer likewise, keeping what had been
+    /// generated.
     ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.

@@ -126,11 +126,7 @@ impl AgentService {
         filter: AgentFilter,
         page: PageRequest,
     ) -> Result<Page<Agent>, Error> {
-        let tenant = who.tenant_with(if filter.include_deleted {
-            Scope::Admin
-        } else {
-            Scope::Read
-        })?;
+        let tenant = who.tenant_listing(filter.include_deleted)?;
         let mut tx = self.store.begin(tenant).await?;
         let agents = tx.agents().list(&filter, page).await?;
         tx.commit().await?;

@@ -125,11 +125,7 @@ impl CollectionService {
         include_deleted: bool,
         page: PageRequest,
     ) -> Result<Page<Collection>, Error> {
-        let tenant = who.tenant_with(if include_deleted {
-            Scope::Admin
-        } else {
-            Scope::Read
-        })?;
+        let tenant = who.tenant_listing(include_deleted)?;
         let mut tx = self.store.begin(tenant).await?;
         let found = tx.collections().list(include_deleted, page).await?;
         tx.commit().await?;

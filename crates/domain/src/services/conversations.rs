@@ -152,11 +152,7 @@ impl ConversationService {
         include_deleted: bool,
         page: PageRequest,
     ) -> Result<Page<Conversation>, Error> {
-        let tenant = who.tenant_with(if include_deleted {
-            Scope::Admin
-        } else {
-            Scope::Read
-        })?;
+        let tenant = who.tenant_listing(include_deleted)?;
         let filter = ConversationFilter {
             agent_id,
             owner: visible_owner(who)?,

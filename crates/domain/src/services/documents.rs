@@ -240,11 +240,7 @@ impl DocumentService {
         include_deleted: bool,
         page: PageRequest,
     ) -> Result<Page<Document>, Error> {
-        let tenant = who.tenant_with(if include_deleted {
-            Scope::Admin
-        } else {
-            Scope::Read
-        })?;
+        let tenant = who.tenant_listing(include_deleted)?;
         let mut tx = self.store.begin(tenant).await?;
         tx.collections()
             .get(collection, false)

@@ -28,8 +28,8 @@ use crate::error::{Conflict, Error, Resource};
 use crate::ids::{ConversationId, MessageId, RunId, TenantId};
 use crate::ports::{
     ChatDelta, ChatError, ChatMessage, ChatModel, ChatModels, ChatRequest, ChatRole, Clock,
-    RunEventKind, RunEventLog, RunLeases, Store, TokenUsage, Tool, ToolCall, ToolContext,
-    ToolOutput, ToolSpec,
+    INCOMPLETE_MESSAGE, RunEventKind, RunEventLog, RunLeases, Store, TokenUsage, Tool, ToolCall,
+    ToolCallPieces, ToolContext, ToolOutput, ToolSpec,
 };
 use crate::principal::{Principal, Scope};
 use crate::services::SearchService;
@@ -274,23 +274,14 @@ impl Executor {
             }
         };
         let run_id = RunId::new();
-        let question = Message {
-            id: MessageId::new(),
+        let question = Message::new(
             conversation_id,
             parent_id,
-            role: MessageRole::User,
+            MessageRole::User,
             content,
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-            citations: Vec::new(),
-            model: None,
-            usage: None,
-            latency_ms: None,
-            status: MessageStatus::Complete,
-            error: None,
-            run_id: Some(run_id),
-            created_at: now,
-        };
+            run_id,
+            now,
+        );
         tx.messages().insert(&question).await?;
         let (run, answer) = self
             .queue(
@@ -376,21 +367,16 @@ impl Executor {
         now: DateTime<Utc>,
     ) -> Result<(Run, Message), Error> {
         let answer = Message {
-            id: MessageId::new(),
-            conversation_id: conversation.id,
-            parent_id: Some(question.id),
-            role: MessageRole::Assistant,
-            content: String::new(),
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-            citations: Vec::new(),
             model: Some(agent.model.clone()),
-            usage: None,
-            latency_ms: None,
             status: MessageStatus::Pending,
-            error: None,
-            run_id: Some(run_id),
-            created_at: now,
+            ..Message::new(
+                conversation.id,
+                Some(question.id),
+                MessageRole::Assistant,
+                String::new(),
+                run_id,
+                now,
+            )
         };
         tx.messages().insert(&answer).await?;
         let run = Run {
@@ -551,7 +537,7 @@ impl Executor {
     pub async fn reap(&self) -> Result<usize, Error> {
         let expired = self.leases.expire(self.clock.now()).await?;
         for run in &expired {
-            let error = json!({"code": "incomplete", "message": INCOMPLETE});
+            let error = json!({"code": "incomplete", "message": INCOMPLETE_MESSAGE});
             self.publish(
                 run.tenant,
                 run.id,
@@ -815,9 +801,7 @@ impl Executor {
         let estimate = estimate_prompt(model, &request);
         progress.open_turn = Some((estimate, lock(&progress.text).len()));
         let mut stream = model.stream(request).await.map_err(Stop::Model)?;
-        // Pieces of tool calls by index: id, name, arguments. A model names few calls per turn;
-        // an index beyond the bound joins the last call rather than growing the list.
-        let mut calls: Vec<(Option<String>, Option<String>, String)> = Vec::new();
+        let mut calls = ToolCallPieces::default();
         let mut reported: Option<TokenUsage> = None;
         while let Some(delta) = stream.next().await {
             match delta.map_err(Stop::Model)? {
@@ -831,32 +815,11 @@ impl Executor {
                     id,
                     name,
                     arguments,
-                } => {
-                    let index = usize::try_from(index)
-                        .unwrap_or(usize::MAX)
-                        .min(MAX_CALLS - 1);
-                    if calls.len() <= index {
-                        calls.resize(index + 1, (None, None, String::new()));
-                    }
-                    let call = &mut calls[index];
-                    call.0 = call.0.take().or(id);
-                    call.1 = call.1.take().or(name);
-                    call.2.push_str(&arguments);
-                }
+                } => calls.add(index, id, name, &arguments),
                 ChatDelta::Usage(usage) => reported = Some(usage),
             }
         }
-        let calls: Vec<ToolCall> = calls
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, (id, name, arguments))| {
-                Some(ToolCall {
-                    id: id.unwrap_or_else(|| format!("call_{i}")),
-                    name: name?,
-                    arguments,
-                })
-            })
-            .collect();
+        let calls = calls.finish();
         let (prompt, from) = progress.open_turn.take().unwrap_or((estimate, 0));
         let usage = reported.unwrap_or_else(|| {
             let written = lock(&progress.text).get(from..).unwrap_or("").to_owned();
@@ -888,17 +851,17 @@ impl Executor {
             .produced
             .last()
             .map_or(setting.question.id, |m| m.id);
-        let turn = stored_message(
-            setting,
-            Some(parent),
-            MessageRole::Assistant,
-            turn_text,
-            now,
-        );
         let turn = Message {
             tool_calls: calls.clone(),
             model: Some(setting.run.model.clone()),
-            ..turn
+            ..Message::new(
+                setting.conversation_id,
+                Some(parent),
+                MessageRole::Assistant,
+                turn_text,
+                run,
+                now,
+            )
         };
         transcript.push(ChatMessage {
             role: ChatRole::Assistant,
@@ -929,11 +892,12 @@ impl Executor {
             .await;
             let message = Message {
                 tool_call_id: Some(call.id.clone()),
-                ..stored_message(
-                    setting,
+                ..Message::new(
+                    setting.conversation_id,
                     Some(parent),
                     MessageRole::Tool,
                     result.clone(),
+                    run,
                     now,
                 )
             };
@@ -1205,7 +1169,6 @@ impl Executor {
     }
 }
 
-const INCOMPLETE: &str = "the process running this answer stopped before it finished";
 const REPEATED_CALL: &str = "error: this exact call was already made in this answer; \
      answer with what the earlier results said";
 const SOURCES_GUIDANCE: &str = "Answer from the numbered sources below when they help. Cite a \
@@ -1218,8 +1181,6 @@ const TOOL_GUIDANCE: &str = "Use the knowledge_search tool to look things up in 
      right after what it supports.";
 /// Tokens a chat template adds around each message (role markers), counted in the budget.
 const MESSAGE_OVERHEAD: u32 = 4;
-/// The most tool calls one model turn may make.
-const MAX_CALLS: usize = 16;
 
 fn lock(text: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
     text.lock()
@@ -1295,32 +1256,6 @@ fn sendable(message: &Message, tools: bool) -> bool {
             ) && (tools || message.tool_calls.is_empty())
                 && !(message.content.is_empty() && message.tool_calls.is_empty())
         }
-    }
-}
-
-fn stored_message(
-    setting: &Setting,
-    parent: Option<MessageId>,
-    role: MessageRole,
-    content: String,
-    now: DateTime<Utc>,
-) -> Message {
-    Message {
-        id: MessageId::new(),
-        conversation_id: setting.conversation_id,
-        parent_id: parent,
-        role,
-        content,
-        tool_calls: Vec::new(),
-        tool_call_id: None,
-        citations: Vec::new(),
-        model: None,
-        usage: None,
-        latency_ms: None,
-        status: MessageStatus::Complete,
-        error: None,
-        run_id: Some(setting.run.id),
-        created_at: now,
     }
 }
 
