@@ -53,13 +53,19 @@ run: migrate models
 models:
     deploy/local/models.sh
 
-# Services, then the whole test suite (unit and integration) with cargo-nextest.
+# Services, then the whole test suite (unit and integration) with cargo-nextest, then the
+# OpenAI-compatible routes through the official `openai` SDKs for Python and Node.js.
 test: services models
     #!/usr/bin/env bash
     set -euo pipefail
     source .local/env
     deploy/local/drop-test-databases.sh
     cargo nextest run --workspace --no-fail-fast
+    deploy/local/sdk-tests.sh
+
+# The official OpenAI SDKs (Python and Node.js, installed on first use) against the server.
+sdk-tests: services
+    deploy/local/sdk-tests.sh
 
 # Formatting and lints, as CI runs them.
 lint:

@@ -445,6 +445,11 @@ write_env_file() {
         (umask 077 && head -c 48 /dev/urandom | od -An -v -tx1 | tr -d ' \n' >"$JWT_SECRET_FILE")
     fi
     secret=$(<"$JWT_SECRET_FILE")
+    # The key that seals tenants' provider API keys (AES-256-GCM), likewise kept.
+    local sealing_file="$(dirname "$JWT_SECRET_FILE")/secret-keys"
+    if [[ ! -s $sealing_file ]]; then
+        (umask 077 && printf 'local-1:%s' "$(head -c 32 /dev/urandom | base64 -w0)" >"$sealing_file")
+    fi
     tmp=$(mktemp "$dir/.env.XXXXXX")
     cat >"$tmp" <<EOF
 # Written by deploy/local/services.sh; re-running it rewrites this file. Use: source .local/env
@@ -453,6 +458,7 @@ export DATABASE_OWNER_URL='$(pg_url agentic_owner "$OWNER_PW")'
 export DATABASE_PLATFORM_URL='$(pg_url agentic_platform "$PLATFORM_PW")'
 export REDIS_URL='$REDIS_URL'
 export JWT_SECRET='$secret'
+export AGENTIC_SECRET_KEYS='$(<"$sealing_file")'
 export AGENTIC_PG_BIN='$PG_BIN'
 export AGENTIC_PG_PORT='$PG_PORT'
 export AGENTIC_PG_LOG='$PG_LOG'

@@ -28,6 +28,8 @@ mod m20261206_000015_fair_job_claims;
 mod m20261206_000016_user_sessions_valid_after;
 mod m20261206_000017_platform_key_expiry;
 mod m20261207_000018_agent_execution;
+mod m20261207_000019_metering;
+mod m20261207_000020_providers;
 
 /// The role the API serves tenant work with (neither owner, superuser nor BYPASSRLS).
 pub const APP_ROLE: &str = "agentic_app";
@@ -59,6 +61,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000016_user_sessions_valid_after::Migration),
             Box::new(m20261206_000017_platform_key_expiry::Migration),
             Box::new(m20261207_000018_agent_execution::Migration),
+            Box::new(m20261207_000019_metering::Migration),
+            Box::new(m20261207_000020_providers::Migration),
         ]
     }
 }

@@ -1,13 +1,16 @@
 //! The chat models this server offers agents: `local` models from the models directory (loaded
 //! on first use, then shared by every run of the process) and `openai`, any model of the
-//! OpenAI-compatible server configured by `OPENAI_BASE_URL`.
+//! OpenAI-compatible server configured by `OPENAI_BASE_URL`; and tenants' own providers, each
+//! model of which gets a client of its own (its own connections, timeouts and retries).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use chat_candle::{LocalChatModel, LocalChatOptions};
-use domain::ports::{ChatModel, ChatModelUnavailable, ChatModels};
+use domain::ports::{
+    ChatModel, ChatModelUnavailable, ChatModels, ProviderEndpoint, ProviderModels,
+};
 use domain::values::ModelRef;
 use llm_openai::{OpenAiChat, OpenAiChatConfig, SecretString};
 
@@ -36,7 +39,15 @@ pub struct ServerChatModels {
     local_options: LocalChatOptions,
     /// Loaded models by file, and OpenAI-compatible ones by name.
     loaded: Mutex<HashMap<String, Arc<dyn ChatModel>>>,
+    /// Clients of tenants' providers, by provider, version and model name.
+    providers: Mutex<HashMap<String, Arc<dyn ChatModel>>>,
+    /// The timeouts and context window of tenants' providers' models.
+    provider_defaults: OpenAiChatSettings,
 }
+
+/// The most tenants' provider clients kept at once; beyond, the cache starts over (a client is
+/// cheap to build again, and a changed provider leaves its old clients behind).
+const MAX_PROVIDER_CLIENTS: usize = 512;
 
 impl ServerChatModels {
     pub fn new(
@@ -49,7 +60,27 @@ impl ServerChatModels {
             openai,
             local_options,
             loaded: Mutex::default(),
+            providers: Mutex::default(),
+            provider_defaults: OpenAiChatSettings {
+                base_url: String::new(),
+                api_key: String::new(),
+                supports_tools: true,
+                context_window: 128_000,
+                timeout: std::time::Duration::from_secs(60),
+            },
         }
+    }
+
+    /// Tenants' providers' models get this context window and timeout.
+    #[must_use]
+    pub fn with_provider_defaults(
+        mut self,
+        context_window: u32,
+        timeout: std::time::Duration,
+    ) -> Self {
+        self.provider_defaults.context_window = context_window;
+        self.provider_defaults.timeout = timeout;
+        self
     }
 
     fn local_file(&self, name: &str) -> Result<PathBuf, ChatModelUnavailable> {
@@ -121,23 +152,76 @@ impl ChatModels for ServerChatModels {
                     .as_ref()
                     .ok_or_else(|| ChatModelUnavailable::NotConfigured("openai".into()))?;
                 self.cached(format!("openai:{}", model.name()), || {
-                    let mut config = OpenAiChatConfig::new(
-                        settings.base_url.clone(),
-                        SecretString::from(settings.api_key.clone()),
+                    remote_model(
+                        settings,
+                        &settings.base_url,
+                        &settings.api_key,
                         model.name(),
-                    );
-                    config.supports_tools = settings.supports_tools;
-                    config.context_window = settings.context_window;
-                    config.client.timeout = settings.timeout;
-                    OpenAiChat::new(config)
-                        .map(|m| Arc::new(m) as Arc<dyn ChatModel>)
-                        .map_err(|e| {
-                            tracing::error!(error = %e, "the OpenAI-compatible chat model cannot be set up");
-                            ChatModelUnavailable::NotConfigured("openai".into())
-                        })
+                        settings.supports_tools,
+                        "openai",
+                    )
                 })
             }
             other => Err(ChatModelUnavailable::UnknownProvider(other.to_owned())),
         }
+    }
+}
+
+/// A client of an OpenAI-compatible server for one model.
+fn remote_model(
+    settings: &OpenAiChatSettings,
+    base_url: &str,
+    api_key: &str,
+    name: &str,
+    supports_tools: bool,
+    provider: &str,
+) -> Result<Arc<dyn ChatModel>, ChatModelUnavailable> {
+    let mut config = OpenAiChatConfig::new(
+        base_url.to_owned(),
+        SecretString::from(api_key.to_owned()),
+        name,
+    );
+    config.supports_tools = supports_tools;
+    config.context_window = settings.context_window;
+    config.client.timeout = settings.timeout;
+    OpenAiChat::new(config)
+        .map(|m| Arc::new(m) as Arc<dyn ChatModel>)
+        .map_err(|e| {
+            tracing::error!(provider, error = %e, "an OpenAI-compatible chat model cannot be set up");
+            ChatModelUnavailable::NotConfigured(provider.to_owned())
+        })
+}
+
+impl ProviderModels for ServerChatModels {
+    fn model(
+        &self,
+        endpoint: &ProviderEndpoint,
+        name: &str,
+    ) -> Result<Arc<dyn ChatModel>, ChatModelUnavailable> {
+        let key = format!(
+            "{}:{}:{name}",
+            endpoint.provider,
+            endpoint.updated_at.timestamp_micros()
+        );
+        let mut clients = self
+            .providers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(model) = clients.get(&key) {
+            return Ok(model.clone());
+        }
+        if clients.len() >= MAX_PROVIDER_CLIENTS {
+            clients.clear();
+        }
+        let model = remote_model(
+            &self.provider_defaults,
+            &endpoint.base_url,
+            &endpoint.api_key,
+            name,
+            endpoint.supports_tools,
+            "provider",
+        )?;
+        clients.insert(key, model.clone());
+        Ok(model)
     }
 }

@@ -53,6 +53,11 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// The secret keys that seal tenants' provider API keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Embed lines of standard input; writes one JSON array per line.
     Embed {
         /// The space whose embedder to use.
@@ -144,6 +149,40 @@ pub enum TenantAction {
         /// The tenant's id.
         #[arg(long)]
         id: uuid::Uuid,
+    },
+    /// Set a tenant's daily token quota (chat tokens and embedding calls through the API, per
+    /// UTC day), or lift it with `--unlimited`.
+    Quota {
+        /// The tenant's id.
+        #[arg(long)]
+        id: uuid::Uuid,
+        /// Tokens per UTC day.
+        #[arg(
+            long,
+            conflicts_with = "unlimited",
+            required_unless_present = "unlimited"
+        )]
+        daily_tokens: Option<u64>,
+        /// No limit.
+        #[arg(long)]
+        unlimited: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Print a new random key as AGENTIC_SECRET_KEYS takes it (`<id>:<base64>`); put it first
+    /// in the list (keeping the older ones) and run `keys rotate`.
+    Generate {
+        /// Its id, stored beside what it seals (e.g. the date).
+        #[arg(long)]
+        id: String,
+    },
+    /// Re-seal every provider key under the first key of AGENTIC_SECRET_KEYS; the older keys
+    /// may leave the list once this reports nothing left under them.
+    Rotate {
+        #[arg(long, env = "AGENTIC_SECRET_KEYS", hide_env_values = true)]
+        secret_keys: crate::config::Secret,
     },
 }
 
@@ -274,6 +313,7 @@ impl Cli {
             Command::Embed { space, settings } => embed(&self.db, &space, &settings).await,
             Command::Tenant { action } => tenant(&self.db, action).await,
             Command::User { action } => user(&self.db, action).await,
+            Command::Keys { action } => keys(&self.db, action).await,
             Command::PlatformKey { action } => platform_key(&self.db, action).await,
             Command::Space { action } => space(&self.db, action).await,
             Command::Audit {
@@ -357,6 +397,18 @@ async fn tenant(db: &DatabaseSettings, action: TenantAction) -> anyhow::Result<(
             }
             return Ok(());
         }
+        TenantAction::Quota {
+            id, daily_tokens, ..
+        } => {
+            let tenant = tenant_service(&stores)?
+                .set_daily_token_quota(Actor::System, domain::TenantId::from_uuid(id), daily_tokens)
+                .await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&TenantDto::from(tenant))?
+            );
+            return Ok(());
+        }
         TenantAction::Suspend { id } | TenantAction::Resume { id } => {
             let status = if matches!(action, TenantAction::Suspend { .. }) {
                 TenantStatus::Suspended
@@ -388,6 +440,37 @@ async fn tenant(db: &DatabaseSettings, action: TenantAction) -> anyhow::Result<(
         "admin_password": made.admin_password,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+async fn keys(db: &DatabaseSettings, action: KeysAction) -> anyhow::Result<()> {
+    let secret_keys = match action {
+        KeysAction::Generate { id } => {
+            if id.is_empty() || id.contains([',', ':']) || id.len() > 64 {
+                anyhow::bail!("the id must be 1 to 64 characters without ',' or ':'");
+            }
+            println!("{}", auth_crypto::AesSecretBox::generate(&id));
+            return Ok(());
+        }
+        KeysAction::Rotate { secret_keys } => secret_keys,
+    };
+    let sealing = auth_crypto::AesSecretBox::from_config(secret_keys.expose())?;
+    let stores = Stores::connect(db).await?;
+    let (resealed, stuck) =
+        domain::services::rotate_secrets(&sealing, stores.secrets.as_ref()).await?;
+    let out = json!({
+        "key_id": domain::ports::SecretBox::current_key_id(&sealing),
+        "resealed": resealed,
+        // Sealed under a key no longer in the list: they stay as they are (and do not open).
+        "unopenable": stuck
+            .iter()
+            .map(|s| json!({"tenant_id": s.tenant.to_string(), "provider_id": s.provider.to_string(), "key_id": s.sealed.key_id}))
+            .collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    if !stuck.is_empty() {
+        anyhow::bail!("{} provider keys could not be opened", stuck.len());
+    }
     Ok(())
 }
 

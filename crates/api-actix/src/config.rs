@@ -118,6 +118,11 @@ pub struct ServeSettings {
     /// Seconds to wait for an OpenAI-compatible server to start answering (per attempt).
     #[arg(long, env = "OPENAI_TIMEOUT_SECS", default_value_t = 60)]
     pub openai_timeout_secs: u64,
+    /// Keys that seal tenants' provider API keys: `<id>:<base64 of 32 bytes>[,…]`, the first
+    /// sealing new ones, the others still opening what they sealed (`agentic keys rotate`
+    /// re-seals under the first). Without, providers cannot be created (503).
+    #[arg(long, env = "AGENTIC_SECRET_KEYS", hide_env_values = true)]
+    pub secret_keys: Option<Secret>,
     /// Requests that may wait for the local chat model while it answers one; beyond, 503.
     #[arg(long, env = "AGENTIC_LOCAL_CHAT_QUEUE", default_value_t = 8)]
     pub local_chat_queue: usize,

@@ -6,19 +6,19 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
-use auth_crypto::{Argon2Hasher, JwtCodec, JwtConfig, RandomSecrets};
+use auth_crypto::{AesSecretBox, Argon2Hasher, JwtCodec, JwtConfig, RandomSecrets};
 use cache_redis::{RedisCache, RedisRunEvents};
 use chat_candle::LocalChatOptions;
 use domain::entities::EmbeddingSpace;
 use domain::ports::{
-    ChatModels, Clock, Embedder, EmbedderFactory, EmbedderUnavailable, JobQueue, PasswordHasher,
-    PlatformStore, RunLeases, Secrets, Store, SystemClock, TextExtractor, Tool,
+    Clock, Embedder, EmbedderFactory, EmbedderUnavailable, JobQueue, PasswordHasher, PlatformStore,
+    RunLeases, SecretBox, Secrets, Store, SystemClock, TextExtractor, Tool,
 };
 use domain::services::{
     AgentService, ApiKeyService, AuditService, AuthPolicy, AuthPorts, AuthService,
-    CollectionService, ConversationService, DocumentService, Embedders, ExecutionPolicy,
-    ExecutionPorts, Executor, IngestPolicy, IngestWorker, KnowledgeSearch, SearchService,
-    TenantPorts, TenantService, UserService,
+    CollectionService, ConversationService, DocumentService, Embedders, EmbeddingService,
+    ExecutionPolicy, ExecutionPorts, Executor, IngestPolicy, IngestWorker, KnowledgeSearch,
+    ProviderService, SearchService, TenantPorts, TenantService, UsageService, UserService,
 };
 use embed_candle::{CandleEmbedder, EmbedderOptions};
 use llm_openai::{OpenAiEmbedder, OpenAiEmbeddingConfig, SecretString};
@@ -27,7 +27,7 @@ use text_extract::{SandboxConfig, SandboxLimits, SandboxedExtractor, TokenChunke
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::chat_models::{OpenAiChatSettings, ServerChatModels};
-use crate::config::{DatabaseSettings, ServeSettings};
+use crate::config::{DatabaseSettings, Secret, ServeSettings};
 use crate::http::error::ApiError;
 use crate::http::extract::{BodyLimit, TrustedProxies, path_error, query_error};
 use crate::http::{request_id, routes};
@@ -43,6 +43,8 @@ pub struct Stores {
     pub queue: Arc<dyn JobQueue>,
     /// Ends runs whose process died (on the queue's connections: the same kind of work).
     pub leases: Arc<dyn RunLeases>,
+    /// Every tenant's sealed provider keys, for their rotation.
+    pub secrets: Arc<dyn domain::ports::SecretStore>,
 }
 
 impl Stores {
@@ -82,7 +84,8 @@ impl Stores {
             store: Arc::new(PgStore::new(app)),
             platform: Arc::new(PgPlatformStore::new(platform)),
             queue: queue.clone(),
-            leases: queue,
+            leases: queue.clone(),
+            secrets: queue,
         })
     }
 }
@@ -241,7 +244,7 @@ impl IngestWorkers {
 }
 
 /// The chat models agents may name, as configured.
-pub fn chat_models(serve: &ServeSettings) -> Arc<dyn ChatModels> {
+pub fn chat_models(serve: &ServeSettings) -> Arc<ServerChatModels> {
     let openai = serve
         .openai_base_url
         .clone()
@@ -255,14 +258,20 @@ pub fn chat_models(serve: &ServeSettings) -> Arc<dyn ChatModels> {
             context_window: serve.openai_context_window,
             timeout: std::time::Duration::from_secs(serve.openai_timeout_secs.max(1)),
         });
-    Arc::new(ServerChatModels::new(
-        std::path::PathBuf::from(&serve.models_dir),
-        openai,
-        LocalChatOptions {
-            queue_capacity: serve.local_chat_queue,
-            ..LocalChatOptions::default()
-        },
-    ))
+    Arc::new(
+        ServerChatModels::new(
+            std::path::PathBuf::from(&serve.models_dir),
+            openai,
+            LocalChatOptions {
+                queue_capacity: serve.local_chat_queue,
+                ..LocalChatOptions::default()
+            },
+        )
+        .with_provider_defaults(
+            serve.openai_context_window,
+            std::time::Duration::from_secs(serve.openai_timeout_secs.max(1)),
+        ),
+    )
 }
 
 /// Ends the runs whose process died, every few seconds, until the process ends.
@@ -309,6 +318,9 @@ pub async fn build_state(
     })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let chat_models = chat_models(serve);
+    let sealing: Arc<dyn SecretBox> = Arc::new(AesSecretBox::from_config(
+        serve.secret_keys.as_ref().map_or("", Secret::expose),
+    )?);
     let run_events = RedisRunEvents::new(cache.clone(), &serve.redis_url, serve.run_followers)?;
     let executor = Arc::new(Executor::new(
         ExecutionPorts {
@@ -317,6 +329,8 @@ pub async fn build_state(
             models: chat_models.clone(),
             events: Arc::new(run_events),
             leases: stores.leases.clone(),
+            secrets: sealing.clone(),
+            provider_models: chat_models.clone(),
         },
         SearchService::new(stores.store.clone(), embedders.clone()),
         vec![Arc::new(KnowledgeSearch::new(SearchService::new(
@@ -349,6 +363,7 @@ pub async fn build_state(
         },
         policy,
     );
+    let usage = Arc::new(UsageService::new(stores.store.clone(), clock.clone()));
     let state = AppState {
         auth,
         tenants: TenantService::new(TenantPorts {
@@ -367,6 +382,7 @@ pub async fn build_state(
         ),
         api_keys: ApiKeyService::new(stores.store.clone(), secrets, clock.clone()),
         agents: AgentService::new(stores.store.clone(), clock.clone(), chat_models.clone()),
+        providers: ProviderService::new(stores.store.clone(), sealing, clock.clone()),
         collections: CollectionService::new(
             stores.store.clone(),
             clock.clone(),
@@ -379,9 +395,11 @@ pub async fn build_state(
             clock.clone(),
             serve.max_document_bytes,
         ),
-        search: SearchService::new(stores.store.clone(), embedders.clone()),
+        search: SearchService::new(stores.store.clone(), embedders.clone()).metered(usage.clone()),
         audit: AuditService::new(stores.store.clone()),
         conversations: ConversationService::new(stores.store.clone(), clock.clone()),
+        embeddings: EmbeddingService::new(stores.store.clone(), embedders.clone(), usage.clone()),
+        usage,
         executor: executor.clone(),
         store: stores.store,
         cache,

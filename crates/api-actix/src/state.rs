@@ -6,7 +6,8 @@ use cache_redis::RedisCache;
 use domain::ports::Store;
 use domain::services::{
     AgentService, ApiKeyService, AuditService, AuthService, CollectionService, ConversationService,
-    DocumentService, Executor, SearchService, TenantService, UserService,
+    DocumentService, EmbeddingService, Executor, ProviderService, SearchService, TenantService,
+    UsageService, UserService,
 };
 
 pub struct AppState {
@@ -15,11 +16,14 @@ pub struct AppState {
     pub users: UserService,
     pub api_keys: ApiKeyService,
     pub agents: AgentService,
+    pub providers: ProviderService,
     pub collections: CollectionService,
     pub documents: DocumentService,
     pub search: SearchService,
     pub audit: AuditService,
     pub conversations: ConversationService,
+    pub usage: Arc<UsageService>,
+    pub embeddings: EmbeddingService,
     /// Shared with the tasks that execute runs.
     pub executor: Arc<Executor>,
     /// For readiness checks.

@@ -42,7 +42,7 @@ impl RandomSecrets {
 /// # Panics
 /// If the operating system cannot provide randomness. The ports are infallible and there is no safe
 /// value to return instead: a predictable credential would be far worse than a failed request.
-fn os_random<const N: usize>() -> [u8; N] {
+pub(crate) fn os_random<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     OsRng.unwrap_err().fill_bytes(&mut bytes);
     bytes

@@ -11,11 +11,15 @@
 //!   Tokio's blocking pool so a login does not stall the async executor.
 //! - [`RandomSecrets`] implements [`domain::ports::Secrets`]: API keys and generated passwords from the
 //!   operating system's RNG; API keys are stored as SHA-256 digests only.
+//! - [`AesSecretBox`] implements [`domain::ports::SecretBox`]: AES-256-GCM for the secrets the
+//!   platform must read back (tenants' provider API keys), under rotatable keys.
 
 mod jwt;
 mod keys;
 mod password;
+mod sealing;
 
 pub use jwt::{JwtCodec, JwtConfig, JwtConfigError, MIN_SECRET_LEN};
 pub use keys::{API_KEY_PREFIX, API_KEY_PREFIX_LEN, RandomSecrets};
 pub use password::{Argon2Hasher, InvalidArgon2Params};
+pub use sealing::{AesSecretBox, KeyRingError};

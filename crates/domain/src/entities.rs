@@ -45,6 +45,8 @@ pub struct Tenant {
     pub name: Name,
     pub slug: Slug,
     pub status: TenantStatus,
+    /// Tokens its principals may use through the API per UTC day; `None`: no limit.
+    pub daily_token_quota: Option<u64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -411,6 +413,7 @@ audited_ids!(
     DocumentId => Document,
     JobId => Job,
     ConversationId => Conversation,
+    crate::ids::ProviderId => Provider,
 );
 
 /// An audit entry as read back (types are plain strings there: older entries may name kinds this
@@ -1031,6 +1034,8 @@ pub struct Run {
     pub ended_at: Option<DateTime<Utc>>,
     /// Until when the process running it holds it; past this, the run is `incomplete`.
     pub lease_until: DateTime<Utc>,
+    /// What it holds reserved against the tenant's daily quota (none without a quota).
+    pub reserved: Option<crate::ports::Reservation>,
 }
 
 /// How a run ends.

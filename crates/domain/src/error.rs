@@ -69,6 +69,7 @@ pub enum Conflict {
     DocumentExists,
     ReembedInProgress,
     AnswerInProgress,
+    ProviderNameTaken,
 }
 
 impl Conflict {
@@ -82,6 +83,7 @@ impl Conflict {
             Self::DocumentExists => "document_exists",
             Self::ReembedInProgress => "reembed_in_progress",
             Self::AnswerInProgress => "answer_in_progress",
+            Self::ProviderNameTaken => "provider_name_taken",
         }
     }
 
@@ -101,6 +103,7 @@ impl Conflict {
             Self::AnswerInProgress => {
                 "that message is still being answered; wait for its run to end or cancel it"
             }
+            Self::ProviderNameTaken => "this tenant already has a provider with this name",
         }
     }
 }
@@ -118,6 +121,8 @@ pub enum Resource {
     Conversation,
     Message,
     Run,
+    Space,
+    Provider,
 }
 
 impl Resource {
@@ -134,6 +139,8 @@ impl Resource {
             Self::Conversation => "conversation",
             Self::Message => "message",
             Self::Run => "run",
+            Self::Space => "embedding space",
+            Self::Provider => "provider",
         }
     }
 }
@@ -178,6 +185,12 @@ pub enum Error {
     ModelFailed(crate::entities::Failure),
     #[error("too many attempts; retry in {retry_after_secs} s")]
     RateLimited { limit: u32, retry_after_secs: u64 },
+    /// A provider cannot be deleted while agents name it (listed: id and slug).
+    #[error("agents use this provider: {}", .0.iter().map(|(_, slug)| slug.as_str()).collect::<Vec<_>>().join(", "))]
+    ProviderInUse(Vec<(crate::ids::AgentId, String)>),
+    /// The tenant's daily token quota is spent; it is renewed at the next UTC midnight.
+    #[error("the tenant's daily token quota is spent; it is renewed in {retry_after_secs} s")]
+    QuotaExceeded { retry_after_secs: u64 },
     /// A dependency (database, cache) failed; the source is logged, never shown.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),

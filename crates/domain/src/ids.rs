@@ -81,6 +81,10 @@ typed_id!(
 );
 typed_id!(CollectionId);
 typed_id!(
+    /// A tenant's own model provider (an OpenAI-compatible server and its key).
+    ProviderId
+);
+typed_id!(
     /// One embedding of a collection's documents in one space; re-embedding makes a new one.
     GenerationId
 );

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use domain::entities::{Agent, AgentChanges, AgentFilter, AgentTool, NewAgent};
 use domain::page::{Page, PageRequest};
 use domain::ports::{AgentRepo, StoreResult};
+use domain::values::Slug;
 use domain::{Actor, AgentId, CollectionId};
 
 use crate::lifecycle::Table;
@@ -85,6 +86,17 @@ impl AgentRepo for PgTx {
         Ok(Page::from_rows(convert(rows)?, page, |a: &Agent| {
             a.id.as_uuid()
         }))
+    }
+
+    async fn get_by_slug(&mut self, slug: &Slug) -> StoreResult<Option<Agent>> {
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM agents
+             WHERE tenant_id = $1 AND slug = $2 AND deleted_at IS NULL"
+        );
+        fetch_one::<AgentRow>(&self.tx, &sql, vec![self.t(), slug.as_str().into()])
+            .await?
+            .map(Agent::try_from)
+            .transpose()
     }
 
     async fn update(

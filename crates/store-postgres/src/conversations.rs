@@ -10,8 +10,8 @@ use domain::entities::{
 };
 use domain::page::{Page, PageRequest};
 use domain::ports::{
-    ConversationRepo, ExpiredRun, INCOMPLETE_MESSAGE, MessageRepo, RunLeases, RunRepo, StoreError,
-    StoreResult, TokenUsage, ToolCall,
+    ConversationRepo, ExpiredRun, INCOMPLETE_MESSAGE, MessageRepo, Reservation, RunLeases, RunRepo,
+    StoreError, StoreResult, TokenUsage, ToolCall,
 };
 use domain::values::ModelRef;
 use domain::{
@@ -26,6 +26,7 @@ use crate::lifecycle::Table;
 use crate::platform::PgPlatformStore;
 use crate::rows::convert;
 use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one, limit};
+use crate::usage::tokens;
 
 const CONVERSATION_COLUMNS: &str = "tenant_id, id, agent_id, title, owner_kind, owner_id, \
      last_active_at, created_at, updated_at, deleted_at, deleted_by";
@@ -504,7 +505,7 @@ impl MessageRepo for PgTx {
 const RUN_COLUMNS: &str = "tenant_id, id, conversation_id, message_id, user_message_id, agent_id, \
      started_by_kind, started_by_id, model_provider, model_name, status, prompt_tokens, \
      completion_tokens, error_code, error_message, context, created_at, started_at, ended_at, \
-     lease_until";
+     lease_until, reserved_tokens, reserved_on";
 
 #[derive(Debug, FromQueryResult)]
 struct RunRow {
@@ -528,6 +529,8 @@ struct RunRow {
     started_at: Option<DateTime<Utc>>,
     ended_at: Option<DateTime<Utc>>,
     lease_until: DateTime<Utc>,
+    reserved_tokens: i64,
+    reserved_on: Option<chrono::NaiveDate>,
 }
 
 fn context_json(c: &RunContext) -> Value {
@@ -616,6 +619,10 @@ impl TryFrom<RunRow> for Run {
             started_at: r.started_at,
             ended_at: r.ended_at,
             lease_until: r.lease_until,
+            reserved: r.reserved_on.map(|day| Reservation {
+                day,
+                tokens: u64::try_from(r.reserved_tokens).unwrap_or(0),
+            }),
         })
     }
 }
@@ -627,8 +634,9 @@ impl RunRepo for PgTx {
             &self.tx,
             "INSERT INTO runs (tenant_id, id, conversation_id, message_id, user_message_id,
                                agent_id, started_by_kind, started_by_id, model_provider,
-                               model_name, status, created_at, lease_until)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                               model_name, status, created_at, lease_until, reserved_tokens,
+                               reserved_on)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             vec![
                 self.t(),
                 run.id.as_uuid().into(),
@@ -643,6 +651,8 @@ impl RunRepo for PgTx {
                 run.status.as_str().into(),
                 run.created_at.into(),
                 run.lease_until.into(),
+                tokens(run.reserved.map_or(0, |r| r.tokens)).into(),
+                run.reserved.map(|r| r.day).into(),
             ],
         )
         .await?;
@@ -689,6 +699,22 @@ impl RunRepo for PgTx {
         Ok(extended == 1)
     }
 
+    async fn hold(&mut self, id: RunId, reserved: Reservation) -> StoreResult<()> {
+        execute(
+            &self.tx,
+            "UPDATE runs SET reserved_tokens = $3, reserved_on = $4
+             WHERE tenant_id = $1 AND id = $2",
+            vec![
+                self.t(),
+                id.as_uuid().into(),
+                tokens(reserved.tokens).into(),
+                reserved.day.into(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn finish(
         &mut self,
         id: RunId,
@@ -726,20 +752,26 @@ impl RunLeases for PgPlatformStore {
             id: Uuid,
         }
         // One statement: the runs and their answers end together, the answers keeping what their
-        // heartbeats saved.
+        // heartbeats saved, and what the runs held of their tenants' quotas is given back.
         let rows = fetch_all::<Row>(
             self.connection(),
             "WITH expired AS (
                  UPDATE runs SET status = 'failed', error_code = 'incomplete',
                                  error_message = $2, ended_at = $1
                  WHERE status IN ('queued', 'in_progress') AND lease_until < $1
-                 RETURNING tenant_id, id, message_id
+                 RETURNING tenant_id, id, message_id, reserved_tokens, reserved_on
              ), answers AS (
                  UPDATE messages m SET status = 'failed', error_code = 'incomplete',
                                        error_message = $2
                  FROM expired e
                  WHERE m.tenant_id = e.tenant_id AND m.id = e.message_id
                    AND m.status IN ('pending', 'streaming')
+             ), released AS (
+                 UPDATE token_days d SET reserved = GREATEST(0, d.reserved - r.held)
+                 FROM (SELECT tenant_id, reserved_on, sum(reserved_tokens) AS held
+                       FROM expired WHERE reserved_on IS NOT NULL
+                       GROUP BY tenant_id, reserved_on) r
+                 WHERE d.tenant_id = r.tenant_id AND d.day = r.reserved_on
              )
              SELECT tenant_id, id FROM expired",
             vec![now.into(), INCOMPLETE_MESSAGE.into()],

@@ -12,6 +12,7 @@ pub(crate) fn map(err: DbErr) -> StoreError {
             ("tenants_slug_key", Conflict::TenantSlugTaken),
             ("documents_live_content", Conflict::DocumentExists),
             ("generations_one_building", Conflict::ReembedInProgress),
+            ("providers_name_key", Conflict::ProviderNameTaken),
         ]
         .into_iter()
         .find_map(|(constraint, conflict)| message.contains(constraint).then_some(conflict));

@@ -21,11 +21,13 @@ mod jobs;
 mod lifecycle;
 mod owner;
 mod platform;
+mod providers;
 mod rows;
 mod search;
 mod spaces;
 mod tenant_tx;
 mod tenants;
+mod usage;
 mod users;
 
 use std::time::Duration;

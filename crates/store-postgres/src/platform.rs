@@ -191,6 +191,35 @@ impl PlatformStore for PgPlatformStore {
         row.map(Tenant::try_from).transpose()
     }
 
+    async fn set_daily_token_quota(
+        &self,
+        id: TenantId,
+        quota: Option<u64>,
+        audit: &AuditEntry,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Tenant>> {
+        let tx = self.db.begin().await.map_err(map)?;
+        let sql = format!(
+            "UPDATE tenants SET daily_token_quota = $2, updated_at = $3 WHERE id = $1
+             RETURNING {TENANT_COLUMNS}"
+        );
+        let row = fetch_one::<TenantRow>(
+            &tx,
+            &sql,
+            vec![
+                id.as_uuid().into(),
+                quota.map(crate::usage::tokens).into(),
+                now.into(),
+            ],
+        )
+        .await?;
+        if row.is_some() {
+            execute(&tx, INSERT_AUDIT, audit_values(id, audit)).await?;
+        }
+        tx.commit().await.map_err(map)?;
+        row.map(Tenant::try_from).transpose()
+    }
+
     async fn list_tenants(&self, page: PageRequest) -> StoreResult<Page<Tenant>> {
         let sql = format!(
             "SELECT {TENANT_COLUMNS} FROM tenants WHERE ($1::uuid IS NULL OR id < $1)

@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use crate::error::corrupt;
 
-pub(crate) const TENANT_COLUMNS: &str = "id, name, slug, status, created_at, updated_at";
+pub(crate) const TENANT_COLUMNS: &str =
+    "id, name, slug, status, daily_token_quota, created_at, updated_at";
 
 #[derive(Debug, FromQueryResult)]
 pub(crate) struct TenantRow {
@@ -25,6 +26,7 @@ pub(crate) struct TenantRow {
     name: String,
     slug: String,
     status: String,
+    daily_token_quota: Option<i64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -37,6 +39,7 @@ impl TryFrom<TenantRow> for Tenant {
             name: Name::parse(&r.name).map_err(|e| corrupt("tenant", e))?,
             slug: Slug::parse(&r.slug).map_err(|e| corrupt("tenant", e))?,
             status: TenantStatus::parse(&r.status).map_err(|e| corrupt("tenant", e))?,
+            daily_token_quota: r.daily_token_quota.and_then(|q| u64::try_from(q).ok()),
             created_at: r.created_at,
             updated_at: r.updated_at,
         })

@@ -188,6 +188,12 @@ impl TenantTx for PgTx {
     fn runs(&mut self) -> &mut dyn domain::ports::RunRepo {
         self
     }
+    fn usage(&mut self) -> &mut dyn domain::ports::UsageRepo {
+        self
+    }
+    fn providers(&mut self) -> &mut dyn domain::ports::ProviderRepo {
+        self
+    }
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         self.tx.commit().await.map_err(map)
     }

@@ -40,6 +40,11 @@ pub struct TenantDto {
     pub slug: String,
     /// `active` or `suspended`.
     pub status: String,
+    /// Tokens the tenant may use through the API per UTC day (chat tokens and embedding calls;
+    /// ingestion is not counted); null: no limit.
+    pub daily_token_quota: Option<u64>,
+    /// Tokens counted today (UTC); shown by `GET /v1/tenant`, null elsewhere.
+    pub tokens_used_today: Option<u64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -51,10 +56,22 @@ impl From<Tenant> for TenantDto {
             name: t.name.into_string(),
             slug: t.slug.to_string(),
             status: t.status.as_str().to_owned(),
+            daily_token_quota: t.daily_token_quota,
+            tokens_used_today: None,
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
     }
+}
+
+/// `PATCH /v1/tenants/{id}` (platform keys).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTenantSettingsRequest {
+    /// Tokens per UTC day, or null to lift the limit.
+    #[serde(deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>, minimum = 0, required = true)]
+    pub daily_token_quota: Option<Option<u64>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -305,7 +322,7 @@ where
 }
 
 /// Tells an absent field (`None`) from an explicit null (`Some(None)`).
-fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+pub fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

@@ -36,6 +36,23 @@ pub struct Problem {
     /// Invalid fields (validation errors only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<ProblemField>>,
+    /// The agents that name a provider (`provider_in_use` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agents: Option<Vec<ProblemAgent>>,
+}
+
+/// An agent a problem is about.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ProblemAgent {
+    pub id: uuid::Uuid,
+    pub slug: String,
+}
+
+/// The lists a problem may carry.
+#[derive(Debug, Default)]
+struct Lists {
+    errors: Option<Vec<ProblemField>>,
+    agents: Option<Vec<ProblemAgent>>,
 }
 
 /// An error answered as problem+json.
@@ -44,7 +61,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     detail: String,
-    errors: Option<Vec<ProblemField>>,
+    /// What some problems list (boxed: rare, and every handler's result has room for it).
+    lists: Option<Box<Lists>>,
     retry_after: Option<(u32, u64)>,
     /// Headers the answer carries besides the problem's own (`Allow`, `x-run-id`).
     headers: Vec<(&'static str, String)>,
@@ -56,7 +74,7 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
-            errors: None,
+            lists: None,
             retry_after: None,
             headers: Vec::new(),
         }
@@ -74,15 +92,18 @@ impl ApiError {
             .collect::<Vec<_>>()
             .join("; ");
         Self {
-            errors: Some(
-                fields
-                    .into_iter()
-                    .map(|f| ProblemField {
-                        field: f.field,
-                        message: f.message,
-                    })
-                    .collect(),
-            ),
+            lists: Some(Box::new(Lists {
+                errors: Some(
+                    fields
+                        .into_iter()
+                        .map(|f| ProblemField {
+                            field: f.field,
+                            message: f.message,
+                        })
+                        .collect(),
+                ),
+                agents: None,
+            })),
             ..Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",
@@ -212,6 +233,40 @@ impl From<Error> for ApiError {
                     format!("too many attempts; retry in {retry_after_secs} s"),
                 )
             },
+            Error::ProviderInUse(agents) => Self {
+                lists: Some(Box::new(Lists {
+                    errors: None,
+                    agents: Some(
+                        agents
+                            .iter()
+                            .map(|(id, slug)| ProblemAgent {
+                                id: id.as_uuid(),
+                                slug: slug.clone(),
+                            })
+                            .collect(),
+                    ),
+                })),
+                ..Self::new(
+                    StatusCode::CONFLICT,
+                    "provider_in_use",
+                    format!(
+                        "agents name this provider: {}; move them to another model first",
+                        agents
+                            .iter()
+                            .map(|(_, slug)| slug.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            },
+            err @ Error::QuotaExceeded { retry_after_secs } => Self {
+                headers: vec![("retry-after", retry_after_secs.to_string())],
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "quota_exceeded",
+                    err.to_string(),
+                )
+            },
             Error::Internal(source) => {
                 let mut chain = source.to_string();
                 let mut cause = source.source();
@@ -246,15 +301,20 @@ impl ResponseError for ApiError {
             detail: self.detail.clone(),
             code: self.code.to_owned(),
             request_id: request_id::current().unwrap_or_default(),
-            errors: self.errors.as_ref().map(|fields| {
-                fields
-                    .iter()
-                    .map(|f| ProblemField {
-                        field: f.field.clone(),
-                        message: f.message.clone(),
-                    })
-                    .collect()
-            }),
+            errors: self
+                .lists
+                .as_ref()
+                .and_then(|l| l.errors.as_ref())
+                .map(|fields| {
+                    fields
+                        .iter()
+                        .map(|f| ProblemField {
+                            field: f.field.clone(),
+                            message: f.message.clone(),
+                        })
+                        .collect()
+                }),
+            agents: self.lists.as_ref().and_then(|l| l.agents.clone()),
         };
         let mut response = HttpResponse::build(self.status);
         response.content_type(PROBLEM_JSON);

@@ -253,6 +253,7 @@ resource_ids!(
     domain::ConversationId => "conversation",
     domain::MessageId => "message",
     domain::RunId => "run",
+    domain::ProviderId => "provider",
 );
 
 impl<T: ResourceId> FromRequest for PathId<T> {

@@ -4,6 +4,7 @@ pub mod dto;
 pub mod error;
 pub mod execution_dto;
 pub mod extract;
+pub mod openai;
 pub mod openapi;
 pub mod request_id;
 pub mod responses;

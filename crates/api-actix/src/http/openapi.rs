@@ -4,8 +4,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::routes::{
-    agents, api_keys, audit, auth, collections, conversations, documents, jobs, ops, runs, search,
-    tenants, users,
+    agents, api_keys, audit, auth, collections, conversations, documents, jobs, openai, ops,
+    providers, runs, search, tenants, usage, users,
 };
 
 #[derive(OpenApi)]
@@ -20,7 +20,7 @@ use crate::http::routes::{
     paths(
         auth::login, auth::refresh, auth::logout, auth::logout_all, auth::me, auth::change_password,
         tenants::create, tenants::list, tenants::suspend, tenants::resume, tenants::current,
-        tenants::rename,
+        tenants::rename, tenants::update_settings,
         users::create, users::list, users::get, users::update, users::delete, users::restore, users::purge,
         users::reset_password,
         api_keys::create, api_keys::list, api_keys::revoke,
@@ -39,11 +39,14 @@ use crate::http::routes::{
         conversations::messages, conversations::post_message, conversations::regenerate,
         conversations::feedback,
         runs::get, runs::events, runs::cancel,
+        usage::summary,
+        providers::create, providers::list, providers::get, providers::update, providers::delete,
+        openai::chat_completions, openai::models, openai::embeddings,
         ops::healthz, ops::readyz,
     ),
     components(schemas(
         crate::http::error::Problem, crate::http::error::ProblemField, crate::http::rules::JsonValue,
-        conversations::ViewName
+        conversations::ViewName, usage::GroupBy
     )),
     modifiers(&BearerAuth),
     tags(
@@ -58,6 +61,9 @@ use crate::http::routes::{
         (name = "audit", description = "The append-only audit log (admins)"),
         (name = "conversations", description = "Conversations with agents: messages as a tree, answers, ratings"),
         (name = "runs", description = "How answers are made: status, context, events (SSE), cancel"),
+        (name = "providers", description = "The tenant's own model providers (admins); keys are write-only"),
+        (name = "usage", description = "Tokens used, by day, agent, principal or model"),
+        (name = "openai", description = "OpenAI-compatible routes: agents as models, embeddings; errors in OpenAI's shape"),
         (name = "operations", description = "Health and readiness"),
     )
 )]

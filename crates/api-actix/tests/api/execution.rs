@@ -26,6 +26,10 @@ pub enum Script {
     Cut,
     /// Answers after this many seconds.
     Slow(u64),
+    /// By the last message: `#cut` in it is [`Script::Cut`], `#slow` is [`Script::Slow`] (30 s),
+    /// `#weather` with a `get_weather` tool offered calls it; anything else (a tool result
+    /// included) is [`Script::Answer`].
+    Mixed,
 }
 
 pub const ANSWER: &str = "Rockets fly [1]. Nothing says [7].";
@@ -77,8 +81,41 @@ impl Respond for FakeChat {
         let body: Value = serde_json::from_slice(&request.body).unwrap();
         let stream =
             |text: String| ResponseTemplate::new(200).set_body_raw(text, "text/event-stream");
-        match self.script {
-            Script::Answer => stream(sse(&answer_events(), true)),
+        let last = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .cloned()
+            .unwrap_or_default();
+        let said = |marker: &str| {
+            last["role"] == "user" && last["content"].as_str().is_some_and(|c| c.contains(marker))
+        };
+        let offered = |name: &str| {
+            body["tools"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|t| t["function"]["name"] == name))
+        };
+        let script = match self.script {
+            Script::Mixed if said("#cut") => Script::Cut,
+            Script::Mixed if said("#slow") => Script::Slow(30),
+            Script::Mixed if said("#weather") && offered("get_weather") => {
+                let call = json!({"tool_calls": [{
+                    "index": 0, "id": "call_weather", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}
+                }]});
+                return stream(sse(
+                    &[
+                        chunk(call, None),
+                        chunk(json!({}), Some("tool_calls")),
+                        usage(),
+                    ],
+                    true,
+                ));
+            }
+            Script::Mixed => Script::Answer,
+            other => other,
+        };
+        match script {
+            Script::Answer | Script::Mixed => stream(sse(&answer_events(), true)),
             Script::Slow(secs) => {
                 stream(sse(&answer_events(), true)).set_delay(Duration::from_secs(secs))
             }

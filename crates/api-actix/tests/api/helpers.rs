@@ -103,7 +103,12 @@ pub struct Options {
     pub openai_supports_tools: bool,
     /// Per-attempt wait for the OpenAI-compatible server's answer (`OPENAI_TIMEOUT_SECS`).
     pub openai_timeout_secs: u64,
+    /// The keys that seal providers' API keys (`AGENTIC_SECRET_KEYS`).
+    pub secret_keys: String,
 }
+
+/// The secret key ring of every test server unless a test says otherwise.
+pub const SECRET_KEYS: &str = "test-1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 impl Default for Options {
     fn default() -> Self {
@@ -121,6 +126,7 @@ impl Default for Options {
             trusted_proxies: Vec::new(),
             openai_supports_tools: true,
             openai_timeout_secs: 10,
+            secret_keys: SECRET_KEYS.into(),
         }
     }
 }
@@ -245,6 +251,7 @@ impl TestApp {
             openai_supports_tools: options.openai_supports_tools,
             openai_context_window: 128_000,
             openai_timeout_secs: options.openai_timeout_secs,
+            secret_keys: Some(Secret::new(options.secret_keys.clone())),
             local_chat_queue: 8,
             runs_per_tenant: 16,
             run_followers: 64,

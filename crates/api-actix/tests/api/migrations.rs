@@ -37,9 +37,12 @@ async fn up_down_to_zero_and_up_again() {
         "message_feedback",
         "messages",
         "platform_keys",
+        "providers",
         "runs",
         "tenant_job_turns",
         "tenants",
+        "token_days",
+        "usage_records",
         "users",
     ];
     assert_eq!(tables(&owner).await, expected);
@@ -98,8 +101,11 @@ async fn every_tenant_table_forces_row_level_security() {
             "jobs",
             "message_feedback",
             "messages",
+            "providers",
             "runs",
             "tenant_job_turns",
+            "token_days",
+            "usage_records",
             "users"
         ]
     );

@@ -8,6 +8,7 @@ use crate::ids::AgentId;
 use crate::page::{Page, PageRequest};
 use crate::ports::StoreResult;
 use crate::principal::Actor;
+use crate::values::Slug;
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -23,6 +24,12 @@ pub trait AgentRepo: Send {
     /// # Errors
     /// [`StoreError::Internal`] on storage failure.
     async fn list(&mut self, filter: &AgentFilter, page: PageRequest) -> StoreResult<Page<Agent>>;
+
+    /// The live agent with this slug.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn get_by_slug(&mut self, slug: &Slug) -> StoreResult<Option<Agent>>;
 
     /// Changes a live agent; `None` when there is none with that id.
     ///

@@ -162,6 +162,12 @@ pub trait RunRepo: Send {
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn extend_lease(&mut self, id: RunId, lease_until: DateTime<Utc>) -> StoreResult<bool>;
 
+    /// Records what a run in progress holds reserved against the daily quota.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn hold(&mut self, id: RunId, reserved: crate::ports::Reservation) -> StoreResult<()>;
+
     /// Ends a run that has not ended; `false` when it had (by its lease running out).
     ///
     /// # Errors

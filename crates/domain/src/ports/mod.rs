@@ -18,9 +18,11 @@ mod events;
 mod ingest;
 mod jobs;
 mod platform;
+mod providers;
 mod store;
 mod tenants;
 mod tools;
+mod usage;
 mod users;
 
 pub use agents::*;
@@ -37,9 +39,11 @@ pub use events::*;
 pub use ingest::*;
 pub use jobs::*;
 pub use platform::*;
+pub use providers::*;
 pub use store::*;
 pub use tenants::*;
 pub use tools::*;
+pub use usage::*;
 pub use users::*;
 
 use chrono::{DateTime, Utc};

@@ -51,6 +51,20 @@ pub trait PlatformStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Tenant>>;
 
+    /// Sets (or, with `None`, lifts) a tenant's daily token quota and appends `audit`, in one
+    /// transaction; `None` when there is no such tenant. A platform write: the tenants' own role
+    /// cannot change its quota.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] on storage failure.
+    async fn set_daily_token_quota(
+        &self,
+        id: TenantId,
+        quota: Option<u64>,
+        audit: &AuditEntry,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Tenant>>;
+
     /// Every tenant, newest first, a page at a time.
     ///
     /// # Errors

@@ -5,7 +5,7 @@ use crate::error::{Conflict, Error};
 use crate::ids::TenantId;
 use crate::ports::{
     AgentRepo, ApiKeyRepo, AuditLog, ChunkRepo, CollectionRepo, ConversationRepo, DocumentRepo,
-    JobRepo, MessageRepo, RunRepo, TenantRepo, UserRepo,
+    JobRepo, MessageRepo, ProviderRepo, RunRepo, TenantRepo, UsageRepo, UserRepo,
 };
 
 /// What a storage adapter can report.
@@ -84,6 +84,8 @@ pub trait TenantTx: Send {
     fn conversations(&mut self) -> &mut dyn ConversationRepo;
     fn messages(&mut self) -> &mut dyn MessageRepo;
     fn runs(&mut self) -> &mut dyn RunRepo;
+    fn usage(&mut self) -> &mut dyn UsageRepo;
+    fn providers(&mut self) -> &mut dyn ProviderRepo;
 
     /// # Errors
     /// [`StoreError::Internal`] when the commit fails; nothing of the unit of work is kept then.

@@ -29,6 +29,8 @@ pub enum ToolOutput {
         hits: Vec<SearchHit>,
         /// The query was longer than the embedder takes; its leading window was searched.
         query_truncated: bool,
+        /// Tokens the query's embedding took, metered with the run.
+        embedded_tokens: u32,
     },
 }
 

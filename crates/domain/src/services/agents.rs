@@ -76,13 +76,29 @@ impl AgentService {
         }
     }
 
-    /// Refuses a model this server cannot reach (an unknown provider, a local model that is
-    /// not installed).
-    fn check_model(&self, model: Option<&crate::values::ModelRef>) -> Result<(), Error> {
-        match model.map(|m| self.models.check(m)) {
-            Some(Err(reason)) => Err(Error::invalid("model", reason.to_string())),
-            _ => Ok(()),
+    /// Refuses a model this server cannot reach: an unknown provider (the platform's, or one of
+    /// the tenant's own), a local model that is not installed.
+    async fn check_model(
+        &self,
+        tx: &mut dyn TenantTx,
+        model: Option<&crate::values::ModelRef>,
+    ) -> Result<(), Error> {
+        let Some(model) = model else { return Ok(()) };
+        if !crate::services::RESERVED_PROVIDERS.contains(&model.provider()) {
+            return match tx.providers().by_name(model.provider()).await? {
+                Some(_) => Ok(()),
+                None => Err(Error::invalid(
+                    "model.provider",
+                    format!(
+                        "{:?} is neither \"local\", \"openai\" nor a provider of this tenant",
+                        model.provider()
+                    ),
+                )),
+            };
         }
+        self.models
+            .check(model)
+            .map_err(|reason| Error::invalid("model", reason.to_string()))
     }
 
     /// # Errors
@@ -90,9 +106,9 @@ impl AgentService {
     pub async fn create(&self, who: &Principal, draft: AgentDraft) -> Result<Agent, Error> {
         let tenant = who.tenant_with(Scope::Write)?;
         let new = validate_draft(draft)?;
-        self.check_model(Some(&new.model))?;
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
+        self.check_model(tx.as_mut(), Some(&new.model)).await?;
         check_collections(tx.as_mut(), &new.collections).await?;
         let agent = tx.agents().insert(&new, now).await?;
         tx.audit()
@@ -133,6 +149,36 @@ impl AgentService {
         Ok(agents)
     }
 
+    /// The tenant's live agents as models of the OpenAI-compatible API (`GET /v1/models`):
+    /// the newest [`Self::MAX_MODELS`], newest first, in one unit of work.
+    ///
+    /// # Errors
+    /// `Forbidden` without the read scope.
+    pub async fn models(&self, who: &Principal) -> Result<Vec<Agent>, Error> {
+        let tenant = who.tenant_with(crate::principal::Scope::Read)?;
+        let mut tx = self.store.begin(tenant).await?;
+        let mut agents = Vec::new();
+        let mut after = None;
+        loop {
+            let page = PageRequest {
+                limit: PageRequest::MAX_LIMIT,
+                after,
+            };
+            let found = tx.agents().list(&AgentFilter::default(), page).await?;
+            agents.extend(found.items);
+            after = found.next;
+            if after.is_none() || agents.len() >= Self::MAX_MODELS {
+                break;
+            }
+        }
+        tx.commit().await?;
+        agents.truncate(Self::MAX_MODELS);
+        Ok(agents)
+    }
+
+    /// The most agents `GET /v1/models` lists (it has no pages).
+    pub const MAX_MODELS: usize = 1000;
+
     /// # Errors
     /// Validation, `NotFound`, `Conflict` on a taken slug.
     pub async fn update(
@@ -150,7 +196,8 @@ impl AgentService {
         if changes.is_empty() {
             return Ok(current);
         }
-        self.check_model(changes.model.as_ref())?;
+        self.check_model(tx.as_mut(), changes.model.as_ref())
+            .await?;
         if let Some(collections) = &changes.collections {
             check_collections(tx.as_mut(), collections).await?;
         }

@@ -28,14 +28,17 @@ use crate::error::{Conflict, Error, Resource};
 use crate::ids::{ConversationId, MessageId, RunId, TenantId};
 use crate::ports::{
     ChatDelta, ChatError, ChatMessage, ChatModel, ChatModels, ChatRequest, ChatRole, Clock,
-    INCOMPLETE_MESSAGE, RunEventKind, RunEventLog, RunLeases, Store, TokenUsage, Tool, ToolCall,
-    ToolCallPieces, ToolContext, ToolOutput, ToolSpec,
+    INCOMPLETE_MESSAGE, ProviderEndpoint, ProviderModels, Reservation, RunEventKind, RunEventLog,
+    RunLeases, SecretBox, Store, TokenUsage, Tool, ToolCall, ToolCallPieces, ToolContext,
+    ToolOutput, ToolSpec, UsageKind, UsageRecord, secret_context,
 };
 use crate::principal::{Principal, Scope};
 use crate::services::SearchService;
 use crate::services::citations::{Source, cite};
+use crate::services::completions::{ClientAnswer, ClientTurn, LiveEvent};
 use crate::services::conversations::{owner_of, visible, visible_message, visible_owner};
 use crate::services::history::{Budget, fit, path_to};
+use crate::services::metering::{self, day_of};
 use crate::services::tool_rounds::{Admission, ToolRounds};
 use crate::values;
 
@@ -93,6 +96,8 @@ pub struct RunJob {
     tenant: TenantId,
     run: RunId,
     _slot: RunSlot,
+    /// A `/v1/chat/completions` call's own messages and tools, and where its caller listens.
+    client: Option<ClientTurn>,
 }
 
 /// A turn as started: the question (absent for a regeneration's own), the answer being written
@@ -138,6 +143,8 @@ pub struct Executor {
     models: Arc<dyn ChatModels>,
     events: Arc<dyn RunEventLog>,
     leases: Arc<dyn RunLeases>,
+    secrets: Arc<dyn SecretBox>,
+    provider_models: Arc<dyn ProviderModels>,
     search: SearchService,
     /// Every tool this server has; an agent is offered those it names.
     tools: Vec<Arc<dyn Tool>>,
@@ -151,6 +158,11 @@ enum Stop {
     Cancelled,
     /// The lease ran out (the reaper ended the run): nothing more may be written.
     Lost,
+    /// The tenant's daily token quota cannot cover the next model turn.
+    Quota,
+    /// The request cannot be served by this agent's model (client tools for a model that takes
+    /// none): the client's mistake, answered 422.
+    Invalid(&'static str),
     Internal(Error),
 }
 
@@ -167,6 +179,10 @@ struct Progress {
     /// The estimate of a model turn that has not reported its usage yet.
     open_turn: Option<(u32, usize)>,
     context: RunContext,
+    /// What the run holds reserved against the daily quota.
+    reserved: Option<Reservation>,
+    /// Tokens its retrieval's query embeddings took.
+    embedded_tokens: u32,
 }
 
 impl Progress {
@@ -179,10 +195,52 @@ impl Progress {
 struct Setting {
     run: Run,
     agent: Agent,
+    thread: Thread,
+    temperature: f64,
+    max_tokens: u32,
+    /// The tenant's daily quota, when it has one.
+    quota: Option<u64>,
+    /// A tenant's own provider, opened (or why it cannot be); `None` for the platform's.
+    provider: Option<Result<(ProviderEndpoint, String), String>>,
+}
+
+/// Where the question and the history come from, and where the answer goes.
+enum Thread {
+    /// A turn of a stored conversation: the answer is a message of it.
+    Stored(Box<StoredTurn>),
+    /// A `/v1/chat/completions` call: the client's messages; the answer goes back to the client.
+    Client(ClientTurn),
+}
+
+struct StoredTurn {
     question: Message,
     history: Vec<Message>,
     answer_id: MessageId,
     conversation_id: ConversationId,
+}
+
+impl Setting {
+    fn stored(&self) -> Option<&StoredTurn> {
+        match &self.thread {
+            Thread::Stored(turn) => Some(turn),
+            Thread::Client(_) => None,
+        }
+    }
+
+    fn client(&self) -> Option<&ClientTurn> {
+        match &self.thread {
+            Thread::Client(turn) => Some(turn),
+            Thread::Stored(_) => None,
+        }
+    }
+
+    /// The text retrieval searches for: the question, or the client's last user message.
+    fn query(&self) -> &str {
+        match &self.thread {
+            Thread::Stored(turn) => &turn.question.content,
+            Thread::Client(turn) => turn.last_user_message(),
+        }
+    }
 }
 
 /// What the executor works with besides search and tools.
@@ -192,6 +250,10 @@ pub struct ExecutionPorts {
     pub models: Arc<dyn ChatModels>,
     pub events: Arc<dyn RunEventLog>,
     pub leases: Arc<dyn RunLeases>,
+    /// Opens tenants' provider keys.
+    pub secrets: Arc<dyn SecretBox>,
+    /// Chat models of tenants' own providers.
+    pub provider_models: Arc<dyn ProviderModels>,
 }
 
 impl Executor {
@@ -207,6 +269,8 @@ impl Executor {
             models: ports.models,
             events: ports.events,
             leases: ports.leases,
+            secrets: ports.secrets,
+            provider_models: ports.provider_models,
             search,
             tools,
             policy,
@@ -366,6 +430,7 @@ impl Executor {
         started_by: crate::entities::Owner,
         now: DateTime<Utc>,
     ) -> Result<(Run, Message), Error> {
+        let reserved = metering::admit_run(tx, agent.max_tokens.value(), now).await?;
         let answer = Message {
             model: Some(agent.model.clone()),
             status: MessageStatus::Pending,
@@ -380,11 +445,32 @@ impl Executor {
         };
         tx.messages().insert(&answer).await?;
         let run = Run {
-            id: run_id,
-            tenant_id: tx.tenant_id(),
             conversation_id: Some(conversation.id),
             message_id: Some(answer.id),
             user_message_id: Some(question.id),
+            ..self.new_run(tx.tenant_id(), run_id, agent, started_by, reserved, now)
+        };
+        tx.runs().insert(&run).await?;
+        tx.conversations().touch(conversation.id, now).await?;
+        Ok((run, answer))
+    }
+
+    /// A queued run of `agent` that belongs to no conversation (yet).
+    fn new_run(
+        &self,
+        tenant: TenantId,
+        id: RunId,
+        agent: &Agent,
+        started_by: crate::entities::Owner,
+        reserved: Option<Reservation>,
+        now: DateTime<Utc>,
+    ) -> Run {
+        Run {
+            id,
+            tenant_id: tenant,
+            conversation_id: None,
+            message_id: None,
+            user_message_id: None,
             agent_id: agent.id,
             started_by,
             model: agent.model.clone(),
@@ -396,10 +482,47 @@ impl Executor {
             started_at: None,
             ended_at: None,
             lease_until: now + lease(&self.policy),
-        };
+            reserved,
+        }
+    }
+
+    /// Starts a run for a `/v1/chat/completions` call to the agent whose slug is `model`: the
+    /// run is committed (with its reservation against the quota), then executes like any other
+    /// once handed to [`Self::execute`]; what it produces goes to `turn`'s listener.
+    ///
+    /// # Errors
+    /// `NotFound(Agent)` for an unknown slug; validation; `QuotaExceeded`; `Busy`.
+    pub async fn start_completion(
+        &self,
+        who: &Principal,
+        model: &str,
+        mut turn: ClientTurn,
+    ) -> Result<(Run, RunJob), Error> {
+        let tenant = who.tenant_with(Scope::Write)?;
+        let started_by = owner_of(who)?;
+        turn.validate(self.policy.max_message_chars, &self.tools)?;
+        let slug =
+            crate::values::Slug::parse(model).map_err(|_| Error::NotFound(Resource::Agent))?;
+        let slot = self.slot(tenant)?;
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        let agent = tx
+            .agents()
+            .get_by_slug(&slug)
+            .await?
+            .ok_or(Error::NotFound(Resource::Agent))?;
+        turn.cap(agent.temperature.value(), agent.max_tokens.value());
+        let reserved = metering::admit_run(tx.as_mut(), turn.max_tokens, now).await?;
+        let run = self.new_run(tenant, RunId::new(), &agent, started_by, reserved, now);
         tx.runs().insert(&run).await?;
-        tx.conversations().touch(conversation.id, now).await?;
-        Ok((run, answer))
+        tx.commit().await?;
+        let job = RunJob {
+            tenant,
+            run: run.id,
+            _slot: slot,
+            client: Some(turn),
+        };
+        Ok((run, job))
     }
 
     fn validate_content(&self, content: &str) -> Result<String, Error> {
@@ -519,6 +642,9 @@ impl Executor {
             .ok_or(Error::NotFound(Resource::Message))?;
         tx.commit().await?;
         if run.status == RunStatus::Failed {
+            if run.error.as_ref().is_some_and(|e| e.code == QUOTA_CODE) {
+                return Err(metering::quota_exceeded(self.clock.now()));
+            }
             return Err(Error::ModelFailed(run.error.clone().unwrap_or_else(|| {
                 Failure::new("model_error", "the model failed to answer")
             })));
@@ -538,7 +664,7 @@ impl Executor {
         let expired = self.leases.expire(self.clock.now()).await?;
         for run in &expired {
             let error = json!({"code": "incomplete", "message": INCOMPLETE_MESSAGE});
-            self.publish(
+            self.append_event(
                 run.tenant,
                 run.id,
                 RunEventKind::Failed,
@@ -554,11 +680,20 @@ impl Executor {
     pub async fn execute(&self, job: RunJob) {
         let (tenant, run_id) = (job.tenant, job.run);
         let started = Instant::now();
-        let setting = match self.begin(tenant, run_id).await {
+        let client = job.client;
+        let listener = client.as_ref().map(|c| c.live.clone());
+        let setting = match self.begin(tenant, run_id, client).await {
             Ok(Some(setting)) => setting,
             Ok(None) => return,
             Err(err) => {
                 tracing::error!(run = %run_id, error = %err, "a run could not start");
+                if let Some(live) = listener {
+                    // The caller waits for an end: tell it there will be none.
+                    let _ = live.send(LiveEvent::Ended(ClientAnswer::failed(
+                        run_id,
+                        Failure::new("internal", "the run failed; the server's log says why"),
+                    )));
+                }
                 return;
             }
         };
@@ -570,28 +705,44 @@ impl Executor {
             usage: TokenUsage::default(),
             open_turn: None,
             context: RunContext::default(),
+            reserved: setting.run.reserved,
+            embedded_tokens: 0,
         };
+        let (question_id, answer_id) = setting.stored().map_or((Value::Null, Value::Null), |t| {
+            (
+                json!(t.question.id.to_string()),
+                json!(t.answer_id.to_string()),
+            )
+        });
         self.publish(
-            tenant,
-            run_id,
+            &setting,
             RunEventKind::Started,
             json!({
                 "run_id": run_id.to_string(),
-                "user_message_id": setting.question.id.to_string(),
-                "message_id": setting.answer_id.to_string(),
+                "user_message_id": question_id,
+                "message_id": answer_id,
             }),
         )
         .await;
         let text = progress.text.clone();
+        let gone = async {
+            match setting.client() {
+                Some(client) => client.live.closed().await,
+                None => std::future::pending().await,
+            }
+        };
         let stop = tokio::select! {
             result = self.generate(&setting, &mut progress) => result.err(),
             stop = self.watch(tenant, &setting, text) => Some(stop),
+            // A client of /v1/chat/completions that hung up cancels its run: nobody else can
+            // read the answer.
+            () = gone => Some(Stop::Cancelled),
             () = tokio::time::sleep(self.policy.run_timeout) => Some(Stop::Model(ChatError::Timeout)),
         };
         // A turn cut short reported no usage: count what it was sent and what it wrote.
         if let Some((prompt, from)) = progress.open_turn.take() {
             let text = progress.text();
-            let model = self.models.model(&setting.run.model).ok();
+            let model = self.chat_model(&setting).await.ok();
             let completion = model.map_or(0, |m| m.count_tokens(text.get(from..).unwrap_or("")));
             progress.usage.prompt_tokens += prompt;
             progress.usage.completion_tokens += completion;
@@ -600,6 +751,17 @@ impl Executor {
             None => (RunStatus::Completed, None),
             Some(Stop::Cancelled) => (RunStatus::Cancelled, None),
             Some(Stop::Lost) => return,
+            Some(Stop::Invalid(message)) => (
+                RunStatus::Failed,
+                Some(Failure::new(INVALID_REQUEST_CODE, message)),
+            ),
+            Some(Stop::Quota) => (
+                RunStatus::Failed,
+                Some(Failure::new(
+                    QUOTA_CODE,
+                    "the tenant's daily token quota cannot cover this answer",
+                )),
+            ),
             Some(Stop::Model(err)) => {
                 tracing::warn!(run = %run_id, error = %err, "the model failed a run");
                 (
@@ -627,7 +789,12 @@ impl Executor {
     }
 
     /// Marks the run started and reads what it needs; `None` when it is not queued any more.
-    async fn begin(&self, tenant: TenantId, run_id: RunId) -> Result<Option<Setting>, Error> {
+    async fn begin(
+        &self,
+        tenant: TenantId,
+        run_id: RunId,
+        client: Option<ClientTurn>,
+    ) -> Result<Option<Setting>, Error> {
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
         let Some(run) = tx.runs().get(run_id).await? else {
@@ -640,31 +807,119 @@ impl Executor {
         {
             return Ok(None);
         }
-        let (Some(conversation_id), Some(answer_id), Some(question_id)) =
-            (run.conversation_id, run.message_id, run.user_message_id)
-        else {
-            return Err(Error::internal("a conversation's run without its messages"));
-        };
         let agent = tx
             .agents()
             .get(run.agent_id, true)
             .await?
             .ok_or(Error::NotFound(Resource::Agent))?;
-        let messages = tx.messages().list(conversation_id).await?;
+        let quota = match run.reserved {
+            Some(_) => metering::quota_of(tx.as_mut()).await?,
+            None => None,
+        };
+        let provider = if crate::services::RESERVED_PROVIDERS.contains(&run.model.provider()) {
+            None
+        } else {
+            Some(self.open_provider(tx.as_mut(), &run).await?)
+        };
+        let (thread, temperature, max_tokens) = match client {
+            Some(turn) => {
+                let (temperature, max_tokens) = (turn.temperature, turn.max_tokens);
+                (Thread::Client(turn), temperature, max_tokens)
+            }
+            None => {
+                let (Some(conversation_id), Some(answer_id), Some(question_id)) =
+                    (run.conversation_id, run.message_id, run.user_message_id)
+                else {
+                    return Err(Error::internal("a conversation's run without its messages"));
+                };
+                let messages = tx.messages().list(conversation_id).await?;
+                let path = path_to(&messages, question_id)
+                    .ok_or_else(|| Error::internal("the question is not in its conversation"))?;
+                let (question, earlier) = path
+                    .split_last()
+                    .ok_or_else(|| Error::internal("an empty path"))?;
+                let turn = StoredTurn {
+                    question: (*question).clone(),
+                    history: earlier.iter().map(|m| (*m).clone()).collect(),
+                    answer_id,
+                    conversation_id,
+                };
+                (
+                    Thread::Stored(Box::new(turn)),
+                    f64::from(agent.temperature.value()),
+                    agent.max_tokens.value(),
+                )
+            }
+        };
         tx.commit().await?;
-        let path = path_to(&messages, question_id)
-            .ok_or_else(|| Error::internal("the question is not in its conversation"))?;
-        let (question, earlier) = path
-            .split_last()
-            .ok_or_else(|| Error::internal("an empty path"))?;
         Ok(Some(Setting {
             run,
             agent,
-            question: (*question).clone(),
-            history: earlier.iter().map(|m| (*m).clone()).collect(),
-            answer_id,
-            conversation_id,
+            thread,
+            temperature,
+            max_tokens,
+            quota,
+            provider,
         }))
+    }
+
+    /// A tenant's own provider of the run's model, with its key opened, and the model name to
+    /// ask for (`default` is the provider's default model); or why it cannot serve.
+    async fn open_provider(
+        &self,
+        tx: &mut dyn crate::ports::TenantTx,
+        run: &Run,
+    ) -> Result<Result<(ProviderEndpoint, String), String>, Error> {
+        let name = run.model.provider();
+        let Some((provider, sealed)) = tx.providers().by_name(name).await? else {
+            return Ok(Err(format!("the provider {name:?} no longer exists")));
+        };
+        let api_key = match self
+            .secrets
+            .open(&sealed, &secret_context(run.tenant_id, provider.id))
+        {
+            Ok(key) => key,
+            Err(err) => {
+                tracing::error!(provider = %provider.id, error = %err, "a provider key does not open");
+                return Ok(Err(format!(
+                    "the key of provider {name:?} cannot be opened"
+                )));
+            }
+        };
+        let model = match (run.model.name(), &provider.default_model) {
+            ("default", Some(default)) => default.clone(),
+            (named, _) => named.to_owned(),
+        };
+        Ok(Ok((
+            ProviderEndpoint {
+                provider: provider.id,
+                updated_at: provider.updated_at,
+                base_url: provider.base_url,
+                api_key,
+                supports_tools: provider.supports_tools,
+            },
+            model,
+        )))
+    }
+
+    /// The run's chat model: the platform's (a local one is loaded on first use, which takes a
+    /// while: not on the async executor), or the tenant's own provider's.
+    async fn chat_model(&self, setting: &Setting) -> Result<Arc<dyn ChatModel>, Stop> {
+        let unavailable = |reason: String| Stop::Model(ChatError::ModelUnavailable(reason));
+        match &setting.provider {
+            Some(Ok((endpoint, name))) => self
+                .provider_models
+                .model(endpoint, name)
+                .map_err(|e| unavailable(e.to_string())),
+            Some(Err(reason)) => Err(unavailable(reason.clone())),
+            None => {
+                let (models, wanted) = (self.models.clone(), setting.run.model.clone());
+                tokio::task::spawn_blocking(move || models.model(&wanted))
+                    .await
+                    .map_err(|e| Stop::Internal(Error::internal(e)))?
+                    .map_err(|e| unavailable(e.to_string()))
+            }
+        }
     }
 
     /// Cancellation and the lease, while the run works: answers why it must stop.
@@ -709,9 +964,9 @@ impl Executor {
         {
             return Ok(false);
         }
-        tx.messages()
-            .write_partial(setting.answer_id, partial)
-            .await?;
+        if let Some(turn) = setting.stored() {
+            tx.messages().write_partial(turn.answer_id, partial).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -719,16 +974,11 @@ impl Executor {
     /// Retrieval, prompt and model turns (with tool rounds), accumulating into `progress`.
     async fn generate(&self, setting: &Setting, progress: &mut Progress) -> Result<(), Stop> {
         let tenant = setting.run.tenant_id;
-        // A local model is loaded on first use, which takes a while: not on the async executor.
-        let (models, wanted) = (self.models.clone(), setting.run.model.clone());
-        let model = tokio::task::spawn_blocking(move || models.model(&wanted))
-            .await
-            .map_err(|e| Stop::Internal(Error::internal(e)))?
-            .map_err(|e| Stop::Model(ChatError::ModelUnavailable(e.to_string())))?;
+        let model = self.chat_model(setting).await?;
         let agent = &setting.agent;
         // The tools the agent names, for a model that takes tools; sources are retrieved up
         // front unless the model can search for itself.
-        let tools: Vec<ToolSpec> = if model.supports_tools() {
+        let mut tools: Vec<ToolSpec> = if model.supports_tools() {
             self.tools
                 .iter()
                 .map(|t| t.spec())
@@ -740,28 +990,32 @@ impl Executor {
         let searches = tools
             .iter()
             .any(|t| t.name == AgentTool::KnowledgeSearch.as_str());
+        // The client's own tools are offered beside the agent's; calls to them go back to it.
+        let client_tools: &[ToolSpec] = setting.client().map_or(&[], |c| &c.tools);
+        if !client_tools.is_empty() && !model.supports_tools() {
+            return Err(Stop::Invalid(
+                "this agent's model does not take tools; send the request without `tools`",
+            ));
+        }
+        tools.extend(client_tools.iter().cloned());
         if !searches && !agent.collections.is_empty() {
-            let (hits, truncated) = self
+            let found = self
                 .search
-                .retrieve(
-                    tenant,
-                    &agent.collections,
-                    &setting.question.content,
-                    agent.retrieval,
-                )
+                .retrieve(tenant, &agent.collections, setting.query(), agent.retrieval)
                 .await
                 .map_err(Stop::Internal)?;
-            progress.context.query_truncated = truncated;
-            add_sources(progress, hits);
+            progress.context.query_truncated = found.query_truncated;
+            progress.embedded_tokens += found.embedded_tokens;
+            add_sources(progress, found.hits);
         }
         let mut transcript = self.prompt(model.as_ref(), setting, progress, searches)?;
         let mut rounds = ToolRounds::new(self.policy.max_tool_rounds);
-        let mut answer_budget = agent.max_tokens.value();
+        let mut answer_budget = setting.max_tokens;
         loop {
-            let offer = !tools.is_empty() && rounds.remaining() > 0;
+            let offer = !tools.is_empty() && (rounds.remaining() > 0 || !client_tools.is_empty());
             let request = ChatRequest {
                 messages: transcript.clone(),
-                temperature: f64::from(agent.temperature.value()),
+                temperature: setting.temperature,
                 max_tokens: answer_budget.max(1),
                 tools: if offer { tools.clone() } else { Vec::new() },
             };
@@ -769,6 +1023,18 @@ impl Executor {
                 .model_turn(model.as_ref(), setting, request, progress)
                 .await?;
             if calls.is_empty() {
+                return Ok(());
+            }
+            if calls
+                .iter()
+                .any(|c| client_tools.iter().any(|t| t.name == c.name))
+            {
+                // The client runs its own tools and sends their results with its next request
+                // (calls to ours in the same turn are dropped: it could not answer those).
+                progress.unrun_calls = calls
+                    .into_iter()
+                    .filter(|c| client_tools.iter().any(|t| t.name == c.name))
+                    .collect();
                 return Ok(());
             }
             if !offer || !rounds.next_round() {
@@ -797,8 +1063,8 @@ impl Executor {
         request: ChatRequest,
         progress: &mut Progress,
     ) -> Result<Vec<ToolCall>, Stop> {
-        let (tenant, run) = (setting.run.tenant_id, setting.run.id);
         let estimate = estimate_prompt(model, &request);
+        self.reserve_prompt(setting, progress, estimate).await?;
         progress.open_turn = Some((estimate, lock(&progress.text).len()));
         let mut stream = model.stream(request).await.map_err(Stop::Model)?;
         let mut calls = ToolCallPieces::default();
@@ -807,7 +1073,7 @@ impl Executor {
             match delta.map_err(Stop::Model)? {
                 ChatDelta::Text(text) => {
                     lock(&progress.text).push_str(&text);
-                    self.publish(tenant, run, RunEventKind::Delta, json!({"text": text}))
+                    self.publish(setting, RunEventKind::Delta, json!({"text": text}))
                         .await;
                 }
                 ChatDelta::ToolCall {
@@ -834,6 +1100,44 @@ impl Executor {
         Ok(calls)
     }
 
+    /// Holds the prompt of the next model turn against the quota (with one): refused when it
+    /// would not fit beside everything else used and reserved today.
+    async fn reserve_prompt(
+        &self,
+        setting: &Setting,
+        progress: &mut Progress,
+        tokens: u32,
+    ) -> Result<(), Stop> {
+        let (Some(quota), Some(held)) = (setting.quota, progress.reserved) else {
+            return Ok(());
+        };
+        let more = u64::from(tokens);
+        let mut tx = self
+            .store
+            .begin(setting.run.tenant_id)
+            .await
+            .map_err(|e| Stop::Internal(e.into()))?;
+        let fits = tx
+            .usage()
+            .reserve_more(held.day, quota, held.tokens, more)
+            .await
+            .map_err(|e| Stop::Internal(e.into()))?;
+        if !fits {
+            return Err(Stop::Quota);
+        }
+        let now_held = Reservation {
+            tokens: held.tokens + more,
+            ..held
+        };
+        tx.runs()
+            .hold(setting.run.id, now_held)
+            .await
+            .map_err(|e| Stop::Internal(e.into()))?;
+        tx.commit().await.map_err(|e| Stop::Internal(e.into()))?;
+        progress.reserved = Some(now_held);
+        Ok(())
+    }
+
     /// Runs one round of tool calls: each becomes a `tool.call` and a `tool.result` event, a
     /// stored tool message, and a message of the transcript the model sees next.
     async fn run_tools(
@@ -845,36 +1149,39 @@ impl Executor {
         turn_text: String,
         calls: Vec<ToolCall>,
     ) -> Result<(), Stop> {
-        let (tenant, run) = (setting.run.tenant_id, setting.run.id);
+        let run = setting.run.id;
         let now = self.clock.now();
-        let parent = progress
-            .produced
-            .last()
-            .map_or(setting.question.id, |m| m.id);
-        let turn = Message {
-            tool_calls: calls.clone(),
-            model: Some(setting.run.model.clone()),
-            ..Message::new(
-                setting.conversation_id,
-                Some(parent),
-                MessageRole::Assistant,
-                turn_text,
-                run,
-                now,
-            )
-        };
         transcript.push(ChatMessage {
             role: ChatRole::Assistant,
-            content: turn.content.clone(),
+            content: turn_text.clone(),
             tool_calls: calls.clone(),
             tool_call_id: None,
         });
-        let mut parent = turn.id;
-        progress.produced.push(turn);
+        // A conversation keeps the tool turns as messages between the question and the answer.
+        let mut parent = setting.stored().map(|stored| {
+            let parent = progress
+                .produced
+                .last()
+                .map_or(stored.question.id, |m| m.id);
+            let turn = Message {
+                tool_calls: calls.clone(),
+                model: Some(setting.run.model.clone()),
+                ..Message::new(
+                    stored.conversation_id,
+                    Some(parent),
+                    MessageRole::Assistant,
+                    turn_text,
+                    run,
+                    now,
+                )
+            };
+            let id = turn.id;
+            progress.produced.push(turn);
+            (stored.conversation_id, id)
+        });
         for call in calls {
             self.publish(
-                tenant,
-                run,
+                setting,
                 RunEventKind::ToolCall,
                 json!({"id": call.id, "name": call.name, "arguments": call.arguments}),
             )
@@ -884,25 +1191,26 @@ impl Executor {
                 Admission::Run => self.call_tool(setting, progress, &call).await?,
             };
             self.publish(
-                tenant,
-                run,
+                setting,
                 RunEventKind::ToolResult,
                 json!({"id": call.id, "name": call.name, "content": result}),
             )
             .await;
-            let message = Message {
-                tool_call_id: Some(call.id.clone()),
-                ..Message::new(
-                    setting.conversation_id,
-                    Some(parent),
-                    MessageRole::Tool,
-                    result.clone(),
-                    run,
-                    now,
-                )
-            };
-            parent = message.id;
-            progress.produced.push(message);
+            if let Some((conversation, above)) = parent {
+                let message = Message {
+                    tool_call_id: Some(call.id.clone()),
+                    ..Message::new(
+                        conversation,
+                        Some(above),
+                        MessageRole::Tool,
+                        result.clone(),
+                        run,
+                        now,
+                    )
+                };
+                parent = Some((conversation, message.id));
+                progress.produced.push(message);
+            }
             transcript.push(ChatMessage {
                 role: ChatRole::Tool,
                 content: result,
@@ -940,8 +1248,10 @@ impl Executor {
             ToolOutput::Passages {
                 hits,
                 query_truncated,
+                embedded_tokens,
             } => {
                 progress.context.query_truncated |= query_truncated;
+                progress.embedded_tokens += embedded_tokens;
                 let first = progress.sources.len();
                 add_sources(progress, hits);
                 let added = &progress.sources[first..];
@@ -977,31 +1287,32 @@ impl Executor {
             .filter(|part| !part.is_empty())
             .collect::<Vec<_>>()
             .join("\n\n");
+        let turn = match &setting.thread {
+            Thread::Stored(turn) => turn,
+            Thread::Client(turn) => {
+                return Self::client_prompt(model, turn, system, setting.max_tokens, progress);
+            }
+        };
         let window = model.context_window();
-        let answer = agent.max_tokens.value();
+        let answer = setting.max_tokens;
         let count = |text: &str| model.count_tokens(text);
         let system_tokens = count(&system);
-        let question_tokens = count(&setting.question.content);
+        let question_tokens = count(&turn.question.content);
         // Sources that do not fit beside the system prompt, the question and the answer are
         // dropped from the end (the least relevant first).
-        let mut sources_tokens = 0;
-        let mut kept_sources = 0;
-        for source in &progress.sources {
-            let cost = count(&render_sources(std::slice::from_ref(source)));
-            if system_tokens + question_tokens + answer + sources_tokens + cost > window {
-                break;
-            }
-            sources_tokens += cost;
-            kept_sources += 1;
-        }
-        progress.sources.truncate(kept_sources);
+        let sources_tokens = fit_sources(
+            model,
+            &mut progress.sources,
+            system_tokens + question_tokens + answer,
+            window,
+        );
         if system_tokens + question_tokens + answer > window {
             return Err(Stop::Model(ChatError::ContextExceeded {
                 needed: system_tokens + question_tokens + answer,
                 window,
             }));
         }
-        let sendable: Vec<&Message> = setting
+        let sendable: Vec<&Message> = turn
             .history
             .iter()
             .filter(|m| sendable(m, model.supports_tools()))
@@ -1020,7 +1331,7 @@ impl Executor {
         let kept: Vec<&Message> = fitted.kept.iter().map(|m| **m).collect();
         let kept_ids: Vec<MessageId> = kept.iter().map(|m| m.id).collect();
         progress.context.kept_message_ids = kept_ids.clone();
-        progress.context.dropped_message_ids = setting
+        progress.context.dropped_message_ids = turn
             .history
             .iter()
             .map(|m| m.id)
@@ -1058,12 +1369,13 @@ impl Executor {
         }));
         messages.push(ChatMessage::new(
             ChatRole::User,
-            setting.question.content.clone(),
+            turn.question.content.clone(),
         ));
         Ok(messages)
     }
 
-    /// Stores how the run ended (one transaction), then writes its one terminal event.
+    /// Stores how the run ended (one transaction, with its usage record), then writes its one
+    /// terminal event (and hands a client's answer to its caller).
     async fn end(
         &self,
         tenant: TenantId,
@@ -1079,8 +1391,7 @@ impl Executor {
         if !cited.citations.is_empty() {
             let citations: Vec<Value> = cited.citations.iter().map(citation_json).collect();
             self.publish(
-                tenant,
-                run,
+                setting,
                 RunEventKind::Citations,
                 json!({"citations": citations}),
             )
@@ -1092,34 +1403,36 @@ impl Executor {
         };
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
-        let mut parent = setting.question.id;
-        for message in &progress.produced {
-            tx.messages().insert(message).await?;
-            parent = message.id;
+        if let Some(turn) = setting.stored() {
+            let mut parent = turn.question.id;
+            for message in &progress.produced {
+                tx.messages().insert(message).await?;
+                parent = message.id;
+            }
+            if parent != turn.question.id {
+                tx.messages().reparent(turn.answer_id, parent).await?;
+            }
+            let latency = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+            let message_status = match status {
+                RunStatus::Completed => MessageStatus::Complete,
+                RunStatus::Cancelled => MessageStatus::Cancelled,
+                _ => MessageStatus::Failed,
+            };
+            tx.messages()
+                .finish(
+                    turn.answer_id,
+                    &MessageOutcome {
+                        content: cited.answer.clone(),
+                        tool_calls: progress.unrun_calls.clone(),
+                        citations: cited.citations.clone(),
+                        usage: progress.usage,
+                        latency_ms: latency,
+                        status: message_status,
+                        error: failure.clone(),
+                    },
+                )
+                .await?;
         }
-        if parent != setting.question.id {
-            tx.messages().reparent(setting.answer_id, parent).await?;
-        }
-        let latency = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-        let message_status = match status {
-            RunStatus::Completed => MessageStatus::Complete,
-            RunStatus::Cancelled => MessageStatus::Cancelled,
-            _ => MessageStatus::Failed,
-        };
-        tx.messages()
-            .finish(
-                setting.answer_id,
-                &MessageOutcome {
-                    content: cited.answer,
-                    tool_calls: progress.unrun_calls,
-                    citations: cited.citations,
-                    usage: progress.usage,
-                    latency_ms: latency,
-                    status: message_status,
-                    error: failure.clone(),
-                },
-            )
-            .await?;
         let outcome = RunOutcome {
             status,
             usage: progress.usage,
@@ -1130,44 +1443,193 @@ impl Executor {
             // The reaper ended it first (the lease ran out): its end stands.
             return Ok(());
         }
-        tx.conversations()
-            .touch(setting.conversation_id, now)
+        tx.usage()
+            .record(
+                &self.usage_record(setting, progress.usage, now),
+                progress.reserved,
+            )
             .await?;
+        if progress.embedded_tokens > 0 {
+            let run = &setting.run;
+            let record = UsageRecord {
+                agent_id: Some(run.agent_id),
+                run_id: Some(run.id),
+                ..metering::embedding_record(
+                    Some(run.started_by),
+                    "retrieval",
+                    progress.embedded_tokens,
+                    true,
+                    now,
+                )
+            };
+            tx.usage().record(&record, None).await?;
+        }
+        if let Some(turn) = setting.stored() {
+            tx.conversations().touch(turn.conversation_id, now).await?;
+        }
         tx.commit().await?;
         let usage = usage_json(progress.usage);
+        let message_id = setting
+            .stored()
+            .map_or(Value::Null, |t| json!(t.answer_id.to_string()));
         let (kind, data) = match status {
             RunStatus::Completed => (
                 RunEventKind::Completed,
-                json!({"message_id": setting.answer_id.to_string(), "usage": usage}),
+                json!({"message_id": message_id, "usage": usage}),
             ),
             RunStatus::Cancelled => (
                 RunEventKind::Cancelled,
-                json!({"message_id": setting.answer_id.to_string(), "usage": usage}),
+                json!({"message_id": message_id, "usage": usage}),
             ),
             _ => {
-                let failure = failure.unwrap_or_else(|| Failure::new("internal", "failed"));
+                let failure = failure
+                    .clone()
+                    .unwrap_or_else(|| Failure::new("internal", "failed"));
                 (
                     RunEventKind::Failed,
                     json!({
-                        "message_id": setting.answer_id.to_string(),
+                        "message_id": message_id,
                         "error": {"code": failure.code, "message": failure.message},
                         "usage": usage,
                     }),
                 )
             }
         };
-        self.publish(tenant, run, kind, data).await;
+        self.publish(setting, kind, data).await;
+        if let Some(client) = setting.client() {
+            let _ = client.live.send(LiveEvent::Ended(ClientAnswer {
+                run,
+                status,
+                text: cited.answer,
+                tool_calls: progress.unrun_calls,
+                citations: cited.citations,
+                usage: progress.usage,
+                // The last turn's answer took all it was allowed (earlier tool rounds spent
+                // from the same budget).
+                cut_at_max_tokens: progress.usage.completion_tokens >= setting.max_tokens,
+                failure,
+            }));
+        }
         Ok(())
     }
 
-    /// Writes an event; a log that cannot be written is logged, not fatal to the run (what the
-    /// run stores stays the truth, and `GET /v1/runs/{id}` shows it).
-    async fn publish(&self, tenant: TenantId, run: RunId, kind: RunEventKind, data: Value) {
+    /// The usage record of a run: its model turns together, counted against the quota.
+    fn usage_record(
+        &self,
+        setting: &Setting,
+        usage: TokenUsage,
+        now: DateTime<Utc>,
+    ) -> UsageRecord {
+        let run = &setting.run;
+        UsageRecord {
+            id: uuid::Uuid::now_v7(),
+            day: run.reserved.map_or_else(|| day_of(now), |r| r.day),
+            at: now,
+            kind: UsageKind::Chat,
+            principal: Some(run.started_by),
+            agent_id: Some(run.agent_id),
+            run_id: Some(run.id),
+            provider: run.model.provider().to_owned(),
+            model: run.model.name().to_owned(),
+            usage,
+            counted: true,
+        }
+    }
+
+    /// Writes an event (and passes it to a client's caller); a log that cannot be written is
+    /// logged, not fatal to the run (what the run stores stays the truth, and
+    /// `GET /v1/runs/{id}` shows it).
+    async fn publish(&self, setting: &Setting, kind: RunEventKind, data: Value) {
+        let (tenant, run) = (setting.run.tenant_id, setting.run.id);
+        if let Some(client) = setting.client() {
+            let _ = client.live.send(LiveEvent::Event(kind, data.clone()));
+        }
+        self.append_event(tenant, run, kind, data).await;
+    }
+
+    async fn append_event(&self, tenant: TenantId, run: RunId, kind: RunEventKind, data: Value) {
         if let Err(err) = self.events.append(tenant, run, kind, &data).await {
             tracing::warn!(run = %run, event = kind.as_str(), error = %err, "an event was not written");
         }
     }
+
+    /// The prompt of a `/v1/chat/completions` call: the agent's system message (with its
+    /// sources), then the client's messages as they came (its own system messages included).
+    /// The client owns its history, so nothing of it is dropped: a prompt that does not fit
+    /// fails with `context_exceeded`, as OpenAI's API does.
+    fn client_prompt(
+        model: &dyn ChatModel,
+        turn: &ClientTurn,
+        system: String,
+        answer: u32,
+        progress: &mut Progress,
+    ) -> Result<Vec<ChatMessage>, Stop> {
+        let window = model.context_window();
+        let count = |m: &ChatMessage| {
+            let calls: u32 = m
+                .tool_calls
+                .iter()
+                .map(|c| model.count_tokens(&c.name) + model.count_tokens(&c.arguments))
+                .sum();
+            model.count_tokens(&m.content) + calls + MESSAGE_OVERHEAD
+        };
+        let system_tokens = model.count_tokens(&system);
+        let (last, earlier) = turn
+            .messages
+            .split_last()
+            .ok_or(Stop::Invalid("`messages` must not be empty"))?;
+        let question_tokens = count(last);
+        let history_tokens: u32 = earlier.iter().map(count).sum();
+        let fixed = system_tokens + question_tokens + history_tokens + answer;
+        let sources_tokens = fit_sources(model, &mut progress.sources, fixed, window);
+        if fixed > window {
+            return Err(Stop::Model(ChatError::ContextExceeded {
+                needed: fixed,
+                window,
+            }));
+        }
+        progress.context.chunk_ids = progress.sources.iter().map(|s| s.chunk_id).collect();
+        progress.context.tokens = PromptTokens {
+            system: system_tokens,
+            history: history_tokens,
+            sources: sources_tokens,
+            question: question_tokens,
+        };
+        let mut system_message = system;
+        if !progress.sources.is_empty() {
+            system_message.push_str("\n\nSources:\n\n");
+            system_message.push_str(&render_sources(&progress.sources));
+        }
+        let mut messages = Vec::with_capacity(turn.messages.len() + 1);
+        if !system_message.is_empty() {
+            messages.push(ChatMessage::new(ChatRole::System, system_message));
+        }
+        messages.extend(turn.messages.iter().cloned());
+        Ok(messages)
+    }
 }
+
+/// Keeps the sources that fit beside `fixed` tokens in the window (the least relevant are
+/// dropped from the end); answers their tokens.
+fn fit_sources(model: &dyn ChatModel, sources: &mut Vec<Source>, fixed: u32, window: u32) -> u32 {
+    let mut tokens = 0;
+    let mut kept = 0;
+    for source in sources.iter() {
+        let cost = model.count_tokens(&render_sources(std::slice::from_ref(source)));
+        if fixed + tokens + cost > window {
+            break;
+        }
+        tokens += cost;
+        kept += 1;
+    }
+    sources.truncate(kept);
+    tokens
+}
+
+/// The failure code of a run the daily quota stopped (answered 429).
+pub const QUOTA_CODE: &str = "quota_exceeded";
+/// The failure code of a request the agent's model cannot serve (answered 422).
+pub const INVALID_REQUEST_CODE: &str = "invalid_request";
 
 const REPEATED_CALL: &str = "error: this exact call was already made in this answer; \
      answer with what the earlier results said";
@@ -1207,6 +1669,7 @@ fn handed_over(
         tenant,
         run: run.id,
         _slot: slot,
+        client: None,
     };
     (
         StartedRun {
@@ -1403,6 +1866,7 @@ mod tests {
         run: Option<RunOutcome>,
         inserted: Vec<Message>,
         reparented: Option<MessageId>,
+        metered: Vec<UsageRecord>,
     }
 
     struct Case {
@@ -1503,6 +1967,7 @@ mod tests {
                 started_at: None,
                 ended_at: None,
                 lease_until: now(),
+                reserved: None,
             };
             Self {
                 tenant,
@@ -1616,6 +2081,11 @@ mod tests {
                 w.lock().unwrap().run = Some(outcome.clone());
                 Ok(true)
             });
+            let w = written.clone();
+            end.usage.expect_record().returning(move |record, _| {
+                w.lock().unwrap().metered.push(record.clone());
+                Ok(())
+            });
             end.conversations.expect_touch().returning(|_, _| Ok(()));
             txs.push(end);
             let store = store_with_all(txs);
@@ -1640,6 +2110,8 @@ mod tests {
                     models: Arc::new(models),
                     events: Arc::new(events),
                     leases: Arc::new(MockRunLeases::new()),
+                    secrets: Arc::new(crate::ports::MockSecretBox::new()),
+                    provider_models: Arc::new(crate::ports::MockProviderModels::new()),
                 },
                 SearchService::new(store.clone(), Embedders::new()),
                 vec![Arc::new(crate::services::KnowledgeSearch::new(
@@ -1651,6 +2123,7 @@ mod tests {
                 tenant: self.tenant,
                 run: self.run.id,
                 _slot: executor.slot(self.tenant).unwrap(),
+                client: None,
             };
             executor.execute(job).await;
             let sent = self.model.sent.lock().unwrap().clone();
@@ -1747,9 +2220,13 @@ mod tests {
         assert_eq!(answer.status, MessageStatus::Failed);
         assert_eq!(answer.content, "Partial answer");
         assert_eq!(answer.error.as_ref().unwrap().code, "model_timeout");
-        // No usage came from the provider: the platform counted it.
+        // No usage came from the provider: the platform counted it, and metered it.
         assert_eq!(answer.usage.completion_tokens, 2);
         assert!(answer.usage.prompt_tokens > 0);
+        let chat = &written.metered[0];
+        assert_eq!(chat.kind, UsageKind::Chat);
+        assert_eq!(chat.usage, answer.usage);
+        assert!(chat.counted && chat.run_id.is_some() && chat.agent_id.is_some());
         let run = written.run.unwrap();
         assert_eq!(run.status, RunStatus::Failed);
         let (kind, data) = written.events.last().unwrap();
@@ -1872,6 +2349,13 @@ mod tests {
             .withf(move |r| r.user_message_id == Some(question.id))
             .return_once(|_| Ok(()));
         tx.conversations.expect_touch().returning(|_, _| Ok(()));
+        // No quota: nothing is reserved.
+        tx.tenant.expect_get().return_once(move || {
+            Ok(Some(crate::services::testing::sample_tenant(
+                tenant,
+                crate::entities::TenantStatus::Active,
+            )))
+        });
         let executor = Executor::new(
             ExecutionPorts {
                 store: store_with_all(vec![tx]),
@@ -1879,6 +2363,8 @@ mod tests {
                 models: Arc::new(MockChatModels::new()),
                 events: Arc::new(MockRunEventLog::new()),
                 leases: Arc::new(MockRunLeases::new()),
+                secrets: Arc::new(crate::ports::MockSecretBox::new()),
+                provider_models: Arc::new(crate::ports::MockProviderModels::new()),
             },
             SearchService::new(store_with_all(Vec::new()), Embedders::new()),
             Vec::new(),
@@ -1905,6 +2391,8 @@ mod tests {
                 models: Arc::new(MockChatModels::new()),
                 events: Arc::new(MockRunEventLog::new()),
                 leases: Arc::new(MockRunLeases::new()),
+                secrets: Arc::new(crate::ports::MockSecretBox::new()),
+                provider_models: Arc::new(crate::ports::MockProviderModels::new()),
             },
             SearchService::new(store_with_all(Vec::new()), Embedders::new()),
             Vec::new(),

@@ -15,6 +15,7 @@ use crate::ports::{
     TenantTx,
 };
 use crate::services::Embedders;
+use crate::services::metering::embedding_record;
 
 /// How the worker chunks, batches and leases.
 #[derive(Clone, Debug)]
@@ -195,7 +196,9 @@ impl IngestWorker {
         for _ in 0..3 {
             let embedder = self.embedder(&space_id).await?;
             let chunks = self
-                .embed_text(job, embedder.as_ref(), &text, |done, total| (done, total))
+                .embed_text(job, &space_id, embedder.as_ref(), &text, |done, total| {
+                    (done, total)
+                })
                 .await?;
 
             // One transaction makes the chunks visible and ends the job; if this worker lost its
@@ -329,9 +332,13 @@ impl IngestWorker {
                 let Some(document) = document else { continue };
                 let text = document.content.clone().unwrap_or_default();
                 let chunks = self
-                    .embed_text(job, embedder.as_ref(), &text, |_, _| {
-                        (to_i32(done), to_i32(total))
-                    })
+                    .embed_text(
+                        job,
+                        &generation.space_id,
+                        embedder.as_ref(),
+                        &text,
+                        |_, _| (to_i32(done), to_i32(total)),
+                    )
                     .await?;
                 if chunks.is_empty() {
                     empty.insert((document.id, document.content_hash.clone()));
@@ -388,6 +395,7 @@ impl IngestWorker {
     async fn embed_text(
         &self,
         job: &ClaimedJob,
+        space_id: &str,
         embedder: &dyn Embedder,
         text: &str,
         progress: impl Fn(i32, i32) -> (i32, i32) + Send + Sync,
@@ -422,6 +430,16 @@ impl IngestWorker {
             let mut tx = self.begin(job).await?;
             self.heartbeat(tx.as_mut(), job, progress(to_i32(chunks.len()), total))
                 .await?;
+            // Metered beside the batch's progress; ingestion does not count against the quota.
+            let tokens: usize = batch.iter().map(|c| c.token_count).sum();
+            let record = embedding_record(
+                None,
+                space_id,
+                u32::try_from(tokens).unwrap_or(u32::MAX),
+                false,
+                self.clock.now(),
+            );
+            tx.usage().record(&record, None).await.map_err(storage)?;
             tx.commit().await.map_err(storage)?;
         }
         Ok(chunks)
@@ -657,13 +675,17 @@ mod tests {
         tx
     }
 
-    /// A heartbeat after a batch, answered `go_on`.
+    /// A heartbeat after a batch, answered `go_on` (and the batch's metering when it goes on).
     fn heartbeat(f: &Fixture, go_on: bool) -> FakeTx {
         let mut tx = FakeTx::new(f.job.tenant);
         tx.jobs
             .expect_heartbeat()
             .times(1)
             .returning(move |_, _, _, _, _| Ok(go_on));
+        tx.usage
+            .expect_record()
+            .withf(|record, release| !record.counted && release.is_none())
+            .returning(|_, _| Ok(()));
         tx
     }
 

@@ -52,7 +52,7 @@ impl Tool for KnowledgeSearch {
                 r#"error: the arguments must be {"query": "<what to look for>"}"#.to_owned(),
             ));
         };
-        let (hits, query_truncated) = self
+        let found = self
             .search
             .retrieve(
                 context.tenant,
@@ -62,8 +62,9 @@ impl Tool for KnowledgeSearch {
             )
             .await?;
         Ok(ToolOutput::Passages {
-            hits,
-            query_truncated,
+            hits: found.hits,
+            query_truncated: found.query_truncated,
+            embedded_tokens: found.embedded_tokens,
         })
     }
 }

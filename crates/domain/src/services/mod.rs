@@ -8,14 +8,18 @@ mod audit;
 mod auth;
 pub mod citations;
 mod collections;
+pub mod completions;
 mod conversations;
 mod documents;
 mod embedders;
+mod embeddings;
 mod execution;
 pub mod history;
 mod ingest;
 mod knowledge_search;
 mod lifecycle;
+pub mod metering;
+mod providers;
 mod search;
 mod tenants;
 pub mod tool_rounds;
@@ -29,13 +33,18 @@ pub use collections::{CollectionPatch, CollectionService};
 pub use conversations::{ConversationService, MessageView};
 pub use documents::{DocumentService, Upload, Uploaded};
 pub use embedders::Embedders;
+pub use embeddings::{Embedded, EmbeddingService, MAX_EMBEDDING_INPUTS};
 pub use execution::{
-    ExecutionPolicy, ExecutionPorts, Executor, FinishedRun, MAX_MESSAGE_CHARS, Parent, RunJob,
-    StartedRun, citation_json, usage_json,
+    ExecutionPolicy, ExecutionPorts, Executor, FinishedRun, INVALID_REQUEST_CODE,
+    MAX_MESSAGE_CHARS, Parent, QUOTA_CODE, RunJob, StartedRun, citation_json, usage_json,
 };
 pub use ingest::{IngestPolicy, IngestWorker};
 pub use knowledge_search::KnowledgeSearch;
-pub use search::{SearchRequest, SearchService};
+pub use metering::{QuotaStatus, UsageService};
+pub use providers::{
+    ProviderDraft, ProviderPatch, ProviderService, RESERVED_PROVIDERS, rotate_secrets,
+};
+pub use search::{Retrieved, SearchRequest, SearchService};
 pub use tenants::{ProvisionedTenant, TenantPorts, TenantService};
 pub use users::{UserDraft, UserPatch, UserService};
 

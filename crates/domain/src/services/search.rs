@@ -9,6 +9,14 @@ use crate::ids::{ChunkId, CollectionId, TenantId};
 use crate::ports::{Embedder, RRF_K, ScoreKind, SearchHit, SearchMode, SearchQuery, Store};
 use crate::principal::{Principal, Scope};
 use crate::services::Embedders;
+use crate::services::conversations::owner_of;
+use crate::services::metering::{UsageService, embedding_record};
+
+/// A search as found, with the spaces its query was embedded in.
+struct Ranked {
+    retrieved: Retrieved,
+    space_ids: Vec<String>,
+}
 
 /// A search as asked for, before validation.
 #[derive(Clone, Debug)]
@@ -43,11 +51,35 @@ struct Validated {
 pub struct SearchService {
     store: Arc<dyn Store>,
     embedders: Embedders,
+    /// Meters the search routes' query embeddings (a run's retrieval is metered with its run).
+    meter: Option<Arc<UsageService>>,
+}
+
+/// What an agent's turn retrieved.
+#[derive(Clone, Debug, Default)]
+pub struct Retrieved {
+    pub hits: Vec<SearchHit>,
+    /// The query was longer than the embedder takes; its leading window was searched.
+    pub query_truncated: bool,
+    /// Tokens the query's embeddings took, for metering.
+    pub embedded_tokens: u32,
 }
 
 impl SearchService {
     pub fn new(store: Arc<dyn Store>, embedders: Embedders) -> Self {
-        Self { store, embedders }
+        Self {
+            store,
+            embedders,
+            meter: None,
+        }
+    }
+
+    /// The same, recording each search's query embeddings against the caller's tenant (and
+    /// refusing searches once its daily quota is spent).
+    #[must_use]
+    pub fn metered(mut self, meter: Arc<UsageService>) -> Self {
+        self.meter = Some(meter);
+        self
     }
 
     /// Searches one or several collections of the caller's tenant. Each collection is queried in
@@ -82,9 +114,25 @@ impl SearchService {
         let request =
             request.ok_or_else(|| Error::internal("validator passed with a missing field"))?;
 
-        self.ranked(tenant, collections, &request, Missing::Refuse)
-            .await
-            .map(|(hits, _)| hits)
+        if let Some(meter) = &self.meter {
+            meter.admit_call(tenant).await?;
+        }
+        let found = self
+            .ranked(tenant, collections, &request, Missing::Refuse)
+            .await?;
+        if let Some(meter) = &self.meter
+            && found.retrieved.embedded_tokens > 0
+        {
+            let record = embedding_record(
+                Some(owner_of(who)?),
+                &found.space_ids.join(","),
+                found.retrieved.embedded_tokens,
+                true,
+                meter.now(),
+            );
+            meter.record(tenant, &record).await?;
+        }
+        Ok(found.retrieved.hits)
     }
 
     /// What an agent's turn retrieves: `query` searched in the agent's collections that are still
@@ -100,10 +148,10 @@ impl SearchService {
         collections: &[CollectionId],
         query: &str,
         retrieval: Retrieval,
-    ) -> Result<(Vec<SearchHit>, bool), Error> {
+    ) -> Result<Retrieved, Error> {
         let text = query.trim();
         if collections.is_empty() || text.is_empty() {
-            return Ok((Vec::new(), false));
+            return Ok(Retrieved::default());
         }
         let request = Validated {
             text: text.to_owned(),
@@ -115,6 +163,7 @@ impl SearchService {
         };
         self.ranked(tenant, collections, &request, Missing::Skip)
             .await
+            .map(|found| found.retrieved)
     }
 
     async fn ranked(
@@ -123,18 +172,35 @@ impl SearchService {
         collections: &[CollectionId],
         request: &Validated,
         missing: Missing,
-    ) -> Result<(Vec<SearchHit>, bool), Error> {
+    ) -> Result<Ranked, Error> {
         // A re-embedding may switch a collection to a new generation (and drop the old one)
         // between reading it and searching it: that search finds nothing, and is run again.
         let mut attempts = 0;
+        let mut embedded_tokens = 0u32;
+        let mut space_ids: Vec<String> = Vec::new();
         let (lists, truncated) = loop {
             attempts += 1;
             let found = self.read(tenant, collections, missing).await?;
-            let (vectors, truncated) = self.embed_query(&found, request).await?;
+            let (vectors, truncated, tokens) = self.embed_query(&found, request).await?;
+            embedded_tokens = embedded_tokens.saturating_add(tokens);
+            for space in vectors.keys() {
+                if !space_ids.contains(space) {
+                    space_ids.push(space.clone());
+                }
+            }
             let (lists, switched) = self.search_lists(tenant, &found, &vectors, request).await?;
             if !switched || attempts == 3 {
                 break (lists, truncated);
             }
+        };
+        space_ids.sort();
+        let ranked = |hits: Vec<SearchHit>| Ranked {
+            retrieved: Retrieved {
+                hits,
+                query_truncated: truncated,
+                embedded_tokens,
+            },
+            space_ids: space_ids.clone(),
         };
         // Scores are comparable within one space, so lists of one space merge by score; lists of
         // different spaces are not, so they fuse by rank.
@@ -146,7 +212,7 @@ impl SearchService {
             }
         }
         let top_k = usize::try_from(request.top_k).unwrap_or(usize::MAX);
-        let mut ranked: Vec<Vec<SearchHit>> = by_space
+        let mut lists_by_space: Vec<Vec<SearchHit>> = by_space
             .into_iter()
             .map(|(_, mut hits)| {
                 hits.sort_by(|a, b| {
@@ -158,10 +224,10 @@ impl SearchService {
                 hits
             })
             .collect();
-        if ranked.len() <= 1 {
-            return Ok((ranked.pop().unwrap_or_default(), truncated));
+        if lists_by_space.len() <= 1 {
+            return Ok(ranked(lists_by_space.pop().unwrap_or_default()));
         }
-        Ok((fuse(ranked, request.top_k), truncated))
+        Ok(ranked(fuse(lists_by_space, request.top_k)))
     }
 
     /// The live collections, in the order asked for.
@@ -191,11 +257,12 @@ impl SearchService {
         &self,
         found: &[Collection],
         request: &Validated,
-    ) -> Result<(HashMap<String, Vec<f32>>, bool), Error> {
+    ) -> Result<(HashMap<String, Vec<f32>>, bool, u32), Error> {
         let mut vectors: HashMap<String, Vec<f32>> = HashMap::new();
         let mut truncated = false;
+        let mut tokens = 0u32;
         if request.mode == SearchMode::Fulltext {
-            return Ok((vectors, truncated));
+            return Ok((vectors, truncated, tokens));
         }
         for collection in found {
             if vectors.contains_key(&collection.space.id) {
@@ -217,6 +284,8 @@ impl SearchService {
             } else {
                 request.text.clone()
             };
+            let counted = embedder.count_tokens(&text).unwrap_or(0);
+            tokens = tokens.saturating_add(u32::try_from(counted).unwrap_or(u32::MAX));
             let mut embedded = embedder
                 .embed(std::slice::from_ref(&text))
                 .await
@@ -231,7 +300,7 @@ impl SearchService {
                 .ok_or_else(|| Error::internal("the embedder answered no vector"))?;
             vectors.insert(collection.space.id.clone(), vector);
         }
-        Ok((vectors, truncated))
+        Ok((vectors, truncated, tokens))
     }
 
     /// Each collection's ranked list (with its space), and whether a collection that found

@@ -230,6 +230,44 @@ impl TenantService {
         Ok(renamed)
     }
 
+    /// Sets or lifts a tenant's daily token quota (platform keys only).
+    ///
+    /// # Errors
+    /// `Forbidden` unless the caller holds a platform key; `NotFound`.
+    pub async fn set_quota(
+        &self,
+        who: &Principal,
+        id: TenantId,
+        quota: Option<u64>,
+    ) -> Result<Tenant, Error> {
+        let key = who.require_platform()?;
+        self.set_daily_token_quota(Actor::Platform(key), id, quota)
+            .await
+    }
+
+    /// Sets or lifts a tenant's daily token quota (platform operators; `actor` is the platform
+    /// key, or [`Actor::System`] at the command line). It applies from the next run on.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn set_daily_token_quota(
+        &self,
+        actor: Actor,
+        id: TenantId,
+        quota: Option<u64>,
+    ) -> Result<Tenant, Error> {
+        if quota.is_some_and(|q| q > i64::MAX as u64) {
+            return Err(Error::invalid("daily_token_quota", "is too large"));
+        }
+        let now = self.clock.now();
+        let entry = AuditEntry::new(now, actor, AuditAction::Updated, id)
+            .with_detail(json!({"daily_token_quota": quota}));
+        self.platform
+            .set_daily_token_quota(id, quota, &entry, now)
+            .await?
+            .ok_or(Error::NotFound(Resource::Tenant))
+    }
+
     /// Mints a platform key (command line only: whoever runs it already holds the database),
     /// valid for `valid_for` when given.
     ///
@@ -305,6 +343,7 @@ mod tests {
                         name: t.name.clone(),
                         slug: t.slug.clone(),
                         status: TenantStatus::Active,
+                        daily_token_quota: None,
                         created_at: now,
                         updated_at: now,
                     },

@@ -30,6 +30,8 @@ pub struct FakeTx {
     pub conversations: crate::ports::MockConversationRepo,
     pub messages: crate::ports::MockMessageRepo,
     pub runs: crate::ports::MockRunRepo,
+    pub usage: crate::ports::MockUsageRepo,
+    pub providers: crate::ports::MockProviderRepo,
     committed: Arc<AtomicBool>,
 }
 
@@ -49,6 +51,8 @@ impl FakeTx {
             conversations: crate::ports::MockConversationRepo::new(),
             messages: crate::ports::MockMessageRepo::new(),
             runs: crate::ports::MockRunRepo::new(),
+            usage: crate::ports::MockUsageRepo::new(),
+            providers: crate::ports::MockProviderRepo::new(),
             committed: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -94,6 +98,12 @@ impl TenantTx for FakeTx {
     }
     fn runs(&mut self) -> &mut dyn crate::ports::RunRepo {
         &mut self.runs
+    }
+    fn usage(&mut self) -> &mut dyn crate::ports::UsageRepo {
+        &mut self.usage
+    }
+    fn providers(&mut self) -> &mut dyn crate::ports::ProviderRepo {
+        &mut self.providers
     }
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         self.committed.store(true, Ordering::SeqCst);
@@ -224,6 +234,7 @@ pub fn sample_tenant(
         name: crate::values::Name::parse("Acme").expect("valid name"),
         slug: crate::values::Slug::parse("acme").expect("valid slug"),
         status,
+        daily_token_quota: None,
         created_at: now(),
         updated_at: now(),
     }

@@ -12,16 +12,21 @@ pub mod conversations;
 pub mod documents;
 pub mod jobs;
 mod lifecycle;
+pub mod openai;
 pub mod ops;
+pub mod providers;
 pub mod runs;
 pub mod search;
 pub mod tenants;
+pub mod usage;
 pub mod users;
 
+use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, Resource, web};
 
 use crate::http::error::ApiError;
 use crate::http::extract::BodyLimit;
+use crate::http::openai::openai_errors;
 
 /// A resource whose unsupported methods answer 405 naming the `allow`ed ones.
 fn resource(path: &str, allow: &'static str) -> Resource {
@@ -54,6 +59,37 @@ pub fn configure(cfg: &mut web::ServiceConfig, documents_limit: BodyLimit) {
                     resource("/tenants", "GET, POST")
                         .route(web::post().to(tenants::create))
                         .route(web::get().to(tenants::list)),
+                )
+                .service(
+                    resource("/tenants/{id}", "PATCH")
+                        .route(web::patch().to(tenants::update_settings)),
+                )
+                .service(resource("/usage", "GET").route(web::get().to(usage::summary)))
+                .service(
+                    resource("/providers", "GET, POST")
+                        .route(web::post().to(providers::create))
+                        .route(web::get().to(providers::list)),
+                )
+                .service(
+                    resource("/providers/{id}", "GET, PATCH, DELETE")
+                        .route(web::get().to(providers::get))
+                        .route(web::patch().to(providers::update))
+                        .route(web::delete().to(providers::delete)),
+                )
+                .service(
+                    resource("/chat/completions", "POST")
+                        .wrap(from_fn(openai_errors))
+                        .route(web::post().to(openai::chat_completions)),
+                )
+                .service(
+                    resource("/models", "GET")
+                        .wrap(from_fn(openai_errors))
+                        .route(web::get().to(openai::models)),
+                )
+                .service(
+                    resource("/embeddings", "POST")
+                        .wrap(from_fn(openai_errors))
+                        .route(web::post().to(openai::embeddings)),
                 )
                 .service(
                     resource("/tenants/{id}/suspend", "POST")

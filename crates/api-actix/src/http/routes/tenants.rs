@@ -2,7 +2,8 @@ use actix_web::{HttpResponse, web};
 use domain::TenantId;
 
 use crate::http::dto::{
-    CreateTenantRequest, CreatedTenantDto, List, PatchTenantRequest, TenantDto,
+    CreateTenantRequest, CreatedTenantDto, List, PatchTenantRequest, PatchTenantSettingsRequest,
+    TenantDto,
 };
 use crate::http::error::ApiResult;
 use crate::http::extract::{Body, Caller, PageQuery, PathId};
@@ -54,7 +55,36 @@ pub async fn current(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> ApiResult<web::Json<TenantDto>> {
-    Ok(web::Json(state.tenants.current(&caller).await?.into()))
+    let tenant = state.tenants.current(&caller).await?;
+    let quota = state.usage.quota(&caller).await?;
+    Ok(web::Json(TenantDto {
+        tokens_used_today: Some(quota.used_today),
+        ..tenant.into()
+    }))
+}
+
+/// Set or lift a tenant's daily token quota (platform keys only): `{"daily_token_quota": N}`
+/// or `null`. Once the day's use reaches it, runs and embedding calls answer 429
+/// `quota_exceeded` with `Retry-After` (the next UTC midnight).
+#[utoipa::path(
+    patch, path = "/v1/tenants/{id}", tag = "tenants",
+    params(("id" = uuid::Uuid, Path)),
+    request_body = PatchTenantSettingsRequest,
+    responses(
+        (status = 200, description = "The tenant", body = TenantDto),
+        Unauthorized, Forbidden, NotFound, Invalid, TooLarge, Unsupported, Internal
+    ),
+    security(("bearer" = []))
+)]
+pub async fn update_settings(
+    state: web::Data<AppState>,
+    caller: Caller,
+    PathId(id): PathId<TenantId>,
+    body: Body<PatchTenantSettingsRequest>,
+) -> ApiResult<web::Json<TenantDto>> {
+    let quota = body.0.daily_token_quota.flatten();
+    let tenant = state.tenants.set_quota(&caller, id, quota).await?;
+    Ok(web::Json(tenant.into()))
 }
 
 /// Rename the caller's tenant (admins).

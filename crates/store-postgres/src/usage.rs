@@ -1,0 +1,198 @@
+//! Metering within a tenant unit of work: usage records, and the per-day counter of tokens used
+//! and reserved that the daily quota is held against. The counter's row is locked by the first
+//! statement that changes it, so concurrent reservations of one tenant take turns.
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use domain::ports::{
+    Reservation, StoreResult, UsageFilter, UsageGroup, UsageRecord, UsageRepo, UsageRow,
+};
+use sea_orm::FromQueryResult;
+
+use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one};
+
+/// A token count as stored (`bigint`).
+pub(crate) fn tokens(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn counted(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl PgTx {
+    /// The day's counter, created empty when it is the day's first.
+    async fn ensure_day(&self, day: NaiveDate) -> StoreResult<()> {
+        execute(
+            &self.tx,
+            "INSERT INTO token_days (tenant_id, day) VALUES ($1, $2)
+             ON CONFLICT (tenant_id, day) DO NOTHING",
+            vec![self.t(), day.into()],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl UsageRepo for PgTx {
+    async fn reserve(&mut self, day: NaiveDate, quota: u64, more: u64) -> StoreResult<bool> {
+        self.ensure_day(day).await?;
+        let reserved = execute(
+            &self.tx,
+            "UPDATE token_days SET reserved = reserved + $4
+             WHERE tenant_id = $1 AND day = $2 AND used + reserved < $3",
+            vec![
+                self.t(),
+                day.into(),
+                tokens(quota).into(),
+                tokens(more).into(),
+            ],
+        )
+        .await?;
+        Ok(reserved == 1)
+    }
+
+    async fn reserve_more(
+        &mut self,
+        day: NaiveDate,
+        quota: u64,
+        held: u64,
+        more: u64,
+    ) -> StoreResult<bool> {
+        self.ensure_day(day).await?;
+        let reserved = execute(
+            &self.tx,
+            "UPDATE token_days SET reserved = reserved + $5
+             WHERE tenant_id = $1 AND day = $2
+               AND used + GREATEST(0, reserved - $4) + $5 <= $3",
+            vec![
+                self.t(),
+                day.into(),
+                tokens(quota).into(),
+                tokens(held).into(),
+                tokens(more).into(),
+            ],
+        )
+        .await?;
+        Ok(reserved == 1)
+    }
+
+    async fn record(
+        &mut self,
+        record: &UsageRecord,
+        release: Option<Reservation>,
+    ) -> StoreResult<()> {
+        execute(
+            &self.tx,
+            "INSERT INTO usage_records (tenant_id, id, day, at, kind, principal_kind, principal_id,
+                                        agent_id, run_id, provider, model, prompt_tokens,
+                                        completion_tokens, counted)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            vec![
+                self.t(),
+                record.id.into(),
+                record.day.into(),
+                record.at.into(),
+                record.kind.as_str().into(),
+                record.principal.map(|p| p.kind()).into(),
+                record.principal.map(|p| p.id()).into(),
+                record.agent_id.map(|a| a.as_uuid()).into(),
+                record.run_id.map(|r| r.as_uuid()).into(),
+                record.provider.clone().into(),
+                record.model.clone().into(),
+                i64::from(record.usage.prompt_tokens).into(),
+                i64::from(record.usage.completion_tokens).into(),
+                record.counted.into(),
+            ],
+        )
+        .await?;
+        let used = record.counted_tokens();
+        if used > 0 {
+            execute(
+                &self.tx,
+                "INSERT INTO token_days (tenant_id, day, used) VALUES ($1, $2, $3)
+                 ON CONFLICT (tenant_id, day) DO UPDATE SET used = token_days.used + EXCLUDED.used",
+                vec![self.t(), record.day.into(), tokens(used).into()],
+            )
+            .await?;
+        }
+        if let Some(held) = release.filter(|r| r.tokens > 0) {
+            execute(
+                &self.tx,
+                "UPDATE token_days SET reserved = GREATEST(0, reserved - $3)
+                 WHERE tenant_id = $1 AND day = $2",
+                vec![self.t(), held.day.into(), tokens(held.tokens).into()],
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn day(&mut self, day: NaiveDate) -> StoreResult<(u64, u64)> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            used: i64,
+            reserved: i64,
+        }
+        let row = fetch_one::<Row>(
+            &self.tx,
+            "SELECT used, reserved FROM token_days WHERE tenant_id = $1 AND day = $2",
+            vec![self.t(), day.into()],
+        )
+        .await?;
+        Ok(row.map_or((0, 0), |r| (counted(r.used), counted(r.reserved))))
+    }
+
+    async fn summary(&mut self, filter: &UsageFilter) -> StoreResult<Vec<UsageRow>> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            key: String,
+            prompt_tokens: i64,
+            completion_tokens: i64,
+            runs: i64,
+        }
+        let key = match filter.group_by {
+            UsageGroup::Day => "to_char(day, 'YYYY-MM-DD')",
+            UsageGroup::Agent => "COALESCE(agent_id::text, 'none')",
+            UsageGroup::Principal => {
+                "COALESCE(principal_kind || ':' || principal_id::text, 'platform')"
+            }
+            UsageGroup::Model => {
+                "CASE kind WHEN 'embedding' THEN 'embedding/' || model
+                           ELSE provider || '/' || model END"
+            }
+        };
+        let sql = format!(
+            "SELECT {key} AS key,
+                    sum(prompt_tokens)::bigint AS prompt_tokens,
+                    sum(completion_tokens)::bigint AS completion_tokens,
+                    count(DISTINCT run_id) FILTER (WHERE kind = 'chat')::bigint AS runs
+             FROM usage_records
+             WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
+               AND ($4::text IS NULL OR (principal_kind = $4 AND principal_id = $5))
+             GROUP BY 1 ORDER BY 1"
+        );
+        let rows = fetch_all::<Row>(
+            &self.tx,
+            &sql,
+            vec![
+                self.t(),
+                filter.from.into(),
+                filter.to.into(),
+                filter.principal.map(|p| p.kind()).into(),
+                filter.principal.map(|p| p.id()).into(),
+            ],
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UsageRow {
+                key: r.key,
+                prompt_tokens: counted(r.prompt_tokens),
+                completion_tokens: counted(r.completion_tokens),
+                runs: counted(r.runs),
+            })
+            .collect())
+    }
+}
