@@ -57,21 +57,20 @@ impl UsageRepo for PgTx {
         &mut self,
         day: NaiveDate,
         quota: u64,
-        held: u64,
         more: u64,
+        allowance: u64,
     ) -> StoreResult<bool> {
         self.ensure_day(day).await?;
         let reserved = execute(
             &self.tx,
-            "UPDATE token_days SET reserved = reserved + $5
-             WHERE tenant_id = $1 AND day = $2
-               AND used + GREATEST(0, reserved - $4) + $5 <= $3",
+            "UPDATE token_days SET reserved = reserved + $4
+             WHERE tenant_id = $1 AND day = $2 AND used + reserved + $4 <= $3 + $5",
             vec![
                 self.t(),
                 day.into(),
                 tokens(quota).into(),
-                tokens(held).into(),
                 tokens(more).into(),
+                tokens(allowance).into(),
             ],
         )
         .await?;

@@ -878,9 +878,15 @@ async fn messages_are_checked_before_anything_is_stored() {
     let tree = messages(&w.app, &w.token, &conversation, true).await;
     assert_eq!(tree["items"].as_array().unwrap().len(), 2);
     // Agents name only models this server has.
-    for model in [
-        json!({"provider": "acme-ai", "name": "x"}),
-        json!({"provider": "local", "name": "not-installed"}),
+    for (model, field) in [
+        (
+            json!({"provider": "acme-ai", "name": "x"}),
+            "model.provider",
+        ),
+        (
+            json!({"provider": "local", "name": "not-installed"}),
+            "model",
+        ),
     ] {
         let res = w
             .app
@@ -892,7 +898,7 @@ async fn messages_are_checked_before_anything_is_stored() {
             .await;
         let problem =
             assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-        assert_eq!(problem["errors"][0]["field"], "model", "{problem}");
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
     }
     let res = w
         .app

@@ -105,6 +105,8 @@ pub struct Options {
     pub openai_timeout_secs: u64,
     /// The keys that seal providers' API keys (`AGENTIC_SECRET_KEYS`).
     pub secret_keys: String,
+    /// Runs of one tenant in progress at once (`AGENTIC_RUNS_PER_TENANT`).
+    pub runs_per_tenant: usize,
 }
 
 /// The secret key ring of every test server unless a test says otherwise.
@@ -127,6 +129,7 @@ impl Default for Options {
             openai_supports_tools: true,
             openai_timeout_secs: 10,
             secret_keys: SECRET_KEYS.into(),
+            runs_per_tenant: 16,
         }
     }
 }
@@ -253,7 +256,7 @@ impl TestApp {
             openai_timeout_secs: options.openai_timeout_secs,
             secret_keys: Some(Secret::new(options.secret_keys.clone())),
             local_chat_queue: 8,
-            runs_per_tenant: 16,
+            runs_per_tenant: options.runs_per_tenant,
             run_followers: 64,
             max_document_bytes: 512 * 1024,
             ingest_workers: options.ingest_workers,

@@ -8,8 +8,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::execution::{ANSWER, COMPLETION_TOKENS, PROMPT_TOKENS, Script, World, world};
-use crate::helpers::json;
+use crate::execution::{
+    ANSWER, COMPLETION_TOKENS, PROMPT_TOKENS, Script, World, world, world_with,
+};
+use crate::helpers::{Options, json};
 
 /// The agent's slug in [`World`].
 const MODEL: &str = "rockets";
@@ -663,7 +665,16 @@ async fn usage_adds_up_to_what_the_model_reported_or_the_platform_counted() {
 
 #[tokio::test]
 async fn a_quota_holds_under_32_concurrent_runs() {
-    let w = world(Script::Answer, false).await;
+    // The model takes a second, so all 32 runs are in progress at once.
+    let w = world_with(
+        Script::Slow(1),
+        false,
+        Options {
+            runs_per_tenant: 64,
+            ..Options::default()
+        },
+    )
+    .await;
     let agent = json(
         w.app
             .patch(

@@ -99,16 +99,18 @@ pub struct UsageRow {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait UsageRepo: Send {
-    /// Reserves `tokens` of `day` for a run about to start, provided something of the quota is
-    /// left (`used + reserved < quota`); `false` when it is spent. Concurrent reservations of one
-    /// tenant and day take turns (the day's counter is locked until the transaction ends).
+    /// Admits a run about to start and reserves `tokens` of `day` for it, provided something of
+    /// the quota is left (`used + reserved < quota`); `false` when it is spent. Concurrent
+    /// reservations of one tenant and day take turns (the day's counter is locked until the
+    /// transaction ends).
     ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn reserve(&mut self, day: NaiveDate, quota: u64, tokens: u64) -> StoreResult<bool>;
 
-    /// Adds `more` to what a run in progress holds (`held`), provided everything else used and
-    /// reserved plus `more` stays within the quota; `false` otherwise (nothing changes).
+    /// Reserves `more` for a run in progress, provided what is used and reserved then stays
+    /// within the quota but for `allowance` (the run's own answer ceiling, which may go over it);
+    /// `false` otherwise (nothing changes).
     ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
@@ -116,8 +118,8 @@ pub trait UsageRepo: Send {
         &mut self,
         day: NaiveDate,
         quota: u64,
-        held: u64,
         more: u64,
+        allowance: u64,
     ) -> StoreResult<bool>;
 
     /// Records a metered call: adds what it counts to its day's use, and gives back what

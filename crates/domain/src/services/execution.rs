@@ -430,7 +430,7 @@ impl Executor {
         started_by: crate::entities::Owner,
         now: DateTime<Utc>,
     ) -> Result<(Run, Message), Error> {
-        let reserved = metering::admit_run(tx, agent.max_tokens.value(), now).await?;
+        let reserved = metering::admit_run(tx, now).await?;
         let answer = Message {
             model: Some(agent.model.clone()),
             status: MessageStatus::Pending,
@@ -512,7 +512,7 @@ impl Executor {
             .await?
             .ok_or(Error::NotFound(Resource::Agent))?;
         turn.cap(agent.temperature.value(), agent.max_tokens.value());
-        let reserved = metering::admit_run(tx.as_mut(), turn.max_tokens, now).await?;
+        let reserved = metering::admit_run(tx.as_mut(), now).await?;
         let run = self.new_run(tenant, RunId::new(), &agent, started_by, reserved, now);
         tx.runs().insert(&run).await?;
         tx.commit().await?;
@@ -1111,7 +1111,14 @@ impl Executor {
         let (Some(quota), Some(held)) = (setting.quota, progress.reserved) else {
             return Ok(());
         };
-        let more = u64::from(tokens);
+        // The first turn also reserves the answer's ceiling (every turn's answer comes out of
+        // it); each turn must fit beside everything else, this run's answer allowance aside.
+        let allowance = u64::from(setting.max_tokens);
+        let more = if held.tokens == 0 {
+            u64::from(tokens) + allowance
+        } else {
+            u64::from(tokens)
+        };
         let mut tx = self
             .store
             .begin(setting.run.tenant_id)
@@ -1119,7 +1126,7 @@ impl Executor {
             .map_err(|e| Stop::Internal(e.into()))?;
         let fits = tx
             .usage()
-            .reserve_more(held.day, quota, held.tokens, more)
+            .reserve_more(held.day, quota, more, allowance)
             .await
             .map_err(|e| Stop::Internal(e.into()))?;
         if !fits {
@@ -2356,20 +2363,7 @@ mod tests {
                 crate::entities::TenantStatus::Active,
             )))
         });
-        let executor = Executor::new(
-            ExecutionPorts {
-                store: store_with_all(vec![tx]),
-                clock: fixed_clock(),
-                models: Arc::new(MockChatModels::new()),
-                events: Arc::new(MockRunEventLog::new()),
-                leases: Arc::new(MockRunLeases::new()),
-                secrets: Arc::new(crate::ports::MockSecretBox::new()),
-                provider_models: Arc::new(crate::ports::MockProviderModels::new()),
-            },
-            SearchService::new(store_with_all(Vec::new()), Embedders::new()),
-            Vec::new(),
-            ExecutionPolicy::default(),
-        );
+        let executor = bare_executor(store_with_all(vec![tx]), ExecutionPolicy::default());
         let (started, _job) = executor.regenerate(&who, answer.id).await.unwrap();
         assert_eq!(
             *parent.lock().unwrap(),
@@ -2382,11 +2376,12 @@ mod tests {
         started.run.user_message_id.unwrap()
     }
 
-    #[tokio::test]
-    async fn a_tenant_with_too_many_runs_in_progress_is_refused() {
-        let executor = Executor::new(
+    /// An executor of `store` whose other ports expect nothing (for what happens before a run
+    /// executes).
+    fn bare_executor(store: Arc<dyn Store>, policy: ExecutionPolicy) -> Executor {
+        Executor::new(
             ExecutionPorts {
-                store: store_with_all(Vec::new()),
+                store,
                 clock: fixed_clock(),
                 models: Arc::new(MockChatModels::new()),
                 events: Arc::new(MockRunEventLog::new()),
@@ -2396,6 +2391,14 @@ mod tests {
             },
             SearchService::new(store_with_all(Vec::new()), Embedders::new()),
             Vec::new(),
+            policy,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_tenant_with_too_many_runs_in_progress_is_refused() {
+        let executor = bare_executor(
+            store_with_all(Vec::new()),
             ExecutionPolicy {
                 max_runs_per_tenant: 2,
                 ..ExecutionPolicy::default()
@@ -2411,5 +2414,45 @@ mod tests {
         );
         drop(first);
         assert!(executor.slot(busy).is_ok(), "a finished run frees its slot");
+    }
+
+    #[tokio::test]
+    async fn a_spent_quota_refuses_a_completion_before_anything_is_stored() {
+        let who = crate::services::testing::admin();
+        let tenant = who.tenant().unwrap();
+        let case = Case::new(0, 0, Vec::new());
+        let agent = case.agent.clone();
+        let mut tx = FakeTx::new(tenant);
+        tx.agents
+            .expect_get_by_slug()
+            .return_once(move |_| Ok(Some(agent)));
+        tx.tenant.expect_get().return_once(move || {
+            Ok(Some(crate::entities::Tenant {
+                daily_token_quota: Some(1_000),
+                ..crate::services::testing::sample_tenant(
+                    tenant,
+                    crate::entities::TenantStatus::Active,
+                )
+            }))
+        });
+        tx.usage
+            .expect_reserve()
+            .withf(|_, quota, tokens| *quota == 1_000 && *tokens == 0)
+            .return_once(|_, _, _| Ok(false));
+        tx.runs.expect_insert().never();
+        let executor = bare_executor(store_with_all(vec![tx]), ExecutionPolicy::default());
+        let (live, _answers) = tokio::sync::mpsc::unbounded_channel();
+        let turn = ClientTurn::new(
+            vec![ChatMessage::new(ChatRole::User, "Hello?")],
+            Vec::new(),
+            None,
+            None,
+            live,
+        );
+        let refused = executor.start_completion(&who, "rockets", turn).await;
+        let Err(Error::QuotaExceeded { retry_after_secs }) = refused else {
+            panic!("expected the quota to refuse, got {refused:?}");
+        };
+        assert!((1..=86_400).contains(&retry_after_secs));
     }
 }

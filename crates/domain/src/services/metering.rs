@@ -3,11 +3,13 @@
 //!
 //! Every run and every embedding call made through the API is recorded with who made it, the
 //! agent, the model and the UTC day, in the same transaction as what it produced. A tenant with
-//! a daily quota reserves tokens before it spends them: a run reserves its answer's `max_tokens`
-//! when it is admitted (refused once the day's use and reservations reach the quota) and each
-//! model turn's prompt before it is sent (refused when it would not fit beside everything else
-//! used and reserved). Every reservation covers what it can cost, so concurrent runs overshoot the
-//! quota by at most one run's `max_tokens`. Ingestion's embeddings are recorded, not counted.
+//! a daily quota reserves tokens before it spends them: a run is admitted only while the day's
+//! use and reservations are below the quota; before each model turn it reserves that turn's
+//! prompt (and, on its first, its answer's `max_tokens`), refused when that would not fit beside
+//! everything else used and reserved, its own answer's allowance aside. Every reservation covers
+//! what it can cost, so concurrent runs overshoot the quota by at most one run's `max_tokens`; and
+//! the first to reserve goes ahead, so runs near the quota never refuse each other all at once.
+//! Ingestion's embeddings are recorded, not counted.
 
 use std::sync::Arc;
 
@@ -50,25 +52,23 @@ pub fn quota_exceeded(now: DateTime<Utc>) -> Error {
     }
 }
 
-/// Admits a run: reserves `tokens` (its answer's ceiling) of today's quota in `tx`. `None` when
-/// the tenant has no quota (nothing is reserved).
+/// Admits a run while today's quota is not spent, in `tx` (it reserves nothing yet: its model
+/// turns do). `None` when the tenant has no quota.
 ///
 /// # Errors
 /// [`Error::QuotaExceeded`] when today's quota is spent; storage failures.
 pub(crate) async fn admit_run(
     tx: &mut dyn TenantTx,
-    tokens: u32,
     now: DateTime<Utc>,
 ) -> Result<Option<Reservation>, Error> {
     let Some(quota) = quota_of(tx).await? else {
         return Ok(None);
     };
     let day = day_of(now);
-    let tokens = u64::from(tokens);
-    if !tx.usage().reserve(day, quota, tokens).await? {
+    if !tx.usage().reserve(day, quota, 0).await? {
         return Err(quota_exceeded(now));
     }
-    Ok(Some(Reservation { day, tokens }))
+    Ok(Some(Reservation { day, tokens: 0 }))
 }
 
 /// The tenant's daily quota, if it has one.
