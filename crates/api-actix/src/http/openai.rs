@@ -28,7 +28,7 @@ pub struct ChatCompletionRequest {
     pub model: String,
     /// The conversation so far: `system`/`developer`, `user`, `assistant` (with `tool_calls`)
     /// and `tool` messages. The agent's system prompt comes before them.
-    pub messages: Vec<RequestMessage>,
+    pub messages: Vec<ChatRequestMessage>,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
@@ -39,7 +39,7 @@ pub struct ChatCompletionRequest {
     /// The newer name of `max_tokens`; wins when both are sent.
     pub max_completion_tokens: Option<u32>,
     /// Functions the client runs itself; offered beside the agent's own tools.
-    pub tools: Option<Vec<RequestTool>>,
+    pub tools: Option<Vec<ChatRequestTool>>,
     /// How many answers: only 1 is served.
     pub n: Option<u32>,
 }
@@ -52,32 +52,32 @@ pub struct StreamOptions {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct RequestMessage {
+pub struct ChatRequestMessage {
     /// `system`, `developer`, `user`, `assistant` or `tool`.
     pub role: String,
     /// A string, or an array of `{"type": "text", "text": …}` parts; null on an assistant
     /// message that only calls tools.
     #[schema(value_type = Option<Object>)]
     pub content: Option<Value>,
-    pub tool_calls: Option<Vec<RequestToolCall>>,
+    pub tool_calls: Option<Vec<ChatRequestToolCall>>,
     pub tool_call_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct RequestToolCall {
+pub struct ChatRequestToolCall {
     pub id: String,
-    pub function: FunctionCall,
+    pub function: ToolCallFunction,
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
-pub struct FunctionCall {
+pub struct ToolCallFunction {
     pub name: String,
     /// The arguments as JSON text.
     pub arguments: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct RequestTool {
+pub struct ChatRequestTool {
     /// `function`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -186,7 +186,7 @@ fn text_of(content: Option<&Value>) -> Result<String, &'static str> {
 
 /// A tool call in an answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AnswerToolCall {
+pub struct CompletionToolCall {
     /// Its position (streamed chunks only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
@@ -194,18 +194,18 @@ pub struct AnswerToolCall {
     /// `function`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub function: FunctionCall,
+    pub function: ToolCallFunction,
 }
 
-pub fn answer_calls(calls: &[ToolCall], indexed: bool) -> Vec<AnswerToolCall> {
+pub fn answer_calls(calls: &[ToolCall], indexed: bool) -> Vec<CompletionToolCall> {
     calls
         .iter()
         .enumerate()
-        .map(|(i, c)| AnswerToolCall {
+        .map(|(i, c)| CompletionToolCall {
             index: indexed.then_some(i),
             id: c.id.clone(),
             kind: "function",
-            function: FunctionCall {
+            function: ToolCallFunction {
                 name: c.name.clone(),
                 arguments: c.arguments.clone(),
             },
@@ -214,32 +214,32 @@ pub fn answer_calls(calls: &[ToolCall], indexed: bool) -> Vec<AnswerToolCall> {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AnswerMessage {
+pub struct CompletionMessage {
     /// `assistant`.
     pub role: &'static str,
     /// Null when the answer only calls tools.
     pub content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<Vec<AnswerToolCall>>,
+    pub tool_calls: Option<Vec<CompletionToolCall>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Choice {
+pub struct CompletionChoice {
     pub index: u32,
-    pub message: AnswerMessage,
+    pub message: CompletionMessage,
     /// `stop`; `length` when the answer used all of `max_tokens`; `tool_calls` when it calls
     /// the client's tools.
     pub finish_reason: &'static str,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, ToSchema)]
-pub struct Usage {
+pub struct CompletionUsage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub total_tokens: u32,
 }
 
-impl From<TokenUsage> for Usage {
+impl From<TokenUsage> for CompletionUsage {
     fn from(u: TokenUsage) -> Self {
         Self {
             prompt_tokens: u.prompt_tokens,
@@ -258,8 +258,8 @@ pub struct ChatCompletion {
     pub object: &'static str,
     pub created: i64,
     pub model: String,
-    pub choices: Vec<Choice>,
-    pub usage: Usage,
+    pub choices: Vec<CompletionChoice>,
+    pub usage: CompletionUsage,
     /// The platform's extra: one citation per source marker in the answer (SDKs ignore it).
     pub citations: Vec<CitationDto>,
 }
@@ -269,7 +269,7 @@ pub fn citations(c: Vec<Citation>) -> Vec<CitationDto> {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ModelDto {
+pub struct OpenAiModel {
     /// The agent's slug.
     pub id: String,
     /// `model`.
@@ -280,10 +280,10 @@ pub struct ModelDto {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ModelList {
+pub struct OpenAiModelList {
     /// `list`.
     pub object: &'static str,
-    pub data: Vec<ModelDto>,
+    pub data: Vec<OpenAiModel>,
 }
 
 /// `POST /v1/embeddings`.
@@ -337,7 +337,7 @@ impl EmbeddingRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EmbeddingDto {
+pub struct OpenAiEmbedding {
     /// `embedding`.
     pub object: &'static str,
     pub index: usize,
@@ -347,18 +347,18 @@ pub struct EmbeddingDto {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EmbeddingUsage {
+pub struct OpenAiEmbeddingUsage {
     pub prompt_tokens: u32,
     pub total_tokens: u32,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EmbeddingList {
+pub struct OpenAiEmbeddingList {
     /// `list`.
     pub object: &'static str,
-    pub data: Vec<EmbeddingDto>,
+    pub data: Vec<OpenAiEmbedding>,
     pub model: String,
-    pub usage: EmbeddingUsage,
+    pub usage: OpenAiEmbeddingUsage,
 }
 
 /// An error in OpenAI's shape.

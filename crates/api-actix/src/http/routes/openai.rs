@@ -23,9 +23,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::{Body, Caller};
 use crate::http::openai::{
-    AnswerMessage, ChatCompletion, ChatCompletionRequest, Choice, EmbeddingDto, EmbeddingList,
-    EmbeddingRequest, EmbeddingUsage, ModelDto, ModelList, OpenAiError, Usage, answer_calls,
-    citations, error_body,
+    ChatCompletion, ChatCompletionRequest, CompletionChoice, CompletionMessage, CompletionUsage,
+    EmbeddingRequest, OpenAiEmbedding, OpenAiEmbeddingList, OpenAiEmbeddingUsage, OpenAiError,
+    OpenAiModel, OpenAiModelList, answer_calls, citations, error_body,
 };
 use crate::http::routes::runs::RUN_ID_HEADER;
 use crate::state::AppState;
@@ -104,9 +104,9 @@ pub async fn chat_completions(
         object: "chat.completion",
         created: head.created,
         model: head.model,
-        choices: vec![Choice {
+        choices: vec![CompletionChoice {
             index: 0,
-            message: AnswerMessage {
+            message: CompletionMessage {
                 role: "assistant",
                 content: (!answer.text.is_empty() || answer.tool_calls.is_empty())
                     .then(|| answer.text.clone()),
@@ -177,7 +177,7 @@ impl Head {
                 "created": self.created,
                 "model": self.model,
                 "choices": [],
-                "usage": Usage::from(answer.usage),
+                "usage": CompletionUsage::from(answer.usage),
             });
             out.push_str(&format!("data: {usage}\n\n"));
         }
@@ -341,20 +341,23 @@ fn unknown_model(err: domain::Error, model: &str, what: &str) -> ApiError {
 #[utoipa::path(
     get, path = "/v1/models", tag = "openai",
     responses(
-        (status = 200, description = "The agents", body = ModelList),
+        (status = 200, description = "The agents", body = OpenAiModelList),
         (status = 401, description = "Missing or invalid credentials", body = OpenAiError),
         (status = 403, description = "Not allowed", body = OpenAiError),
         (status = 500, description = "Internal error", body = OpenAiError),
     ),
     security(("bearer" = []))
 )]
-pub async fn models(state: web::Data<AppState>, caller: Caller) -> ApiResult<web::Json<ModelList>> {
+pub async fn models(
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> ApiResult<web::Json<OpenAiModelList>> {
     let agents = state.agents.models(&caller).await?;
-    Ok(web::Json(ModelList {
+    Ok(web::Json(OpenAiModelList {
         object: "list",
         data: agents
             .into_iter()
-            .map(|a| ModelDto {
+            .map(|a| OpenAiModel {
                 id: a.slug.to_string(),
                 object: "model",
                 created: a.created_at.timestamp(),
@@ -370,7 +373,7 @@ pub async fn models(state: web::Data<AppState>, caller: Caller) -> ApiResult<web
     post, path = "/v1/embeddings", tag = "openai",
     request_body = EmbeddingRequest,
     responses(
-        (status = 200, description = "The vectors, in the order of the inputs", body = EmbeddingList),
+        (status = 200, description = "The vectors, in the order of the inputs", body = OpenAiEmbeddingList),
         (status = 401, description = "Missing or invalid credentials", body = OpenAiError),
         (status = 403, description = "Not allowed", body = OpenAiError),
         (status = 404, description = "No space has this id (`model_not_found`)", body = OpenAiError),
@@ -387,7 +390,7 @@ pub async fn embeddings(
     state: web::Data<AppState>,
     caller: Caller,
     body: Body<EmbeddingRequest>,
-) -> ApiResult<web::Json<EmbeddingList>> {
+) -> ApiResult<web::Json<OpenAiEmbeddingList>> {
     let req = body.0;
     let model = req.model.clone();
     let (inputs, base64) = req.into_parts()?;
@@ -400,7 +403,7 @@ pub async fn embeddings(
         .vectors
         .into_iter()
         .enumerate()
-        .map(|(index, vector)| EmbeddingDto {
+        .map(|(index, vector)| OpenAiEmbedding {
             object: "embedding",
             index,
             embedding: if base64 {
@@ -411,11 +414,11 @@ pub async fn embeddings(
             },
         })
         .collect();
-    Ok(web::Json(EmbeddingList {
+    Ok(web::Json(OpenAiEmbeddingList {
         object: "list",
         data,
         model,
-        usage: EmbeddingUsage {
+        usage: OpenAiEmbeddingUsage {
             prompt_tokens: embedded.prompt_tokens,
             total_tokens: embedded.prompt_tokens,
         },
