@@ -22,6 +22,8 @@ impl MigrationTrait for Migration {
                      base_url text NOT NULL,
                      default_model text,
                      supports_tools boolean NOT NULL,
+                     timeout_secs integer CHECK (timeout_secs BETWEEN 1 AND 600),
+                     max_retries integer CHECK (max_retries BETWEEN 0 AND 5),
                      key_id text NOT NULL,
                      key_ciphertext bytea NOT NULL,
                      created_at timestamptz NOT NULL,

@@ -31,6 +31,8 @@ pub struct OpenAiChatSettings {
     pub supports_tools: bool,
     pub context_window: u32,
     pub timeout: std::time::Duration,
+    /// Extra attempts before the answer starts (the client's default when `None`).
+    pub max_retries: Option<u32>,
 }
 
 pub struct ServerChatModels {
@@ -67,6 +69,7 @@ impl ServerChatModels {
                 supports_tools: true,
                 context_window: 128_000,
                 timeout: std::time::Duration::from_secs(60),
+                max_retries: None,
             },
         }
     }
@@ -184,6 +187,9 @@ fn remote_model(
     config.supports_tools = supports_tools;
     config.context_window = settings.context_window;
     config.client.timeout = settings.timeout;
+    if let Some(retries) = settings.max_retries {
+        config.client.max_retries = retries;
+    }
     OpenAiChat::new(config)
         .map(|m| Arc::new(m) as Arc<dyn ChatModel>)
         .map_err(|e| {
@@ -213,8 +219,14 @@ impl ProviderModels for ServerChatModels {
         if clients.len() >= MAX_PROVIDER_CLIENTS {
             clients.clear();
         }
+        // The provider's own timeout and retries where it set them.
+        let mut settings = self.provider_defaults.clone();
+        if let Some(secs) = endpoint.timeout_secs {
+            settings.timeout = std::time::Duration::from_secs(u64::from(secs));
+        }
+        settings.max_retries = endpoint.max_retries;
         let model = remote_model(
-            &self.provider_defaults,
+            &settings,
             &endpoint.base_url,
             &endpoint.api_key,
             name,

@@ -257,6 +257,7 @@ pub fn chat_models(serve: &ServeSettings) -> Arc<ServerChatModels> {
             supports_tools: serve.openai_supports_tools,
             context_window: serve.openai_context_window,
             timeout: std::time::Duration::from_secs(serve.openai_timeout_secs.max(1)),
+            max_retries: None,
         });
     Arc::new(
         ServerChatModels::new(

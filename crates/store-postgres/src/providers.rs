@@ -14,8 +14,8 @@ use uuid::Uuid;
 use crate::platform::PgPlatformStore;
 use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one, limit};
 
-const COLUMNS: &str = "tenant_id, id, name, base_url, default_model, supports_tools, key_id, \
-     created_at, updated_at";
+const COLUMNS: &str = "tenant_id, id, name, base_url, default_model, supports_tools, \
+     timeout_secs, max_retries, key_id, created_at, updated_at";
 
 #[derive(Debug, FromQueryResult)]
 struct ProviderRow {
@@ -25,6 +25,8 @@ struct ProviderRow {
     base_url: String,
     default_model: Option<String>,
     supports_tools: bool,
+    timeout_secs: Option<i32>,
+    max_retries: Option<i32>,
     key_id: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -39,11 +41,17 @@ impl From<ProviderRow> for Provider {
             base_url: r.base_url,
             default_model: r.default_model,
             supports_tools: r.supports_tools,
+            timeout_secs: r.timeout_secs.and_then(|t| u32::try_from(t).ok()),
+            max_retries: r.max_retries.and_then(|t| u32::try_from(t).ok()),
             key_id: r.key_id,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
     }
+}
+
+fn stored(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -60,8 +68,9 @@ impl ProviderRepo for PgTx {
         execute(
             &self.tx,
             "INSERT INTO providers (tenant_id, id, name, base_url, default_model, supports_tools,
-                                    key_id, key_ciphertext, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+                                    timeout_secs, max_retries, key_id, key_ciphertext,
+                                    created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
             vec![
                 self.t(),
                 p.id.as_uuid().into(),
@@ -69,6 +78,8 @@ impl ProviderRepo for PgTx {
                 p.base_url.clone().into(),
                 p.default_model.clone().into(),
                 p.supports_tools.into(),
+                p.timeout_secs.map(stored).into(),
+                p.max_retries.map(stored).into(),
                 key.key_id.clone().into(),
                 key.ciphertext.clone().into(),
                 p.created_at.into(),
@@ -143,7 +154,9 @@ impl ProviderRepo for PgTx {
                  supports_tools = COALESCE($6, supports_tools),
                  key_id = COALESCE($7, key_id),
                  key_ciphertext = COALESCE($8, key_ciphertext),
-                 updated_at = $9
+                 updated_at = $9,
+                 timeout_secs = CASE WHEN $10 THEN $11 ELSE timeout_secs END,
+                 max_retries = CASE WHEN $12 THEN $13 ELSE max_retries END
              WHERE tenant_id = $1 AND id = $2
              RETURNING {COLUMNS}"
         );
@@ -161,6 +174,10 @@ impl ProviderRepo for PgTx {
                 key_id.into(),
                 ciphertext.into(),
                 now.into(),
+                changes.timeout_secs.is_some().into(),
+                changes.timeout_secs.flatten().map(stored).into(),
+                changes.max_retries.is_some().into(),
+                changes.max_retries.flatten().map(stored).into(),
             ],
         )
         .await?

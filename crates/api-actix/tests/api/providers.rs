@@ -403,3 +403,58 @@ async fn a_provider_is_its_tenants_and_a_slow_one_slows_no_other_tenant() {
     assert_eq!(fast.received_requests().await.unwrap().len(), 3);
     assert_eq!(hanging.await.unwrap(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_providers_own_timeout_and_retries_apply_to_its_calls() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let token = &acme.admin_token;
+    let slow = provider_server("k", Duration::from_secs(4)).await;
+    let url = format!("{}/v1", slow.uri());
+    let res = app
+        .post(
+            "/v1/providers",
+            token,
+            json!({"name": "slow", "base_url": url, "api_key": "k", "timeout_secs": 0}),
+        )
+        .await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let provider = json(
+        app.post(
+            "/v1/providers",
+            token,
+            json!({"name": "slow", "base_url": url, "api_key": "k",
+                   "timeout_secs": 1, "max_retries": 0}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(
+        (
+            provider["timeout_secs"].clone(),
+            provider["max_retries"].clone()
+        ),
+        (json!(1), json!(0))
+    );
+    agent_on(&app, token, "bot", "slow", "m").await;
+    let started = std::time::Instant::now();
+    let res = ask(&app, token, "bot").await;
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    // One attempt, cut at its own second (the server's default would wait 10 s and retry).
+    assert_eq!(slow.received_requests().await.unwrap().len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // Back to the server's defaults.
+    let id = provider["id"].as_str().unwrap();
+    let reset = json(
+        app.patch(
+            &format!("/v1/providers/{id}"),
+            token,
+            json!({"timeout_secs": null, "max_retries": null}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(reset["timeout_secs"].is_null() && reset["max_retries"].is_null());
+}

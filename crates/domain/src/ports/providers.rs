@@ -22,6 +22,10 @@ pub struct Provider {
     /// The model an agent of this provider gets when it names none of its own.
     pub default_model: Option<String>,
     pub supports_tools: bool,
+    /// Its own wait for an answer to start, per attempt (the server's default when `None`).
+    pub timeout_secs: Option<u32>,
+    /// Its own extra attempts on 429, 5xx and timeouts before the answer starts.
+    pub max_retries: Option<u32>,
     /// Which of the platform's secret keys sealed its API key.
     pub key_id: String,
     pub created_at: DateTime<Utc>,
@@ -87,6 +91,8 @@ pub struct ProviderChanges {
     pub base_url: Option<String>,
     pub default_model: Option<Option<String>>,
     pub supports_tools: Option<bool>,
+    pub timeout_secs: Option<Option<u32>>,
+    pub max_retries: Option<Option<u32>>,
 }
 
 /// A tenant's providers, within its transaction.
@@ -175,6 +181,8 @@ pub struct ProviderEndpoint {
     pub base_url: String,
     pub api_key: String,
     pub supports_tools: bool,
+    pub timeout_secs: Option<u32>,
+    pub max_retries: Option<u32>,
 }
 
 impl std::fmt::Debug for ProviderEndpoint {

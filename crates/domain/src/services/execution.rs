@@ -897,6 +897,8 @@ impl Executor {
                 base_url: provider.base_url,
                 api_key,
                 supports_tools: provider.supports_tools,
+                timeout_secs: provider.timeout_secs,
+                max_retries: provider.max_retries,
             },
             model,
         )))

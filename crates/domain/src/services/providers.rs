@@ -31,6 +31,8 @@ pub struct ProviderDraft {
     pub api_key: String,
     pub default_model: Option<String>,
     pub supports_tools: Option<bool>,
+    pub timeout_secs: Option<u32>,
+    pub max_retries: Option<u32>,
 }
 
 /// Changes as asked for; `None` keeps a field.
@@ -40,6 +42,27 @@ pub struct ProviderPatch {
     pub api_key: Option<String>,
     pub default_model: Option<Option<String>>,
     pub supports_tools: Option<bool>,
+    pub timeout_secs: Option<Option<u32>>,
+    pub max_retries: Option<Option<u32>>,
+}
+
+/// The longest wait a provider may ask for, in seconds, and the most retries.
+pub const MAX_PROVIDER_TIMEOUT_SECS: u32 = 600;
+pub const MAX_PROVIDER_RETRIES: u32 = 5;
+
+fn check_policy(v: &mut Validator, timeout_secs: Option<u32>, max_retries: Option<u32>) {
+    if timeout_secs.is_some_and(|t| !(1..=MAX_PROVIDER_TIMEOUT_SECS).contains(&t)) {
+        v.push(
+            "timeout_secs",
+            format!("must be between 1 and {MAX_PROVIDER_TIMEOUT_SECS}"),
+        );
+    }
+    if max_retries.is_some_and(|r| r > MAX_PROVIDER_RETRIES) {
+        v.push(
+            "max_retries",
+            format!("must be at most {MAX_PROVIDER_RETRIES}"),
+        );
+    }
 }
 
 pub struct ProviderService {
@@ -135,6 +158,7 @@ impl ProviderService {
         if let Some(model) = &draft.default_model {
             v.check("default_model", check_model_name(model));
         }
+        check_policy(&mut v, draft.timeout_secs, draft.max_retries);
         v.finish()?;
         let base_url = base_url.ok_or_else(|| Error::internal("validated without a URL"))?;
         let now = self.clock.now();
@@ -150,6 +174,8 @@ impl ProviderService {
             base_url,
             default_model: draft.default_model,
             supports_tools: draft.supports_tools.unwrap_or(true),
+            timeout_secs: draft.timeout_secs,
+            max_retries: draft.max_retries,
             key_id: sealed.key_id.clone(),
             created_at: now,
             updated_at: now,
@@ -218,6 +244,11 @@ impl ProviderService {
         if let Some(Some(model)) = &patch.default_model {
             v.check("default_model", check_model_name(model));
         }
+        check_policy(
+            &mut v,
+            patch.timeout_secs.flatten(),
+            patch.max_retries.flatten(),
+        );
         v.finish()?;
         let sealed = patch
             .api_key
@@ -229,6 +260,8 @@ impl ProviderService {
             base_url,
             default_model: patch.default_model,
             supports_tools: patch.supports_tools,
+            timeout_secs: patch.timeout_secs,
+            max_retries: patch.max_retries,
         };
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;

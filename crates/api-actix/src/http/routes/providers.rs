@@ -28,6 +28,10 @@ pub struct ProviderDto {
     /// The model of agents that name `default` as their model.
     pub default_model: Option<String>,
     pub supports_tools: bool,
+    /// Its wait for an answer to start, per attempt, in seconds (null: the server's default).
+    pub timeout_secs: Option<u32>,
+    /// Its extra attempts on 429, 5xx and timeouts before an answer starts (null: 3).
+    pub max_retries: Option<u32>,
     /// Which of the platform's secret keys sealed its API key (changes with `agentic keys rotate`).
     pub key_id: String,
     pub created_at: DateTime<Utc>,
@@ -42,6 +46,8 @@ impl From<Provider> for ProviderDto {
             base_url: p.base_url,
             default_model: p.default_model,
             supports_tools: p.supports_tools,
+            timeout_secs: p.timeout_secs,
+            max_retries: p.max_retries,
             key_id: p.key_id,
             created_at: p.created_at,
             updated_at: p.updated_at,
@@ -66,6 +72,12 @@ pub struct CreateProviderRequest {
     pub default_model: Option<String>,
     /// Whether its models take tools (function calling); default true.
     pub supports_tools: Option<bool>,
+    /// Its own wait for an answer to start, per attempt (default: the server's).
+    #[schema(minimum = 1, maximum = 600)]
+    pub timeout_secs: Option<u32>,
+    /// Its own extra attempts on 429, 5xx and timeouts before an answer starts (default 3).
+    #[schema(minimum = 0, maximum = 5)]
+    pub max_retries: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -81,6 +93,14 @@ pub struct PatchProviderRequest {
     #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
     pub default_model: Option<Option<String>>,
     pub supports_tools: Option<bool>,
+    /// null: the server's default.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 600)]
+    pub timeout_secs: Option<Option<u32>>,
+    /// null: the default (3).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 5)]
+    pub max_retries: Option<Option<u32>>,
 }
 
 /// Add a model provider (admins). Its `api_key` is sealed with the platform's secret key and
@@ -110,6 +130,8 @@ pub async fn create(
                 api_key: req.api_key,
                 default_model: req.default_model,
                 supports_tools: req.supports_tools,
+                timeout_secs: req.timeout_secs,
+                max_retries: req.max_retries,
             },
         )
         .await?;
@@ -175,6 +197,8 @@ pub async fn update(
                 api_key: req.api_key,
                 default_model: req.default_model,
                 supports_tools: req.supports_tools,
+                timeout_secs: req.timeout_secs,
+                max_retries: req.max_retries,
             },
         )
         .await?;
