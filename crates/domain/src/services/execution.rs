@@ -98,6 +98,9 @@ pub struct RunJob {
     _slot: RunSlot,
     /// A `/v1/chat/completions` call's own messages and tools, and where its caller listens.
     client: Option<ClientTurn>,
+    /// A turn's agent and conversation as its request read them (with the question and the
+    /// answer's placeholder), so that the run does not read them again.
+    read: Option<(Agent, Vec<Message>)>,
 }
 
 /// A turn as started: the question (absent for a regeneration's own), the answer being written
@@ -316,14 +319,17 @@ impl Executor {
         let mut tx = self.store.begin(tenant).await?;
         let conversation = visible(tx.as_mut(), who, conversation_id, false).await?;
         let agent = live_agent(tx.as_mut(), &conversation).await?;
+        let mut listed = None;
         let parent_id = match parent {
             Parent::Root => None,
             Parent::Latest => {
                 let messages = tx.messages().list(conversation_id).await?;
-                crate::services::history::current_branch(&messages)
+                let parent = crate::services::history::current_branch(&messages)
                     .last()
                     .map(|m| check_parent(m))
-                    .transpose()?
+                    .transpose()?;
+                listed = Some(messages);
+                parent
             }
             Parent::Message(id) => {
                 let parent = tx
@@ -365,7 +371,12 @@ impl Executor {
                 .await?;
         }
         tx.commit().await?;
-        Ok(handed_over(tenant, slot, run, Some(question), answer))
+        let read = listed.map(|mut messages| {
+            messages.push(question.clone());
+            messages.push(answer.clone());
+            (agent, messages)
+        });
+        Ok(handed_over(tenant, slot, run, Some(question), answer, read))
     }
 
     /// Starts a new answer to the question an assistant message answered: a sibling of it.
@@ -394,7 +405,7 @@ impl Executor {
             return Err(Error::Conflict(Conflict::AnswerInProgress));
         }
         let agent = live_agent(tx.as_mut(), &conversation).await?;
-        let messages = tx.messages().list(conversation.id).await?;
+        let mut messages = tx.messages().list(conversation.id).await?;
         // The question is the nearest user message above the answer (tool turns may lie between).
         let question = path_to(&messages, message.id)
             .and_then(|path| {
@@ -416,7 +427,15 @@ impl Executor {
             )
             .await?;
         tx.commit().await?;
-        Ok(handed_over(tenant, slot, run, None, answer))
+        messages.push(answer.clone());
+        Ok(handed_over(
+            tenant,
+            slot,
+            run,
+            None,
+            answer,
+            Some((agent, messages)),
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -521,6 +540,7 @@ impl Executor {
             run: run.id,
             _slot: slot,
             client: Some(turn),
+            read: None,
         };
         Ok((run, job))
     }
@@ -682,7 +702,7 @@ impl Executor {
         let started = Instant::now();
         let client = job.client;
         let listener = client.as_ref().map(|c| c.live.clone());
-        let setting = match self.begin(tenant, run_id, client).await {
+        let setting = match self.begin(tenant, run_id, client, job.read).await {
             Ok(Some(setting)) => setting,
             Ok(None) => return,
             Err(err) => {
@@ -794,6 +814,7 @@ impl Executor {
         tenant: TenantId,
         run_id: RunId,
         client: Option<ClientTurn>,
+        read: Option<(Agent, Vec<Message>)>,
     ) -> Result<Option<Setting>, Error> {
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
@@ -807,11 +828,17 @@ impl Executor {
         {
             return Ok(None);
         }
-        let agent = tx
-            .agents()
-            .get(run.agent_id, true)
-            .await?
-            .ok_or(Error::NotFound(Resource::Agent))?;
+        let (agent, listed) = match read {
+            Some((agent, messages)) => (agent, Some(messages)),
+            None => {
+                let agent = tx
+                    .agents()
+                    .get(run.agent_id, true)
+                    .await?
+                    .ok_or(Error::NotFound(Resource::Agent))?;
+                (agent, None)
+            }
+        };
         let quota = match run.reserved {
             Some(_) => metering::quota_of(tx.as_mut()).await?,
             None => None,
@@ -832,7 +859,10 @@ impl Executor {
                 else {
                     return Err(Error::internal("a conversation's run without its messages"));
                 };
-                let messages = tx.messages().list(conversation_id).await?;
+                let messages = match listed {
+                    Some(messages) => messages,
+                    None => tx.messages().list(conversation_id).await?,
+                };
                 let path = path_to(&messages, question_id)
                     .ok_or_else(|| Error::internal("the question is not in its conversation"))?;
                 let (question, earlier) = path
@@ -1673,12 +1703,14 @@ fn handed_over(
     run: Run,
     question: Option<Message>,
     answer: Message,
+    read: Option<(Agent, Vec<Message>)>,
 ) -> (StartedRun, RunJob) {
     let job = RunJob {
         tenant,
         run: run.id,
         _slot: slot,
         client: None,
+        read,
     };
     (
         StartedRun {
@@ -2133,6 +2165,7 @@ mod tests {
                 run: self.run.id,
                 _slot: executor.slot(self.tenant).unwrap(),
                 client: None,
+                read: None,
             };
             executor.execute(job).await;
             let sent = self.model.sent.lock().unwrap().clone();
