@@ -8,6 +8,11 @@ answers at once, over HTTP to the release binary.
 No dependency beyond the standard library: the mock and the client speak HTTP/1.1 over asyncio
 streams, so the client can note the moment the mock writes the model's first token and the moment
 the platform's stream delivers it on one clock (both in this process).
+
+`run` also measures `/v1/chat/completions`, and LiteLLM's proxy on the same mock beside it when
+bench-agents.sh could start one: LITELLM_URL is its address, LITELLM_KEY its master key and
+LITELLM_VERSION its version, or LITELLM_SKIPPED says why there is none. BENCH_QUICK=1 makes every
+count and loop small, to try the harness on a debug build (its figures mean nothing).
 """
 
 import asyncio
@@ -20,8 +25,22 @@ import sys
 import time
 
 DIMS = 8
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+PIECES = ["The ", "answer ", "is ", "42."]
+USAGE = {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14}
 # The moment the mock wrote the first token of each streamed answer, by a marker in the question.
 FIRST_TOKEN_AT = {}
+
+
+def scaled(n):
+    """`n` requests or seconds, or a tenth of it (at least 1) in quick mode."""
+    return max(1, n // 10) if QUICK else n
+
+
+def json_response(writer, value):
+    payload = json.dumps(value).encode()
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                 b"connection: close\r\n\r\n" % len(payload) + payload)
 
 
 def chunk(delta, finish=None):
@@ -41,10 +60,16 @@ async def handle(reader, writer):
             data = [{"object": "embedding", "index": i,
                      "embedding": [((hash(t) >> (4 * d)) % 97) / 97.0 + 0.01 for d in range(DIMS)]}
                     for i, t in enumerate(inputs)]
-            payload = json.dumps({"object": "list", "data": data, "model": body.get("model"),
-                                  "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                         b"connection: close\r\n\r\n" % len(payload) + payload)
+            json_response(writer, {"object": "list", "data": data, "model": body.get("model"),
+                                   "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        elif not body.get("stream"):
+            # The platform always streams from its provider; LiteLLM asks for a whole answer
+            # when its own client did.
+            json_response(writer, {
+                "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": "mock",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": "".join(PIECES)}}],
+                "usage": USAGE})
         else:
             question = body["messages"][-1]["content"]
             marker = question.split("#", 1)[1] if "#" in question else None
@@ -54,7 +79,7 @@ async def handle(reader, writer):
                 # the delay is what is left once that is taken away.
                 await writer.drain()
                 await asyncio.sleep(0.02)
-            for i, piece in enumerate(["The ", "answer ", "is ", "42."]):
+            for i, piece in enumerate(PIECES):
                 writer.write(b"data: " + json.dumps(chunk({"content": piece})).encode() + b"\n\n")
                 if i == 0:
                     await writer.drain()
@@ -62,8 +87,7 @@ async def handle(reader, writer):
                         FIRST_TOKEN_AT[marker] = time.perf_counter()
             writer.write(b"data: " + json.dumps(chunk({}, "stop")).encode() + b"\n\n")
             usage = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0,
-                     "model": "mock", "choices": [],
-                     "usage": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14}}
+                     "model": "mock", "choices": [], "usage": USAGE}
             writer.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
         await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
@@ -73,7 +97,12 @@ async def handle(reader, writer):
 
 
 async def request(base, method, path, token, body=None, on_bytes=None):
-    """One HTTP/1.1 request on its own connection; answers (status, body bytes)."""
+    """One HTTP/1.1 request on its own connection; answers (status, body bytes). Raises
+    TimeoutError after two minutes, so that a server that falls behind still ends the run."""
+    return await asyncio.wait_for(exchange(base, method, path, token, body, on_bytes), 120)
+
+
+async def exchange(base, method, path, token, body, on_bytes):
     host, port = base.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     data = json.dumps(body).encode() if body is not None else b""
@@ -90,6 +119,8 @@ async def request(base, method, path, token, body=None, on_bytes=None):
         if on_bytes:
             on_bytes(received)
     writer.close()
+    if not received.startswith(b"HTTP/1.1 "):
+        return 0, received  # the server hung up without an answer
     status = int(received.split(b" ", 2)[1])
     return status, received.split(b"\r\n\r\n", 1)[1]
 
@@ -98,14 +129,19 @@ def body_json(raw):
     return json.loads(raw)
 
 
-async def setup(base, token, collection=None):
+async def create_agent(base, token, collection=None):
+    """An agent on the mock model; answers its id and slug."""
     agent = {"name": "Bench", "slug": f"bench-{int(time.time() * 1000)}",
              "model": {"provider": "openai", "name": "mock"}, "max_tokens": 64}
     if collection:
         agent.update({"collections": [collection], "retrieval": {"top_k": 6, "mode": "hybrid"}})
     status, raw = await request(base, "POST", "/v1/agents", token, agent)
     assert status == 201, raw
-    agent_id = body_json(raw)["id"]
+    return body_json(raw)["id"], agent["slug"]
+
+
+async def setup(base, token, collection=None):
+    agent_id, _ = await create_agent(base, token, collection)
     conversations = []
     for _ in range(32):
         status, raw = await request(base, "POST", f"/v1/agents/{agent_id}/conversations", token, {})
@@ -119,21 +155,39 @@ def pct(values, q):
     return values[min(len(values) - 1, int(q * len(values)))] if values else None
 
 
-async def open_loop(base, token, conversations, rate, seconds):
-    """Turns at `rate` per second whatever the answers' pace, round robin over the conversations."""
+def turn(base, token, conversations):
+    """A call that posts the i-th question to a conversation, round robin; answers the status."""
+    async def call(i):
+        status, _ = await request(base, "POST", f"/v1/conversations/{conversations[i % len(conversations)]}/messages",
+                                  token, {"content": f"Question {i} about rockets and fuel?"})
+        return status
+    return call
+
+
+def completion(base, key, model):
+    """A call that asks `model` (an agent's slug, or LiteLLM's model) for a whole answer over
+    `/v1/chat/completions`; answers the status, and 0 for a 200 without the mock's answer."""
+    async def call(i):
+        status, raw = await request(base, "POST", "/v1/chat/completions", key, {
+            "model": model, "messages": [{"role": "user", "content": f"Question {i} about rockets and fuel?"}]})
+        return status if status != 200 or b"42." in raw else 0
+    return call
+
+
+async def open_loop(call, rate, seconds):
+    """Calls at `rate` per second whatever the answers' pace."""
     latencies, errors = [], 0
     statuses = {}
     start = time.perf_counter()
     total = int(rate * seconds)
 
-    async def turn(i):
+    async def one(i):
         nonlocal errors
         await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
         sent = time.perf_counter()
         try:
-            status, _ = await request(base, "POST", f"/v1/conversations/{conversations[i % len(conversations)]}/messages",
-                                      token, {"content": f"Question {i} about rockets and fuel?"})
-        except OSError:
+            status = await call(i)
+        except OSError:  # TimeoutError among them
             status = 0
         statuses[status] = statuses.get(status, 0) + 1
         if status == 200:
@@ -141,38 +195,85 @@ async def open_loop(base, token, conversations, rate, seconds):
         else:
             errors += 1
 
-    await asyncio.gather(*(turn(i) for i in range(total)))
+    await asyncio.gather(*(one(i) for i in range(total)))
     return {"rate": rate, "turns": total, "errors": errors, "statuses": statuses,
             "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99)}
 
 
-async def sequential(base, token, conversations, n):
-    """Turns one at a time: the platform's cost per turn with nothing queued behind it."""
+async def sequential(call, n):
+    """Calls one at a time: the cost of one with nothing queued behind it."""
     latencies = []
     for i in range(n):
         sent = time.perf_counter()
-        status, raw = await request(base, "POST", f"/v1/conversations/{conversations[i % len(conversations)]}/messages",
-                                    token, {"content": f"Question {i} about rockets and fuel?"})
-        assert status == 200, raw
+        status = await call(i)
+        assert status == 200, status
         latencies.append((time.perf_counter() - sent) * 1000)
     return {"n": n, "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99)}
 
 
-async def first_token_delays(base, token, conversation, n):
-    delays = []
+async def delays(n, stream):
+    """`n` streamed answers one at a time: from the mock's first token to the client's first byte
+    of it. `stream(marker, on_bytes)` asks for one whose question carries the marker."""
+    found = []
     for i in range(n):
         marker = f"m{i}-{time.time_ns()}"
         seen = {}
 
         def on_bytes(received):
-            if "at" not in seen and b"event: message.delta" in received:
-                seen["at"] = time.perf_counter()
+            at = time.perf_counter()  # before the parsing, which is the client's own time
+            if "at" not in seen and first_content(received):
+                seen["at"] = at
 
+        status = await stream(marker, on_bytes)
+        if status == 200 and "at" in seen and marker in FIRST_TOKEN_AT:
+            found.append((seen["at"] - FIRST_TOKEN_AT.pop(marker)) * 1000)
+    return {"n": len(found), "p50_ms": pct(found, 0.5), "p99_ms": pct(found, 0.99)}
+
+
+def first_content(received):
+    """Whether the bytes so far hold the first token: the run's `message.delta` event, or a
+    `chat.completion.chunk` with content (the chunked encoding's size lines fall between events)."""
+    body = received.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in received else b""
+    if b"event: message.delta" in body:
+        return True
+    for line in body.split(b"\n"):
+        if line.startswith(b"data: {"):
+            try:
+                choices = json.loads(line[6:]).get("choices")
+            except ValueError:
+                continue
+            if choices and choices[0].get("delta", {}).get("content"):
+                return True
+    return False
+
+
+async def first_token_delays(base, token, conversation, n):
+    async def stream(marker, on_bytes):
         status, _ = await request(base, "POST", f"/v1/conversations/{conversation}/messages", token,
                                   {"content": f"Stream this #{marker}", "stream": True}, on_bytes)
-        if status == 200 and "at" in seen and marker in FIRST_TOKEN_AT:
-            delays.append((seen["at"] - FIRST_TOKEN_AT[marker]) * 1000)
-    return {"n": len(delays), "p50_ms": pct(delays, 0.5), "p99_ms": pct(delays, 0.99)}
+        return status
+    return await delays(n, stream)
+
+
+async def completion_first_token_delays(base, key, model, n):
+    async def stream(marker, on_bytes):
+        status, _ = await request(base, "POST", "/v1/chat/completions", key, {
+            "model": model, "stream": True, "stream_options": {"include_usage": True},
+            "messages": [{"role": "user", "content": f"Stream this #{marker}"}]}, on_bytes)
+        return status
+    return await delays(n, stream)
+
+
+async def completions(base, key, model):
+    """`/v1/chat/completions` at `base`: the streamed first token's delay, then whole answers one
+    at a time and at 100/s, after a warm-up of both kinds (connections, caches, lazy imports)."""
+    await open_loop(completion(base, key, model), 50, scaled(20) / 10)
+    await completion_first_token_delays(base, key, model, scaled(20))
+    return {
+        "sse_first_token": await completion_first_token_delays(base, key, model, scaled(200)),
+        "sequential": await sequential(completion(base, key, model), scaled(200)),
+        "open_loop": await open_loop(completion(base, key, model), 100, scaled(15)),
+    }
 
 
 def psql(url, sql):
@@ -220,18 +321,29 @@ async def run(base, token, mock_port):
         results = {}
         plain = await setup(base, token)
         # Warm up connections, caches and the planner.
-        await open_loop(base, token, plain, 50, 2)
-        results["sse_first_token"] = await first_token_delays(base, token, (await setup(base, token))[0], 200)
+        await open_loop(turn(base, token, plain), 50, scaled(20) / 10)
+        results["sse_first_token"] = await first_token_delays(base, token, (await setup(base, token))[0], scaled(200))
         for name, conversations in [("no_retrieval", plain), ("retrieval", await setup(base, token, collection))]:
-            results[f"{name}_sequential"] = await sequential(base, token, conversations, 100)
+            results[f"{name}_sequential"] = await sequential(turn(base, token, conversations), scaled(100))
             steps = []
             for rate in (100, 200, 400):
                 fresh = conversations if rate == 100 else await setup(base, token, collection if name == "retrieval" else None)
-                step = await open_loop(base, token, fresh, rate, 15 if rate == 100 else 8)
+                step = await open_loop(turn(base, token, fresh), rate, scaled(15 if rate == 100 else 8))
                 steps.append(step)
                 if step["errors"]:
                     break
             results[name] = steps
+        _, slug = await create_agent(base, token)
+        results["completions"] = {"platform": await completions(base, token, slug)}
+        if os.environ.get("LITELLM_URL"):
+            # Someone else's server: its failure is a line in the report, not a lost run.
+            try:
+                litellm = await completions(os.environ["LITELLM_URL"], os.environ["LITELLM_KEY"], "mock")
+                results["completions"]["litellm"] = {"version": os.environ.get("LITELLM_VERSION"), **litellm}
+            except (AssertionError, OSError, ValueError) as e:
+                results["completions"]["litellm"] = {"skipped": f"its proxy failed during the run ({e!r})"}
+        else:
+            results["completions"]["litellm"] = {"skipped": os.environ.get("LITELLM_SKIPPED", "not started")}
         print(json.dumps(results))
 
 
@@ -246,6 +358,60 @@ def cpu():
                 flags = set(line.split(":", 1)[1].split())
     shown = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
     return f"{name}, {os.cpu_count()} cores ({', '.join(shown)})"
+
+
+def ms(figure):
+    return f"{figure:.2f}" if figure is not None else "–"
+
+
+def completions_lines(c):
+    """The `/v1/chat/completions` paragraph and table: the platform, and LiteLLM beside it."""
+    if not c:
+        return []
+    ours, theirs = c["platform"], c["litellm"]
+    sse = ours["sse_first_token"]
+    rows = [("the platform (this build)", ours)]
+    if "skipped" not in theirs:
+        rows.append((f"LiteLLM {theirs['version']} proxy", theirs))
+    lines = [
+        "`/v1/chat/completions` with an agent as the model (no retrieval), against the same mock in the "
+        "same run, and LiteLLM's proxy beside it on the same mock when it installs. A whole answer "
+        "(`stream` false) is one request; the mock's own time is negligible (it answers at once, well "
+        "under a millisecond), so its latency is the server's overhead plus the loopback HTTP of both "
+        "hops. The platform's call is a run like a turn (authenticating the key, the agent, the run "
+        "committed and metered, the model called through the real adapter, which always streams); "
+        "LiteLLM runs with a master key, no database and a worker per core, its defaults otherwise. "
+        "The streamed first token's delay is measured as for turns, over the `chat.completion.chunk` "
+        "stream.",
+        "",
+        "| server | whole answer, one at a time: p50 / p99 (ms) | at 100/s: sent | errors | p50 / p99 (ms) "
+        "| streamed first token's delay: p50 / p99 (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, m in rows:
+        one, loop, first = m["sequential"], m["open_loop"], m["sse_first_token"]
+        lines.append(f"| {label} | {ms(one['p50_ms'])} / {ms(one['p99_ms'])} | {loop['turns']} | "
+                     f"{loop['errors']} | {ms(loop['p50_ms'])} / {ms(loop['p99_ms'])} | "
+                     f"{ms(first['p50_ms'])} / {ms(first['p99_ms'])} |")
+    # A server that cannot keep up shows queueing, not its overhead: say so beside the figures.
+    behind = "; ".join(
+        f"{label} fell behind at 100/s here (its answers queued: p50 {ms(m['open_loop']['p50_ms'])} ms "
+        f"against {ms(m['sequential']['p50_ms'])} ms one at a time)"
+        for label, m in rows
+        if m["open_loop"]["p50_ms"] and m["open_loop"]["p50_ms"] > 5 * m["sequential"]["p50_ms"])
+    met = sse["p99_ms"] is not None and sse["p99_ms"] < 1
+    lines += [
+        "",
+        *([behind[0].upper() + behind[1:] + ".", ""] if behind else []),
+        f"Goal for the platform's delay between the model's first token and the client's first byte of "
+        f"it over `/v1/chat/completions` ({sse['n']} streamed calls, one at a time): under 1 ms at p99"
+        + (" (met)." if met else ": **not met**.")
+        + (f" LiteLLM was not measured: {theirs['skipped']}." if "skipped" in theirs else
+           " For context, LiteLLM publishes a p99 of 5.9 ms for its proxy at 100 requests/s, on its "
+           "own machines and method; the row above is its proxy on this machine in this run."),
+        "",
+    ]
+    return lines
 
 
 def report(results_path, local_path, out):
@@ -283,7 +449,7 @@ def report(results_path, local_path, out):
     if all(one):
         lines += [
             "",
-            f"One turn at a time (100 turns, nothing queued): p50 {one[0]['p50_ms']:.1f} ms, p99 "
+            f"One turn at a time ({one[0]['n']} turns, nothing queued): p50 {one[0]['p50_ms']:.1f} ms, p99 "
             f"{one[0]['p99_ms']:.1f} ms without retrieval; p50 {one[1]['p50_ms']:.1f} ms, p99 "
             f"{one[1]['p99_ms']:.1f} ms with it.",
         ]
@@ -305,6 +471,7 @@ def report(results_path, local_path, out):
         + (", met)." if sse["p99_ms"] < 1 else ", not met at p99)."),
         "",
     ]
+    lines += completions_lines(r.get("completions"))
     if local:
         lines += [
             "Local model, SmolLM2-135M-Instruct Q4_1 on candle-transformers' quantized llama, greedy, "
@@ -315,8 +482,9 @@ def report(results_path, local_path, out):
             + " The weights are converted from Q4_1 to Q8_0 as they load: Candle's Q4_1 dot product is "
             "scalar on every CPU (78% of the time and 19.5 tokens/s in a `perf` profile), its Q8_0 one "
             "vectorised. Candle's pool is sized by `RAYON_NUM_THREADS` (`just run` sets it to the core "
-            "count: about +20%). A long prompt is still slow: 1,763 tokens take about 24 s to the first "
-            "token (prompt reading at 70-90 tokens/s)."
+            "count: about +20%). A long prompt is still slow: "
+            f"{local.get('long_prompt_tokens', 0):,} tokens take "
+            f"{local.get('long_time_to_first_token_ms', 0) / 1000:.1f} s to the first token."
             + (f" llama.cpp (llama-cpp-python) on the same file in the same run: {llama['tokens_per_s']:.1f} tokens/s "
                f"(ratio {local['tokens_per_s'] / llama['tokens_per_s']:.2f})." if llama else
                " llama.cpp was not measured (llama-cpp-python builds from source here)."),
