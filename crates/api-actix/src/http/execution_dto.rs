@@ -330,21 +330,12 @@ pub struct PostMessageRequest {
     /// The message this one follows: absent for the newest answer of the conversation, `null`
     /// for none (a new first message), or an earlier answer (an edit names the parent of the
     /// message it replaces).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::dto::double_option")]
     #[schema(value_type = Option<Uuid>)]
     pub parent_id: Option<Option<Uuid>>,
     /// Answer with the run's events (`text/event-stream`) instead of waiting for the end.
     #[serde(default)]
     pub stream: bool,
-}
-
-/// Tells an explicit `null` (`Some(None)`) from an absent field (`None`, by `default`).
-fn present<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(de).map(Some)
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

@@ -662,18 +662,24 @@ impl Executor {
             .ok_or(Error::NotFound(Resource::Message))?;
         tx.commit().await?;
         if run.status == RunStatus::Failed {
-            if run.error.as_ref().is_some_and(|e| e.code == QUOTA_CODE) {
-                return Err(metering::quota_exceeded(self.clock.now()));
-            }
-            return Err(Error::ModelFailed(run.error.clone().unwrap_or_else(|| {
-                Failure::new("model_error", "the model failed to answer")
-            })));
+            return Err(self.failure_error(run.error.clone()));
         }
         Ok(FinishedRun {
             run,
             question: started.question.clone(),
             answer,
         })
+    }
+
+    /// The error a failed run answers its caller with: a quota refusal is `QuotaExceeded` (with
+    /// the time to the quota's renewal), anything else the model's failure.
+    #[must_use]
+    pub fn failure_error(&self, failure: Option<Failure>) -> Error {
+        match failure {
+            Some(f) if f.code == QUOTA_CODE => metering::quota_exceeded(self.clock.now()),
+            Some(f) => Error::ModelFailed(f),
+            None => Error::ModelFailed(Failure::new("model_error", "the model failed to answer")),
+        }
     }
 
     /// Ends the runs whose process died (their lease ran out) and tells their followers.

@@ -170,13 +170,21 @@ impl UsageService {
     /// # Errors
     /// [`Error::QuotaExceeded`]; storage failures.
     pub async fn admit_call(&self, tenant: crate::ids::TenantId) -> Result<(), Error> {
-        let status = self.quota_of(tenant).await?;
-        match status.daily_token_quota {
-            Some(quota) if status.used_today + status.reserved >= quota => {
-                Err(quota_exceeded(self.clock.now()))
+        let now = self.clock.now();
+        let mut tx = self.store.begin(tenant).await?;
+        // Most tenants have no quota: their day's counter is not read at all.
+        let spent = match quota_of(tx.as_mut()).await? {
+            Some(quota) => {
+                let (used, reserved) = tx.usage().day(day_of(now)).await?;
+                used + reserved >= quota
             }
-            _ => Ok(()),
+            None => false,
+        };
+        tx.commit().await?;
+        if spent {
+            return Err(quota_exceeded(now));
         }
+        Ok(())
     }
 
     /// Records a call made outside a run (an embedding).

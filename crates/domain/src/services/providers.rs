@@ -23,8 +23,8 @@ pub const RESERVED_PROVIDERS: [&str; 2] = ["local", "openai"];
 pub const MAX_API_KEY_CHARS: usize = 4096;
 const MAX_URL_CHARS: usize = 2048;
 
-/// A provider as asked for.
-#[derive(Clone, Debug, Default)]
+/// A provider as asked for (no `Debug`: it holds the API key in clear).
+#[derive(Clone, Default)]
 pub struct ProviderDraft {
     pub name: String,
     pub base_url: String,
@@ -35,8 +35,8 @@ pub struct ProviderDraft {
     pub max_retries: Option<u32>,
 }
 
-/// Changes as asked for; `None` keeps a field.
-#[derive(Clone, Debug, Default)]
+/// Changes as asked for; `None` keeps a field (no `Debug`: it may hold the API key).
+#[derive(Clone, Default)]
 pub struct ProviderPatch {
     pub base_url: Option<String>,
     pub api_key: Option<String>,

@@ -16,7 +16,7 @@ use domain::entities::RunStatus;
 use domain::error::Resource;
 use domain::ports::RunEventKind;
 use domain::services::completions::{ClientAnswer, ClientTurn, LiveEvent};
-use domain::services::{INVALID_REQUEST_CODE, QUOTA_CODE, metering};
+use domain::services::{Executor, INVALID_REQUEST_CODE};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -88,7 +88,7 @@ pub async fn chat_completions(
     };
     let run_id = run.id.to_string();
     if stream {
-        return stream_answer(head, events, run_id).await;
+        return stream_answer(&state.executor, head, events, run_id).await;
     }
     let answer = loop {
         match events.recv().await {
@@ -97,7 +97,7 @@ pub async fn chat_completions(
             None => return Err(ended_unseen(&run_id)),
         }
     };
-    check(&answer, &run_id)?;
+    check(&state.executor, &answer)?;
     let finish_reason = finish_reason(&answer);
     let completion = ChatCompletion {
         id: head.id,
@@ -197,26 +197,19 @@ fn finish_reason(answer: &ClientAnswer) -> &'static str {
 }
 
 /// A failed answer as the error the client gets.
-fn check(answer: &ClientAnswer, run_id: &str) -> Result<(), ApiError> {
+fn check(executor: &Executor, answer: &ClientAnswer) -> Result<(), ApiError> {
     if answer.status != RunStatus::Failed {
         return Ok(());
     }
-    let failure = answer
-        .failure
-        .clone()
-        .unwrap_or_else(|| domain::entities::Failure::new("internal", "the run failed"));
-    let mut err = match failure.code.as_str() {
-        QUOTA_CODE => ApiError::from(metering::quota_exceeded(chrono::Utc::now())),
-        INVALID_REQUEST_CODE => ApiError::new(
+    let mut err = match &answer.failure {
+        Some(f) if f.code == INVALID_REQUEST_CODE => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_request",
-            failure.message,
+            f.message.clone(),
         ),
-        _ => ApiError::from(domain::Error::ModelFailed(failure)),
+        failure => ApiError::from(executor.failure_error(failure.clone())),
     };
-    if let Ok(run) = run_id.parse::<uuid::Uuid>() {
-        err.set_run_id(domain::RunId::from_uuid(run));
-    }
+    err.set_run_id(answer.run);
     Err(err)
 }
 
@@ -232,6 +225,7 @@ fn ended_unseen(run_id: &str) -> ApiError {
 /// The answer's chunks as they come. The head is sent once the first token (or the end) is
 /// here, so that a run failing before its first token is answered with an error status.
 async fn stream_answer(
+    executor: &Executor,
     head: Head,
     mut events: UnboundedReceiver<LiveEvent>,
     run_id: String,
@@ -247,7 +241,7 @@ async fn stream_answer(
             }
             Some(LiveEvent::Event(..)) => {}
             Some(LiveEvent::Ended(answer)) => {
-                check(&answer, &run_id)?;
+                check(executor, &answer)?;
                 let role = head.chunk(json!({"role": "assistant", "content": ""}), None, None);
                 break role + &head.ending(answer);
             }

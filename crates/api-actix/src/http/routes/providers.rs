@@ -55,7 +55,8 @@ impl From<Provider> for ProviderDto {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// No `Debug`: the key it carries must not reach a log.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProviderRequest {
     /// 1 to 50 lowercase letters, digits, `-` or `_`, starting with a letter; not `local` or
@@ -80,7 +81,8 @@ pub struct CreateProviderRequest {
     pub max_retries: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// No `Debug`: the key it may carry must not reach a log.
+#[derive(Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchProviderRequest {
     #[schema(max_length = 2048)]
