@@ -273,7 +273,21 @@ pub fn metadata(value: serde_json::Value) -> Result<serde_json::Value, String> {
     if value.to_string().contains("\\u0000") {
         return Err("must not contain NUL characters".into());
     }
+    // PostgreSQL keeps a number's exact decimal digits; near the edge of a double they no longer
+    // read back as one, so such numbers are refused before they are stored.
+    if has_huge_number(&value) {
+        return Err("numbers must lie between -1e300 and 1e300".into());
+    }
     Ok(value)
+}
+
+fn has_huge_number(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Number(n) => n.as_f64().is_some_and(|x| x.abs() > 1e300),
+        serde_json::Value::Array(items) => items.iter().any(has_huge_number),
+        serde_json::Value::Object(fields) => fields.values().any(has_huge_number),
+        _ => false,
+    }
 }
 
 /// The formats documents are accepted in.
@@ -377,6 +391,13 @@ mod tests {
         assert!(Temperature::parse(2.5).is_err());
         assert!(MaxTokens::parse(0).is_err());
         assert_eq!(MaxTokens::parse(256).unwrap().value(), 256);
+    }
+
+    #[test]
+    fn metadata_numbers_must_read_back_as_doubles() {
+        assert!(metadata(serde_json::json!({"a": 1.797_693_134_862_315_5e308})).is_err());
+        assert!(metadata(serde_json::json!({"a": [{"b": -1e301}]})).is_err());
+        assert!(metadata(serde_json::json!({"a": 1e300, "b": -2.2e-311})).is_ok());
     }
 
     #[test]
