@@ -30,6 +30,7 @@ mod m20261206_000017_platform_key_expiry;
 mod m20261207_000018_agent_execution;
 mod m20261207_000019_metering;
 mod m20261207_000020_providers;
+mod m20261207_000021_bm25;
 
 /// The role the API serves tenant work with (neither owner, superuser nor BYPASSRLS).
 pub const APP_ROLE: &str = "agentic_app";
@@ -63,6 +64,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000018_agent_execution::Migration),
             Box::new(m20261207_000019_metering::Migration),
             Box::new(m20261207_000020_providers::Migration),
+            Box::new(m20261207_000021_bm25::Migration),
         ]
     }
 }

@@ -19,26 +19,15 @@ use crate::{APP_ROLE, PLATFORM_ROLE, run};
 /// Owns the search functions; created by deploy/compose/init.sql (NOLOGIN, BYPASSRLS).
 pub const SEARCH_ROLE: &str = "agentic_search";
 
-#[derive(DeriveMigrationName)]
-pub struct Migration;
-
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(
-            manager,
-            &format!(
-                "ALTER TABLE generations ADD COLUMN chunk_count bigint NOT NULL DEFAULT 0;
-                 -- Vectors stay in the row (pgvector's default moves large ones out of line),
-                 -- so an exact scan of a 1,536-d generation reads one page per row, not eight.
-                 ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE MAIN;
-                 GRANT SELECT ON chunks, documents TO {SEARCH_ROLE};
-                 GRANT CREATE ON SCHEMA public TO {SEARCH_ROLE};
-                 -- `filter` is an array of groups, each an array of JSON objects: a chunk matches
+/// The full-text functions as this migration made them (`m20261207_000021_bm25` puts them back
+/// when it is undone).
+pub(crate) fn ts_rank_functions() -> String {
+    format!(
+        "-- `filter` is an array of groups, each an array of JSON objects: a chunk matches
                  -- when, in every group, its metadata contains one of the objects.
                  -- Tables are named with their schema and pg_temp comes last in the search path, so
                  -- a temporary table of the caller's cannot stand in for them in the definer's query.
-                 CREATE FUNCTION chunk_fulltext_sql(filter jsonb) RETURNS text
+                 CREATE OR REPLACE FUNCTION chunk_fulltext_sql(filter jsonb) RETURNS text
                  LANGUAGE plpgsql IMMUTABLE
                  SET search_path = pg_catalog, public, pg_temp
                  AS $fn$
@@ -88,6 +77,26 @@ impl MigrationTrait for Migration {
                  GRANT EXECUTE ON FUNCTION chunk_fulltext_hits(uuid, text, jsonb, integer)
                      TO {APP_ROLE}, {PLATFORM_ROLE};
                  RESET ROLE;"
+    )
+}
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(
+            manager,
+            &format!(
+                "ALTER TABLE generations ADD COLUMN chunk_count bigint NOT NULL DEFAULT 0;
+                 -- Vectors stay in the row (pgvector's default moves large ones out of line),
+                 -- so an exact scan of a 1,536-d generation reads one page per row, not eight.
+                 ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE MAIN;
+                 GRANT SELECT ON chunks, documents TO {SEARCH_ROLE};
+                 GRANT CREATE ON SCHEMA public TO {SEARCH_ROLE};
+                 {functions}",
+                functions = ts_rank_functions(),
             ),
         )
         .await

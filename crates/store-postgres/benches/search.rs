@@ -875,6 +875,7 @@ async fn one(
             top_k: TOP_K,
             filter: Vec::new(),
             min_score: None,
+            hybrid_weight: 0.5,
         };
         let started = Instant::now();
         let hits = tx.chunks().search(&query).await?;

@@ -4,16 +4,21 @@
 use async_trait::async_trait;
 use domain::ports::{ChunkRepo, ChunkTarget, NewChunk, SearchHit, SearchQuery, StoreResult};
 use domain::{CollectionId, DocumentId, GenerationId};
-use sea_orm::FromQueryResult;
 use sea_orm::prelude::PgVector;
+use sea_orm::{FromQueryResult, Value};
 use uuid::Uuid;
 
 use crate::tenant_tx::{PgTx, execute, fetch_all};
 
+/// Chunks per INSERT: five parameters each, well within PostgreSQL's 65,535.
+const INSERT_BATCH: usize = 500;
+
 #[async_trait]
 impl ChunkRepo for PgTx {
     async fn replace(&mut self, target: &ChunkTarget, chunks: &[NewChunk]) -> StoreResult<()> {
-        let removed = execute(
+        // The generation's counts and full-text statistics follow in the same statements, kept
+        // by triggers (migration `bm25`); a few large statements keep their work per chunk small.
+        execute(
             &self.tx,
             "DELETE FROM chunks WHERE tenant_id = $1 AND document_id = $2 AND generation_id = $3",
             vec![
@@ -23,42 +28,43 @@ impl ChunkRepo for PgTx {
             ],
         )
         .await?;
-        for chunk in chunks {
+        for batch in chunks.chunks(INSERT_BATCH) {
+            let mut values: Vec<Value> = vec![
+                self.t(),
+                target.collection.as_uuid().into(),
+                target.document.as_uuid().into(),
+                target.generation.as_uuid().into(),
+                target.space_id.as_str().into(),
+                target.metadata.clone().into(),
+            ];
+            let mut rows = Vec::with_capacity(batch.len());
+            for chunk in batch {
+                let first = values.len() + 1;
+                values.push(chunk.id.as_uuid().into());
+                values.push(i32::try_from(chunk.position).unwrap_or(i32::MAX).into());
+                values.push(chunk.content.as_str().into());
+                values.push(i32::try_from(chunk.token_count).unwrap_or(i32::MAX).into());
+                values.push(PgVector::from(chunk.embedding.clone()).into());
+                rows.push(format!(
+                    "($1, ${first}, $2, $3, $4, $5, ${}, ${}, ${}, $6, ${})",
+                    first + 1,
+                    first + 2,
+                    first + 3,
+                    first + 4
+                ));
+            }
             execute(
                 &self.tx,
-                "INSERT INTO chunks (tenant_id, id, collection_id, document_id, generation_id, space_id,
-                                     position, content, token_count, metadata, embedding)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                vec![
-                    self.t(),
-                    chunk.id.as_uuid().into(),
-                    target.collection.as_uuid().into(),
-                    target.document.as_uuid().into(),
-                    target.generation.as_uuid().into(),
-                    target.space_id.as_str().into(),
-                    i32::try_from(chunk.position).unwrap_or(i32::MAX).into(),
-                    chunk.content.as_str().into(),
-                    i32::try_from(chunk.token_count).unwrap_or(i32::MAX).into(),
-                    target.metadata.clone().into(),
-                    PgVector::from(chunk.embedding.clone()).into(),
-                ],
+                &format!(
+                    "INSERT INTO chunks (tenant_id, id, collection_id, document_id, generation_id, space_id,
+                                         position, content, token_count, metadata, embedding)
+                     VALUES {}",
+                    rows.join(", ")
+                ),
+                values,
             )
             .await?;
         }
-        // The count the search planner reads (purging a document leaves it high: an estimate).
-        let added = i64::try_from(chunks.len()).unwrap_or(i64::MAX);
-        let removed = i64::try_from(removed).unwrap_or(i64::MAX);
-        execute(
-            &self.tx,
-            "UPDATE generations SET chunk_count = GREATEST(chunk_count + $3, 0)
-             WHERE tenant_id = $1 AND id = $2",
-            vec![
-                self.t(),
-                target.generation.as_uuid().into(),
-                (added - removed).into(),
-            ],
-        )
-        .await?;
         Ok(())
     }
 
@@ -69,16 +75,10 @@ impl ChunkRepo for PgTx {
     ) -> StoreResult<()> {
         execute(
             &self.tx,
-            "WITH gone AS (
-                 DELETE FROM chunks c USING generations g
-                 WHERE c.tenant_id = $1 AND c.document_id = $3
-                   AND g.tenant_id = $1 AND g.collection_id = $2 AND g.state = 'building'
-                   AND c.generation_id = g.id
-                 RETURNING c.generation_id
-             )
-             UPDATE generations g SET chunk_count = GREATEST(g.chunk_count - n.removed, 0)
-             FROM (SELECT generation_id, count(*) AS removed FROM gone GROUP BY generation_id) n
-             WHERE g.tenant_id = $1 AND g.id = n.generation_id",
+            "DELETE FROM chunks c USING generations g
+             WHERE c.tenant_id = $1 AND c.document_id = $3
+               AND g.tenant_id = $1 AND g.collection_id = $2 AND g.state = 'building'
+               AND c.generation_id = g.id",
             vec![
                 self.t(),
                 collection.as_uuid().into(),

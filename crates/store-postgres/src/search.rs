@@ -1,7 +1,7 @@
 //! The search planner: one list of hits per query, by vector (exact or HNSW, chosen per
 //! generation size) or by full text.
 
-use domain::ports::{RRF_K, ScoreKind, SearchHit, SearchMode, SearchQuery, StoreResult};
+use domain::ports::{ScoreKind, SearchHit, SearchMode, SearchQuery, StoreResult};
 use domain::{ChunkId, DocumentId};
 use sea_orm::prelude::PgVector;
 use sea_orm::{FromQueryResult, Value};
@@ -168,7 +168,7 @@ impl PgTx {
                          JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
                          ORDER BY f.score DESC, c.id"
                     ),
-                    ScoreKind::TsRank,
+                    ScoreKind::Bm25,
                 )
             }
             SearchMode::Hybrid => {
@@ -180,29 +180,32 @@ impl PgTx {
                 let v = values.len();
                 values.push(query.text.as_str().into());
                 let t = values.len();
+                values.push(f64::from(query.hybrid_weight.clamp(0.0, 1.0)).into());
+                let w = values.len();
                 let order = plan.order(&format!(
                     "c.embedding::vector({dims}) <=> ${v}::vector({dims})"
                 ));
-                // Reciprocal rank fusion of the two ranked lists (k = 60), each list a few times
-                // deeper than the answer so that fusion has something to choose from.
+                // A weighted sum of the two lists' scores, each scaled to 0..1 by its own list
+                // (min-max; a chunk missing from a list gets that list's 0). Each list is a few
+                // times deeper than the answer so that fusion has something to choose from.
+                // Chosen over reciprocal rank fusion on `just bench-retrieval` (docs/benchmarks.md).
                 (
                     format!(
                         "WITH vector_nearest AS (
-                             SELECT c.id, c.embedding::vector({dims}) <=> ${v}::vector({dims}) AS distance
+                             SELECT c.id, 1 - (c.embedding::vector({dims}) <=> ${v}::vector({dims})) AS score
                              FROM chunks c
                              JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
                              WHERE c.tenant_id = $1 AND c.space_id = {space} AND c.generation_id = $2{filter}
                              ORDER BY {order}
-                             LIMIT $3 * 4
-                         ), vector_ranked AS (
-                             SELECT id, row_number() OVER (ORDER BY distance, id) AS r FROM vector_nearest
-                         ), text_ranked AS (
-                             SELECT f.id, row_number() OVER (ORDER BY f.score DESC, f.id) AS r
-                             FROM chunk_fulltext_hits($2, ${t}, ${groups}::jsonb, ($3 * 4)::integer) f
+                             LIMIT {depth}
+                         ), text_best AS (
+                             SELECT f.id, f.score FROM chunk_fulltext_hits($2, ${t}, ${groups}::jsonb, ({depth})::integer) f
+                         ), scaled AS (
+                             SELECT id, ${w}::float8 * {scale} AS score FROM vector_nearest
+                             UNION ALL
+                             SELECT id, (1 - ${w}::float8) * {scale} AS score FROM text_best
                          ), fused AS (
-                             SELECT id, sum(1.0 / ({RRF_K} + r))::float8 AS score
-                             FROM (SELECT * FROM vector_ranked UNION ALL SELECT * FROM text_ranked) ranked
-                             GROUP BY id
+                             SELECT id, sum(score)::float8 AS score FROM scaled GROUP BY id
                          )
                          SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
                                 f.score, c.metadata
@@ -210,9 +213,11 @@ impl PgTx {
                          JOIN chunks c ON c.tenant_id = $1 AND c.id = f.id
                          JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
                          ORDER BY f.score DESC, c.id
-                         LIMIT $3"
+                         LIMIT $3",
+                        depth = "GREATEST($3 * 4, 40)",
+                        scale = "COALESCE((score - min(score) OVER ()) / NULLIF(max(score) OVER () - min(score) OVER (), 0), 1)",
                     ),
-                    ScoreKind::Rrf,
+                    ScoreKind::WeightedSum,
                 )
             }
         };

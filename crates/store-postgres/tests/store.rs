@@ -271,6 +271,7 @@ fn nearest_to_axis(collection: &Collection, axis: usize, chunk_count: i64) -> Se
         top_k: 3,
         filter: Vec::new(),
         min_score: None,
+        hybrid_weight: 0.5,
     }
 }
 

@@ -849,6 +849,10 @@ pub struct SearchRequestDto {
     /// Vector mode only: the lowest cosine similarity to return.
     #[schema(minimum = -1.0, maximum = 1.0)]
     pub min_score: Option<f64>,
+    /// Hybrid mode only: the vector list's weight in the fusion (the full-text list gets the
+    /// rest); 0.5 when omitted.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub hybrid_weight: Option<f64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -866,16 +870,20 @@ pub struct MultiSearchRequestDto {
     pub filter: Option<serde_json::Map<String, serde_json::Value>>,
     #[schema(minimum = -1.0, maximum = 1.0)]
     pub min_score: Option<f64>,
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub hybrid_weight: Option<f64>,
 }
 
-/// What a hit's score measures: cosine similarity (vector search), `ts_rank` (full text), or
-/// reciprocal rank fusion (hybrid search, and searches over several collections).
+/// What a hit's score measures: cosine similarity (vector search), BM25 (full text), the
+/// weighted sum of both lists' scores scaled to 0..1 (hybrid search), or reciprocal rank fusion
+/// (searches over collections of different spaces).
 #[derive(ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)]
 pub enum ScoreKindName {
     CosineSimilarity,
-    TsRank,
+    Bm25,
+    WeightedSum,
     Rrf,
 }
 
@@ -896,6 +904,7 @@ impl From<SearchRequestDto> for domain::services::SearchRequest {
             mode: r.mode.map(Into::into),
             filter: r.filter,
             min_score: r.min_score,
+            hybrid_weight: r.hybrid_weight,
         }
     }
 }
@@ -912,6 +921,7 @@ impl MultiSearchRequestDto {
             mode,
             filter,
             min_score,
+            hybrid_weight,
         } = self;
         let search = SearchRequestDto {
             query,
@@ -919,6 +929,7 @@ impl MultiSearchRequestDto {
             mode,
             filter,
             min_score,
+            hybrid_weight,
         };
         let ids = collection_ids
             .into_iter()
@@ -1002,4 +1013,16 @@ impl From<domain::ports::SearchHit> for SearchResultDto {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchResponseDto {
     pub results: Vec<SearchResultDto>,
+    /// The query was longer than a search reads (the embedder's window, or full text's first 64
+    /// words): its leading part was searched.
+    pub query_truncated: bool,
+}
+
+impl From<domain::services::Retrieved> for SearchResponseDto {
+    fn from(found: domain::services::Retrieved) -> Self {
+        Self {
+            results: found.hits.into_iter().map(Into::into).collect(),
+            query_truncated: found.query_truncated,
+        }
+    }
 }

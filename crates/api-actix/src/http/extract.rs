@@ -111,68 +111,90 @@ pub struct BodyLimit(pub usize);
 /// 415 and an oversized body 413, all as problem details.
 pub struct Body<T>(pub T);
 
+/// A JSON body whose strings may hold NUL (`\u0000`), for a handler whose service reads such text
+/// without storing it (a search query: NUL counts as a space there).
+pub struct BodyWithNul<T>(pub T);
+
 impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<BodyLimit>().map_or(1024 * 1024, |l| l.0);
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-            })
-            .unwrap_or(false);
-        let declared_too_large = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-            .is_some_and(|n| n > limit);
-        let bytes = web::Bytes::from_request(req, payload);
-        Box::pin(async move {
-            if !is_json {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "the body must be application/json",
-                ));
-            }
-            if declared_too_large {
-                return Err(too_large(limit));
-            }
-            let bytes = bytes.await.map_err(|_| too_large(limit))?;
-            if bytes.len() > limit {
-                return Err(too_large(limit));
-            }
-            // PostgreSQL text cannot hold U+0000; refuse it here, once, rather than as a 500 from
-            // whichever query would store or compare it. (JSON writes it only as the escape.)
-            if contains_nul_escape(&bytes) {
-                return Err(ApiError::invalid(
-                    "body",
-                    "must not contain NUL (\\u0000) characters",
-                ));
-            }
-            // Every body of the API is an object; derived readers would also take an array of
-            // the fields' values in order, which the document does not allow.
-            if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-                return Err(ApiError::invalid("body", "must be a JSON object"));
-            }
-            let de = &mut serde_json::Deserializer::from_slice(&bytes);
-            serde_path_to_error::deserialize(de)
-                .map(Body)
-                .map_err(|err| {
-                    let path = err.path().to_string();
-                    let field = if path == "." { "body".to_owned() } else { path };
-                    ApiError::invalid(&field, clean_serde_message(&err.into_inner().to_string()))
-                })
-        })
+        read_json(req, payload, false)
     }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for BodyWithNul<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_json::<T>(req, payload, true);
+        Box::pin(async move { body.await.map(|Body(value)| Self(value)) })
+    }
+}
+
+fn read_json<T: DeserializeOwned + 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    allow_nul: bool,
+) -> Pin<Box<dyn Future<Output = Result<Body<T>, ApiError>>>> {
+    let limit = req.app_data::<BodyLimit>().map_or(1024 * 1024, |l| l.0);
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false);
+    let declared_too_large = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > limit);
+    let bytes = web::Bytes::from_request(req, payload);
+    Box::pin(async move {
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be application/json",
+            ));
+        }
+        if declared_too_large {
+            return Err(too_large(limit));
+        }
+        let bytes = bytes.await.map_err(|_| too_large(limit))?;
+        if bytes.len() > limit {
+            return Err(too_large(limit));
+        }
+        // PostgreSQL text cannot hold U+0000; refuse it here, once, rather than as a 500 from
+        // whichever query would store or compare it. (JSON writes it only as the escape.)
+        if !allow_nul && contains_nul_escape(&bytes) {
+            return Err(ApiError::invalid(
+                "body",
+                "must not contain NUL (\\u0000) characters",
+            ));
+        }
+        // Every body of the API is an object; derived readers would also take an array of
+        // the fields' values in order, which the document does not allow.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::invalid("body", "must be a JSON object"));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de)
+            .map(Body)
+            .map_err(|err| {
+                let path = err.path().to_string();
+                let field = if path == "." { "body".to_owned() } else { path };
+                ApiError::invalid(&field, clean_serde_message(&err.into_inner().to_string()))
+            })
+    })
 }
 
 /// Whether the JSON text holds the escape `\\u0000` (and not a literal backslash before `u0000`).

@@ -124,14 +124,17 @@ rule!(
 );
 
 rule!(
-    /// A search query.
-    QueryText => text(
-        "1 to 2000 characters, not only whitespace (and, for vector and hybrid search, no \
-         longer than the space's model reads: 422 otherwise)",
-        format!("^[^\\u0000]*[^\\u0000{}[^\\u0000]*$", &WHITESPACE[1..]),
-        Some(1),
-        2000,
-    )
+    /// A search query: any length (a long one is cut where a search stops reading, and the
+    /// answer says so); NUL counts as a space.
+    QueryText => ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(
+            "Not only whitespace; any length up to the body's limit (a search reads the \
+             leading part of a long query: `query_truncated`)",
+        ))
+        .pattern(Some(format!("[^\\u0000{}]", &WHITESPACE[1..])))
+        .min_length(Some(1))
+        .into()
 );
 
 /// Any JSON value without NUL in its strings or keys, nested as deep as the body allows.

@@ -101,10 +101,11 @@ async fn ingest_then_search_in_every_mode() {
     );
     let fulltext = json(search("fulltext", "receipts").await, StatusCode::OK).await;
     assert_eq!(titles(&fulltext), ["Expense reports"]);
-    assert_eq!(fulltext["results"][0]["score_kind"], "ts_rank");
+    assert_eq!(fulltext["results"][0]["score_kind"], "bm25");
+    assert_eq!(fulltext["query_truncated"], false);
     let hybrid = json(search("hybrid", "forgot my password").await, StatusCode::OK).await;
     assert_eq!(titles(&hybrid)[0], "Password resets");
-    assert_eq!(hybrid["results"][0]["score_kind"], "rrf");
+    assert_eq!(hybrid["results"][0]["score_kind"], "weighted_sum");
 
     // Metadata filters: equality and membership.
     let body = json!({"query": "days", "mode": "vector", "filter": {"team": "finance"}});
@@ -250,7 +251,14 @@ async fn the_same_content_is_stored_once_and_bad_uploads_are_refused() {
     // NUL characters never reach the database as a 500.
     let res = upload(json!({"title": "Nul", "content": "a\u{0}b"})).await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    // A search query is only read: NUL counts as a space there (a filter's keys and values
+    // are compared with stored metadata, so NUL there is refused).
     let body = json!({"query": "a\u{0}", "mode": "fulltext"});
+    let res = app
+        .post(&format!("/v1/collections/{id}/search"), t, body)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = json!({"query": "a", "filter": {"team": "a\u{0}"}});
     let res = app
         .post(&format!("/v1/collections/{id}/search"), t, body)
         .await;
@@ -766,14 +774,18 @@ async fn full_text_search_runs_where_its_gin_indexes_are_usable() {
             .try_get::<String>("", "sql")
             .unwrap();
         tx.execute_unprepared(&format!(
-            "PREPARE fulltext (uuid, uuid, text, integer) AS {sql}"
+            "PREPARE fulltext (uuid, uuid, text[], tsquery, integer) AS {sql}"
         ))
         .await
         .unwrap();
+        // The arguments `chunk_fulltext_hits` passes: the query's lexemes, and those as
+        // alternatives.
         let plan = explain(
             &tx,
             &format!(
-                "EXPLAIN EXECUTE fulltext ('{}', '{generation}', '{query}', 10)",
+                "EXPLAIN EXECUTE fulltext ('{}', '{generation}',
+                    tsvector_to_array(to_tsvector('english', '{query}')),
+                    replace(plainto_tsquery('english', '{query}')::text, '&', '|')::tsquery, 10)",
                 acme.id
             ),
         )
@@ -817,4 +829,250 @@ async fn large_generations_are_searched_through_hnsw_with_the_same_answers() {
     assert_eq!(titles(&exact.0)[0], "Password resets");
     assert_eq!(titles(&indexed.0), titles(&exact.0));
     assert_eq!(titles(&indexed.1), titles(&exact.1));
+}
+
+/// The generation's BM25 statistics as the triggers keep them, against a count from the chunks
+/// themselves: (chunk_count, token_total, lexemes whose kept count differs from the recount).
+async fn statistics_drift(app: &TestApp, collection: &str) -> (i64, i64, i64) {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let row = app
+        .platform_connection()
+        .await
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!(
+                "WITH g AS (SELECT g.* FROM generations g JOIN collections c ON c.active_generation_id = g.id
+                            WHERE c.id = '{collection}'),
+                      counted AS (SELECT u.lexeme, count(*) AS chunks
+                                  FROM chunks c, g, unnest(c.tsv) u
+                                  WHERE c.tenant_id = g.tenant_id AND c.generation_id = g.id
+                                  GROUP BY u.lexeme),
+                      kept AS (SELECT s.lexeme, s.chunks FROM generation_lexemes s, g
+                               WHERE s.tenant_id = g.tenant_id AND s.generation_id = g.id)
+                 SELECT (SELECT g.chunk_count - (SELECT count(*) FROM chunks c
+                                                 WHERE c.tenant_id = g.tenant_id AND c.generation_id = g.id)
+                         FROM g) AS chunks,
+                        (SELECT g.token_total - (SELECT COALESCE(sum(c.tsv_length), 0) FROM chunks c
+                                                 WHERE c.tenant_id = g.tenant_id AND c.generation_id = g.id)
+                         FROM g)::int8 AS tokens,
+                        (SELECT count(*) FROM counted FULL JOIN kept USING (lexeme)
+                         WHERE counted.chunks IS DISTINCT FROM kept.chunks) AS lexemes"
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        row.try_get::<i64>("", "chunks").unwrap(),
+        row.try_get::<i64>("", "tokens").unwrap(),
+        row.try_get::<i64>("", "lexemes").unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn full_text_ranks_by_bm25_over_statistics_kept_with_the_chunks() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let other = app.tenant("other").await;
+    let t = &acme.admin_token;
+    let (id, documents) = ingested_collection(&app, t).await;
+    assert_eq!(statistics_drift(&app, &id).await, (0, 0, 0));
+    let path = format!("/v1/collections/{id}/search");
+    let fulltext = |query: &'static str| {
+        let app = &app;
+        let path = path.clone();
+        async move {
+            json(
+                app.post(&path, t, json!({"query": query, "mode": "fulltext"}))
+                    .await,
+                StatusCode::OK,
+            )
+            .await
+        }
+    };
+
+    // Any term matches: a question whose words are not all in one chunk still finds it, and the
+    // chunk with more of them comes first.
+    let found = fulltext("how many vacation days do employees get per year?").await;
+    assert_eq!(titles(&found), ["Vacation policy", "Expense reports"]);
+    // A rare term outweighs a common one: "days" is in two chunks, "ficus" in one.
+    let found = fulltext("days ficus").await;
+    assert_eq!(titles(&found)[0], "Office plants");
+    let scores: Vec<f64> = found["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores[0] > scores[1], "{scores:?}");
+    // Only stop words: nothing to look for, and no error.
+    let found = fulltext("the and of").await;
+    assert!(found["results"].as_array().unwrap().is_empty());
+
+    // Another tenant's chunks leave this tenant's statistics, and scores, alone.
+    let before = fulltext("receipts").await["results"][0]["score"].clone();
+    let elsewhere = app.collection(&other.admin_token, "Receipts").await;
+    let uploaded = app
+        .upload(
+            &other.admin_token,
+            &elsewhere,
+            "Receipts",
+            "Receipts, receipts and more receipts.",
+            json!({}),
+        )
+        .await;
+    app.wait_for_job(&other.admin_token, uploaded["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(fulltext("receipts").await["results"][0]["score"], before);
+
+    // Replacing a text and purging a document keep the statistics exact.
+    let replaced = json(
+        app.put(
+            &format!("/v1/documents/{}", documents[3]),
+            t,
+            json!({"title": "Office plants", "content": "The ficus moved to the lobby; the cactus needs no water at all."}),
+        )
+        .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let job = app
+        .wait_for_job(t, replaced["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(statistics_drift(&app, &id).await, (0, 0, 0));
+    assert_eq!(titles(&fulltext("cactus").await), ["Office plants"]);
+    let doc = &documents[1];
+    assert_eq!(
+        app.delete(&format!("/v1/documents/{doc}"), t)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(&format!("/v1/documents/{doc}/purge"), t)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(statistics_drift(&app, &id).await, (0, 0, 0));
+    assert!(titles(&fulltext("receipts").await).is_empty());
+}
+
+#[tokio::test]
+async fn queries_of_any_length_or_script_are_searched_and_say_when_they_were_cut() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let t = &acme.admin_token;
+    let (id, _) = ingested_collection(&app, t).await;
+    let path = format!("/v1/collections/{id}/search");
+    let long = format!(
+        "how do I reset my password {}",
+        "please tell me quickly ".repeat(2_000)
+    );
+    let one_long_word = "x".repeat(60_000);
+    for mode in ["vector", "fulltext", "hybrid"] {
+        let body = json!({"query": long, "mode": mode, "top_k": 1});
+        let found = json(app.post(&path, t, body).await, StatusCode::OK).await;
+        assert_eq!(found["query_truncated"], true, "{mode}");
+        assert_eq!(titles(&found), ["Password resets"], "{mode}");
+        let body = json!({"query": one_long_word, "mode": mode});
+        let found = json(app.post(&path, t, body).await, StatusCode::OK).await;
+        assert_eq!(found["query_truncated"], true, "{mode}");
+        for strange in [
+            "\u{0}password\u{0}",
+            "パスワードをリセットする方法 🔑",
+            "!!! ??? ...",
+            "foo:* & !bar | (baz <-> 'qux''",
+            "\\' OR 1=1; --",
+            "كيف أعيد تعيين كلمة المرور",
+        ] {
+            let body = json!({"query": strange, "mode": mode});
+            let found = json(app.post(&path, t, body).await, StatusCode::OK).await;
+            assert_eq!(found["query_truncated"], false, "{mode} {strange}");
+        }
+    }
+    // Short queries are not cut; a query with nothing but whitespace is still refused.
+    let body = json!({"query": "password", "mode": "hybrid"});
+    let found = json(app.post(&path, t, body).await, StatusCode::OK).await;
+    assert_eq!(found["query_truncated"], false);
+    assert_problem(
+        app.post(&path, t, json!({"query": " \u{0} "})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_hybrid_weight_moves_between_the_two_lists() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme").await;
+    let t = &acme.admin_token;
+    let (id, _) = ingested_collection(&app, t).await;
+    let path = format!("/v1/collections/{id}/search");
+    let search = |body: Value| {
+        let app = &app;
+        let path = path.clone();
+        async move { json(app.post(&path, t, body).await, StatusCode::OK).await }
+    };
+    // The words point at expenses, the meaning at holidays.
+    let query = "annual holiday allowance purchase";
+    let vector = search(json!({"query": query, "mode": "vector"})).await;
+    let fulltext = search(json!({"query": query, "mode": "fulltext"})).await;
+    assert_ne!(titles(&vector)[0], titles(&fulltext)[0]);
+    for (weight, expected) in [(1.0, &vector), (0.0, &fulltext)] {
+        let hybrid = search(json!({"query": query, "hybrid_weight": weight})).await;
+        assert_eq!(
+            hybrid["results"][0]["chunk_id"], expected["results"][0]["chunk_id"],
+            "{weight}"
+        );
+        assert_eq!(hybrid["results"][0]["score_kind"], "weighted_sum");
+    }
+    for weight in [json!(1.5), json!(-0.1), json!("half")] {
+        assert_problem(
+            app.post(&path, t, json!({"query": query, "hybrid_weight": weight}))
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_ingestions_into_one_generation_keep_its_statistics_exact() {
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        ingest_workers: 3,
+        ..Default::default()
+    })
+    .await;
+    let acme = app.tenant("acme").await;
+    let t = &acme.admin_token;
+    let id = app.collection(t, "Shared words").await;
+    // Every text shares most lexemes with the others, so the writers meet on the same rows.
+    let mut uploaded = Vec::new();
+    for i in 0..6 {
+        let content = format!(
+            "Shared words about policies, holidays, receipts and passwords, text number {i}. {}",
+            "Every team follows the common handbook rules. ".repeat(12 + i * 4)
+        );
+        uploaded.push(
+            app.upload(t, &id, &format!("Text {i}"), &content, json!({}))
+                .await,
+        );
+    }
+    for up in &uploaded {
+        let job = app.wait_for_job(t, up["job"]["id"].as_str().unwrap()).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+    }
+    assert_eq!(statistics_drift(&app, &id).await, (0, 0, 0));
+    let body = json!({"query": "handbook passwords", "mode": "fulltext", "top_k": 10});
+    let found = json(
+        app.post(&format!("/v1/collections/{id}/search"), t, body)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(found["results"].as_array().unwrap().len() >= 6);
 }

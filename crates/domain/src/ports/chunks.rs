@@ -39,8 +39,13 @@ pub enum SearchMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScoreKind {
     CosineSimilarity,
-    TsRank,
-    /// Reciprocal rank fusion: Σ 1/([`RRF_K`] + rank) over the lists a chunk appears in.
+    /// Okapi BM25 over the generation's chunks (k1 = 1.2, b = 0.75).
+    Bm25,
+    /// Hybrid search: w · cosine + (1 − w) · BM25, each scaled to 0..1 within its own list
+    /// (w is the request's `hybrid_weight`).
+    WeightedSum,
+    /// Reciprocal rank fusion: Σ 1/([`RRF_K`] + rank) over the lists a chunk appears in (searches
+    /// over collections of different spaces, whose scores do not compare).
     Rrf,
 }
 
@@ -49,15 +54,15 @@ impl ScoreKind {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::CosineSimilarity => "cosine_similarity",
-            Self::TsRank => "ts_rank",
+            Self::Bm25 => "bm25",
+            Self::WeightedSum => "weighted_sum",
             Self::Rrf => "rrf",
         }
     }
 }
 
 /// Reciprocal rank fusion's constant: how much a top rank outweighs the next (60, as in Cormack et
-/// al.), used by the store's fusion of one collection's lists and the service's across
-/// collections alike.
+/// al.), used to fuse the lists of collections in different spaces.
 pub const RRF_K: u16 = 60;
 
 /// One search in one collection's active generation.
@@ -77,6 +82,9 @@ pub struct SearchQuery {
     /// Metadata equality (`key: value`) or membership (`key: [values]`).
     pub filter: Vec<(String, Vec<Value>)>,
     pub min_score: Option<f32>,
+    /// Hybrid mode: the vector list's weight in the fusion, 0..=1 (the full-text list gets the
+    /// rest).
+    pub hybrid_weight: f32,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -29,7 +29,22 @@ pub struct SearchRequest {
     pub filter: Option<serde_json::Map<String, Value>>,
     /// Vector mode only: drop hits below this cosine similarity.
     pub min_score: Option<f64>,
+    /// Hybrid mode only: the vector list's weight, 0..=1 ([`DEFAULT_HYBRID_WEIGHT`] when absent).
+    pub hybrid_weight: Option<f64>,
 }
+
+/// The vector list's weight in hybrid search when the request names none, chosen on
+/// `just bench-retrieval` (docs/benchmarks.md).
+pub const DEFAULT_HYBRID_WEIGHT: f32 = 0.5;
+
+/// Full-text search reads at most this many words of a query (and this many characters): enough
+/// for any question, and a bound on the index lookups one query costs.
+const FULLTEXT_MAX_WORDS: usize = 64;
+const FULLTEXT_MAX_CHARS: usize = 4_000;
+
+/// The embedder reads a query's leading window, found by counting tokens; a query is cut to this
+/// many characters per token of the window first, so a huge one costs no more than a long one.
+const WINDOW_CHARS_PER_TOKEN: usize = 32;
 
 /// What to do about a collection that is not there (deleted since an agent named it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,12 +55,11 @@ enum Missing {
 
 struct Validated {
     text: String,
-    /// Embed the leading window of a text longer than the embedder takes, instead of refusing.
-    shorten: bool,
     top_k: u32,
     mode: SearchMode,
     filter: Vec<(String, Vec<Value>)>,
     min_score: Option<f32>,
+    hybrid_weight: f32,
 }
 
 pub struct SearchService {
@@ -55,11 +69,12 @@ pub struct SearchService {
     meter: Option<Arc<UsageService>>,
 }
 
-/// What an agent's turn retrieved.
+/// What a search (or an agent's turn) found.
 #[derive(Clone, Debug, Default)]
 pub struct Retrieved {
     pub hits: Vec<SearchHit>,
-    /// The query was longer than the embedder takes; its leading window was searched.
+    /// The query was longer than a search reads (the embedder's window, or full text's
+    /// [`FULLTEXT_MAX_WORDS`] words): its leading part was searched.
     pub query_truncated: bool,
     /// Tokens the query's embeddings took, for metering.
     pub embedded_tokens: u32,
@@ -83,8 +98,9 @@ impl SearchService {
     }
 
     /// Searches one or several collections of the caller's tenant. Each collection is queried in
-    /// its own space, with the query embedded by that space's embedder; with several collections
-    /// the ranked lists are fused by reciprocal rank.
+    /// its own space, with the query embedded by that space's embedder; lists of one space merge
+    /// by score, lists of different spaces are fused by reciprocal rank. A query longer than a
+    /// search reads is cut, never refused ([`Retrieved::query_truncated`]).
     ///
     /// # Errors
     /// Validation; `NotFound` for a collection; `Unavailable` when a space has no embedder here.
@@ -93,7 +109,7 @@ impl SearchService {
         who: &Principal,
         collections: &[CollectionId],
         request: SearchRequest,
-    ) -> Result<Vec<SearchHit>, Error> {
+    ) -> Result<Retrieved, Error> {
         let tenant = who.tenant_with(Scope::Read)?;
         let mut v = Validator::new();
         if collections.is_empty() {
@@ -132,7 +148,7 @@ impl SearchService {
             );
             meter.record(tenant, &record).await?;
         }
-        Ok(found.retrieved.hits)
+        Ok(found.retrieved)
     }
 
     /// What an agent's turn retrieves: `query` searched in the agent's collections that are still
@@ -155,11 +171,11 @@ impl SearchService {
         }
         let request = Validated {
             text: text.to_owned(),
-            shorten: true,
             top_k: retrieval.top_k,
             mode: retrieval.mode,
             filter: Vec::new(),
             min_score: retrieval.min_score,
+            hybrid_weight: DEFAULT_HYBRID_WEIGHT,
         };
         self.ranked(tenant, collections, &request, Missing::Skip)
             .await
@@ -178,6 +194,8 @@ impl SearchService {
         let mut attempts = 0;
         let mut embedded_tokens = 0u32;
         let mut space_ids: Vec<String> = Vec::new();
+        let (fulltext_text, fulltext_cut) = leading_words(&request.text);
+        let fulltext_cut = fulltext_cut && request.mode != SearchMode::Vector;
         let (lists, truncated) = loop {
             attempts += 1;
             let found = self.read(tenant, collections, missing).await?;
@@ -188,9 +206,11 @@ impl SearchService {
                     space_ids.push(space.clone());
                 }
             }
-            let (lists, switched) = self.search_lists(tenant, &found, &vectors, request).await?;
+            let (lists, switched) = self
+                .search_lists(tenant, &found, &vectors, &fulltext_text, request)
+                .await?;
             if !switched || attempts == 3 {
-                break (lists, truncated);
+                break (lists, truncated || fulltext_cut);
             }
         };
         space_ids.sort();
@@ -251,8 +271,7 @@ impl SearchService {
     }
 
     /// The query's vector in each space the collections are in (outside any transaction), and
-    /// whether the query had to be shortened to the embedder's window (the agents' path only:
-    /// the search routes refuse such a query before this).
+    /// whether the query had to be shortened to the embedder's window.
     async fn embed_query(
         &self,
         found: &[Collection],
@@ -277,13 +296,8 @@ impl SearchService {
                         collection.space.id
                     ))
                 })?;
-            let text = if request.shorten {
-                let (text, shortened) = leading_window(embedder.as_ref(), &request.text)?;
-                truncated |= shortened;
-                text
-            } else {
-                request.text.clone()
-            };
+            let (text, shortened) = leading_window(embedder.as_ref(), &request.text)?;
+            truncated |= shortened;
             let counted = embedder.count_tokens(&text).unwrap_or(0);
             tokens = tokens.saturating_add(u32::try_from(counted).unwrap_or(u32::MAX));
             let mut embedded = embedder
@@ -310,6 +324,7 @@ impl SearchService {
         tenant: TenantId,
         found: &[Collection],
         vectors: &HashMap<String, Vec<f32>>,
+        fulltext_text: &str,
         request: &Validated,
     ) -> Result<(Vec<(String, Vec<SearchHit>)>, bool), Error> {
         let mut tx = self.store.begin(tenant).await?;
@@ -322,7 +337,7 @@ impl SearchService {
                 space_id: collection.space.id.clone(),
                 dimensions: collection.space.dimensions,
                 chunk_count: collection.chunk_count,
-                text: request.text.clone(),
+                text: fulltext_text.to_owned(),
                 vector: vectors.get(&collection.space.id).cloned(),
                 mode: request.mode,
                 top_k: request.top_k,
@@ -330,6 +345,7 @@ impl SearchService {
                 min_score: request
                     .min_score
                     .filter(|_| request.mode == SearchMode::Vector),
+                hybrid_weight: request.hybrid_weight,
             };
             let hits = tx.chunks().search(&query).await?;
             if hits.is_empty() {
@@ -345,12 +361,11 @@ impl SearchService {
 }
 
 fn validate(request: SearchRequest, v: &mut Validator) -> Option<Validated> {
-    // Counted as sent, before trimming, so that the limit is the one the API document states.
-    let text = request.query.trim().to_owned();
+    // Any text is searched (PostgreSQL's text cannot hold NUL, so it counts as a space); a long
+    // one is cut later, where what a search reads is known.
+    let text = request.query.replace('\0', " ").trim().to_owned();
     if text.is_empty() {
         v.push("query", "must not be empty");
-    } else if request.query.chars().count() > 2_000 {
-        v.push("query", "must be at most 2000 characters");
     }
     let top_k = request.top_k.unwrap_or(10);
     if !(1..=100).contains(&top_k) {
@@ -404,19 +419,53 @@ fn validate(request: SearchRequest, v: &mut Validator) -> Option<Validated> {
         #[allow(clippy::cast_possible_truncation)]
         other => other.map(|m| m as f32),
     };
+    let hybrid_weight = match request.hybrid_weight {
+        Some(w) if !(0.0..=1.0).contains(&w) || w.is_nan() => {
+            v.push("hybrid_weight", "must be between 0 and 1");
+            DEFAULT_HYBRID_WEIGHT
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        Some(w) => w as f32,
+        None => DEFAULT_HYBRID_WEIGHT,
+    };
     Some(Validated {
         text,
-        shorten: false,
         top_k: u32::try_from(top_k).ok()?,
         mode,
         filter,
         min_score,
+        hybrid_weight,
     })
+}
+
+/// The leading [`FULLTEXT_MAX_WORDS`] words of `text` (at most [`FULLTEXT_MAX_CHARS`]
+/// characters), and whether that is shorter than `text`.
+fn leading_words(text: &str) -> (String, bool) {
+    let mut end = text.len();
+    let mut words = 0;
+    let mut in_word = false;
+    for (chars, (i, c)) in text.char_indices().enumerate() {
+        if chars == FULLTEXT_MAX_CHARS {
+            end = i;
+            break;
+        }
+        let starts = !c.is_whitespace() && !in_word;
+        in_word = !c.is_whitespace();
+        if starts {
+            words += 1;
+            if words > FULLTEXT_MAX_WORDS {
+                end = i;
+                break;
+            }
+        }
+    }
+    let cut = text[..end].trim_end();
+    (cut.to_owned(), end < text.len())
 }
 
 /// The longest leading part of `text` within the embedder's window, and whether it is shorter
 /// than `text`. Found by bisection over character boundaries, so a long message costs a few
-/// tokenizer passes.
+/// tokenizer passes over at most [`WINDOW_CHARS_PER_TOKEN`] characters per token of the window.
 fn leading_window(embedder: &dyn Embedder, text: &str) -> Result<(String, bool), Error> {
     let max = embedder.max_input_tokens();
     let count = |t: &str| {
@@ -424,8 +473,15 @@ fn leading_window(embedder: &dyn Embedder, text: &str) -> Result<(String, bool),
             .count_tokens(t)
             .map_err(|e| Error::Unavailable(format!("counting the query's tokens failed: {e}")))
     };
+    let (text, precut) = match text
+        .char_indices()
+        .nth(max.saturating_mul(WINDOW_CHARS_PER_TOKEN))
+    {
+        Some((end, _)) => (&text[..end], true),
+        None => (text, false),
+    };
     if count(text)? <= max {
-        return Ok((text.to_owned(), false));
+        return Ok((text.to_owned(), precut));
     }
     let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
     let (mut fits, mut too_long) = (0_usize, bounds.len());
@@ -506,14 +562,55 @@ mod tests {
             mode: None,
             filter: Some(serde_json::from_value(serde_json::json!({"team": {"a": 1}})).unwrap()),
             min_score: Some(3.0),
+            hybrid_weight: Some(1.5),
         };
         validate(request, &mut v);
         match v.finish() {
             Err(Error::Validation(fields)) => {
                 let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
-                assert_eq!(names, ["query", "top_k", "filter.team", "min_score"]);
+                assert_eq!(
+                    names,
+                    [
+                        "query",
+                        "top_k",
+                        "filter.team",
+                        "min_score",
+                        "hybrid_weight"
+                    ]
+                );
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn long_and_strange_queries_are_searched() {
+        let mut v = Validator::new();
+        let request = SearchRequest {
+            query: format!("\0 x{}", "word ".repeat(50_000)),
+            top_k: None,
+            mode: None,
+            filter: None,
+            min_score: None,
+            hybrid_weight: None,
+        };
+        let validated = validate(request, &mut v).unwrap();
+        assert!(v.finish().is_ok());
+        assert!(validated.text.starts_with("x"));
+        assert_eq!(validated.hybrid_weight, DEFAULT_HYBRID_WEIGHT);
+    }
+
+    #[test]
+    fn full_text_reads_the_leading_words() {
+        assert_eq!(leading_words("  a b  c "), ("  a b  c".into(), false));
+        assert_eq!(leading_words("a b c"), ("a b c".into(), false));
+        let long = "word ".repeat(100);
+        let (cut, truncated) = leading_words(&long);
+        assert!(truncated);
+        assert_eq!(cut.split_whitespace().count(), FULLTEXT_MAX_WORDS);
+        let one_word = "é".repeat(10_000);
+        let (cut, truncated) = leading_words(&one_word);
+        assert!(truncated);
+        assert_eq!(cut.chars().count(), FULLTEXT_MAX_CHARS);
     }
 }

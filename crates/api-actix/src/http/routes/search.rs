@@ -5,13 +5,14 @@ use domain::CollectionId;
 
 use crate::http::dto::{MultiSearchRequestDto, SearchRequestDto, SearchResponseDto};
 use crate::http::error::ApiResult;
-use crate::http::extract::{Body, Caller, PathId};
+use crate::http::extract::{BodyWithNul, Caller, PathId};
 use crate::http::responses::{
     Forbidden, Internal, Invalid, NotFound, TooLarge, Unauthorized, Unavailable, Unsupported,
 };
 use crate::state::AppState;
 
-/// Search a collection: vector, full-text, or both fused by reciprocal rank (default).
+/// Search a collection: vector, full text (BM25), or both fused (default). Queries of any length
+/// are searched; a long one is cut (`query_truncated`).
 #[utoipa::path(
     post, path = "/v1/collections/{id}/search", tag = "search",
     params(("id" = uuid::Uuid, Path)),
@@ -26,15 +27,13 @@ pub async fn search(
     state: web::Data<AppState>,
     caller: Caller,
     PathId(collection): PathId<CollectionId>,
-    body: Body<SearchRequestDto>,
+    body: BodyWithNul<SearchRequestDto>,
 ) -> ApiResult<web::Json<SearchResponseDto>> {
-    let hits = state
+    let found = state
         .search
         .search(&caller, &[collection], body.0.into())
         .await?;
-    Ok(web::Json(SearchResponseDto {
-        results: hits.into_iter().map(Into::into).collect(),
-    }))
+    Ok(web::Json(found.into()))
 }
 
 /// Search several collections at once, possibly of different spaces; lists are fused by rank.
@@ -50,11 +49,9 @@ pub async fn search(
 pub async fn search_many(
     state: web::Data<AppState>,
     caller: Caller,
-    body: Body<MultiSearchRequestDto>,
+    body: BodyWithNul<MultiSearchRequestDto>,
 ) -> ApiResult<web::Json<SearchResponseDto>> {
     let (collections, request) = body.0.split();
-    let hits = state.search.search(&caller, &collections, request).await?;
-    Ok(web::Json(SearchResponseDto {
-        results: hits.into_iter().map(Into::into).collect(),
-    }))
+    let found = state.search.search(&caller, &collections, request).await?;
+    Ok(web::Json(found.into()))
 }
