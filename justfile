@@ -101,5 +101,9 @@ bench-ingest: services models
 bench-agents: services models
     deploy/local/bench-agents.sh
 
+# Hit@k, MRR@10 and latency of every search mode over Python's and the C library's docs, beside BM25/dense references and a fusion study; writes docs/benchmarks.md.
+bench-retrieval: services models
+    deploy/local/bench-retrieval.sh
+
 # Every benchmark.
-bench: bench-api bench-search bench-embed bench-ingest bench-agents
+bench: bench-api bench-search bench-embed bench-ingest bench-agents bench-retrieval

@@ -1,6 +1,7 @@
 # Sourced by the benchmark and fuzz scripts: a dedicated, freshly migrated database, a demo tenant
 # with an admin token and an admin API key, and the `agentic` server on its own port.
-# Inputs: PROFILE (debug|release), PORT, DB_NAME. Outputs: BASE_URL, TOKEN, API_KEY, SERVER_PID.
+# Inputs: PROFILE (debug|release), PORT, DB_NAME; BENCH_BIN, a binary already built, to run that
+# one instead of building the tree (which may be mid-edit). Outputs: BASE_URL, TOKEN, API_KEY, SERVER_PID.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 cd "$ROOT"
@@ -10,7 +11,10 @@ PORT=${PORT:-18080}
 DB_NAME=${DB_NAME:-agentic_bench}
 psql_bin="$AGENTIC_PG_BIN/psql"
 
-if [[ $PROFILE == release ]]; then
+if [[ -n ${BENCH_BIN:-} ]]; then
+    [[ -f $BENCH_BIN && -x $BENCH_BIN ]] || { echo "BENCH_BIN=$BENCH_BIN is not an executable file" >&2; exit 1; }
+    BIN=$BENCH_BIN
+elif [[ $PROFILE == release ]]; then
     cargo build -q --release -p api-actix --bin agentic
     BIN="$ROOT/target/release/agentic"
 else

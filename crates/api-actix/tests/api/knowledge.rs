@@ -925,6 +925,20 @@ async fn full_text_ranks_by_bm25_over_statistics_kept_with_the_chunks() {
         .await;
     assert_eq!(fulltext("receipts").await["results"][0]["score"], before);
 
+    // Dotted and slashed names are words apart: `os.path.join` is found by `join`.
+    let uploaded = app
+        .upload(
+            t,
+            &id,
+            "Paths",
+            "Build a path with os.path.join(home, '/etc/hosts.allow').",
+            json!({}),
+        )
+        .await;
+    app.wait_for_job(t, uploaded["job"]["id"].as_str().unwrap())
+        .await;
+    assert_eq!(titles(&fulltext("join hosts").await), ["Paths"]);
+
     // Replacing a text and purging a document keep the statistics exact.
     let replaced = json(
         app.put(
