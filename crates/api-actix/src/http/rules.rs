@@ -132,7 +132,8 @@ rule!(
             "Not only whitespace; any length up to the body's limit (a search reads the \
              leading part of a long query: `query_truncated`)",
         ))
-        .pattern(Some(format!("[^\\u0000{}]", &WHITESPACE[1..])))
+        // One character that is neither NUL nor whitespace; WHITESPACE's own `]` closes the class.
+        .pattern(Some(format!("[^\\u0000{}", &WHITESPACE[1..])))
         .min_length(Some(1))
         .into()
 );
