@@ -31,6 +31,7 @@ mod m20261207_000018_agent_execution;
 mod m20261207_000019_metering;
 mod m20261207_000020_providers;
 mod m20261207_000021_bm25;
+mod m20261207_000022_generation_scoped_indexes;
 
 /// The role the API serves tenant work with (neither owner, superuser nor BYPASSRLS).
 pub const APP_ROLE: &str = "agentic_app";
@@ -65,6 +66,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000019_metering::Migration),
             Box::new(m20261207_000020_providers::Migration),
             Box::new(m20261207_000021_bm25::Migration),
+            Box::new(m20261207_000022_generation_scoped_indexes::Migration),
         ]
     }
 }

@@ -457,8 +457,8 @@ pub struct Collection {
     pub space: EmbeddingSpace,
     /// The generation searches read; re-embedding switches it when the new one is complete.
     pub active_generation: GenerationId,
-    /// Chunks in the active generation (an estimate: a purged document's may still count); the
-    /// search planner reads it.
+    /// Chunks in the active generation (the database's triggers keep it exact); the search
+    /// planner reads it.
     pub chunk_count: i64,
     pub document_count: i64,
     pub byte_count: i64,

@@ -876,6 +876,7 @@ async fn one(
             filter: Vec::new(),
             min_score: None,
             hybrid_weight: 0.5,
+            text_hits: Vec::new(),
         };
         let started = Instant::now();
         let hits = tx.chunks().search(&query).await?;

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use domain::ports::{ChunkRepo, ChunkTarget, NewChunk, SearchHit, SearchQuery, StoreResult};
-use domain::{CollectionId, DocumentId, GenerationId};
+use domain::{ChunkId, CollectionId, DocumentId, GenerationId};
 use sea_orm::prelude::PgVector;
 use sea_orm::{FromQueryResult, Value};
 use uuid::Uuid;
@@ -122,5 +122,9 @@ impl ChunkRepo for PgTx {
 
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
         self.search_chunks(query).await
+    }
+
+    async fn fulltext_scores(&mut self, query: &SearchQuery) -> StoreResult<Vec<(ChunkId, f32)>> {
+        self.search_fulltext_scores(query).await
     }
 }

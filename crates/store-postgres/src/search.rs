@@ -1,7 +1,7 @@
 //! The search planner: one list of hits per query, by vector (exact or HNSW, chosen per
 //! generation size) or by full text.
 
-use domain::ports::{ScoreKind, SearchHit, SearchMode, SearchQuery, StoreResult};
+use domain::ports::{ScoreKind, SearchHit, SearchMode, SearchQuery, StoreResult, hybrid_depth};
 use domain::{ChunkId, DocumentId};
 use sea_orm::prelude::PgVector;
 use sea_orm::{FromQueryResult, Value};
@@ -178,7 +178,12 @@ impl PgTx {
                     .ok_or_else(|| corrupt("search", "hybrid mode without a vector".into()))?;
                 values.push(PgVector::from(vector).into());
                 let v = values.len();
-                values.push(query.text.as_str().into());
+                let text_hits: Vec<serde_json::Value> = query
+                    .text_hits
+                    .iter()
+                    .map(|(id, score)| serde_json::json!({"id": id.as_uuid(), "score": score}))
+                    .collect();
+                values.push(serde_json::Value::Array(text_hits).into());
                 let t = values.len();
                 values.push(f64::from(query.hybrid_weight.clamp(0.0, 1.0)).into());
                 let w = values.len();
@@ -186,8 +191,9 @@ impl PgTx {
                     "c.embedding::vector({dims}) <=> ${v}::vector({dims})"
                 ));
                 // A weighted sum of the two lists' scores, each scaled to 0..1 by its own list
-                // (min-max; a chunk missing from a list gets that list's 0). Each list is a few
-                // times deeper than the answer so that fusion has something to choose from.
+                // (min-max; a chunk missing from a list gets that list's 0). The full-text list
+                // comes in with the query (`fulltext_scores`, run while the query was embedded);
+                // a document deleted since then drops out at the last join.
                 // Chosen over reciprocal rank fusion on `just bench-retrieval` (docs/benchmarks.md).
                 (
                     format!(
@@ -199,7 +205,7 @@ impl PgTx {
                              ORDER BY {order}
                              LIMIT {depth}
                          ), text_best AS (
-                             SELECT f.id, f.score FROM chunk_fulltext_hits($2, ${t}, ${groups}::jsonb, ({depth})::integer) f
+                             SELECT f.id, f.score FROM jsonb_to_recordset(${t}::jsonb) AS f(id uuid, score float8)
                          ), scaled AS (
                              SELECT id, ${w}::float8 * {scale} AS score FROM vector_nearest
                              UNION ALL
@@ -210,11 +216,11 @@ impl PgTx {
                          SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
                                 f.score, c.metadata
                          FROM fused f
-                         JOIN chunks c ON c.tenant_id = $1 AND c.id = f.id
-                         JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
+                         JOIN chunks c ON c.tenant_id = $1 AND c.generation_id = $2 AND c.id = f.id
+                         JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
                          ORDER BY f.score DESC, c.id
                          LIMIT $3",
-                        depth = "GREATEST($3 * 4, 40)",
+                        depth = hybrid_depth(query.top_k),
                         scale = "COALESCE((score - min(score) OVER ()) / NULLIF(max(score) OVER () - min(score) OVER (), 0), 1)",
                     ),
                     ScoreKind::WeightedSum,
@@ -239,6 +245,48 @@ impl PgTx {
                 score_kind: kind,
                 metadata: r.metadata,
             })
+            .collect())
+    }
+
+    /// The full-text half of a hybrid search: ids and BM25 scores only, so that it can run
+    /// beside the query's embedding and the fused answer reads only the chunks it returns.
+    pub(crate) async fn search_fulltext_scores(
+        &mut self,
+        query: &SearchQuery,
+    ) -> StoreResult<Vec<(ChunkId, f32)>> {
+        #[derive(FromQueryResult)]
+        struct Scored {
+            id: Uuid,
+            score: f64,
+        }
+        let groups: Vec<serde_json::Value> = query
+            .filter
+            .iter()
+            .map(|(key, options)| {
+                serde_json::Value::Array(
+                    options
+                        .iter()
+                        .map(|option| serde_json::json!({ key: option }))
+                        .collect(),
+                )
+            })
+            .collect();
+        let rows = fetch_all::<Scored>(
+            &self.tx,
+            "SELECT f.id, f.score FROM chunk_fulltext_hits($1, $2, $3::jsonb, $4::integer) f
+             ORDER BY f.score DESC, f.id",
+            vec![
+                query.generation.as_uuid().into(),
+                query.text.as_str().into(),
+                serde_json::Value::Array(groups).into(),
+                i64::from(query.top_k).into(),
+            ],
+        )
+        .await?;
+        #[allow(clippy::cast_possible_truncation)]
+        Ok(rows
+            .into_iter()
+            .map(|r| (ChunkId::from_uuid(r.id), r.score as f32))
             .collect())
     }
 

@@ -272,6 +272,7 @@ fn nearest_to_axis(collection: &Collection, axis: usize, chunk_count: i64) -> Se
         filter: Vec::new(),
         min_score: None,
         hybrid_weight: 0.5,
+        text_hits: Vec::new(),
     }
 }
 

@@ -750,7 +750,7 @@ async fn full_text_search_runs_where_its_gin_indexes_are_usable() {
     assert_eq!(nobody, 0);
 
     // The statement the function runs, as the role it runs as: the planner picks the GIN index
-    // of the selective condition, full text or metadata.
+    // of the selective condition, full text or metadata, scoped to the generation.
     let tx = owner.begin().await.unwrap();
     tx.execute_unprepared("SET LOCAL ROLE agentic_search")
         .await
@@ -791,6 +791,18 @@ async fn full_text_search_runs_where_its_gin_indexes_are_usable() {
         )
         .await;
         assert!(plan.contains(index), "{filter}: {plan}");
+        // Both indexes lead with the generation, so the scan reads this generation's postings
+        // and not every tenant's.
+        let lines: Vec<&str> = plan.lines().collect();
+        let scoped = lines.windows(2).all(|pair| {
+            let on_gin =
+                pair[0].contains("on chunks_tsv") || pair[0].contains("on chunks_metadata");
+            !on_gin || (pair[1].contains("Index Cond") && pair[1].contains("generation_id ="))
+        });
+        assert!(
+            scoped,
+            "{filter}: an index scan not scoped to the generation: {plan}"
+        );
         tx.execute_unprepared("DEALLOCATE fulltext").await.unwrap();
     }
     tx.rollback().await.unwrap();

@@ -85,6 +85,18 @@ pub struct SearchQuery {
     /// Hybrid mode: the vector list's weight in the fusion, 0..=1 (the full-text list gets the
     /// rest).
     pub hybrid_weight: f32,
+    /// Hybrid mode: the full-text list to fuse with the nearest chunks (chunk and BM25 score,
+    /// [`hybrid_depth`] deep), found beforehand by [`ChunkRepo::fulltext_scores`] while the query
+    /// was being embedded.
+    pub text_hits: Vec<(ChunkId, f32)>,
+}
+
+/// How deep each list of a hybrid search goes: a few times the answer, so that fusion has
+/// something to choose from.
+#[must_use]
+pub const fn hybrid_depth(top_k: u32) -> u32 {
+    let deeper = top_k.saturating_mul(4);
+    if deeper > 40 { deeper } else { 40 }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -137,4 +149,12 @@ pub trait ChunkRepo: Send {
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn search(&mut self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>>;
+
+    /// The full-text half of a hybrid search: the best chunks of live documents for
+    /// `query.text` (at most `query.top_k`), as chunk ids with their BM25 scores and without
+    /// their text, best first.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn fulltext_scores(&mut self, query: &SearchQuery) -> StoreResult<Vec<(ChunkId, f32)>>;
 }

@@ -6,7 +6,9 @@ use serde_json::Value;
 use crate::entities::{Collection, Retrieval};
 use crate::error::{Error, Resource, Validator};
 use crate::ids::{ChunkId, CollectionId, TenantId};
-use crate::ports::{Embedder, RRF_K, ScoreKind, SearchHit, SearchMode, SearchQuery, Store};
+use crate::ports::{
+    Embedder, RRF_K, ScoreKind, SearchHit, SearchMode, SearchQuery, Store, hybrid_depth,
+};
 use crate::principal::{Principal, Scope};
 use crate::services::Embedders;
 use crate::services::conversations::owner_of;
@@ -199,7 +201,18 @@ impl SearchService {
         let (lists, truncated) = loop {
             attempts += 1;
             let found = self.read(tenant, collections, missing).await?;
-            let (vectors, truncated, tokens) = self.embed_query(&found, request).await?;
+            // Hybrid search reads its full-text list while the query is embedded (the embedder
+            // works off the executor): the slower of the two, not their sum.
+            let (embedded, text_lists) = if request.mode == SearchMode::Hybrid {
+                let (embedded, text_lists) = tokio::join!(
+                    self.embed_query(&found, request),
+                    self.fulltext_lists(tenant, &found, &fulltext_text, request)
+                );
+                (embedded?, text_lists?)
+            } else {
+                (self.embed_query(&found, request).await?, Vec::new())
+            };
+            let (vectors, truncated, tokens) = embedded;
             embedded_tokens = embedded_tokens.saturating_add(tokens);
             for space in vectors.keys() {
                 if !space_ids.contains(space) {
@@ -207,7 +220,14 @@ impl SearchService {
                 }
             }
             let (lists, switched) = self
-                .search_lists(tenant, &found, &vectors, &fulltext_text, request)
+                .search_lists(
+                    tenant,
+                    &found,
+                    &vectors,
+                    text_lists,
+                    &fulltext_text,
+                    request,
+                )
                 .await?;
             if !switched || attempts == 3 {
                 break (lists, truncated || fulltext_cut);
@@ -317,35 +337,54 @@ impl SearchService {
         Ok((vectors, truncated, tokens))
     }
 
+    /// Hybrid search's full-text lists, one per collection of `found` (in its order), each
+    /// [`hybrid_depth`] deep.
+    async fn fulltext_lists(
+        &self,
+        tenant: TenantId,
+        found: &[Collection],
+        fulltext_text: &str,
+        request: &Validated,
+    ) -> Result<Vec<Vec<(ChunkId, f32)>>, Error> {
+        let mut tx = self.store.begin(tenant).await?;
+        let mut lists = Vec::with_capacity(found.len());
+        for collection in found {
+            let query = SearchQuery {
+                mode: SearchMode::Fulltext,
+                top_k: hybrid_depth(request.top_k),
+                ..search_query(collection, fulltext_text, None, request)
+            };
+            lists.push(tx.chunks().fulltext_scores(&query).await?);
+        }
+        tx.commit().await?;
+        Ok(lists)
+    }
+
     /// Each collection's ranked list (with its space), and whether a collection that found
-    /// nothing has switched generations since it was read.
+    /// nothing has switched generations since it was read. `text_lists` holds hybrid search's
+    /// full-text lists (one per collection), empty in the other modes.
     async fn search_lists(
         &self,
         tenant: TenantId,
         found: &[Collection],
         vectors: &HashMap<String, Vec<f32>>,
+        text_lists: Vec<Vec<(ChunkId, f32)>>,
         fulltext_text: &str,
         request: &Validated,
     ) -> Result<(Vec<(String, Vec<SearchHit>)>, bool), Error> {
         let mut tx = self.store.begin(tenant).await?;
         let mut lists = Vec::with_capacity(found.len());
         let mut switched = false;
+        let mut text_lists = text_lists.into_iter();
         for collection in found {
             let query = SearchQuery {
-                collection: collection.id,
-                generation: collection.active_generation,
-                space_id: collection.space.id.clone(),
-                dimensions: collection.space.dimensions,
-                chunk_count: collection.chunk_count,
-                text: fulltext_text.to_owned(),
-                vector: vectors.get(&collection.space.id).cloned(),
-                mode: request.mode,
-                top_k: request.top_k,
-                filter: request.filter.clone(),
-                min_score: request
-                    .min_score
-                    .filter(|_| request.mode == SearchMode::Vector),
-                hybrid_weight: request.hybrid_weight,
+                text_hits: text_lists.next().unwrap_or_default(),
+                ..search_query(
+                    collection,
+                    fulltext_text,
+                    vectors.get(&collection.space.id).cloned(),
+                    request,
+                )
             };
             let hits = tx.chunks().search(&query).await?;
             if hits.is_empty() {
@@ -357,6 +396,32 @@ impl SearchService {
         }
         tx.commit().await?;
         Ok((lists, switched))
+    }
+}
+
+/// The query for one collection (no full-text list: hybrid search adds it).
+fn search_query(
+    collection: &Collection,
+    text: &str,
+    vector: Option<Vec<f32>>,
+    request: &Validated,
+) -> SearchQuery {
+    SearchQuery {
+        collection: collection.id,
+        generation: collection.active_generation,
+        space_id: collection.space.id.clone(),
+        dimensions: collection.space.dimensions,
+        chunk_count: collection.chunk_count,
+        text: text.to_owned(),
+        vector,
+        mode: request.mode,
+        top_k: request.top_k,
+        filter: request.filter.clone(),
+        min_score: request
+            .min_score
+            .filter(|_| request.mode == SearchMode::Vector),
+        hybrid_weight: request.hybrid_weight,
+        text_hits: Vec::new(),
     }
 }
 
@@ -598,6 +663,94 @@ mod tests {
         assert!(v.finish().is_ok());
         assert!(validated.text.starts_with("x"));
         assert_eq!(validated.hybrid_weight, DEFAULT_HYBRID_WEIGHT);
+    }
+
+    fn collection(tenant: TenantId) -> Collection {
+        Collection {
+            id: CollectionId::new(),
+            tenant_id: tenant,
+            name: crate::values::Name::parse("c").unwrap(),
+            description: String::new(),
+            space: crate::services::testing::minilm_space(),
+            active_generation: crate::ids::GenerationId::new(),
+            chunk_count: 10_000,
+            document_count: 1,
+            byte_count: 1,
+            last_active_at: None,
+            created_at: crate::services::testing::now(),
+            updated_at: crate::services::testing::now(),
+            deleted_at: None,
+            deleted_by: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn hybrid_search_fuses_the_full_text_list_found_while_embedding() {
+        use crate::services::testing::{FakeTx, store_with_all};
+        let tenant = TenantId::new();
+        let collection = collection(tenant);
+        let (id, generation) = (collection.id, collection.active_generation);
+        let mut read = FakeTx::new(tenant);
+        read.collections
+            .expect_get()
+            .return_once(move |_, _| Ok(Some(collection)));
+        let text_hit = ChunkId::new();
+        let mut text = FakeTx::new(tenant);
+        text.chunks
+            .expect_fulltext_scores()
+            .withf(move |q| {
+                q.mode == SearchMode::Fulltext
+                    && q.top_k == 40
+                    && q.generation == generation
+                    && q.vector.is_none()
+                    && q.text == "open a file"
+            })
+            .return_once(move |_| Ok(vec![(text_hit, 3.5)]));
+        let mut fused = FakeTx::new(tenant);
+        fused
+            .chunks
+            .expect_search()
+            .withf(move |q| {
+                q.mode == SearchMode::Hybrid
+                    && q.top_k == 5
+                    && q.text_hits == [(text_hit, 3.5)]
+                    && q.vector.as_deref() == Some(&[1.0, 0.0][..])
+            })
+            .return_once(move |_| Ok(vec![hit(text_hit)]));
+        let mut factory = crate::ports::MockEmbedderFactory::new();
+        factory.expect_build().returning(|_| {
+            let mut embedder = crate::ports::MockEmbedder::new();
+            embedder.expect_dimensions().return_const(384_usize);
+            embedder.expect_max_input_tokens().return_const(256_usize);
+            embedder.expect_count_tokens().returning(|_| Ok(3));
+            embedder
+                .expect_embed()
+                .returning(|_| Ok(vec![vec![1.0, 0.0]]));
+            Ok(Arc::new(embedder))
+        });
+        let service = SearchService::new(
+            store_with_all(vec![read, text, fused]),
+            Embedders::with_factory(Arc::new(factory)),
+        );
+        let found = service
+            .retrieve(
+                tenant,
+                &[id],
+                "open a file",
+                Retrieval {
+                    top_k: 5,
+                    mode: SearchMode::Hybrid,
+                    min_score: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            found.hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
+            [text_hit]
+        );
+        assert_eq!(found.embedded_tokens, 3);
+        assert!(!found.query_truncated);
     }
 
     #[test]
