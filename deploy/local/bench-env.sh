@@ -1,7 +1,9 @@
 # Sourced by the benchmark and fuzz scripts: a dedicated, freshly migrated database, a demo tenant
 # with an admin token and an admin API key, and the `agentic` server on its own port.
-# Inputs: PROFILE (debug|release), PORT, DB_NAME; BENCH_BIN, a binary already built, to run that
-# one instead of building the tree (which may be mid-edit). Outputs: BASE_URL, TOKEN, API_KEY, SERVER_PID.
+# Inputs: PROFILE (debug|release), PORT, DB_NAME; BENCH_REUSE_DB=1 (see below); BENCH_BIN, a
+# binary already built, to run that one instead of building the tree (which may be mid-edit).
+# Outputs: BASE_URL, TOKEN, API_KEY, SERVER_PID, BENCH_REUSED_DB (1 when the last run's database
+# was kept).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 cd "$ROOT"
@@ -23,8 +25,18 @@ else
 fi
 
 with_db() { echo "${1%/*}/$DB_NAME"; }
-"$psql_bin" "$DATABASE_OWNER_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
-"$psql_bin" "$DATABASE_OWNER_URL" -qc "CREATE DATABASE $DB_NAME" >/dev/null
+# BENCH_REUSE_DB=1 keeps the database of the last run (its admin's login is kept beside it) and
+# only migrates it: a benchmark that ingests for minutes can measure a change of the search again.
+PASSWORD_FILE="$ROOT/.local/bench/$DB_NAME.password"
+mkdir -p "$ROOT/.local/bench"
+REUSED=
+if [[ ${BENCH_REUSE_DB:-} == 1 && -f $PASSWORD_FILE ]] &&
+    "$psql_bin" "$DATABASE_OWNER_URL" -Atc "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'" | grep -q 1; then
+    REUSED=1
+else
+    "$psql_bin" "$DATABASE_OWNER_URL" -qc "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
+    "$psql_bin" "$DATABASE_OWNER_URL" -qc "CREATE DATABASE $DB_NAME" >/dev/null
+fi
 export DATABASE_URL=$(with_db "$DATABASE_URL")
 export DATABASE_OWNER_URL=$(with_db "$DATABASE_OWNER_URL")
 export DATABASE_PLATFORM_URL=$(with_db "$DATABASE_PLATFORM_URL")
@@ -32,8 +44,15 @@ export REDIS_KEY_PREFIX="bench:$DB_NAME:"
 export RUST_LOG=warn
 "$BIN" migrate up
 
-PASSWORD="bench-password-$(date +%s)"
-"$BIN" tenant create --name Bench --slug bench --admin-email admin@bench.test --admin-password "$PASSWORD" >/dev/null
+EMAIL=admin@bench.test
+if [[ -n $REUSED ]]; then
+    read -r EMAIL PASSWORD < "$PASSWORD_FILE"
+else
+    PASSWORD="bench-password-$(date +%s)"
+    "$BIN" tenant create --name Bench --slug bench --admin-email "$EMAIL" --admin-password "$PASSWORD" >/dev/null
+    printf '%s %s\n' "$EMAIL" "$PASSWORD" > "$PASSWORD_FILE"
+fi
+export BENCH_REUSED_DB=$REUSED
 # A benchmark's own setup that must precede the server (registering a space, say).
 if [[ -n ${BEFORE_SERVE:-} ]]; then eval "$BEFORE_SERVE"; fi
 
@@ -47,7 +66,7 @@ for _ in $(seq 1 100); do
 done
 
 TOKEN=$(curl -fsS "$BASE_URL/v1/auth/login" -H 'content-type: application/json' \
-    -d "{\"tenant\":\"bench\",\"email\":\"admin@bench.test\",\"password\":\"$PASSWORD\"}" |
+    -d "{\"tenant\":\"bench\",\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 API_KEY=$(curl -fsS "$BASE_URL/v1/api-keys" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
     -d '{"name":"bench","scopes":["read","write","admin"]}' |

@@ -5,6 +5,8 @@
 # fusion methods on the platform's own lists; writes its section of docs/benchmarks.md.
 # BENCH_QUICK=1 (a small subset) and PROFILE=debug try the harness: their figures mean nothing, so
 # their report goes to .local/bench/benchmarks-retrieval.md. BENCH_BIN runs a binary already built.
+# BENCH_REUSE_DB=1 migrates the last run's database and searches it again (its ingestion and the
+# references, which do not depend on the server, are read from that run).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 cd "$ROOT"

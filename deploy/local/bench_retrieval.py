@@ -311,7 +311,17 @@ def run(base, token, directory):
     if QUICK:
         pages, questions = subset(pages, questions)
     corpus_of = {p["id"]: p["corpus"] for p in pages}
-    collection, page_of_doc, chunks, ingest_seconds = ingest(base, token, pages)
+    # BENCH_REUSE_DB=1 (bench-env.sh kept the last run's database): search what it ingested.
+    ingested = d / "ingested.json"
+    if os.environ.get("BENCH_REUSED_DB") == "1" and ingested.exists():
+        kept = json.loads(ingested.read_text())
+        collection, page_of_doc, chunks, ingest_seconds = (kept["collection"], kept["page_of_doc"],
+                                                           kept["chunks"], kept["ingest_seconds"])
+        print(f"reusing collection {collection['id']} ingested by an earlier run", file=sys.stderr)
+    else:
+        collection, page_of_doc, chunks, ingest_seconds = ingest(base, token, pages)
+        ingested.write_text(json.dumps({"collection": collection, "page_of_doc": page_of_doc,
+                                        "chunks": chunks, "ingest_seconds": ingest_seconds}))
     cid = collection["id"]
     space = (collection.get("space") or {}).get("id")
     if not space:
@@ -352,10 +362,19 @@ def run(base, token, directory):
         if (n + 1) % 50 == 0:
             print(f"  {n + 1}/{len(questions)} questions asked ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
 
-    print("references: BM25", file=sys.stderr)
-    bm25 = bm25_rankings(pages, questions)
-    print("references: dense (embedding the pages through /v1/embeddings)", file=sys.stderr)
-    dense, windows, parts = dense_rankings(base, token, space, pages, questions)
+    # The references depend on the pages, the questions and the model only: kept for runs that
+    # reuse the database.
+    references = d / "references.json"
+    if os.environ.get("BENCH_REUSED_DB") == "1" and references.exists():
+        print("references: kept from an earlier run", file=sys.stderr)
+        kept = json.loads(references.read_text())
+        bm25, dense, windows, parts = kept["bm25"], kept["dense"], kept["windows"], kept["parts"]
+    else:
+        print("references: BM25", file=sys.stderr)
+        bm25 = bm25_rankings(pages, questions)
+        print("references: dense (embedding the pages through /v1/embeddings)", file=sys.stderr)
+        dense, windows, parts = dense_rankings(base, token, space, pages, questions)
+        references.write_text(json.dumps({"bm25": bm25, "dense": dense, "windows": windows, "parts": parts}))
     fused = [rrf([a, b], 60)[:STUDY_K] for a, b in zip(bm25, dense)]
     study = fusion_study(study_lists, page_of_chunk)
 

@@ -31,7 +31,9 @@ mod m20261207_000018_agent_execution;
 mod m20261207_000019_metering;
 mod m20261207_000020_providers;
 mod m20261207_000021_bm25;
-mod m20261207_000022_generation_scoped_indexes;
+mod m20261207_000022_fulltext_plans;
+mod m20261207_000023_bm25_documents;
+mod m20261207_000024_fulltext_punctuation;
 
 /// The role the API serves tenant work with (neither owner, superuser nor BYPASSRLS).
 pub const APP_ROLE: &str = "agentic_app";
@@ -66,7 +68,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000019_metering::Migration),
             Box::new(m20261207_000020_providers::Migration),
             Box::new(m20261207_000021_bm25::Migration),
-            Box::new(m20261207_000022_generation_scoped_indexes::Migration),
+            Box::new(m20261207_000022_fulltext_plans::Migration),
+            Box::new(m20261207_000023_bm25_documents::Migration),
+            Box::new(m20261207_000024_fulltext_punctuation::Migration),
         ]
     }
 }

@@ -38,7 +38,7 @@ const CANDIDATE_BUDGET: u32 = 2_000;
 
 /// The search function's text. `$1` tenant, `$2` generation, `$3` the query's lexemes (text[]),
 /// `$4` the alternatives of those lexemes the generation holds (tsquery), `$5` how many hits.
-fn fulltext_sql_function() -> String {
+pub(crate) fn fulltext_sql_function() -> String {
     format!(
         "CREATE OR REPLACE FUNCTION chunk_fulltext_sql(filter jsonb) RETURNS text
          LANGUAGE plpgsql IMMUTABLE
@@ -90,30 +90,46 @@ fn fulltext_sql_function() -> String {
     )
 }
 
-/// Statistics kept by the triggers, filled for the chunks already there.
-const STATISTICS: &str = "
-    CREATE FUNCTION tsvector_length(tsvector) RETURNS integer
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    RETURN (SELECT COALESCE(sum(COALESCE(cardinality(u.positions), 1)), 0)::integer
-            FROM pg_catalog.unnest($1) u);
-    -- Dots and slashes separate words: PostgreSQL's parser would keep `str.join` or `os/path`
-    -- whole, as a host or a file name, where a question says `join`.
-    ALTER TABLE chunks ALTER COLUMN tsv
-        SET EXPRESSION AS (to_tsvector('english', translate(content, './', '  ')));
-    ALTER TABLE chunks ADD COLUMN tsv_length integer NOT NULL
-        GENERATED ALWAYS AS (tsvector_length(to_tsvector('english', translate(content, './', '  ')))) STORED;
-    ALTER TABLE generations ADD COLUMN token_total bigint NOT NULL DEFAULT 0;
-    CREATE TABLE generation_lexemes (
-        tenant_id uuid NOT NULL,
-        generation_id uuid NOT NULL,
-        lexeme text NOT NULL,
-        chunks integer NOT NULL CHECK (chunks > 0),
-        PRIMARY KEY (tenant_id, generation_id, lexeme),
-        FOREIGN KEY (tenant_id, generation_id) REFERENCES generations (tenant_id, id)
-            ON DELETE CASCADE
-    );
+/// The body of `chunk_fulltext_hits` (plpgsql, between `$fn$`s), reading the query through
+/// `read_query` (an expression of `query`, the same the chunks' `tsv` reads `content` through).
+pub(crate) fn fulltext_hits_body(read_query: &str) -> String {
+    format!(
+        "$fn$
+                 DECLARE
+                     tenant uuid := NULLIF(current_setting('app.tenant_id', true), '')::uuid;
+                     lexemes text[];
+                     alternatives tsquery;
+                 BEGIN
+                     IF tenant IS NULL THEN
+                         RETURN;
+                     END IF;
+                     SELECT array_agg(q.lexeme) INTO lexemes
+                     FROM (SELECT u.lexeme
+                           FROM unnest(to_tsvector('english', {read_query})) u
+                           ORDER BY u.positions[1], u.lexeme LIMIT 128) q;
+                     SELECT string_agg('''' || replace(replace(t.lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | ')::tsquery
+                     INTO alternatives
+                     FROM (SELECT s.lexeme,
+                                  sum(s.chunks) OVER (ORDER BY s.chunks, s.lexeme) AS postings,
+                                  row_number() OVER (ORDER BY s.chunks, s.lexeme) AS rarity
+                           FROM public.generation_lexemes s
+                           WHERE s.tenant_id = tenant AND s.generation_id = generation
+                             AND s.lexeme = ANY (lexemes)) t
+                     WHERE t.rarity = 1 OR t.postings <= {CANDIDATE_BUDGET};
+                     IF alternatives IS NULL THEN
+                         RETURN;
+                     END IF;
+                     RETURN QUERY EXECUTE chunk_fulltext_sql(filter)
+                         USING tenant, generation, lexemes, alternatives, top;
+                 END
+                 $fn$"
+    )
+}
 
-    CREATE FUNCTION chunks_added() RETURNS trigger
+/// The trigger functions that keep the statistics, as this migration made them (a later one
+/// that replaces them puts these back on its way down).
+pub(crate) const TRIGGER_FUNCTIONS: &str = "
+    CREATE OR REPLACE FUNCTION chunks_added() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp
     AS $fn$
     BEGIN
@@ -132,7 +148,7 @@ const STATISTICS: &str = "
     END
     $fn$;
 
-    CREATE FUNCTION chunks_removed() RETURNS trigger
+    CREATE OR REPLACE FUNCTION chunks_removed() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp
     AS $fn$
     BEGIN
@@ -166,7 +182,34 @@ const STATISTICS: &str = "
         RETURN NULL;
     END
     $fn$;
+";
 
+/// The statistics the triggers keep (the trigger functions are [`TRIGGER_FUNCTIONS`]).
+const STATISTICS: &str = "
+    CREATE FUNCTION tsvector_length(tsvector) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN (SELECT COALESCE(sum(COALESCE(cardinality(u.positions), 1)), 0)::integer
+            FROM pg_catalog.unnest($1) u);
+    -- Dots and slashes separate words: PostgreSQL's parser would keep `str.join` or `os/path`
+    -- whole, as a host or a file name, where a question says `join`.
+    ALTER TABLE chunks ALTER COLUMN tsv
+        SET EXPRESSION AS (to_tsvector('english', translate(content, './', '  ')));
+    ALTER TABLE chunks ADD COLUMN tsv_length integer NOT NULL
+        GENERATED ALWAYS AS (tsvector_length(to_tsvector('english', translate(content, './', '  ')))) STORED;
+    ALTER TABLE generations ADD COLUMN token_total bigint NOT NULL DEFAULT 0;
+    CREATE TABLE generation_lexemes (
+        tenant_id uuid NOT NULL,
+        generation_id uuid NOT NULL,
+        lexeme text NOT NULL,
+        chunks integer NOT NULL CHECK (chunks > 0),
+        PRIMARY KEY (tenant_id, generation_id, lexeme),
+        FOREIGN KEY (tenant_id, generation_id) REFERENCES generations (tenant_id, id)
+            ON DELETE CASCADE
+    );
+";
+
+/// The triggers, and the statistics of the chunks already there.
+const TRIGGERS: &str = "
     CREATE TRIGGER chunks_added AFTER INSERT ON chunks
         REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION chunks_added();
     CREATE TRIGGER chunks_removed AFTER DELETE ON chunks
@@ -195,6 +238,8 @@ impl MigrationTrait for Migration {
             manager,
             &format!(
                 "{STATISTICS}
+                 {TRIGGER_FUNCTIONS}
+                 {TRIGGERS}
                  {policy}
                  GRANT SELECT, INSERT, UPDATE, DELETE ON generation_lexemes TO {APP_ROLE}, {PLATFORM_ROLE};
                  GRANT SELECT ON generations, generation_lexemes TO {SEARCH_ROLE};
@@ -211,41 +256,14 @@ impl MigrationTrait for Migration {
                  RETURNS TABLE (id uuid, score double precision)
                  LANGUAGE plpgsql STABLE SECURITY DEFINER
                  SET search_path = pg_catalog, public, pg_temp
-                 AS $fn$
-                 DECLARE
-                     tenant uuid := NULLIF(current_setting('app.tenant_id', true), '')::uuid;
-                     lexemes text[];
-                     alternatives tsquery;
-                 BEGIN
-                     IF tenant IS NULL THEN
-                         RETURN;
-                     END IF;
-                     SELECT array_agg(q.lexeme) INTO lexemes
-                     FROM (SELECT u.lexeme
-                           FROM unnest(to_tsvector('english', translate(query, './', '  '))) u
-                           ORDER BY u.positions[1], u.lexeme LIMIT 128) q;
-                     SELECT string_agg('''' || replace(replace(t.lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | ')::tsquery
-                     INTO alternatives
-                     FROM (SELECT s.lexeme,
-                                  sum(s.chunks) OVER (ORDER BY s.chunks, s.lexeme) AS postings,
-                                  row_number() OVER (ORDER BY s.chunks, s.lexeme) AS rarity
-                           FROM public.generation_lexemes s
-                           WHERE s.tenant_id = tenant AND s.generation_id = generation
-                             AND s.lexeme = ANY (lexemes)) t
-                     WHERE t.rarity = 1 OR t.postings <= {CANDIDATE_BUDGET};
-                     IF alternatives IS NULL THEN
-                         RETURN;
-                     END IF;
-                     RETURN QUERY EXECUTE chunk_fulltext_sql(filter)
-                         USING tenant, generation, lexemes, alternatives, top;
-                 END
-                 $fn$;
+                 AS {hits_body};
                  REVOKE ALL ON FUNCTION chunk_fulltext_hits(uuid, text, jsonb, integer) FROM PUBLIC;
                  GRANT EXECUTE ON FUNCTION chunk_fulltext_hits(uuid, text, jsonb, integer)
                      TO {APP_ROLE}, {PLATFORM_ROLE};
                  RESET ROLE;",
                 policy = tenant_policy("generation_lexemes"),
                 function = fulltext_sql_function(),
+                hits_body = fulltext_hits_body("translate(query, './', '  ')"),
             ),
         )
         .await

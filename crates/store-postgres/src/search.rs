@@ -39,6 +39,21 @@ struct HitRow {
     metadata: serde_json::Value,
 }
 
+/// A metadata filter as `chunk_fulltext_hits` takes it: one group per key, each a list of the
+/// alternatives (`{key: value}` objects) a chunk's metadata may contain.
+fn filter_groups(filter: &[(String, Vec<serde_json::Value>)]) -> Value {
+    let groups: Vec<serde_json::Value> = filter
+        .iter()
+        .map(|(key, options)| {
+            options
+                .iter()
+                .map(|option| serde_json::json!({ key: option }))
+                .collect()
+        })
+        .collect();
+    serde_json::Value::Array(groups).into()
+}
+
 /// Exact search compares every vector of the generation: a millisecond or so per thousand chunks
 /// (vectors are kept in the row); HNSW answers in a few milliseconds whatever the size, but a
 /// small tenant's neighbours are few among the index's and hard to find. Up to 3,000 chunks exact
@@ -99,24 +114,17 @@ impl PgTx {
         // migration `search_functions`), since under row-level security its GIN indexes would be
         // unusable, and takes the filter as groups of alternatives.
         let mut filter = String::new();
-        let mut groups = Vec::new();
-        for (key, options) in &query.filter {
-            let group: Vec<serde_json::Value> = options
-                .iter()
-                .map(|option| serde_json::json!({ key: option }))
-                .collect();
-            if query.mode != SearchMode::Fulltext {
+        if query.mode == SearchMode::Fulltext {
+            values.push(filter_groups(&query.filter));
+        } else {
+            for (key, options) in &query.filter {
                 let mut any = Vec::new();
-                for object in &group {
-                    values.push(object.clone().into());
+                for option in options {
+                    values.push(serde_json::json!({ key: option }).into());
                     any.push(format!("c.metadata @> ${}::jsonb", values.len()));
                 }
                 filter.push_str(&format!(" AND ({})", any.join(" OR ")));
             }
-            groups.push(serde_json::Value::Array(group));
-        }
-        if query.mode != SearchMode::Vector {
-            values.push(serde_json::Value::Array(groups).into());
         }
         let groups = values.len();
         let plan = if query.mode == SearchMode::Fulltext {
@@ -259,18 +267,6 @@ impl PgTx {
             id: Uuid,
             score: f64,
         }
-        let groups: Vec<serde_json::Value> = query
-            .filter
-            .iter()
-            .map(|(key, options)| {
-                serde_json::Value::Array(
-                    options
-                        .iter()
-                        .map(|option| serde_json::json!({ key: option }))
-                        .collect(),
-                )
-            })
-            .collect();
         let rows = fetch_all::<Scored>(
             &self.tx,
             "SELECT f.id, f.score FROM chunk_fulltext_hits($1, $2, $3::jsonb, $4::integer) f
@@ -278,7 +274,7 @@ impl PgTx {
             vec![
                 query.generation.as_uuid().into(),
                 query.text.as_str().into(),
-                serde_json::Value::Array(groups).into(),
+                filter_groups(&query.filter),
                 i64::from(query.top_k).into(),
             ],
         )

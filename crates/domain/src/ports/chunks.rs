@@ -39,7 +39,8 @@ pub enum SearchMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScoreKind {
     CosineSimilarity,
-    /// Okapi BM25 over the generation's chunks (k1 = 1.2, b = 0.75).
+    /// Okapi BM25 over the generation's chunks (k1 = 1.2, b = 0.75), plus half the BM25 of the
+    /// chunk's document (its matching chunks together, its own length).
     Bm25,
     /// Hybrid search: w · cosine + (1 − w) · BM25, each scaled to 0..1 within its own list
     /// (w is the request's `hybrid_weight`).

@@ -1,0 +1,272 @@
+//! Full text scores a chunk with its document: BM25 of the chunk plus half the BM25 of the
+//! document's matching chunks taken together.
+//!
+//! A chunk is at most a few hundred words, so ranked alone a chunk of a long page competes on
+//! equal terms with a short page about exactly the question (the length normalisation no longer
+//! sees the page's length). The document's part restores it: its term frequencies are summed over
+//! its candidate chunks, and its length is the document's own in the generation, against the
+//! average document's. On `just bench-retrieval` this moved full text from 0.636 to 0.652 hit@5
+//! (0.424 to 0.448 MRR@10) on the Python reference and from 0.760 to 0.780 (0.636 to 0.645) on
+//! the manual pages; offline, every weight from 0.25 to 1 improved both.
+//!
+//! The statistics it needs are kept like the others, by the triggers on `chunks`, in the
+//! statements that add or remove chunks: `generation_documents` (per document of a generation:
+//! its chunks and its length) and `generations.document_count`.
+
+use sea_orm_migration::prelude::*;
+
+use crate::m20261207_000021_bm25::{BM25_B, BM25_K1, TRIGGER_FUNCTIONS, fulltext_sql_function};
+use crate::{APP_ROLE, PLATFORM_ROLE, SEARCH_ROLE, run, tenant_policy};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// How much of the document's score a chunk adds to its own.
+pub const DOCUMENT_WEIGHT: f64 = 0.5;
+
+const STATISTICS: &str = "
+    ALTER TABLE generations ADD COLUMN document_count bigint NOT NULL DEFAULT 0;
+    CREATE TABLE generation_documents (
+        tenant_id uuid NOT NULL,
+        generation_id uuid NOT NULL,
+        document_id uuid NOT NULL,
+        chunks integer NOT NULL CHECK (chunks > 0),
+        token_total bigint NOT NULL CHECK (token_total >= 0),
+        PRIMARY KEY (tenant_id, generation_id, document_id),
+        FOREIGN KEY (tenant_id, generation_id) REFERENCES generations (tenant_id, id)
+            ON DELETE CASCADE
+    );
+";
+
+/// The trigger functions of `bm25`, with the documents' statistics after the rest: the
+/// generation's row is still locked first.
+const TRIGGER_FUNCTIONS_WITH_DOCUMENTS: &str = "
+    CREATE OR REPLACE FUNCTION chunks_added() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp
+    AS $fn$
+    BEGIN
+        UPDATE generations g
+        SET chunk_count = g.chunk_count + n.chunks, token_total = g.token_total + n.tokens
+        FROM (SELECT tenant_id, generation_id, count(*) AS chunks, sum(tsv_length) AS tokens
+              FROM added GROUP BY tenant_id, generation_id) n
+        WHERE g.tenant_id = n.tenant_id AND g.id = n.generation_id;
+        INSERT INTO generation_lexemes AS s (tenant_id, generation_id, lexeme, chunks)
+        SELECT c.tenant_id, c.generation_id, u.lexeme, count(*)
+        FROM added c CROSS JOIN LATERAL unnest(c.tsv) u
+        GROUP BY c.tenant_id, c.generation_id, u.lexeme
+        ORDER BY c.tenant_id, c.generation_id, u.lexeme
+        ON CONFLICT (tenant_id, generation_id, lexeme) DO UPDATE SET chunks = s.chunks + EXCLUDED.chunks;
+        -- A document row that is new (xmax 0: inserted, not updated) is one more document.
+        WITH upserted AS (
+            INSERT INTO generation_documents AS s (tenant_id, generation_id, document_id, chunks, token_total)
+            SELECT tenant_id, generation_id, document_id, count(*), sum(tsv_length)
+            FROM added
+            GROUP BY tenant_id, generation_id, document_id
+            ORDER BY tenant_id, generation_id, document_id
+            ON CONFLICT (tenant_id, generation_id, document_id) DO UPDATE
+                SET chunks = s.chunks + EXCLUDED.chunks, token_total = s.token_total + EXCLUDED.token_total
+            RETURNING s.tenant_id, s.generation_id, (s.xmax = 0) AS inserted
+        )
+        UPDATE generations g SET document_count = g.document_count + n.documents
+        FROM (SELECT tenant_id, generation_id, count(*) FILTER (WHERE inserted) AS documents
+              FROM upserted GROUP BY tenant_id, generation_id) n
+        WHERE g.tenant_id = n.tenant_id AND g.id = n.generation_id AND n.documents > 0;
+        RETURN NULL;
+    END
+    $fn$;
+
+    CREATE OR REPLACE FUNCTION chunks_removed() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp
+    AS $fn$
+    BEGIN
+        -- The generation's row is locked (and its counts lowered) first; a generation this
+        -- statement no longer sees is being dropped, and its statistics with it.
+        WITH counts AS (
+            SELECT tenant_id, generation_id, count(*) AS chunks, sum(tsv_length) AS tokens
+            FROM removed GROUP BY tenant_id, generation_id
+        ), live AS (
+            UPDATE generations g
+            SET chunk_count = GREATEST(g.chunk_count - n.chunks, 0),
+                token_total = GREATEST(g.token_total - n.tokens, 0)
+            FROM counts n
+            WHERE g.tenant_id = n.tenant_id AND g.id = n.generation_id
+            RETURNING g.tenant_id, g.id
+        ), gone AS (
+            SELECT c.tenant_id, c.generation_id, u.lexeme, count(*) AS chunks
+            FROM removed c
+            JOIN live ON live.tenant_id = c.tenant_id AND live.id = c.generation_id
+            CROSS JOIN LATERAL unnest(c.tsv) u
+            GROUP BY c.tenant_id, c.generation_id, u.lexeme
+        ), emptied AS (
+            DELETE FROM generation_lexemes s USING gone
+            WHERE s.tenant_id = gone.tenant_id AND s.generation_id = gone.generation_id
+              AND s.lexeme = gone.lexeme AND s.chunks <= gone.chunks
+        )
+        UPDATE generation_lexemes s SET chunks = s.chunks - gone.chunks
+        FROM gone
+        WHERE s.tenant_id = gone.tenant_id AND s.generation_id = gone.generation_id
+          AND s.lexeme = gone.lexeme AND s.chunks > gone.chunks;
+        -- Read after the lock above, so no writer of the generation moves these rows meanwhile.
+        WITH gone AS (
+            SELECT r.tenant_id, r.generation_id, r.document_id, count(*) AS chunks, sum(r.tsv_length) AS tokens
+            FROM removed r
+            WHERE EXISTS (SELECT 1 FROM generations g WHERE g.tenant_id = r.tenant_id AND g.id = r.generation_id)
+            GROUP BY r.tenant_id, r.generation_id, r.document_id
+        ), emptied AS (
+            DELETE FROM generation_documents s USING gone
+            WHERE s.tenant_id = gone.tenant_id AND s.generation_id = gone.generation_id
+              AND s.document_id = gone.document_id AND s.chunks <= gone.chunks
+            RETURNING s.tenant_id, s.generation_id
+        ), lowered AS (
+            UPDATE generation_documents s
+            SET chunks = s.chunks - gone.chunks, token_total = GREATEST(s.token_total - gone.tokens, 0)
+            FROM gone
+            WHERE s.tenant_id = gone.tenant_id AND s.generation_id = gone.generation_id
+              AND s.document_id = gone.document_id AND s.chunks > gone.chunks
+        )
+        UPDATE generations g SET document_count = GREATEST(g.document_count - e.documents, 0)
+        FROM (SELECT tenant_id, generation_id, count(*) AS documents
+              FROM emptied GROUP BY tenant_id, generation_id) e
+        WHERE g.tenant_id = e.tenant_id AND g.id = e.generation_id;
+        RETURN NULL;
+    END
+    $fn$;
+";
+
+/// The documents of chunks already stored, counted by the owner, for whom row-level security is
+/// lifted for these statements only.
+const BACKFILL: &str = "
+    ALTER TABLE chunks NO FORCE ROW LEVEL SECURITY;
+    ALTER TABLE generations NO FORCE ROW LEVEL SECURITY;
+    INSERT INTO generation_documents (tenant_id, generation_id, document_id, chunks, token_total)
+    SELECT tenant_id, generation_id, document_id, count(*), sum(tsv_length)
+    FROM chunks GROUP BY tenant_id, generation_id, document_id;
+    UPDATE generations g
+    SET document_count = (SELECT count(*) FROM generation_documents s
+                          WHERE s.tenant_id = g.tenant_id AND s.generation_id = g.id);
+    ALTER TABLE chunks FORCE ROW LEVEL SECURITY;
+    ALTER TABLE generations FORCE ROW LEVEL SECURITY;
+";
+
+/// The search statement: as in `bm25` (same parameters), each candidate chunk's score plus
+/// [`DOCUMENT_WEIGHT`] times its document's, where the document's term frequencies are summed
+/// over its candidate chunks and its length is its own in the generation. Window functions, not
+/// a join of chunk and document scores, attach the document's part: the planner cannot estimate
+/// how many chunks match, and its guess of a few turned that join into a nested loop over every
+/// pair (60 ms for a common word on 10,000 chunks).
+fn fulltext_sql_with_documents() -> String {
+    let chunk_part = format!(
+        "t.idf * t.tf * {k1_plus_1} / (t.tf + {k1} * (1 - {b} + {b} * t.tsv_length / generation.average_length))",
+        k1 = BM25_K1,
+        k1_plus_1 = BM25_K1 + 1.0,
+        b = BM25_B,
+    );
+    // A lookup per document and term by the full key, whatever the planner thinks of the table.
+    let document_length = "COALESCE((SELECT s.token_total FROM public.generation_documents s
+                                      WHERE s.tenant_id = $1 AND s.generation_id = $2
+                                        AND s.document_id = t.document_id), t.tsv_length)";
+    let document_part = format!(
+        "t.idf * t.document_tf * {k1_plus_1} / (t.document_tf + {k1} * (1 - {b} + {b} * {document_length} / generation.average_document_length))",
+        k1 = BM25_K1,
+        k1_plus_1 = BM25_K1 + 1.0,
+        b = BM25_B,
+    );
+    format!(
+        "CREATE OR REPLACE FUNCTION chunk_fulltext_sql(filter jsonb) RETURNS text
+         LANGUAGE plpgsql IMMUTABLE
+         SET search_path = pg_catalog, public, pg_temp
+         AS $fn$
+         DECLARE
+             conditions text := '';
+             alternatives text[];
+             grp jsonb;
+             alt jsonb;
+         BEGIN
+             FOR grp IN SELECT value FROM jsonb_array_elements(COALESCE(filter, '[]'::jsonb)) LOOP
+                 alternatives := '{{}}';
+                 FOR alt IN SELECT value FROM jsonb_array_elements(grp) LOOP
+                     alternatives := alternatives || format('c.metadata @> %L::jsonb', alt::text);
+                 END LOOP;
+                 conditions := conditions || format(' AND (%s)',
+                     COALESCE(NULLIF(array_to_string(alternatives, ' OR '), ''), 'false'));
+             END LOOP;
+             RETURN format(
+                 'WITH generation AS MATERIALIZED (
+                      SELECT g.chunk_count::float8 AS n,
+                             GREATEST(g.token_total::float8 / NULLIF(g.chunk_count, 0), 1) AS average_length,
+                             GREATEST(g.token_total::float8 / NULLIF(g.document_count, 0), 1) AS average_document_length
+                      FROM public.generations g WHERE g.tenant_id = $1 AND g.id = $2
+                  ), terms AS (
+                      SELECT s.lexeme, ln(1 + (generation.n - s.chunks + 0.5) / (s.chunks + 0.5)) AS idf
+                      FROM public.generation_lexemes s, generation
+                      WHERE s.tenant_id = $1 AND s.generation_id = $2 AND s.lexeme = ANY ($3)
+                  ), candidates AS MATERIALIZED (
+                      SELECT c.id, c.document_id, c.tsv_length, c.tsv
+                      FROM public.chunks c
+                      JOIN public.documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
+                                      AND d.deleted_at IS NULL
+                      WHERE c.tenant_id = $1 AND c.generation_id = $2 AND c.tsv @@ $4%s
+                  ), matches AS (
+                      SELECT c.id, c.document_id, c.tsv_length, t.lexeme, t.idf,
+                             cardinality(u.positions)::float8 AS tf
+                      FROM candidates c
+                      CROSS JOIN LATERAL unnest(ts_filter(setweight(c.tsv, ''A'', $3), ''{{a}}'')) u
+                      JOIN terms t ON t.lexeme = u.lexeme
+                  ), document_terms AS (
+                      SELECT m.*, sum(m.tf) OVER (PARTITION BY m.document_id, m.lexeme) AS document_tf,
+                             row_number() OVER (PARTITION BY m.document_id, m.lexeme) AS nth
+                      FROM matches m
+                  ), parts AS (
+                      SELECT t.id, t.document_id, {chunk_part} AS chunk_part,
+                             CASE WHEN t.nth = 1 THEN {document_part} ELSE 0 END AS document_part
+                      FROM document_terms t
+                      CROSS JOIN generation
+                  ), documents_scored AS (
+                      SELECT p.id, p.chunk_part, sum(p.document_part) OVER (PARTITION BY p.document_id) AS document_score
+                      FROM parts p
+                  )
+                  SELECT c.id, (sum(c.chunk_part) + {weight} * max(c.document_score))::float8 AS score
+                  FROM documents_scored c
+                  GROUP BY c.id
+                  ORDER BY score DESC, c.id
+                  LIMIT $5', conditions);
+         END
+         $fn$;",
+        weight = DOCUMENT_WEIGHT,
+    )
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(
+            manager,
+            &format!(
+                "{STATISTICS}
+                 {TRIGGER_FUNCTIONS_WITH_DOCUMENTS}
+                 {BACKFILL}
+                 {policy}
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON generation_documents TO {APP_ROLE}, {PLATFORM_ROLE};
+                 GRANT SELECT ON generation_documents TO {SEARCH_ROLE};
+                 {function}",
+                policy = tenant_policy("generation_documents"),
+                function = fulltext_sql_with_documents(),
+            ),
+        )
+        .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(
+            manager,
+            &format!(
+                "{function}
+                 {TRIGGER_FUNCTIONS}
+                 DROP TABLE generation_documents;
+                 ALTER TABLE generations DROP COLUMN document_count;",
+                function = fulltext_sql_function(),
+            ),
+        )
+        .await
+    }
+}
