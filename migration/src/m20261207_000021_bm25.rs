@@ -36,9 +36,10 @@ pub const BM25_B: f64 = 0.75;
 /// time on 10,000 chunks.
 const CANDIDATE_BUDGET: u32 = 2_000;
 
-/// The search function's text. `$1` tenant, `$2` generation, `$3` the query's lexemes (text[]),
-/// `$4` the alternatives of those lexemes the generation holds (tsquery), `$5` how many hits.
-pub(crate) fn fulltext_sql_function() -> String {
+/// `chunk_fulltext_sql`, which turns a metadata filter into SQL conditions and returns
+/// `statement` (a `format` string of plpgsql, its one `%s` where the conditions go, quotes
+/// doubled) with them.
+pub(crate) fn fulltext_sql_function_of(statement: &str) -> String {
     format!(
         "CREATE OR REPLACE FUNCTION chunk_fulltext_sql(filter jsonb) RETURNS text
          LANGUAGE plpgsql IMMUTABLE
@@ -59,7 +60,17 @@ pub(crate) fn fulltext_sql_function() -> String {
                      COALESCE(NULLIF(array_to_string(alternatives, ' OR '), ''), 'false'));
              END LOOP;
              RETURN format(
-                 'WITH generation AS (
+                 '{statement}', conditions);
+         END
+         $fn$;"
+    )
+}
+
+/// The search function's text. `$1` tenant, `$2` generation, `$3` the query's lexemes (text[]),
+/// `$4` the alternatives of those lexemes the generation holds (tsquery), `$5` how many hits.
+pub(crate) fn fulltext_sql_function() -> String {
+    fulltext_sql_function_of(&format!(
+        "WITH generation AS (
                       SELECT g.chunk_count::float8 AS n,
                              GREATEST(g.token_total::float8 / NULLIF(g.chunk_count, 0), 1) AS average_length
                       FROM public.generations g WHERE g.tenant_id = $1 AND g.id = $2
@@ -81,13 +92,11 @@ pub(crate) fn fulltext_sql_function() -> String {
                   WHERE c.tenant_id = $1 AND c.generation_id = $2 AND c.tsv @@ $4%s
                   GROUP BY c.id
                   ORDER BY score DESC, c.id
-                  LIMIT $5', conditions);
-         END
-         $fn$;",
+                  LIMIT $5",
         k1 = BM25_K1,
         k1_plus_1 = BM25_K1 + 1.0,
         b = BM25_B,
-    )
+    ))
 }
 
 /// The body of `chunk_fulltext_hits` (plpgsql, between `$fn$`s), reading the query through
@@ -126,9 +135,11 @@ pub(crate) fn fulltext_hits_body(read_query: &str) -> String {
     )
 }
 
-/// The trigger functions that keep the statistics, as this migration made them (a later one
-/// that replaces them puts these back on its way down).
-pub(crate) const TRIGGER_FUNCTIONS: &str = "
+/// The trigger functions that keep the statistics, with `added_more` and `removed_more` (plpgsql
+/// statements, braces doubled) run last in each: after the generation's row is locked.
+pub(crate) fn trigger_functions(added_more: &str, removed_more: &str) -> String {
+    format!(
+        "
     CREATE OR REPLACE FUNCTION chunks_added() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp
     AS $fn$
@@ -144,7 +155,7 @@ pub(crate) const TRIGGER_FUNCTIONS: &str = "
         GROUP BY c.tenant_id, c.generation_id, u.lexeme
         ORDER BY c.tenant_id, c.generation_id, u.lexeme
         ON CONFLICT (tenant_id, generation_id, lexeme) DO UPDATE SET chunks = s.chunks + EXCLUDED.chunks;
-        RETURN NULL;
+{added_more}        RETURN NULL;
     END
     $fn$;
 
@@ -179,12 +190,14 @@ pub(crate) const TRIGGER_FUNCTIONS: &str = "
         FROM gone
         WHERE s.tenant_id = gone.tenant_id AND s.generation_id = gone.generation_id
           AND s.lexeme = gone.lexeme AND s.chunks > gone.chunks;
-        RETURN NULL;
+{removed_more}        RETURN NULL;
     END
     $fn$;
-";
+"
+    )
+}
 
-/// The statistics the triggers keep (the trigger functions are [`TRIGGER_FUNCTIONS`]).
+/// The statistics the triggers keep (the trigger functions are [`trigger_functions`]).
 const STATISTICS: &str = "
     CREATE FUNCTION tsvector_length(tsvector) RETURNS integer
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -238,7 +251,7 @@ impl MigrationTrait for Migration {
             manager,
             &format!(
                 "{STATISTICS}
-                 {TRIGGER_FUNCTIONS}
+                 {trigger_functions}
                  {TRIGGERS}
                  {policy}
                  GRANT SELECT, INSERT, UPDATE, DELETE ON generation_lexemes TO {APP_ROLE}, {PLATFORM_ROLE};
@@ -264,6 +277,7 @@ impl MigrationTrait for Migration {
                 policy = tenant_policy("generation_lexemes"),
                 function = fulltext_sql_function(),
                 hits_body = fulltext_hits_body("translate(query, './', '  ')"),
+                trigger_functions = trigger_functions("", ""),
             ),
         )
         .await

@@ -15,7 +15,9 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::m20261207_000021_bm25::{BM25_B, BM25_K1, TRIGGER_FUNCTIONS, fulltext_sql_function};
+use crate::m20261207_000021_bm25::{
+    BM25_B, BM25_K1, fulltext_sql_function, fulltext_sql_function_of, trigger_functions,
+};
 use crate::{APP_ROLE, PLATFORM_ROLE, SEARCH_ROLE, run, tenant_policy};
 
 #[derive(DeriveMigrationName)]
@@ -38,25 +40,10 @@ const STATISTICS: &str = "
     );
 ";
 
-/// The trigger functions of `bm25`, with the documents' statistics after the rest: the
-/// generation's row is still locked first.
-const TRIGGER_FUNCTIONS_WITH_DOCUMENTS: &str = "
-    CREATE OR REPLACE FUNCTION chunks_added() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp
-    AS $fn$
-    BEGIN
-        UPDATE generations g
-        SET chunk_count = g.chunk_count + n.chunks, token_total = g.token_total + n.tokens
-        FROM (SELECT tenant_id, generation_id, count(*) AS chunks, sum(tsv_length) AS tokens
-              FROM added GROUP BY tenant_id, generation_id) n
-        WHERE g.tenant_id = n.tenant_id AND g.id = n.generation_id;
-        INSERT INTO generation_lexemes AS s (tenant_id, generation_id, lexeme, chunks)
-        SELECT c.tenant_id, c.generation_id, u.lexeme, count(*)
-        FROM added c CROSS JOIN LATERAL unnest(c.tsv) u
-        GROUP BY c.tenant_id, c.generation_id, u.lexeme
-        ORDER BY c.tenant_id, c.generation_id, u.lexeme
-        ON CONFLICT (tenant_id, generation_id, lexeme) DO UPDATE SET chunks = s.chunks + EXCLUDED.chunks;
-        -- A document row that is new (xmax 0: inserted, not updated) is one more document.
+/// What the trigger functions of `bm25` do last for the documents' statistics, when a
+/// statement adds chunks. A document row that is new (xmax 0: inserted, not updated) is one
+/// more document of the generation.
+const DOCUMENTS_ADDED: &str = "
         WITH upserted AS (
             INSERT INTO generation_documents AS s (tenant_id, generation_id, document_id, chunks, token_total)
             SELECT tenant_id, generation_id, document_id, count(*), sum(tsv_length)
@@ -71,42 +58,11 @@ const TRIGGER_FUNCTIONS_WITH_DOCUMENTS: &str = "
         FROM (SELECT tenant_id, generation_id, count(*) FILTER (WHERE inserted) AS documents
               FROM upserted GROUP BY tenant_id, generation_id) n
         WHERE g.tenant_id = n.tenant_id AND g.id = n.generation_id AND n.documents > 0;
-        RETURN NULL;
-    END
-    $fn$;
+";
 
-    CREATE OR REPLACE FUNCTION chunks_removed() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp
-    AS $fn$
-    BEGIN
-        -- The generation's row is locked (and its counts lowered) first; a generation this
-        -- statement no longer sees is being dropped, and its statistics with it.
-        WITH counts AS (
-            SELECT tenant_id, generation_id, count(*) AS chunks, sum(tsv_length) AS tokens
-            FROM removed GROUP BY tenant_id, generation_id
-        ), live AS (
-            UPDATE generations g
-            SET chunk_count = GREATEST(g.chunk_count - n.chunks, 0),
-                token_total = GREATEST(g.token_total - n.tokens, 0)
-            FROM counts n
-            WHERE g.tenant_id = n.tenant_id AND g.id = n.generation_id
-            RETURNING g.tenant_id, g.id
-        ), gone AS (
-            SELECT c.tenant_id, c.generation_id, u.lexeme, count(*) AS chunks
-            FROM removed c
-            JOIN live ON live.tenant_id = c.tenant_id AND live.id = c.generation_id
-            CROSS JOIN LATERAL unnest(c.tsv) u
-            GROUP BY c.tenant_id, c.generation_id, u.lexeme
-        ), emptied AS (
-            DELETE FROM generation_lexemes s USING gone
-            WHERE s.tenant_id = gone.tenant_id AND s.generation_id = gone.generation_id
-              AND s.lexeme = gone.lexeme AND s.chunks <= gone.chunks
-        )
-        UPDATE generation_lexemes s SET chunks = s.chunks - gone.chunks
-        FROM gone
-        WHERE s.tenant_id = gone.tenant_id AND s.generation_id = gone.generation_id
-          AND s.lexeme = gone.lexeme AND s.chunks > gone.chunks;
-        -- Read after the lock above, so no writer of the generation moves these rows meanwhile.
+/// The same when a statement removes chunks: read after the generation's row is locked, so no
+/// writer of the generation moves these rows meanwhile; a generation being dropped is skipped.
+const DOCUMENTS_REMOVED: &str = "
         WITH gone AS (
             SELECT r.tenant_id, r.generation_id, r.document_id, count(*) AS chunks, sum(r.tsv_length) AS tokens
             FROM removed r
@@ -128,9 +84,6 @@ const TRIGGER_FUNCTIONS_WITH_DOCUMENTS: &str = "
         FROM (SELECT tenant_id, generation_id, count(*) AS documents
               FROM emptied GROUP BY tenant_id, generation_id) e
         WHERE g.tenant_id = e.tenant_id AND g.id = e.generation_id;
-        RETURN NULL;
-    END
-    $fn$;
 ";
 
 /// The documents of chunks already stored, counted by the owner, for whom row-level security is
@@ -171,27 +124,8 @@ fn fulltext_sql_with_documents() -> String {
         k1_plus_1 = BM25_K1 + 1.0,
         b = BM25_B,
     );
-    format!(
-        "CREATE OR REPLACE FUNCTION chunk_fulltext_sql(filter jsonb) RETURNS text
-         LANGUAGE plpgsql IMMUTABLE
-         SET search_path = pg_catalog, public, pg_temp
-         AS $fn$
-         DECLARE
-             conditions text := '';
-             alternatives text[];
-             grp jsonb;
-             alt jsonb;
-         BEGIN
-             FOR grp IN SELECT value FROM jsonb_array_elements(COALESCE(filter, '[]'::jsonb)) LOOP
-                 alternatives := '{{}}';
-                 FOR alt IN SELECT value FROM jsonb_array_elements(grp) LOOP
-                     alternatives := alternatives || format('c.metadata @> %L::jsonb', alt::text);
-                 END LOOP;
-                 conditions := conditions || format(' AND (%s)',
-                     COALESCE(NULLIF(array_to_string(alternatives, ' OR '), ''), 'false'));
-             END LOOP;
-             RETURN format(
-                 'WITH generation AS MATERIALIZED (
+    fulltext_sql_function_of(&format!(
+        "WITH generation AS MATERIALIZED (
                       SELECT g.chunk_count::float8 AS n,
                              GREATEST(g.token_total::float8 / NULLIF(g.chunk_count, 0), 1) AS average_length,
                              GREATEST(g.token_total::float8 / NULLIF(g.document_count, 0), 1) AS average_document_length
@@ -229,11 +163,9 @@ fn fulltext_sql_with_documents() -> String {
                   FROM documents_scored c
                   GROUP BY c.id
                   ORDER BY score DESC, c.id
-                  LIMIT $5', conditions);
-         END
-         $fn$;",
+                  LIMIT $5",
         weight = DOCUMENT_WEIGHT,
-    )
+    ))
 }
 
 #[async_trait::async_trait]
@@ -243,7 +175,7 @@ impl MigrationTrait for Migration {
             manager,
             &format!(
                 "{STATISTICS}
-                 {TRIGGER_FUNCTIONS_WITH_DOCUMENTS}
+                 {trigger_functions}
                  {BACKFILL}
                  {policy}
                  GRANT SELECT, INSERT, UPDATE, DELETE ON generation_documents TO {APP_ROLE}, {PLATFORM_ROLE};
@@ -251,6 +183,7 @@ impl MigrationTrait for Migration {
                  {function}",
                 policy = tenant_policy("generation_documents"),
                 function = fulltext_sql_with_documents(),
+                trigger_functions = trigger_functions(DOCUMENTS_ADDED, DOCUMENTS_REMOVED),
             ),
         )
         .await
@@ -261,10 +194,11 @@ impl MigrationTrait for Migration {
             manager,
             &format!(
                 "{function}
-                 {TRIGGER_FUNCTIONS}
+                 {trigger_functions}
                  DROP TABLE generation_documents;
                  ALTER TABLE generations DROP COLUMN document_count;",
                 function = fulltext_sql_function(),
+                trigger_functions = trigger_functions("", ""),
             ),
         )
         .await
