@@ -80,9 +80,7 @@ pub(crate) fn fulltext_sql_function() -> String {
                       WHERE s.tenant_id = $1 AND s.generation_id = $2 AND s.lexeme = ANY ($3)
                   )
                   SELECT c.id,
-                         sum(t.idf * cardinality(u.positions) * {k1_plus_1}
-                             / (cardinality(u.positions)
-                                + {k1} * (1 - {b} + {b} * c.tsv_length / generation.average_length)))::float8 AS score
+                         sum({term})::float8 AS score
                   FROM public.chunks c
                   JOIN public.documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
                                   AND d.deleted_at IS NULL
@@ -93,10 +91,23 @@ pub(crate) fn fulltext_sql_function() -> String {
                   GROUP BY c.id
                   ORDER BY score DESC, c.id
                   LIMIT $5",
+        term = bm25_term(
+            "t.idf",
+            "cardinality(u.positions)",
+            "c.tsv_length",
+            "generation.average_length"
+        ),
+    ))
+}
+
+/// One query term's BM25 score (SQL): `idf` · tf·(k1+1) / (tf + k1·(1 − b + b·length/average)).
+pub(crate) fn bm25_term(idf: &str, tf: &str, length: &str, average: &str) -> String {
+    format!(
+        "{idf} * {tf} * {k1_plus_1} / ({tf} + {k1} * (1 - {b} + {b} * {length} / {average}))",
         k1 = BM25_K1,
         k1_plus_1 = BM25_K1 + 1.0,
         b = BM25_B,
-    ))
+    )
 }
 
 /// The body of `chunk_fulltext_hits` (plpgsql, between `$fn$`s), reading the query through

@@ -16,7 +16,7 @@
 use sea_orm_migration::prelude::*;
 
 use crate::m20261207_000021_bm25::{
-    BM25_B, BM25_K1, fulltext_sql_function, fulltext_sql_function_of, trigger_functions,
+    bm25_term, fulltext_sql_function, fulltext_sql_function_of, trigger_functions,
 };
 use crate::{APP_ROLE, PLATFORM_ROLE, SEARCH_ROLE, run, tenant_policy};
 
@@ -108,21 +108,15 @@ const BACKFILL: &str = "
 /// how many chunks match, and its guess of a few turned that join into a nested loop over every
 /// pair (60 ms for a common word on 10,000 chunks).
 fn fulltext_sql_with_documents() -> String {
-    let chunk_part = format!(
-        "t.idf * t.tf * {k1_plus_1} / (t.tf + {k1} * (1 - {b} + {b} * t.tsv_length / generation.average_length))",
-        k1 = BM25_K1,
-        k1_plus_1 = BM25_K1 + 1.0,
-        b = BM25_B,
-    );
-    // A lookup per document and term by the full key, whatever the planner thinks of the table.
-    let document_length = "COALESCE((SELECT s.token_total FROM public.generation_documents s
-                                      WHERE s.tenant_id = $1 AND s.generation_id = $2
-                                        AND s.document_id = t.document_id), t.tsv_length)";
-    let document_part = format!(
-        "t.idf * t.document_tf * {k1_plus_1} / (t.document_tf + {k1} * (1 - {b} + {b} * {document_length} / generation.average_document_length))",
-        k1 = BM25_K1,
-        k1_plus_1 = BM25_K1 + 1.0,
-        b = BM25_B,
+    let chunk_part = bm25_term("t.idf", "t.tf", "t.tsv_length", "generation.average_length");
+    // The document's length: a lookup by the full key, whatever the planner thinks of the table.
+    let document_part = bm25_term(
+        "t.idf",
+        "t.document_tf",
+        "COALESCE((SELECT s.token_total FROM public.generation_documents s
+                   WHERE s.tenant_id = $1 AND s.generation_id = $2
+                     AND s.document_id = t.document_id), t.tsv_length)",
+        "generation.average_document_length",
     );
     fulltext_sql_function_of(&format!(
         "WITH generation AS MATERIALIZED (

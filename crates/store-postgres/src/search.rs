@@ -114,9 +114,7 @@ impl PgTx {
         // migration `search_functions`), since under row-level security its GIN indexes would be
         // unusable, and takes the filter as groups of alternatives.
         let mut filter = String::new();
-        if query.mode == SearchMode::Fulltext {
-            values.push(filter_groups(&query.filter));
-        } else {
+        if query.mode != SearchMode::Fulltext {
             for (key, options) in &query.filter {
                 let mut any = Vec::new();
                 for option in options {
@@ -126,7 +124,6 @@ impl PgTx {
                 filter.push_str(&format!(" AND ({})", any.join(" OR ")));
             }
         }
-        let groups = values.len();
         let plan = if query.mode == SearchMode::Fulltext {
             VectorPlan::Exact
         } else {
@@ -165,6 +162,8 @@ impl PgTx {
                 )
             }
             SearchMode::Fulltext => {
+                values.push(filter_groups(&query.filter));
+                let groups = values.len();
                 values.push(query.text.as_str().into());
                 let q = values.len();
                 (
