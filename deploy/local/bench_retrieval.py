@@ -312,8 +312,11 @@ def run(base, token, directory):
         pages, questions = subset(pages, questions)
     corpus_of = {p["id"]: p["corpus"] for p in pages}
     # BENCH_REUSE_DB=1 (bench-env.sh kept the last run's database): search what it ingested.
-    ingested = d / "ingested.json"
-    if os.environ.get("BENCH_REUSED_DB") == "1" and ingested.exists():
+    # Files of a quick run and of a full one are kept apart: their pages and questions differ.
+    suffix = "-quick" if QUICK else ""
+    reuse = os.environ.get("BENCH_REUSED_DB") == "1"
+    ingested = d / f"ingested{suffix}.json"
+    if reuse and ingested.exists():
         kept = json.loads(ingested.read_text())
         collection, page_of_doc, chunks, ingest_seconds = (kept["collection"], kept["page_of_doc"],
                                                            kept["chunks"], kept["ingest_seconds"])
@@ -364,8 +367,8 @@ def run(base, token, directory):
 
     # The references depend on the pages, the questions and the model only: kept for runs that
     # reuse the database.
-    references = d / "references.json"
-    if os.environ.get("BENCH_REUSED_DB") == "1" and references.exists():
+    references = d / f"references{suffix}.json"
+    if reuse and references.exists():
         print("references: kept from an earlier run", file=sys.stderr)
         kept = json.loads(references.read_text())
         bm25, dense, windows, parts = kept["bm25"], kept["dense"], kept["windows"], kept["parts"]
