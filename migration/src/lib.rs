@@ -34,6 +34,7 @@ mod m20261207_000021_bm25;
 mod m20261207_000022_fulltext_plans;
 mod m20261207_000023_bm25_documents;
 mod m20261207_000024_fulltext_punctuation;
+mod m20261207_000025_chunk_titles;
 
 /// The role the API serves tenant work with (neither owner, superuser nor BYPASSRLS).
 pub const APP_ROLE: &str = "agentic_app";
@@ -71,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000022_fulltext_plans::Migration),
             Box::new(m20261207_000023_bm25_documents::Migration),
             Box::new(m20261207_000024_fulltext_punctuation::Migration),
+            Box::new(m20261207_000025_chunk_titles::Migration),
         ]
     }
 }

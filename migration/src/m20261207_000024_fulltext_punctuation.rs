@@ -20,10 +20,10 @@ pub struct Migration;
 /// The expression chunks and queries were read through before this migration.
 const PREVIOUS_READING: &str = "translate(content, './', '  ')";
 
-/// `tsv` and `tsv_length` read through `reading` (an expression of `content`), and the
+/// `tsv` and `tsv_length` read through `reading` (an expression of the chunk's columns), and the
 /// statistics of every generation counted again from the chunks, by the owner, for whom
 /// row-level security is lifted for these statements only.
-fn read_chunks_through(reading: &str) -> String {
+pub(crate) fn read_chunks_through(reading: &str) -> String {
     format!(
         "ALTER TABLE chunks
              ALTER COLUMN tsv SET EXPRESSION AS (to_tsvector('english', {reading})),

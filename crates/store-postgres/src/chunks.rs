@@ -36,6 +36,7 @@ impl ChunkRepo for PgTx {
                 target.generation.as_uuid().into(),
                 target.space_id.as_str().into(),
                 target.metadata.clone().into(),
+                target.title.as_str().into(),
             ];
             let mut rows = Vec::with_capacity(batch.len());
             for chunk in batch {
@@ -46,7 +47,7 @@ impl ChunkRepo for PgTx {
                 values.push(i32::try_from(chunk.token_count).unwrap_or(i32::MAX).into());
                 values.push(PgVector::from(chunk.embedding.clone()).into());
                 rows.push(format!(
-                    "($1, ${first}, $2, $3, $4, $5, ${}, ${}, ${}, $6, ${})",
+                    "($1, ${first}, $2, $3, $4, $5, ${}, ${}, ${}, $6, ${}, $7)",
                     first + 1,
                     first + 2,
                     first + 3,
@@ -57,7 +58,7 @@ impl ChunkRepo for PgTx {
                 &self.tx,
                 &format!(
                     "INSERT INTO chunks (tenant_id, id, collection_id, document_id, generation_id, space_id,
-                                         position, content, token_count, metadata, embedding)
+                                         position, content, token_count, metadata, embedding, title)
                      VALUES {}",
                     rows.join(", ")
                 ),

@@ -240,6 +240,7 @@ async fn axes(db: &TestDb, tenant: TenantId, count: usize) -> (Collection, Vec<D
             document: document.id,
             generation: collection.active_generation,
             space_id: MINILM.into(),
+            title: document.title.as_str().to_owned(),
             metadata: serde_json::json!({}),
         };
         let chunk = NewChunk {

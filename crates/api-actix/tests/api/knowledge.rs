@@ -999,13 +999,16 @@ async fn full_text_ranks_by_bm25_over_statistics_kept_with_the_chunks() {
     assert_eq!(titles(&fulltext("kettle descaling").await), ["Kitchen"]);
     assert_eq!(titles(&fulltext("“Kettle’s”").await), ["Kitchen"]);
     assert_eq!(titles(&fulltext("monthly").await), ["Kitchen"]);
+    // A chunk is read with its document's title: the word is only in the title.
+    assert_eq!(titles(&fulltext("kitchen").await), ["Kitchen"]);
 
-    // Replacing a text and purging a document keep the statistics exact.
+    // Replacing a text (and the title) and purging a document keep the statistics exact, and
+    // the chunks follow the new title.
     let replaced = json(
         app.put(
             &format!("/v1/documents/{}", documents[3]),
             t,
-            json!({"title": "Office plants", "content": "The ficus moved to the lobby; the cactus needs no water at all."}),
+            json!({"title": "Greenery", "content": "The ficus moved to the lobby; the cactus needs no water at all."}),
         )
         .await,
         StatusCode::ACCEPTED,
@@ -1016,7 +1019,9 @@ async fn full_text_ranks_by_bm25_over_statistics_kept_with_the_chunks() {
         .await;
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(statistics_drift(&app, &id).await, (0, 0, 0, 0));
-    assert_eq!(titles(&fulltext("cactus").await), ["Office plants"]);
+    assert_eq!(titles(&fulltext("cactus").await), ["Greenery"]);
+    assert_eq!(titles(&fulltext("greenery").await), ["Greenery"]);
+    assert!(titles(&fulltext("plants").await).is_empty());
     let doc = &documents[1];
     assert_eq!(
         app.delete(&format!("/v1/documents/{doc}"), t)

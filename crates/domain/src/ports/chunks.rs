@@ -23,6 +23,8 @@ pub struct ChunkTarget {
     pub document: DocumentId,
     pub generation: GenerationId,
     pub space_id: String,
+    /// The document's title, which full text reads with each chunk.
+    pub title: String,
     pub metadata: Value,
 }
 

@@ -225,6 +225,7 @@ impl IngestWorker {
                 document: document_id,
                 generation: active.id,
                 space_id: active.space_id,
+                title: document.title.as_str().to_owned(),
                 metadata: document.metadata.clone(),
             };
             tx.chunks()
@@ -348,6 +349,7 @@ impl IngestWorker {
                     document: document.id,
                     generation: generation.id,
                     space_id: generation.space_id.clone(),
+                    title: document.title.as_str().to_owned(),
                     metadata: document.metadata.clone(),
                 };
                 done += 1;
