@@ -35,6 +35,7 @@ mod m20261207_000022_fulltext_plans;
 mod m20261207_000023_bm25_documents;
 mod m20261207_000024_fulltext_punctuation;
 mod m20261207_000025_chunk_titles;
+mod m20261207_000026_fulltext_aggregates;
 
 /// The role the API serves tenant work with (neither owner, superuser nor BYPASSRLS).
 pub const APP_ROLE: &str = "agentic_app";
@@ -73,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000023_bm25_documents::Migration),
             Box::new(m20261207_000024_fulltext_punctuation::Migration),
             Box::new(m20261207_000025_chunk_titles::Migration),
+            Box::new(m20261207_000026_fulltext_aggregates::Migration),
         ]
     }
 }

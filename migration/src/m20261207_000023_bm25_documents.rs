@@ -107,7 +107,7 @@ const BACKFILL: &str = "
 /// a join of chunk and document scores, attach the document's part: the planner cannot estimate
 /// how many chunks match, and its guess of a few turned that join into a nested loop over every
 /// pair (60 ms for a common word on 10,000 chunks).
-fn fulltext_sql_with_documents() -> String {
+pub(crate) fn fulltext_sql_with_documents() -> String {
     let chunk_part = bm25_term("t.idf", "t.tf", "t.tsv_length", "generation.average_length");
     // The document's length: a lookup by the full key, whatever the planner thinks of the table.
     let document_part = bm25_term(

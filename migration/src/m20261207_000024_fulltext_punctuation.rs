@@ -51,14 +51,15 @@ pub(crate) fn read_chunks_through(reading: &str) -> String {
     )
 }
 
-/// The search function, reading its query through `read_query` (an expression of `query`).
-fn fulltext_hits(read_query: &str) -> String {
+/// The search function, reading its query through `read_query` (an expression of `query`), with
+/// `settings` (`SET` clauses) beside its search path.
+pub(crate) fn fulltext_hits(read_query: &str, settings: &str) -> String {
     format!(
         "SET ROLE {SEARCH_ROLE};
          CREATE OR REPLACE FUNCTION chunk_fulltext_hits(generation uuid, query text, filter jsonb, top integer)
          RETURNS TABLE (id uuid, score double precision)
          LANGUAGE plpgsql STABLE SECURITY DEFINER
-         SET search_path = pg_catalog, public, pg_temp
+         SET search_path = pg_catalog, public, pg_temp {settings}
          ROWS 50
          AS {body};
          RESET ROLE;",
@@ -80,7 +81,7 @@ impl MigrationTrait for Migration {
                   {chunks}
                   {function}",
                 chunks = read_chunks_through("searchable_text(content)"),
-                function = fulltext_hits("searchable_text(query)"),
+                function = fulltext_hits("searchable_text(query)", ""),
             ),
         )
         .await
@@ -93,7 +94,7 @@ impl MigrationTrait for Migration {
                 "{function}
                  {chunks}
                  DROP FUNCTION searchable_text(text);",
-                function = fulltext_hits(&PREVIOUS_READING.replace("content", "query")),
+                function = fulltext_hits(&PREVIOUS_READING.replace("content", "query"), ""),
                 chunks = read_chunks_through(PREVIOUS_READING),
             ),
         )

@@ -162,12 +162,17 @@ async fn ingest_then_search_in_every_mode() {
             .status(),
         StatusCode::NO_CONTENT
     );
-    let after = json(
-        search("vector", "how many holidays do I get?").await,
-        StatusCode::OK,
-    )
-    .await;
-    assert!(!titles(&after).contains(&"Vacation policy".to_owned()));
+    for mode in ["vector", "fulltext", "hybrid"] {
+        let after = json(
+            search(mode, "how many vacation days do I get?").await,
+            StatusCode::OK,
+        )
+        .await;
+        assert!(
+            !titles(&after).contains(&"Vacation policy".to_owned()),
+            "{mode}: {after}"
+        );
+    }
     json(
         app.post_empty(&format!("/v1/documents/{}/restore", documents[0]), t)
             .await,
@@ -182,12 +187,14 @@ async fn ingest_then_search_in_every_mode() {
     )
     .await;
     assert!(again["deleted_at"].is_null());
-    let back = json(
-        search("vector", "how many holidays do I get?").await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(titles(&back)[0], "Vacation policy");
+    for mode in ["vector", "fulltext", "hybrid"] {
+        let back = json(
+            search(mode, "how many vacation days do I get?").await,
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(titles(&back)[0], "Vacation policy", "{mode}");
+    }
 
     // Deleting the collection hides everything.
     assert_eq!(
@@ -767,12 +774,30 @@ async fn full_text_search_runs_where_its_gin_indexes_are_usable() {
         .unwrap();
     assert_eq!(nobody, 0);
 
-    // The statement the function runs, as the role it runs as: the planner picks the GIN index
-    // of the selective condition, full text or metadata, scoped to the generation.
+    // The statement the function runs, as the role it runs as and with the planner settings it
+    // runs with: the planner picks the GIN index of the selective condition, full text or
+    // metadata, scoped to the generation.
     let tx = owner.begin().await.unwrap();
-    tx.execute_unprepared("SET LOCAL ROLE agentic_search")
+    let settings = tx
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT array_to_string(proconfig, ';') AS settings FROM pg_proc
+             WHERE proname = 'chunk_fulltext_hits'",
+        ))
         .await
+        .unwrap()
+        .unwrap()
+        .try_get::<String>("", "settings")
         .unwrap();
+    assert!(
+        settings.contains("enable_seqscan=off") && settings.contains("enable_nestloop=off"),
+        "{settings}"
+    );
+    tx.execute_unprepared(
+        "SET LOCAL ROLE agentic_search; SET LOCAL enable_seqscan = off; SET LOCAL enable_nestloop = off",
+    )
+    .await
+    .unwrap();
     for (filter, query, index) in [
         ("[]", "vacation", "chunks_tsv"),
         (
