@@ -876,6 +876,7 @@ async fn one(
             filter: Vec::new(),
             min_score: None,
             hybrid_weight: 0.5,
+            vector_hits: Vec::new(),
             text_hits: Vec::new(),
         };
         let started = Instant::now();

@@ -128,4 +128,8 @@ impl ChunkRepo for PgTx {
     async fn fulltext_scores(&mut self, query: &SearchQuery) -> StoreResult<Vec<(ChunkId, f32)>> {
         self.search_fulltext_scores(query).await
     }
+
+    async fn vector_scores(&mut self, query: &SearchQuery) -> StoreResult<Vec<(ChunkId, f32)>> {
+        self.search_vector_scores(query).await
+    }
 }

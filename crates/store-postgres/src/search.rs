@@ -1,7 +1,7 @@
 //! The search planner: one list of hits per query, by vector (exact or HNSW, chosen per
 //! generation size) or by full text.
 
-use domain::ports::{ScoreKind, SearchHit, SearchMode, SearchQuery, StoreResult, hybrid_depth};
+use domain::ports::{ScoreKind, SearchHit, SearchMode, SearchQuery, StoreResult};
 use domain::{ChunkId, DocumentId};
 use sea_orm::prelude::PgVector;
 use sea_orm::{FromQueryResult, Value};
@@ -54,6 +54,29 @@ fn filter_groups(filter: &[(String, Vec<serde_json::Value>)]) -> Value {
     serde_json::Value::Array(groups).into()
 }
 
+/// A chunk id with its score in one list of a hybrid search.
+#[derive(FromQueryResult)]
+struct Scored {
+    chunk_id: Uuid,
+    score: f64,
+}
+
+fn scored(rows: Vec<Scored>) -> Vec<(ChunkId, f32)> {
+    #[allow(clippy::cast_possible_truncation)]
+    rows.into_iter()
+        .map(|r| (ChunkId::from_uuid(r.chunk_id), r.score as f32))
+        .collect()
+}
+
+/// One list of a hybrid search as the fusing statement reads it (`jsonb_to_recordset`).
+fn scored_list(hits: &[(ChunkId, f32)]) -> Value {
+    let list: Vec<serde_json::Value> = hits
+        .iter()
+        .map(|(id, score)| serde_json::json!({"id": id.as_uuid(), "score": score}))
+        .collect();
+    serde_json::Value::Array(list).into()
+}
+
 /// Exact search compares every vector of the generation: a millisecond or so per thousand chunks
 /// (vectors are kept in the row); HNSW answers in a few milliseconds whatever the size, but a
 /// small tenant's neighbours are few among the index's and hard to find. Up to 3,000 chunks exact
@@ -98,125 +121,73 @@ impl VectorPlan {
     }
 }
 
+/// The nearest chunks: the statement (with the rows it returns, `chunk_id` and `score` among
+/// them), its parameters, and the plan it runs with.
+struct Nearest {
+    sql: String,
+    values: Vec<Value>,
+    plan: VectorPlan,
+}
+
 impl PgTx {
-    /// One list of hits: vector (exact or HNSW, as [`PgTx::vector_plan`] chooses) or full text.
+    /// One list of hits: vector (exact or HNSW, as [`PgTx::vector_plan`] chooses), full text, or
+    /// the fusion of the two lists a hybrid query brings.
     pub(crate) async fn search_chunks(
         &mut self,
         query: &SearchQuery,
     ) -> StoreResult<Vec<SearchHit>> {
-        let (space, dims) = space_literals(&query.space_id, query.dimensions)?;
-        let mut values: Vec<Value> = vec![
-            self.t(),
-            query.generation.as_uuid().into(),
-            i64::from(query.top_k).into(),
-        ];
-        // The vector list filters in SQL; full text goes through `chunk_fulltext_hits` (see the
-        // migration `search_functions`), since under row-level security its GIN indexes would be
-        // unusable, and takes the filter as groups of alternatives.
-        let mut filter = String::new();
-        if query.mode != SearchMode::Fulltext {
-            for (key, options) in &query.filter {
-                let mut any = Vec::new();
-                for option in options {
-                    values.push(serde_json::json!({ key: option }).into());
-                    any.push(format!("c.metadata @> ${}::jsonb", values.len()));
-                }
-                filter.push_str(&format!(" AND ({})", any.join(" OR ")));
-            }
-        }
-        let plan = if query.mode == SearchMode::Fulltext {
-            VectorPlan::Exact
-        } else {
-            self.vector_plan(query).await?
-        };
-        let (sql, kind) = match query.mode {
+        let (rows, kind) = match query.mode {
             SearchMode::Vector => {
-                let vector = query
-                    .vector
-                    .clone()
-                    .ok_or_else(|| corrupt("search", "vector mode without a vector".into()))?;
-                values.push(PgVector::from(vector).into());
-                let q = values.len();
-                let min = query.min_score.map_or(String::new(), |m| {
-                    format!(
-                        " AND 1 - (c.embedding::vector({dims}) <=> ${q}::vector({dims})) >= {m}"
+                let nearest = self
+                    .nearest(
+                        query,
+                        "c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content, c.metadata",
                     )
-                });
-                let order = plan.order(&format!(
-                    "c.embedding::vector({dims}) <=> ${q}::vector({dims})"
-                ));
-                (
-                    format!(
-                        "SELECT * FROM (
-                             SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
-                                    (1 - (c.embedding::vector({dims}) <=> ${q}::vector({dims})))::float8 AS score, c.metadata
-                             FROM chunks c
-                             JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
-                             WHERE c.tenant_id = $1 AND c.space_id = {space} AND c.generation_id = $2{filter}{min}
-                             ORDER BY {order}
-                             LIMIT $3
-                         ) nearest
-                         ORDER BY score DESC, chunk_id"
-                    ),
-                    ScoreKind::CosineSimilarity,
-                )
+                    .await?;
+                let rows = fetch_all::<HitRow>(&self.tx, &nearest.sql, nearest.values).await?;
+                if nearest.plan == VectorPlan::Hnsw {
+                    self.reset_plan().await?;
+                }
+                (rows, ScoreKind::CosineSimilarity)
             }
             SearchMode::Fulltext => {
-                values.push(filter_groups(&query.filter));
-                let groups = values.len();
-                values.push(query.text.as_str().into());
-                let q = values.len();
-                (
-                    format!(
-                        "SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
-                                f.score, c.metadata
-                         FROM chunk_fulltext_hits($2, ${q}, ${groups}::jsonb, $3::integer) f
-                         JOIN chunks c ON c.tenant_id = $1 AND c.id = f.id
-                         JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
-                         ORDER BY f.score DESC, c.id"
-                    ),
-                    ScoreKind::Bm25,
+                let rows = fetch_all::<HitRow>(
+                    &self.tx,
+                    "SELECT c.id AS chunk_id, c.document_id, d.title AS document_title, c.position, c.content,
+                            f.score, c.metadata
+                     FROM chunk_fulltext_hits($2, $3, $4::jsonb, $5::integer) f
+                     JOIN chunks c ON c.tenant_id = $1 AND c.id = f.id
+                     JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id
+                     ORDER BY f.score DESC, c.id",
+                    vec![
+                        self.t(),
+                        query.generation.as_uuid().into(),
+                        query.text.as_str().into(),
+                        filter_groups(&query.filter),
+                        i64::from(query.top_k).into(),
+                    ],
                 )
+                .await?;
+                (rows, ScoreKind::Bm25)
             }
             SearchMode::Hybrid => {
-                let vector = query
-                    .vector
-                    .clone()
-                    .ok_or_else(|| corrupt("search", "hybrid mode without a vector".into()))?;
-                values.push(PgVector::from(vector).into());
-                let v = values.len();
-                let text_hits: Vec<serde_json::Value> = query
-                    .text_hits
-                    .iter()
-                    .map(|(id, score)| serde_json::json!({"id": id.as_uuid(), "score": score}))
-                    .collect();
-                values.push(serde_json::Value::Array(text_hits).into());
-                let t = values.len();
-                values.push(f64::from(query.hybrid_weight.clamp(0.0, 1.0)).into());
-                let w = values.len();
-                let order = plan.order(&format!(
-                    "c.embedding::vector({dims}) <=> ${v}::vector({dims})"
-                ));
                 // A weighted sum of the two lists' scores, each scaled to 0..1 by its own list
-                // (min-max; a chunk missing from a list gets that list's 0). The full-text list
-                // comes in with the query (`fulltext_scores`, run while the query was embedded);
-                // a document deleted since then drops out at the last join.
-                // Chosen over reciprocal rank fusion on `just bench-retrieval` (docs/benchmarks.md).
-                (
-                    format!(
-                        "WITH vector_nearest AS (
-                             SELECT c.id, 1 - (c.embedding::vector({dims}) <=> ${v}::vector({dims})) AS score
-                             FROM chunks c
-                             JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
-                             WHERE c.tenant_id = $1 AND c.space_id = {space} AND c.generation_id = $2{filter}
-                             ORDER BY {order}
-                             LIMIT {depth}
+                // (min-max; a chunk missing from a list gets that list's 0). Both lists come in
+                // with the query, found side by side (`vector_scores` after the query's
+                // embedding, `fulltext_scores` meanwhile); a document deleted since then drops
+                // out at the last join. Chosen over reciprocal rank fusion on
+                // `just bench-retrieval` (docs/benchmarks.md).
+                let rows = fetch_all::<HitRow>(
+                    &self.tx,
+                    &format!(
+                        "WITH vector_best AS (
+                             SELECT f.id, f.score FROM jsonb_to_recordset($4::jsonb) AS f(id uuid, score float8)
                          ), text_best AS (
-                             SELECT f.id, f.score FROM jsonb_to_recordset(${t}::jsonb) AS f(id uuid, score float8)
+                             SELECT f.id, f.score FROM jsonb_to_recordset($5::jsonb) AS f(id uuid, score float8)
                          ), scaled AS (
-                             SELECT id, ${w}::float8 * {scale} AS score FROM vector_nearest
+                             SELECT id, $6::float8 * {scale} AS score FROM vector_best
                              UNION ALL
-                             SELECT id, (1 - ${w}::float8) * {scale} AS score FROM text_best
+                             SELECT id, (1 - $6::float8) * {scale} AS score FROM text_best
                          ), fused AS (
                              SELECT id, sum(score)::float8 AS score FROM scaled GROUP BY id
                          )
@@ -227,17 +198,21 @@ impl PgTx {
                          JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
                          ORDER BY f.score DESC, c.id
                          LIMIT $3",
-                        depth = hybrid_depth(query.top_k),
                         scale = "COALESCE((score - min(score) OVER ()) / NULLIF(max(score) OVER () - min(score) OVER (), 0), 1)",
                     ),
-                    ScoreKind::WeightedSum,
+                    vec![
+                        self.t(),
+                        query.generation.as_uuid().into(),
+                        i64::from(query.top_k).into(),
+                        scored_list(&query.vector_hits),
+                        scored_list(&query.text_hits),
+                        f64::from(query.hybrid_weight.clamp(0.0, 1.0)).into(),
+                    ],
                 )
+                .await?;
+                (rows, ScoreKind::WeightedSum)
             }
         };
-        let rows = fetch_all::<HitRow>(&self.tx, &sql, values).await?;
-        if plan == VectorPlan::Hnsw {
-            self.reset_plan().await?;
-        }
         Ok(rows
             .into_iter()
             .map(|r| SearchHit {
@@ -255,20 +230,29 @@ impl PgTx {
             .collect())
     }
 
+    /// The vector half of a hybrid search: ids and cosine similarities only, so that the fused
+    /// answer reads only the chunks it returns.
+    pub(crate) async fn search_vector_scores(
+        &mut self,
+        query: &SearchQuery,
+    ) -> StoreResult<Vec<(ChunkId, f32)>> {
+        let nearest = self.nearest(query, "c.id AS chunk_id").await?;
+        let rows = fetch_all::<Scored>(&self.tx, &nearest.sql, nearest.values).await?;
+        if nearest.plan == VectorPlan::Hnsw {
+            self.reset_plan().await?;
+        }
+        Ok(scored(rows))
+    }
+
     /// The full-text half of a hybrid search: ids and BM25 scores only, so that it can run
     /// beside the query's embedding and the fused answer reads only the chunks it returns.
     pub(crate) async fn search_fulltext_scores(
         &mut self,
         query: &SearchQuery,
     ) -> StoreResult<Vec<(ChunkId, f32)>> {
-        #[derive(FromQueryResult)]
-        struct Scored {
-            id: Uuid,
-            score: f64,
-        }
         let rows = fetch_all::<Scored>(
             &self.tx,
-            "SELECT f.id, f.score FROM chunk_fulltext_hits($1, $2, $3::jsonb, $4::integer) f
+            "SELECT f.id AS chunk_id, f.score FROM chunk_fulltext_hits($1, $2, $3::jsonb, $4::integer) f
              ORDER BY f.score DESC, f.id",
             vec![
                 query.generation.as_uuid().into(),
@@ -278,11 +262,55 @@ impl PgTx {
             ],
         )
         .await?;
-        #[allow(clippy::cast_possible_truncation)]
-        Ok(rows
-            .into_iter()
-            .map(|r| (ChunkId::from_uuid(r.id), r.score as f32))
-            .collect())
+        Ok(scored(rows))
+    }
+
+    /// The statement that finds the chunks of live documents nearest to `query.vector` (at most
+    /// `query.top_k`, the metadata filter and `min_score` applied), best first, returning
+    /// `columns` (of `c`, chunks, and `d`, documents) and `score` (cosine similarity). Plans
+    /// the search for this transaction ([`PgTx::vector_plan`]): the caller resets an HNSW plan.
+    async fn nearest(&mut self, query: &SearchQuery, columns: &str) -> StoreResult<Nearest> {
+        let (space, dims) = space_literals(&query.space_id, query.dimensions)?;
+        let vector = query
+            .vector
+            .clone()
+            .ok_or_else(|| corrupt("search", "a vector search without a vector".into()))?;
+        let mut values: Vec<Value> = vec![
+            self.t(),
+            query.generation.as_uuid().into(),
+            i64::from(query.top_k).into(),
+            PgVector::from(vector).into(),
+        ];
+        let mut filter = String::new();
+        for (key, options) in &query.filter {
+            let mut any = Vec::new();
+            for option in options {
+                values.push(serde_json::json!({ key: option }).into());
+                any.push(format!("c.metadata @> ${}::jsonb", values.len()));
+            }
+            filter.push_str(&format!(" AND ({})", any.join(" OR ")));
+        }
+        let distance = format!("c.embedding::vector({dims}) <=> $4::vector({dims})");
+        let min = query
+            .min_score
+            .map_or(String::new(), |m| format!(" AND 1 - ({distance}) >= {m}"));
+        let plan = self.vector_plan(query).await?;
+        let order = plan.order(&distance);
+        Ok(Nearest {
+            sql: format!(
+                "SELECT * FROM (
+                     SELECT {columns}, (1 - ({distance}))::float8 AS score
+                     FROM chunks c
+                     JOIN documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id AND d.deleted_at IS NULL
+                     WHERE c.tenant_id = $1 AND c.space_id = {space} AND c.generation_id = $2{filter}{min}
+                     ORDER BY {order}
+                     LIMIT $3
+                 ) nearest
+                 ORDER BY score DESC, chunk_id"
+            ),
+            values,
+            plan,
+        })
     }
 
     /// Chooses exact or HNSW search from the generation's chunk count, and sets the HNSW scan up

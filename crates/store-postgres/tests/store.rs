@@ -273,6 +273,7 @@ fn nearest_to_axis(collection: &Collection, axis: usize, chunk_count: i64) -> Se
         filter: Vec::new(),
         min_score: None,
         hybrid_weight: 0.5,
+        vector_hits: Vec::new(),
         text_hits: Vec::new(),
     }
 }

@@ -78,7 +78,7 @@ pub struct SearchQuery {
     /// Chunks in the generation, as the collection counts them (chooses exact or HNSW search).
     pub chunk_count: i64,
     pub text: String,
-    /// Present for vector and hybrid modes.
+    /// Present for vector mode, and for [`ChunkRepo::vector_scores`].
     pub vector: Option<Vec<f32>>,
     pub mode: SearchMode,
     pub top_k: u32,
@@ -88,9 +88,12 @@ pub struct SearchQuery {
     /// Hybrid mode: the vector list's weight in the fusion, 0..=1 (the full-text list gets the
     /// rest).
     pub hybrid_weight: f32,
+    /// Hybrid mode: the nearest chunks (chunk and cosine similarity, [`hybrid_depth`] deep),
+    /// found beforehand by [`ChunkRepo::vector_scores`].
+    pub vector_hits: Vec<(ChunkId, f32)>,
     /// Hybrid mode: the full-text list to fuse with the nearest chunks (chunk and BM25 score,
     /// [`hybrid_depth`] deep), found beforehand by [`ChunkRepo::fulltext_scores`] while the query
-    /// was being embedded.
+    /// was being embedded and its nearest chunks found.
     pub text_hits: Vec<(ChunkId, f32)>,
 }
 
@@ -160,4 +163,12 @@ pub trait ChunkRepo: Send {
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn fulltext_scores(&mut self, query: &SearchQuery) -> StoreResult<Vec<(ChunkId, f32)>>;
+
+    /// The vector half of a hybrid search: the chunks of live documents nearest to
+    /// `query.vector` (at most `query.top_k`, metadata filter applied), as chunk ids with their
+    /// cosine similarities and without their text, best first.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn vector_scores(&mut self, query: &SearchQuery) -> StoreResult<Vec<(ChunkId, f32)>>;
 }

@@ -201,16 +201,29 @@ impl SearchService {
         let (lists, truncated) = loop {
             attempts += 1;
             let found = self.read(tenant, collections, missing).await?;
-            // Hybrid search reads its full-text list while the query is embedded (the embedder
-            // works off the executor): the slower of the two, not their sum.
-            let (embedded, text_lists) = if request.mode == SearchMode::Hybrid {
-                let (embedded, text_lists) = tokio::join!(
-                    self.embed_query(&found, request),
+            // Hybrid search reads its full-text lists while the query is embedded (the embedder
+            // works off the executor) and its nearest chunks are found: the slower of the two
+            // paths, not their sum.
+            let (embedded, vector_lists, text_lists) = if request.mode == SearchMode::Hybrid {
+                let nearest = async {
+                    let embedded = self.embed_query(&found, request).await?;
+                    let lists = self
+                        .vector_lists(tenant, &found, &embedded.0, request)
+                        .await?;
+                    Ok::<_, Error>((embedded, lists))
+                };
+                let (nearest, text_lists) = tokio::join!(
+                    nearest,
                     self.fulltext_lists(tenant, &found, &fulltext_text, request)
                 );
-                (embedded?, text_lists?)
+                let (embedded, vector_lists) = nearest?;
+                (embedded, vector_lists, text_lists?)
             } else {
-                (self.embed_query(&found, request).await?, Vec::new())
+                (
+                    self.embed_query(&found, request).await?,
+                    Vec::new(),
+                    Vec::new(),
+                )
             };
             let (vectors, truncated, tokens) = embedded;
             embedded_tokens = embedded_tokens.saturating_add(tokens);
@@ -224,7 +237,7 @@ impl SearchService {
                     tenant,
                     &found,
                     &vectors,
-                    text_lists,
+                    (vector_lists, text_lists),
                     &fulltext_text,
                     request,
                 )
@@ -345,7 +358,7 @@ impl SearchService {
         found: &[Collection],
         fulltext_text: &str,
         request: &Validated,
-    ) -> Result<Vec<Vec<(ChunkId, f32)>>, Error> {
+    ) -> Result<Vec<ScoredList>, Error> {
         let mut tx = self.store.begin(tenant).await?;
         let mut lists = Vec::with_capacity(found.len());
         for collection in found {
@@ -360,24 +373,54 @@ impl SearchService {
         Ok(lists)
     }
 
+    /// Hybrid search's vector lists, one per collection of `found` (in its order), each
+    /// [`hybrid_depth`] deep.
+    async fn vector_lists(
+        &self,
+        tenant: TenantId,
+        found: &[Collection],
+        vectors: &HashMap<String, Vec<f32>>,
+        request: &Validated,
+    ) -> Result<Vec<ScoredList>, Error> {
+        let mut tx = self.store.begin(tenant).await?;
+        let mut lists = Vec::with_capacity(found.len());
+        for collection in found {
+            let query = SearchQuery {
+                mode: SearchMode::Vector,
+                top_k: hybrid_depth(request.top_k),
+                ..search_query(
+                    collection,
+                    "",
+                    vectors.get(&collection.space.id).cloned(),
+                    request,
+                )
+            };
+            lists.push(tx.chunks().vector_scores(&query).await?);
+        }
+        tx.commit().await?;
+        Ok(lists)
+    }
+
     /// Each collection's ranked list (with its space), and whether a collection that found
-    /// nothing has switched generations since it was read. `text_lists` holds hybrid search's
-    /// full-text lists (one per collection), empty in the other modes.
+    /// nothing has switched generations since it was read. `hybrid_lists` holds hybrid search's
+    /// vector and full-text lists (one of each per collection), empty in the other modes.
     async fn search_lists(
         &self,
         tenant: TenantId,
         found: &[Collection],
         vectors: &HashMap<String, Vec<f32>>,
-        text_lists: Vec<Vec<(ChunkId, f32)>>,
+        hybrid_lists: (Vec<ScoredList>, Vec<ScoredList>),
         fulltext_text: &str,
         request: &Validated,
     ) -> Result<(Vec<(String, Vec<SearchHit>)>, bool), Error> {
         let mut tx = self.store.begin(tenant).await?;
         let mut lists = Vec::with_capacity(found.len());
         let mut switched = false;
-        let mut text_lists = text_lists.into_iter();
+        let (mut vector_lists, mut text_lists) =
+            (hybrid_lists.0.into_iter(), hybrid_lists.1.into_iter());
         for collection in found {
             let query = SearchQuery {
+                vector_hits: vector_lists.next().unwrap_or_default(),
                 text_hits: text_lists.next().unwrap_or_default(),
                 ..search_query(
                     collection,
@@ -399,7 +442,10 @@ impl SearchService {
     }
 }
 
-/// The query for one collection (no full-text list: hybrid search adds it).
+/// One list of a hybrid search: chunks with their scores, best first.
+type ScoredList = Vec<(ChunkId, f32)>;
+
+/// The query for one collection (no hybrid lists: hybrid search adds them).
 fn search_query(
     collection: &Collection,
     text: &str,
@@ -421,6 +467,7 @@ fn search_query(
             .min_score
             .filter(|_| request.mode == SearchMode::Vector),
         hybrid_weight: request.hybrid_weight,
+        vector_hits: Vec::new(),
         text_hits: Vec::new(),
     }
 }
@@ -685,7 +732,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hybrid_search_fuses_the_full_text_list_found_while_embedding() {
+    async fn hybrid_search_fuses_the_nearest_and_full_text_lists_found_side_by_side() {
         use crate::services::testing::{FakeTx, store_with_all};
         let tenant = TenantId::new();
         let collection = collection(tenant);
@@ -694,18 +741,34 @@ mod tests {
         read.collections
             .expect_get()
             .return_once(move |_, _| Ok(Some(collection)));
-        let text_hit = ChunkId::new();
-        let mut text = FakeTx::new(tenant);
-        text.chunks
-            .expect_fulltext_scores()
-            .withf(move |q| {
-                q.mode == SearchMode::Fulltext
-                    && q.top_k == 40
-                    && q.generation == generation
-                    && q.vector.is_none()
-                    && q.text == "open a file"
-            })
-            .return_once(move |_| Ok(vec![(text_hit, 3.5)]));
+        let (text_hit, near_hit) = (ChunkId::new(), ChunkId::new());
+        // The two lists are read side by side, each in a transaction of its own, whichever
+        // begins first.
+        let side_by_side = || {
+            let mut tx = FakeTx::new(tenant);
+            tx.chunks
+                .expect_fulltext_scores()
+                .times(..=1)
+                .withf(move |q| {
+                    q.mode == SearchMode::Fulltext
+                        && q.top_k == 40
+                        && q.generation == generation
+                        && q.vector.is_none()
+                        && q.text == "open a file"
+                })
+                .return_once(move |_| Ok(vec![(text_hit, 3.5)]));
+            tx.chunks
+                .expect_vector_scores()
+                .times(..=1)
+                .withf(move |q| {
+                    q.mode == SearchMode::Vector
+                        && q.top_k == 40
+                        && q.generation == generation
+                        && q.vector.as_deref() == Some(&[1.0, 0.0][..])
+                })
+                .return_once(move |_| Ok(vec![(near_hit, 0.8)]));
+            tx
+        };
         let mut fused = FakeTx::new(tenant);
         fused
             .chunks
@@ -714,9 +777,9 @@ mod tests {
                 q.mode == SearchMode::Hybrid
                     && q.top_k == 5
                     && q.text_hits == [(text_hit, 3.5)]
-                    && q.vector.as_deref() == Some(&[1.0, 0.0][..])
+                    && q.vector_hits == [(near_hit, 0.8)]
             })
-            .return_once(move |_| Ok(vec![hit(text_hit)]));
+            .return_once(move |_| Ok(vec![hit(text_hit), hit(near_hit)]));
         let mut factory = crate::ports::MockEmbedderFactory::new();
         factory.expect_build().returning(|_| {
             let mut embedder = crate::ports::MockEmbedder::new();
@@ -729,7 +792,7 @@ mod tests {
             Ok(Arc::new(embedder))
         });
         let service = SearchService::new(
-            store_with_all(vec![read, text, fused]),
+            store_with_all(vec![read, side_by_side(), side_by_side(), fused]),
             Embedders::with_factory(Arc::new(factory)),
         );
         let found = service
@@ -747,7 +810,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             found.hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
-            [text_hit]
+            [text_hit, near_hit]
         );
         assert_eq!(found.embedded_tokens, 3);
         assert!(!found.query_truncated);
