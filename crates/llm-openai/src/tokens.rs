@@ -2,7 +2,9 @@
 //! `text-embedding-ada-002` and GPT-3.5/4), from `tiktoken-rs`. Its BPE ranks are compiled into
 //! the crate (`include_str!`), so loading it needs neither network nor files at run time.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, OnceLock};
 
 use tiktoken_rs::CoreBPE;
 
@@ -27,8 +29,51 @@ impl Cl100k {
     }
 
     /// Tokens of `text`, special-token markers such as `<|endoftext|>` counted as plain text.
+    /// Counts are remembered ([`Memo`]): a conversation's history is counted again at every
+    /// turn.
     pub(crate) fn count(self, text: &str) -> usize {
-        self.0.encode_ordinary(text).len()
+        let memo = Memo::shared();
+        let key = memo.hasher.hash_one(text);
+        if let Some(&known) = memo.lock().get(&key) {
+            return known;
+        }
+        let counted = self.0.encode_ordinary(text).len();
+        let mut seen = memo.lock();
+        // Bounded: once full it starts again, which costs a count per text, never memory.
+        if seen.len() >= MEMO_ENTRIES {
+            seen.clear();
+        }
+        seen.insert(key, counted);
+        counted
+    }
+}
+
+/// How many texts' counts are remembered (about 16 bytes each).
+const MEMO_ENTRIES: usize = 16_384;
+
+/// Token counts of recent texts, by a hash of the text. The BPE's regex costs tens of
+/// microseconds for a short message and grows with it; the hash, under one. Keyed by a
+/// process-random SipHash, so no text can be made to collide with another on purpose, and a
+/// chance collision (one in 2⁶⁴ a pair) would only misjudge a budget.
+struct Memo {
+    hasher: RandomState,
+    seen: Mutex<HashMap<u64, usize>>,
+}
+
+impl Memo {
+    fn shared() -> &'static Self {
+        static MEMO: OnceLock<Memo> = OnceLock::new();
+        MEMO.get_or_init(|| Self {
+            hasher: RandomState::new(),
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, usize>> {
+        // A panic elsewhere while holding it leaves a map that is still a valid memo.
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -43,5 +88,21 @@ mod tests {
         assert_eq!(encoder.count(""), 0);
         assert_eq!(encoder.count("hello world"), 2);
         assert_eq!(encoder.count("tiktoken is great!"), 6);
+    }
+
+    #[test]
+    fn remembered_counts_are_the_counts() {
+        let encoder = Cl100k::load().unwrap();
+        let texts: Vec<String> = (0..100)
+            .map(|i| format!("message {i}: {}", "word ".repeat(i)))
+            .collect();
+        let first: Vec<usize> = texts.iter().map(|t| encoder.count(t)).collect();
+        let again: Vec<usize> = texts.iter().map(|t| encoder.count(t)).collect();
+        assert_eq!(first, again);
+        let direct: Vec<usize> = texts
+            .iter()
+            .map(|t| encoder.0.encode_ordinary(t).len())
+            .collect();
+        assert_eq!(first, direct);
     }
 }
