@@ -621,8 +621,11 @@ impl Executor {
         }
     }
 
-    /// Waits for the run to end (following its events) and answers it with its messages; a
-    /// failed run is the model's error (the failed answer is stored).
+    /// Waits for the run to end and answers it with its messages; a failed run is the model's
+    /// error (the failed answer is stored). `executed_here` is this process's [`Self::execute`]
+    /// of the run: once it returns, the run has usually ended, and what is stored says so
+    /// without a word from the event log. Otherwise (its lease was lost, or the execution
+    /// panicked) the run's events are followed to its end, wherever it runs.
     ///
     /// # Errors
     /// `ModelFailed` when the run failed; storage or event log failures.
@@ -630,7 +633,13 @@ impl Executor {
         &self,
         who: &Principal,
         started: &StartedRun,
+        executed_here: impl Future<Output = ()>,
     ) -> Result<FinishedRun, Error> {
+        executed_here.await;
+        let (run, answer) = self.read_finished(who, started).await?;
+        if run.status.is_terminal() {
+            return self.answer_finished(started, run, answer);
+        }
         let mut after = 0;
         'follow: loop {
             let events = self
@@ -648,6 +657,16 @@ impl Executor {
                 }
             }
         }
+        let (run, answer) = self.read_finished(who, started).await?;
+        self.answer_finished(started, run, answer)
+    }
+
+    /// The run and its answer as stored.
+    async fn read_finished(
+        &self,
+        who: &Principal,
+        started: &StartedRun,
+    ) -> Result<(Run, Message), Error> {
         let tenant = who.tenant_with(Scope::Read)?;
         let mut tx = self.store.begin(tenant).await?;
         let run = tx
@@ -661,6 +680,16 @@ impl Executor {
             .await?
             .ok_or(Error::NotFound(Resource::Message))?;
         tx.commit().await?;
+        Ok((run, answer))
+    }
+
+    /// An ended run's answer to its caller: the model's error when it failed.
+    fn answer_finished(
+        &self,
+        started: &StartedRun,
+        run: Run,
+        answer: Message,
+    ) -> Result<FinishedRun, Error> {
         if run.status == RunStatus::Failed {
             return Err(self.failure_error(run.error.clone()));
         }

@@ -253,11 +253,20 @@ async fn answer_turn(
 ) -> ApiResult<HttpResponse> {
     let run_id = started.run.id;
     let executor = state.executor.clone();
-    actix_web::rt::spawn(async move { executor.execute(job).await });
+    // Detached: a client that goes away leaves the run to finish (dropping the handle does not
+    // stop it).
+    let execution = actix_web::rt::spawn(async move { executor.execute(job).await });
     if stream {
         return Ok(event_stream(state.executor.clone(), started.run, 0));
     }
-    let finished = state.executor.finished(caller, &started).await;
+    let executed_here = async move {
+        // A panicked execution is noticed by what is stored: the run has not ended.
+        let _ = execution.await;
+    };
+    let finished = state
+        .executor
+        .finished(caller, &started, executed_here)
+        .await;
     let mut response = HttpResponse::Ok();
     response.insert_header((RUN_ID_HEADER, run_id.to_string()));
     match finished {
