@@ -463,7 +463,7 @@ def report(results_path, local_path, out):
            and r["retrieval"][0]["p99_ms"] and r["retrieval"][0]["p99_ms"] < 20 else
            ": **not met**. On 2 cores the client, the mock (one Python process), PostgreSQL and "
            "Redis share the CPU with the server, and open-loop figures vary by 2x from run to run "
-           "here; where the server's own time goes is not profiled yet."),
+           "here; where a turn's time goes is in the next section."),
         "",
         f"Delay between the model's first token and the client's first byte of it over the run's event "
         f"stream ({sse['n']} streamed turns, one at a time; the mock and the client share one clock): "
@@ -494,7 +494,9 @@ def report(results_path, local_path, out):
     text = open(out).read() if os.path.exists(out) else "# Benchmarks\n"
     start = text.find("## Agents (`just bench-agents`)")
     if start >= 0:
-        end = text.find("\n## ", start + 1)
+        # The section ends at the next heading, or at another benchmark's marker before it.
+        ends = [e for e in (text.find("\n## ", start + 1), text.find("\n<!-- ", start + 1)) if e >= 0]
+        end = min(ends) if ends else -1
         text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
