@@ -101,6 +101,20 @@ const BACKFILL: &str = "
     ALTER TABLE generations FORCE ROW LEVEL SECURITY;
 ";
 
+/// The search statement's first two parts (of `WITH`, up to the next part's name): the
+/// generation's statistics (`n`, `average_length`, `average_document_length`) and the query's
+/// terms with their idf.
+pub(crate) const GENERATION_AND_TERMS: &str = "WITH generation AS MATERIALIZED (
+                      SELECT g.chunk_count::float8 AS n,
+                             GREATEST(g.token_total::float8 / NULLIF(g.chunk_count, 0), 1) AS average_length,
+                             GREATEST(g.token_total::float8 / NULLIF(g.document_count, 0), 1) AS average_document_length
+                      FROM public.generations g WHERE g.tenant_id = $1 AND g.id = $2
+                  ), terms AS (
+                      SELECT s.lexeme, ln(1 + (generation.n - s.chunks + 0.5) / (s.chunks + 0.5)) AS idf
+                      FROM public.generation_lexemes s, generation
+                      WHERE s.tenant_id = $1 AND s.generation_id = $2 AND s.lexeme = ANY ($3)
+                  ), ";
+
 /// The search statement: as in `bm25` (same parameters), each candidate chunk's score plus
 /// [`DOCUMENT_WEIGHT`] times its document's, where the document's term frequencies are summed
 /// over its candidate chunks and its length is its own in the generation. Window functions, not
@@ -119,16 +133,7 @@ pub(crate) fn fulltext_sql_with_documents() -> String {
         "generation.average_document_length",
     );
     fulltext_sql_function_of(&format!(
-        "WITH generation AS MATERIALIZED (
-                      SELECT g.chunk_count::float8 AS n,
-                             GREATEST(g.token_total::float8 / NULLIF(g.chunk_count, 0), 1) AS average_length,
-                             GREATEST(g.token_total::float8 / NULLIF(g.document_count, 0), 1) AS average_document_length
-                      FROM public.generations g WHERE g.tenant_id = $1 AND g.id = $2
-                  ), terms AS (
-                      SELECT s.lexeme, ln(1 + (generation.n - s.chunks + 0.5) / (s.chunks + 0.5)) AS idf
-                      FROM public.generation_lexemes s, generation
-                      WHERE s.tenant_id = $1 AND s.generation_id = $2 AND s.lexeme = ANY ($3)
-                  ), candidates AS MATERIALIZED (
+        "{GENERATION_AND_TERMS}candidates AS MATERIALIZED (
                       SELECT c.id, c.document_id, c.tsv_length, c.tsv
                       FROM public.chunks c
                       JOIN public.documents d ON d.tenant_id = c.tenant_id AND d.id = c.document_id

@@ -21,7 +21,9 @@
 use sea_orm_migration::prelude::*;
 
 use crate::m20261207_000021_bm25::{bm25_term, fulltext_sql_function_of};
-use crate::m20261207_000023_bm25_documents::{DOCUMENT_WEIGHT, fulltext_sql_with_documents};
+use crate::m20261207_000023_bm25_documents::{
+    DOCUMENT_WEIGHT, GENERATION_AND_TERMS, fulltext_sql_with_documents,
+};
 use crate::m20261207_000024_fulltext_punctuation::fulltext_hits;
 use crate::run;
 
@@ -42,16 +44,7 @@ fn fulltext_sql_with_aggregates() -> String {
         "generation.average_document_length",
     );
     fulltext_sql_function_of(&format!(
-        "WITH generation AS MATERIALIZED (
-                      SELECT g.chunk_count::float8 AS n,
-                             GREATEST(g.token_total::float8 / NULLIF(g.chunk_count, 0), 1) AS average_length,
-                             GREATEST(g.token_total::float8 / NULLIF(g.document_count, 0), 1) AS average_document_length
-                      FROM public.generations g WHERE g.tenant_id = $1 AND g.id = $2
-                  ), terms AS (
-                      SELECT s.lexeme, ln(1 + (generation.n - s.chunks + 0.5) / (s.chunks + 0.5)) AS idf
-                      FROM public.generation_lexemes s, generation
-                      WHERE s.tenant_id = $1 AND s.generation_id = $2 AND s.lexeme = ANY ($3)
-                  ), candidates AS MATERIALIZED (
+        "{GENERATION_AND_TERMS}candidates AS MATERIALIZED (
                       SELECT c.id, c.document_id, c.tsv_length, c.tsv
                       FROM public.chunks c
                       WHERE c.tenant_id = $1 AND c.generation_id = $2 AND c.tsv @@ $4%s
