@@ -2465,6 +2465,104 @@ mod tests {
         )
     }
 
+    /// A store whose transactions each read `runs` (one a transaction) and the answer.
+    fn stored_runs(tenant: TenantId, runs: Vec<Run>, answer: &Message) -> Arc<dyn Store> {
+        let txs = runs
+            .into_iter()
+            .map(|run| {
+                let mut tx = FakeTx::new(tenant);
+                tx.runs.expect_get().return_once(move |_| Ok(Some(run)));
+                let answer = answer.clone();
+                tx.messages
+                    .expect_get()
+                    .return_once(move |_| Ok(Some(answer)));
+                tx
+            })
+            .collect();
+        store_with_all(txs)
+    }
+
+    /// The turn `case` started, and its caller.
+    fn started_turn(case: &Case) -> (StartedRun, Message, Principal) {
+        let answer = case.messages.last().unwrap().clone();
+        let who = crate::services::testing::user_principal(
+            case.tenant,
+            UserId::new(),
+            crate::principal::Role::Admin,
+        );
+        let started = StartedRun {
+            run: case.run.clone(),
+            question: None,
+            answer: answer.clone(),
+        };
+        (started, answer, who)
+    }
+
+    #[tokio::test]
+    async fn a_turn_whose_run_ended_here_is_answered_from_the_store_without_its_events() {
+        let case = Case::new(0, 0, Vec::new());
+        let (started, answer, who) = started_turn(&case);
+        let ended = Run {
+            status: RunStatus::Completed,
+            ..case.run.clone()
+        };
+        // The event log expects nothing: a read would fail the test.
+        let executor = bare_executor(
+            stored_runs(case.tenant, vec![ended], &answer),
+            ExecutionPolicy::default(),
+        );
+        let finished = executor.finished(&who, &started, async {}).await.unwrap();
+        assert_eq!(finished.run.status, RunStatus::Completed);
+        assert_eq!(finished.answer.id, answer.id);
+    }
+
+    #[tokio::test]
+    async fn a_turn_whose_run_did_not_end_here_follows_its_events_to_the_end() {
+        let case = Case::new(0, 0, Vec::new());
+        let (started, answer, who) = started_turn(&case);
+        // Its execution here returned with the run still going (its lease was taken over).
+        let going = Run {
+            status: RunStatus::InProgress,
+            ..case.run.clone()
+        };
+        let ended = Run {
+            status: RunStatus::Completed,
+            ..case.run.clone()
+        };
+        let mut events = MockRunEventLog::new();
+        events.expect_read().times(1).return_once(|_, _, _, _, _| {
+            Ok(vec![
+                crate::ports::RunEvent {
+                    seq: 1,
+                    kind: crate::ports::RunEventKind::Delta,
+                    data: json!({"text": "4"}),
+                },
+                crate::ports::RunEvent {
+                    seq: 2,
+                    kind: crate::ports::RunEventKind::Completed,
+                    data: json!({}),
+                },
+            ])
+        });
+        let store = stored_runs(case.tenant, vec![going, ended], &answer);
+        let executor = Executor::new(
+            ExecutionPorts {
+                store,
+                clock: fixed_clock(),
+                models: Arc::new(MockChatModels::new()),
+                events: Arc::new(events),
+                leases: Arc::new(MockRunLeases::new()),
+                secrets: Arc::new(crate::ports::MockSecretBox::new()),
+                provider_models: Arc::new(crate::ports::MockProviderModels::new()),
+            },
+            SearchService::new(store_with_all(Vec::new()), Embedders::new()),
+            Vec::new(),
+            ExecutionPolicy::default(),
+        );
+        let finished = executor.finished(&who, &started, async {}).await.unwrap();
+        assert_eq!(finished.run.status, RunStatus::Completed);
+    }
+
     #[tokio::test]
     async fn a_tenant_with_too_many_runs_in_progress_is_refused() {
         let executor = bare_executor(
