@@ -205,16 +205,24 @@ impl SearchService {
             // works off the executor) and its nearest chunks are found: the slower of the two
             // paths, not their sum.
             let (embedded, vector_lists, text_lists) = if request.mode == SearchMode::Hybrid {
+                let no_vectors = HashMap::new();
                 let nearest = async {
                     let embedded = self.embed_query(&found, request).await?;
                     let lists = self
-                        .vector_lists(tenant, &found, &embedded.0, request)
+                        .hybrid_lists(tenant, &found, SearchMode::Vector, "", &embedded.0, request)
                         .await?;
                     Ok::<_, Error>((embedded, lists))
                 };
                 let (nearest, text_lists) = tokio::join!(
                     nearest,
-                    self.fulltext_lists(tenant, &found, &fulltext_text, request)
+                    self.hybrid_lists(
+                        tenant,
+                        &found,
+                        SearchMode::Fulltext,
+                        &fulltext_text,
+                        &no_vectors,
+                        request,
+                    )
                 );
                 let (embedded, vector_lists) = nearest?;
                 (embedded, vector_lists, text_lists?)
@@ -350,35 +358,15 @@ impl SearchService {
         Ok((vectors, truncated, tokens))
     }
 
-    /// Hybrid search's full-text lists, one per collection of `found` (in its order), each
-    /// [`hybrid_depth`] deep.
-    async fn fulltext_lists(
+    /// One of hybrid search's two kinds of list (`mode`: vector or full text), one per collection
+    /// of `found` (in its order), each [`hybrid_depth`] deep, read in a transaction of its own.
+    /// `vectors` holds the query's vector in each space (vector lists only).
+    async fn hybrid_lists(
         &self,
         tenant: TenantId,
         found: &[Collection],
-        fulltext_text: &str,
-        request: &Validated,
-    ) -> Result<Vec<ScoredList>, Error> {
-        let mut tx = self.store.begin(tenant).await?;
-        let mut lists = Vec::with_capacity(found.len());
-        for collection in found {
-            let query = SearchQuery {
-                mode: SearchMode::Fulltext,
-                top_k: hybrid_depth(request.top_k),
-                ..search_query(collection, fulltext_text, None, request)
-            };
-            lists.push(tx.chunks().fulltext_scores(&query).await?);
-        }
-        tx.commit().await?;
-        Ok(lists)
-    }
-
-    /// Hybrid search's vector lists, one per collection of `found` (in its order), each
-    /// [`hybrid_depth`] deep.
-    async fn vector_lists(
-        &self,
-        tenant: TenantId,
-        found: &[Collection],
+        mode: SearchMode,
+        text: &str,
         vectors: &HashMap<String, Vec<f32>>,
         request: &Validated,
     ) -> Result<Vec<ScoredList>, Error> {
@@ -386,16 +374,20 @@ impl SearchService {
         let mut lists = Vec::with_capacity(found.len());
         for collection in found {
             let query = SearchQuery {
-                mode: SearchMode::Vector,
+                mode,
                 top_k: hybrid_depth(request.top_k),
                 ..search_query(
                     collection,
-                    "",
+                    text,
                     vectors.get(&collection.space.id).cloned(),
                     request,
                 )
             };
-            lists.push(tx.chunks().vector_scores(&query).await?);
+            let list = match mode {
+                SearchMode::Vector => tx.chunks().vector_scores(&query).await?,
+                _ => tx.chunks().fulltext_scores(&query).await?,
+            };
+            lists.push(list);
         }
         tx.commit().await?;
         Ok(lists)
