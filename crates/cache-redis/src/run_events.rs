@@ -13,6 +13,7 @@
 //! full pool answers an error rather than an unbounded wait.
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -43,11 +44,45 @@ end
 return n
 ";
 
+/// `KEYS` as [`APPEND`]'s; `ARGV[1]` = the first event's number, `ARGV[2]` = lifetime in
+/// milliseconds, then each event's name and JSON. Appends the events when the counter is one
+/// below the first number, and answers the last one's number; when the log already has the
+/// first event at its number (an earlier try of this append went in), answers the same; when
+/// someone else's event holds the number, answers 0.
+const APPEND_NUMBERED: &str = r"
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local first = tonumber(ARGV[1])
+local count = (#ARGV - 2) / 2
+if last ~= first - 1 then
+  if last >= first then
+    local found = redis.call('XRANGE', KEYS[1], '0-' .. first, '0-' .. first)
+    if #found == 1 and found[1][2][2] == ARGV[3] and found[1][2][4] == ARGV[4] then
+      return first + count - 1
+    end
+  end
+  return 0
+end
+local n = last
+for i = 3, #ARGV, 2 do
+  n = n + 1
+  redis.call('XADD', KEYS[1], '0-' .. n, 'k', ARGV[i], 'd', ARGV[i + 1])
+end
+redis.call('SET', KEYS[2], n, 'PX', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+end
+return n
+";
+
 /// The run event log: the cache's shared connection, and a pool for blocked followers.
 #[derive(Clone)]
 pub struct RedisRunEvents {
     cache: RedisCache,
     followers: Pool,
+    /// The SHA1 of [`APPEND_NUMBERED`] once Redis has it (`SCRIPT LOAD`), so that each append
+    /// sends the script's name rather than its text.
+    append_sha: Arc<Mutex<Option<String>>>,
 }
 
 impl fmt::Debug for RedisRunEvents {
@@ -75,12 +110,34 @@ impl RedisRunEvents {
         };
         config.pool = Some(pool);
         let followers = config.create_pool(Some(Runtime::Tokio1))?;
-        Ok(Self { cache, followers })
+        Ok(Self {
+            cache,
+            followers,
+            append_sha: Arc::default(),
+        })
     }
 
     fn key(&self, tenant: TenantId, run: RunId, what: &str) -> String {
         self.cache
             .key("run:", format_args!("{tenant}:{run}:{what}"))
+    }
+}
+
+impl RedisRunEvents {
+    async fn load_append(
+        &self,
+        conn: &mut crate::SharedConnection,
+    ) -> Result<String, EventLogError> {
+        let sha: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(APPEND_NUMBERED)
+            .query_async(conn)
+            .await
+            .map_err(failed)?;
+        if let Ok(mut known) = self.append_sha.lock() {
+            *known = Some(sha.clone());
+        }
+        Ok(sha)
     }
 }
 
@@ -119,6 +176,57 @@ impl RunEventLog for RedisRunEvents {
             .query_async(&mut conn)
             .await
             .map_err(failed)
+    }
+
+    async fn append_numbered(
+        &self,
+        tenant: TenantId,
+        run: RunId,
+        first: u64,
+        events: &[(RunEventKind, serde_json::Value)],
+    ) -> Result<bool, EventLogError> {
+        if events.is_empty() {
+            return Ok(true);
+        }
+        let ttl = if events.iter().any(|(kind, _)| kind.is_terminal()) {
+            EVENTS_KEPT_AFTER_END
+        } else {
+            LIVE_TTL
+        };
+        let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
+        let mut conn = self.cache.conn().await.map_err(failed)?;
+        let call = |sha: &str| {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(sha)
+                .arg(3)
+                .arg(self.key(tenant, run, "events"))
+                .arg(self.key(tenant, run, "seq"))
+                .arg(self.key(tenant, run, "cancel"))
+                .arg(first)
+                .arg(millis(ttl));
+            for (kind, data) in events {
+                cmd.arg(kind.as_str()).arg(data.to_string());
+            }
+            cmd
+        };
+        let known = self.append_sha.lock().ok().and_then(|sha| sha.clone());
+        let last: u64 = match known {
+            Some(sha) => match call(&sha).query_async(&mut conn).await {
+                // Redis forgets scripts when it restarts: load it again.
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    let sha = self.load_append(&mut conn).await?;
+                    call(&sha).query_async(&mut conn).await.map_err(failed)?
+                }
+                other => other.map_err(failed)?,
+            },
+            None => {
+                let sha = self.load_append(&mut conn).await?;
+                call(&sha).query_async(&mut conn).await.map_err(failed)?
+            }
+        };
+        Ok(last == first + count - 1)
     }
 
     async fn read(

@@ -387,3 +387,52 @@ async fn a_reset_forgets_the_attempts() {
     assert!(after.allowed);
     assert_eq!(after.remaining, 2);
 }
+
+#[tokio::test]
+async fn numbered_appends_follow_the_log_and_are_refused_once_someone_else_wrote() {
+    use cache_redis::RedisRunEvents;
+    use domain::RunId;
+    use domain::ports::{RunEventKind, RunEventLog};
+    use serde_json::json;
+
+    let log = RedisRunEvents::new(cache().await, &redis_url(), 2).unwrap();
+    let (tenant, run) = (TenantId::new(), RunId::new());
+    let first = [
+        (RunEventKind::Started, json!({})),
+        (RunEventKind::Delta, json!({"text": "a"})),
+    ];
+    assert!(log.append_numbered(tenant, run, 1, &first).await.unwrap());
+    // The same append again (its answer was lost, say) finds its events there.
+    assert!(log.append_numbered(tenant, run, 1, &first).await.unwrap());
+    // The reaper ends the run: the next number is taken.
+    let failed = json!({"error": {"code": "incomplete"}});
+    let taken = log
+        .append(tenant, run, RunEventKind::Failed, &failed)
+        .await
+        .unwrap();
+    assert_eq!(taken, 3);
+    let late = [(RunEventKind::Delta, json!({"text": "b"}))];
+    assert!(!log.append_numbered(tenant, run, 3, &late).await.unwrap());
+    let events = log.read(tenant, run, 0, 10, Duration::ZERO).await.unwrap();
+    let seen: Vec<(u64, RunEventKind)> = events.iter().map(|e| (e.seq, e.kind)).collect();
+    assert_eq!(
+        seen,
+        [
+            (1, RunEventKind::Started),
+            (2, RunEventKind::Delta),
+            (3, RunEventKind::Failed)
+        ]
+    );
+    assert_eq!(events[2].data, failed);
+
+    // Redis forgets its scripts (a restart): the next append loads it again.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let other = RunId::new();
+    assert!(log.append_numbered(tenant, other, 1, &first).await.unwrap());
+}

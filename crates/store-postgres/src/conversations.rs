@@ -345,16 +345,30 @@ fn citations_from(value: &Value) -> Result<Vec<Citation>, String> {
 
 #[async_trait]
 impl MessageRepo for PgTx {
-    async fn insert(&mut self, m: &Message) -> StoreResult<()> {
-        execute(
-            &self.tx,
+    async fn insert(&mut self, messages: &[Message]) -> StoreResult<()> {
+        const COLUMNS: usize = 19;
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<String> = (0..messages.len())
+            .map(|row| {
+                let first = row * COLUMNS + 1;
+                let params: Vec<String> =
+                    (first..first + COLUMNS).map(|n| format!("${n}")).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let sql = format!(
             "INSERT INTO messages (tenant_id, id, conversation_id, parent_id, role, content,
                                    tool_calls, tool_call_id, citations, model_provider, model_name,
                                    prompt_tokens, completion_tokens, latency_ms, status,
                                    error_code, error_message, run_id, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     $18, $19)",
-            vec![
+             VALUES {}",
+            rows.join(", ")
+        );
+        let mut values = Vec::with_capacity(messages.len() * COLUMNS);
+        for m in messages {
+            values.extend([
                 self.t(),
                 m.id.as_uuid().into(),
                 m.conversation_id.as_uuid().into(),
@@ -374,9 +388,9 @@ impl MessageRepo for PgTx {
                 m.error.as_ref().map(|e| e.message.clone()).into(),
                 m.run_id.map(|r| r.as_uuid()).into(),
                 m.created_at.into(),
-            ],
-        )
-        .await?;
+            ]);
+        }
+        execute(&self.tx, &sql, values).await?;
         Ok(())
     }
 
@@ -420,29 +434,31 @@ impl MessageRepo for PgTx {
         Ok(())
     }
 
-    async fn finish(&mut self, id: MessageId, o: &MessageOutcome) -> StoreResult<bool> {
-        let changed = execute(
-            &self.tx,
+    async fn finish(&mut self, id: MessageId, o: &MessageOutcome) -> StoreResult<Option<Message>> {
+        let sql = format!(
             "UPDATE messages SET content = $3, tool_calls = $4, citations = $5,
                                  prompt_tokens = $6, completion_tokens = $7, latency_ms = $8,
                                  status = $9, error_code = $10, error_message = $11
-             WHERE tenant_id = $1 AND id = $2 AND status IN ('pending', 'streaming')",
-            vec![
-                self.t(),
-                id.as_uuid().into(),
-                o.content.as_str().into(),
-                tool_calls_json(&o.tool_calls).into(),
-                citations_json(&o.citations).into(),
-                stored(o.usage.prompt_tokens).into(),
-                stored(o.usage.completion_tokens).into(),
-                stored(o.latency_ms).into(),
-                o.status.as_str().into(),
-                o.error.as_ref().map(|e| e.code.clone()).into(),
-                o.error.as_ref().map(|e| e.message.clone()).into(),
-            ],
-        )
-        .await?;
-        Ok(changed == 1)
+             WHERE tenant_id = $1 AND id = $2 AND status IN ('pending', 'streaming')
+             RETURNING {MESSAGE_COLUMNS}"
+        );
+        let values = vec![
+            self.t(),
+            id.as_uuid().into(),
+            o.content.as_str().into(),
+            tool_calls_json(&o.tool_calls).into(),
+            citations_json(&o.citations).into(),
+            stored(o.usage.prompt_tokens).into(),
+            stored(o.usage.completion_tokens).into(),
+            stored(o.latency_ms).into(),
+            o.status.as_str().into(),
+            o.error.as_ref().map(|e| e.code.clone()).into(),
+            o.error.as_ref().map(|e| e.message.clone()).into(),
+        ];
+        fetch_one::<MessageRow>(&self.tx, &sql, values)
+            .await?
+            .map(Message::try_from)
+            .transpose()
     }
 
     async fn reparent(&mut self, id: MessageId, parent: MessageId) -> StoreResult<()> {
@@ -635,8 +651,8 @@ impl RunRepo for PgTx {
             "INSERT INTO runs (tenant_id, id, conversation_id, message_id, user_message_id,
                                agent_id, started_by_kind, started_by_id, model_provider,
                                model_name, status, created_at, lease_until, reserved_tokens,
-                               reserved_on)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                               reserved_on, started_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             vec![
                 self.t(),
                 run.id.as_uuid().into(),
@@ -653,6 +669,7 @@ impl RunRepo for PgTx {
                 run.lease_until.into(),
                 tokens(run.reserved.map_or(0, |r| r.tokens)).into(),
                 run.reserved.map(|r| r.day).into(),
+                run.started_at.into(),
             ],
         )
         .await?;
@@ -665,27 +682,6 @@ impl RunRepo for PgTx {
             .await?
             .map(Run::try_from)
             .transpose()
-    }
-
-    async fn start(
-        &mut self,
-        id: RunId,
-        lease_until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let started = execute(
-            &self.tx,
-            "UPDATE runs SET status = 'in_progress', started_at = $3, lease_until = $4
-             WHERE tenant_id = $1 AND id = $2 AND status = 'queued'",
-            vec![
-                self.t(),
-                id.as_uuid().into(),
-                now.into(),
-                lease_until.into(),
-            ],
-        )
-        .await?;
-        Ok(started == 1)
     }
 
     async fn extend_lease(&mut self, id: RunId, lease_until: DateTime<Utc>) -> StoreResult<bool> {
@@ -720,26 +716,28 @@ impl RunRepo for PgTx {
         id: RunId,
         outcome: &RunOutcome,
         now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let finished = execute(
-            &self.tx,
+    ) -> StoreResult<Option<Run>> {
+        let sql = format!(
             "UPDATE runs SET status = $3, prompt_tokens = $4, completion_tokens = $5,
                              error_code = $6, error_message = $7, context = $8, ended_at = $9
-             WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'in_progress')",
-            vec![
-                self.t(),
-                id.as_uuid().into(),
-                outcome.status.as_str().into(),
-                stored(outcome.usage.prompt_tokens).into(),
-                stored(outcome.usage.completion_tokens).into(),
-                outcome.error.as_ref().map(|e| e.code.clone()).into(),
-                outcome.error.as_ref().map(|e| e.message.clone()).into(),
-                context_json(&outcome.context).into(),
-                now.into(),
-            ],
-        )
-        .await?;
-        Ok(finished == 1)
+             WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'in_progress')
+             RETURNING {RUN_COLUMNS}"
+        );
+        let values = vec![
+            self.t(),
+            id.as_uuid().into(),
+            outcome.status.as_str().into(),
+            stored(outcome.usage.prompt_tokens).into(),
+            stored(outcome.usage.completion_tokens).into(),
+            outcome.error.as_ref().map(|e| e.code.clone()).into(),
+            outcome.error.as_ref().map(|e| e.message.clone()).into(),
+            context_json(&outcome.context).into(),
+            now.into(),
+        ];
+        fetch_one::<RunRow>(&self.tx, &sql, values)
+            .await?
+            .map(Run::try_from)
+            .transpose()
     }
 }
 

@@ -82,12 +82,34 @@ impl UsageRepo for PgTx {
         record: &UsageRecord,
         release: Option<Reservation>,
     ) -> StoreResult<()> {
+        let used = tokens(record.counted_tokens());
+        let release = release.filter(|r| r.tokens > 0);
+        // What is given back on the record's own day goes with what it adds: one statement
+        // (the usual case), and the day's row is locked by it alone.
+        let (released_here, released_elsewhere) = match release {
+            Some(held) if held.day == record.day => (tokens(held.tokens), None),
+            other => (0, other),
+        };
+        let day_change = if used > 0 || released_here > 0 {
+            "INSERT INTO token_days (tenant_id, day, used) SELECT $1, $3, $15
+             ON CONFLICT (tenant_id, day) DO UPDATE
+             SET used = token_days.used + EXCLUDED.used,
+                 reserved = GREATEST(0, token_days.reserved - $16)"
+        } else {
+            // Nothing for the day's row; the statement still names every parameter it is sent.
+            "SELECT $15::bigint + $16::bigint"
+        };
         execute(
             &self.tx,
-            "INSERT INTO usage_records (tenant_id, id, day, at, kind, principal_kind, principal_id,
-                                        agent_id, run_id, provider, model, prompt_tokens,
-                                        completion_tokens, counted)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            &format!(
+                "WITH recorded AS (
+                     INSERT INTO usage_records (tenant_id, id, day, at, kind, principal_kind,
+                                                principal_id, agent_id, run_id, provider, model,
+                                                prompt_tokens, completion_tokens, counted)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 )
+                 {day_change}"
+            ),
             vec![
                 self.t(),
                 record.id.into(),
@@ -103,20 +125,12 @@ impl UsageRepo for PgTx {
                 i64::from(record.usage.prompt_tokens).into(),
                 i64::from(record.usage.completion_tokens).into(),
                 record.counted.into(),
+                used.into(),
+                released_here.into(),
             ],
         )
         .await?;
-        let used = record.counted_tokens();
-        if used > 0 {
-            execute(
-                &self.tx,
-                "INSERT INTO token_days (tenant_id, day, used) VALUES ($1, $2, $3)
-                 ON CONFLICT (tenant_id, day) DO UPDATE SET used = token_days.used + EXCLUDED.used",
-                vec![self.t(), record.day.into(), tokens(used).into()],
-            )
-            .await?;
-        }
-        if let Some(held) = release.filter(|r| r.tokens > 0) {
+        if let Some(held) = released_elsewhere {
             execute(
                 &self.tx,
                 "UPDATE token_days SET reserved = GREATEST(0, reserved - $3)

@@ -85,10 +85,13 @@ pub trait ConversationRepo: Send {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait MessageRepo: Send {
+    /// Inserts messages in one statement, in order (a message may have an earlier one of the
+    /// same call as its parent).
+    ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure (a parent in another
     /// conversation is refused by the schema).
-    async fn insert(&mut self, message: &Message) -> StoreResult<()>;
+    async fn insert(&mut self, messages: &[Message]) -> StoreResult<()>;
 
     /// A message of a live conversation.
     ///
@@ -108,11 +111,16 @@ pub trait MessageRepo: Send {
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn write_partial(&mut self, id: MessageId, content: &str) -> StoreResult<()>;
 
-    /// Ends an open message; `false` when it was no longer open (the run was already ended).
+    /// Ends an open message and answers it as stored; `None` when it was no longer open (the
+    /// run was already ended).
     ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
-    async fn finish(&mut self, id: MessageId, outcome: &MessageOutcome) -> StoreResult<bool>;
+    async fn finish(
+        &mut self,
+        id: MessageId,
+        outcome: &MessageOutcome,
+    ) -> StoreResult<Option<Message>>;
 
     /// Moves a message under another parent (an answer under the tool results it used).
     ///
@@ -145,17 +153,6 @@ pub trait RunRepo: Send {
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn get(&mut self, id: RunId) -> StoreResult<Option<Run>>;
 
-    /// Moves a queued run to in progress; `false` when it is not queued any more.
-    ///
-    /// # Errors
-    /// [`crate::ports::StoreError::Internal`] on storage failure.
-    async fn start(
-        &mut self,
-        id: RunId,
-        lease_until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
-
     /// Extends the lease of a run in progress; `false` when it has ended meanwhile.
     ///
     /// # Errors
@@ -168,7 +165,8 @@ pub trait RunRepo: Send {
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn hold(&mut self, id: RunId, reserved: crate::ports::Reservation) -> StoreResult<()>;
 
-    /// Ends a run that has not ended; `false` when it had (by its lease running out).
+    /// Ends a run that has not ended and answers it as stored; `None` when it had (by its
+    /// lease running out).
     ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
@@ -177,7 +175,7 @@ pub trait RunRepo: Send {
         id: RunId,
         outcome: &RunOutcome,
         now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<Run>>;
 }
 
 /// What a run ended by [`RunLeases::expire`] says, with error code `incomplete`.

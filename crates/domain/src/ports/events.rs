@@ -96,6 +96,23 @@ pub trait RunEventLog: Send + Sync {
         data: &serde_json::Value,
     ) -> Result<u64, EventLogError>;
 
+    /// Appends `events`, numbered from `first` on, in one step, if the run's last number is
+    /// `first - 1`; answers whether they are in the log (also when an earlier try of this same
+    /// call had appended them). The process that runs the run numbers its events itself (so that
+    /// its own followers have them before the log does): `false` means someone else wrote
+    /// meanwhile (the reaper, once the run's lease ran out), and nothing was appended. A
+    /// terminal event among them also starts the countdown of [`EVENTS_KEPT_AFTER_END`].
+    ///
+    /// # Errors
+    /// When the log cannot be written.
+    async fn append_numbered(
+        &self,
+        tenant: TenantId,
+        run: RunId,
+        first: u64,
+        events: &[(RunEventKind, serde_json::Value)],
+    ) -> Result<bool, EventLogError>;
+
     /// Events numbered above `after`, oldest first, at most `max`; when there are none yet, waits
     /// up to `wait` for one.
     ///

@@ -38,6 +38,7 @@ use crate::services::citations::{Source, cite};
 use crate::services::completions::{ClientAnswer, ClientTurn, LiveEvent};
 use crate::services::conversations::{owner_of, visible, visible_message, visible_owner};
 use crate::services::history::{Budget, fit, path_to};
+use crate::services::live_runs::{LiveGuard, LiveRuns};
 use crate::services::metering::{self, day_of};
 use crate::services::tool_rounds::{Admission, ToolRounds};
 use crate::values;
@@ -90,17 +91,21 @@ pub enum Parent {
     Message(MessageId),
 }
 
-/// A run ready to execute: hand it to [`Executor::execute`] on a task of its own.
-#[derive(Debug)]
+/// A run ready to execute: hand it to [`Executor::execute`] on a task of its own. It carries
+/// everything the run read when it was committed, so that executing it reads nothing again.
 pub struct RunJob {
-    tenant: TenantId,
-    run: RunId,
     _slot: RunSlot,
-    /// A `/v1/chat/completions` call's own messages and tools, and where its caller listens.
-    client: Option<ClientTurn>,
-    /// A turn's agent and conversation as its request read them (with the question and the
-    /// answer's placeholder), so that the run does not read them again.
-    read: Option<(Agent, Vec<Message>)>,
+    _live: LiveGuard,
+    setting: Setting,
+}
+
+impl std::fmt::Debug for RunJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunJob")
+            .field("tenant", &self.setting.run.tenant_id)
+            .field("run", &self.setting.run.id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A turn as started: the question (absent for a regeneration's own), the answer being written
@@ -118,6 +123,14 @@ pub struct FinishedRun {
     pub run: Run,
     pub question: Option<Message>,
     pub answer: Message,
+}
+
+/// A run as its execution in this process stored its end, with its answer (none for a
+/// `/v1/chat/completions` call's run).
+#[derive(Clone, Debug)]
+pub struct EndedRun {
+    run: Run,
+    answer: Option<Message>,
 }
 
 /// Counts a tenant's runs in progress in this process while it is alive.
@@ -153,6 +166,7 @@ pub struct Executor {
     tools: Vec<Arc<dyn Tool>>,
     policy: ExecutionPolicy,
     running: Arc<Mutex<HashMap<TenantId, usize>>>,
+    live: Arc<LiveRuns>,
 }
 
 /// Why generation stopped before the model finished.
@@ -222,6 +236,25 @@ struct StoredTurn {
     conversation_id: ConversationId,
 }
 
+impl StoredTurn {
+    /// The turn that answers `question` with `answer`: its history is the path from the root
+    /// of `messages` (the conversation, with the question) to the question.
+    fn of(messages: &[Message], question: Message, answer: &Message) -> Result<Self, Error> {
+        let path = path_to(messages, question.id)
+            .ok_or_else(|| Error::internal("the question is not in its conversation"))?;
+        let history = path
+            .split_last()
+            .map(|(_, earlier)| earlier.iter().map(|m| (*m).clone()).collect())
+            .unwrap_or_default();
+        Ok(Self {
+            question,
+            history,
+            answer_id: answer.id,
+            conversation_id: answer.conversation_id,
+        })
+    }
+}
+
 impl Setting {
     fn stored(&self) -> Option<&StoredTurn> {
         match &self.thread {
@@ -278,6 +311,7 @@ impl Executor {
             tools,
             policy,
             running: Arc::default(),
+            live: Arc::default(),
         }
     }
 
@@ -319,28 +353,22 @@ impl Executor {
         let mut tx = self.store.begin(tenant).await?;
         let conversation = visible(tx.as_mut(), who, conversation_id, false).await?;
         let agent = live_agent(tx.as_mut(), &conversation).await?;
-        let mut listed = None;
+        // The run reads the question's path from these: a new first message has none above it.
+        let messages = match parent {
+            Parent::Root => Vec::new(),
+            Parent::Latest | Parent::Message(_) => tx.messages().list(conversation_id).await?,
+        };
         let parent_id = match parent {
             Parent::Root => None,
-            Parent::Latest => {
-                let messages = tx.messages().list(conversation_id).await?;
-                let parent = crate::services::history::current_branch(&messages)
-                    .last()
-                    .map(|m| check_parent(m))
-                    .transpose()?;
-                listed = Some(messages);
-                parent
-            }
+            Parent::Latest => crate::services::history::current_branch(&messages)
+                .last()
+                .map(|m| check_parent(m))
+                .transpose()?,
             Parent::Message(id) => {
-                let parent = tx
-                    .messages()
-                    .get(id)
-                    .await?
-                    .filter(|m| m.conversation_id == conversation_id)
-                    .ok_or_else(|| {
-                        Error::invalid("parent_id", "is not a message of this conversation")
-                    })?;
-                Some(check_parent(&parent)?)
+                let parent = messages.iter().find(|m| m.id == id).ok_or_else(|| {
+                    Error::invalid("parent_id", "is not a message of this conversation")
+                })?;
+                Some(check_parent(parent)?)
             }
         };
         let run_id = RunId::new();
@@ -352,14 +380,14 @@ impl Executor {
             run_id,
             now,
         );
-        tx.messages().insert(&question).await?;
-        let (run, answer) = self
+        let queued = self
             .queue(
                 tx.as_mut(),
                 run_id,
-                &agent,
+                agent,
                 &conversation,
-                &question,
+                Asked::New(question.clone()),
+                messages,
                 started_by,
                 now,
             )
@@ -371,12 +399,7 @@ impl Executor {
                 .await?;
         }
         tx.commit().await?;
-        let read = listed.map(|mut messages| {
-            messages.push(question.clone());
-            messages.push(answer.clone());
-            (agent, messages)
-        });
-        Ok(handed_over(tenant, slot, run, Some(question), answer, read))
+        Ok(self.handed_over(slot, queued, Some(question)))
     }
 
     /// Starts a new answer to the question an assistant message answered: a sibling of it.
@@ -405,7 +428,7 @@ impl Executor {
             return Err(Error::Conflict(Conflict::AnswerInProgress));
         }
         let agent = live_agent(tx.as_mut(), &conversation).await?;
-        let mut messages = tx.messages().list(conversation.id).await?;
+        let messages = tx.messages().list(conversation.id).await?;
         // The question is the nearest user message above the answer (tool turns may lie between).
         let question = path_to(&messages, message.id)
             .and_then(|path| {
@@ -415,41 +438,41 @@ impl Executor {
                     .cloned()
             })
             .ok_or_else(|| Error::invalid("message", "answers no question"))?;
-        let (run, answer) = self
+        let queued = self
             .queue(
                 tx.as_mut(),
                 RunId::new(),
-                &agent,
+                agent,
                 &conversation,
-                &question,
+                Asked::Stored(question),
+                messages,
                 started_by,
                 now,
             )
             .await?;
         tx.commit().await?;
-        messages.push(answer.clone());
-        Ok(handed_over(
-            tenant,
-            slot,
-            run,
-            None,
-            answer,
-            Some((agent, messages)),
-        ))
+        Ok(self.handed_over(slot, queued, None))
     }
 
+    /// Stores the question (when new), the answer's placeholder and the run, in progress from
+    /// now, and reads what the run will need: it starts as soon as the transaction commits.
     #[allow(clippy::too_many_arguments)]
     async fn queue(
         &self,
         tx: &mut dyn crate::ports::TenantTx,
         run_id: RunId,
-        agent: &Agent,
+        agent: Agent,
         conversation: &Conversation,
-        question: &Message,
+        asked: Asked,
+        mut messages: Vec<Message>,
         started_by: crate::entities::Owner,
         now: DateTime<Utc>,
-    ) -> Result<(Run, Message), Error> {
-        let reserved = metering::admit_run(tx, now).await?;
+    ) -> Result<(Setting, Message), Error> {
+        let admitted = metering::admit_run(tx, now).await?;
+        let (question, new) = match asked {
+            Asked::New(question) => (question, true),
+            Asked::Stored(question) => (question, false),
+        };
         let answer = Message {
             model: Some(agent.model.clone()),
             status: MessageStatus::Pending,
@@ -462,26 +485,103 @@ impl Executor {
                 now,
             )
         };
-        tx.messages().insert(&answer).await?;
+        if new {
+            tx.messages()
+                .insert(&[question.clone(), answer.clone()])
+                .await?;
+            messages.push(question.clone());
+        } else {
+            tx.messages().insert(std::slice::from_ref(&answer)).await?;
+        }
         let run = Run {
             conversation_id: Some(conversation.id),
             message_id: Some(answer.id),
             user_message_id: Some(question.id),
-            ..self.new_run(tx.tenant_id(), run_id, agent, started_by, reserved, now)
+            ..self.new_run(tx.tenant_id(), run_id, &agent, started_by, admitted, now)
         };
         tx.runs().insert(&run).await?;
         tx.conversations().touch(conversation.id, now).await?;
-        Ok((run, answer))
+        let turn = StoredTurn::of(&messages, question, &answer)?;
+        let (temperature, max_tokens) = (
+            f64::from(agent.temperature.value()),
+            agent.max_tokens.value(),
+        );
+        let setting = self
+            .setting(
+                tx,
+                run,
+                agent,
+                Thread::Stored(Box::new(turn)),
+                (temperature, max_tokens),
+                admitted,
+            )
+            .await?;
+        Ok((setting, answer))
     }
 
-    /// A queued run of `agent` that belongs to no conversation (yet).
+    /// A committed turn, and the job that executes its run.
+    fn handed_over(
+        &self,
+        slot: RunSlot,
+        (setting, answer): (Setting, Message),
+        question: Option<Message>,
+    ) -> (StartedRun, RunJob) {
+        let started = StartedRun {
+            run: setting.run.clone(),
+            question,
+            answer,
+        };
+        (started, self.job(slot, setting))
+    }
+
+    /// The job that executes a committed run: its followers here find its events from now.
+    fn job(&self, slot: RunSlot, setting: Setting) -> RunJob {
+        let live = self
+            .live
+            .open(setting.run.tenant_id, setting.run.id, self.events.clone());
+        RunJob {
+            _slot: slot,
+            _live: live,
+            setting,
+        }
+    }
+
+    /// What a run works from, read in the transaction that commits it: the tenant's own
+    /// provider of its model is opened there too.
+    async fn setting(
+        &self,
+        tx: &mut dyn crate::ports::TenantTx,
+        run: Run,
+        agent: Agent,
+        thread: Thread,
+        (temperature, max_tokens): (f64, u32),
+        admitted: Option<(Reservation, u64)>,
+    ) -> Result<Setting, Error> {
+        let provider = if crate::services::RESERVED_PROVIDERS.contains(&run.model.provider()) {
+            None
+        } else {
+            Some(self.open_provider(tx, &run).await?)
+        };
+        Ok(Setting {
+            run,
+            agent,
+            thread,
+            temperature,
+            max_tokens,
+            quota: admitted.map(|(_, quota)| quota),
+            provider,
+        })
+    }
+
+    /// A run of `agent` that belongs to no conversation (yet), in progress from `now`: the
+    /// process that commits it executes it at once, and its lease starts with it.
     fn new_run(
         &self,
         tenant: TenantId,
         id: RunId,
         agent: &Agent,
         started_by: crate::entities::Owner,
-        reserved: Option<Reservation>,
+        admitted: Option<(Reservation, u64)>,
         now: DateTime<Utc>,
     ) -> Run {
         Run {
@@ -493,15 +593,15 @@ impl Executor {
             agent_id: agent.id,
             started_by,
             model: agent.model.clone(),
-            status: RunStatus::Queued,
+            status: RunStatus::InProgress,
             usage: TokenUsage::default(),
             error: None,
             context: RunContext::default(),
             created_at: now,
-            started_at: None,
+            started_at: Some(now),
             ended_at: None,
             lease_until: now + lease(&self.policy),
-            reserved,
+            reserved: admitted.map(|(reserved, _)| reserved),
         }
     }
 
@@ -531,18 +631,22 @@ impl Executor {
             .await?
             .ok_or(Error::NotFound(Resource::Agent))?;
         turn.cap(agent.temperature.value(), agent.max_tokens.value());
-        let reserved = metering::admit_run(tx.as_mut(), now).await?;
-        let run = self.new_run(tenant, RunId::new(), &agent, started_by, reserved, now);
+        let admitted = metering::admit_run(tx.as_mut(), now).await?;
+        let run = self.new_run(tenant, RunId::new(), &agent, started_by, admitted, now);
         tx.runs().insert(&run).await?;
+        let limits = (turn.temperature, turn.max_tokens);
+        let setting = self
+            .setting(
+                tx.as_mut(),
+                run.clone(),
+                agent,
+                Thread::Client(turn),
+                limits,
+                admitted,
+            )
+            .await?;
         tx.commit().await?;
-        let job = RunJob {
-            tenant,
-            run: run.id,
-            _slot: slot,
-            client: Some(turn),
-            read: None,
-        };
-        Ok((run, job))
+        Ok((run, self.job(slot, setting)))
     }
 
     fn validate_content(&self, content: &str) -> Result<String, Error> {
@@ -590,6 +694,11 @@ impl Executor {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<crate::ports::RunEvent>, Error> {
+        if let Some(live) = self.live.get(run.id)
+            && let Some(events) = live.read(after, max, wait).await
+        {
+            return Ok(events);
+        }
         self.events
             .read(run.tenant_id, run.id, after, max, wait)
             .await
@@ -623,9 +732,9 @@ impl Executor {
 
     /// Waits for the run to end and answers it with its messages; a failed run is the model's
     /// error (the failed answer is stored). `executed_here` is this process's [`Self::execute`]
-    /// of the run: once it returns, the run has usually ended, and what is stored says so
-    /// without a word from the event log. Otherwise (its lease was lost, or the execution
-    /// panicked) the run's events are followed to its end, wherever it runs.
+    /// of the run: it answers the run and its answer as its end stored them, so nothing is read
+    /// again. When it answers nothing (its lease was lost, or the execution panicked), the run's
+    /// events are followed to its end, wherever it runs, and what is stored then is answered.
     ///
     /// # Errors
     /// `ModelFailed` when the run failed; storage or event log failures.
@@ -633,9 +742,15 @@ impl Executor {
         &self,
         who: &Principal,
         started: &StartedRun,
-        executed_here: impl Future<Output = ()>,
+        executed_here: impl Future<Output = Option<EndedRun>>,
     ) -> Result<FinishedRun, Error> {
-        executed_here.await;
+        if let Some(EndedRun {
+            run,
+            answer: Some(answer),
+        }) = executed_here.await
+        {
+            return self.answer_finished(started, run, answer);
+        }
         let (run, answer) = self.read_finished(who, started).await?;
         if run.status.is_terminal() {
             return self.answer_finished(started, run, answer);
@@ -730,28 +845,18 @@ impl Executor {
         Ok(expired.len())
     }
 
-    /// Executes a queued run to its end. Never fails: whatever goes wrong ends the run `failed`
-    /// with a reason (or, when its lease was lost, leaves it to the reaper that took it).
-    pub async fn execute(&self, job: RunJob) {
-        let (tenant, run_id) = (job.tenant, job.run);
+    /// Executes a committed run to its end, and answers the run and its answer as stored then.
+    /// Never fails: whatever goes wrong ends the run `failed` with a reason (or, when its lease
+    /// was lost, leaves it to the reaper that took it, and answers nothing).
+    pub async fn execute(&self, job: RunJob) -> Option<EndedRun> {
+        // The job's slot and live events are held to the end, then let go.
+        let RunJob {
+            _slot,
+            _live,
+            setting,
+        } = job;
+        let (tenant, run_id) = (setting.run.tenant_id, setting.run.id);
         let started = Instant::now();
-        let client = job.client;
-        let listener = client.as_ref().map(|c| c.live.clone());
-        let setting = match self.begin(tenant, run_id, client, job.read).await {
-            Ok(Some(setting)) => setting,
-            Ok(None) => return,
-            Err(err) => {
-                tracing::error!(run = %run_id, error = %err, "a run could not start");
-                if let Some(live) = listener {
-                    // The caller waits for an end: tell it there will be none.
-                    let _ = live.send(LiveEvent::Ended(ClientAnswer::failed(
-                        run_id,
-                        Failure::new("internal", "the run failed; the server's log says why"),
-                    )));
-                }
-                return;
-            }
-        };
         let mut progress = Progress {
             text: Arc::default(),
             unrun_calls: Vec::new(),
@@ -777,8 +882,7 @@ impl Executor {
                 "user_message_id": question_id,
                 "message_id": answer_id,
             }),
-        )
-        .await;
+        );
         let text = progress.text.clone();
         let gone = async {
             match setting.client() {
@@ -805,7 +909,7 @@ impl Executor {
         let (status, failure) = match stop {
             None => (RunStatus::Completed, None),
             Some(Stop::Cancelled) => (RunStatus::Cancelled, None),
-            Some(Stop::Lost) => return,
+            Some(Stop::Lost) => return None,
             Some(Stop::Invalid(message)) => (
                 RunStatus::Failed,
                 Some(Failure::new(INVALID_REQUEST_CODE, message)),
@@ -835,97 +939,23 @@ impl Executor {
                 )
             }
         };
-        if let Err(err) = self
+        match self
             .end(tenant, &setting, progress, status, failure, started)
             .await
         {
-            tracing::error!(run = %run_id, error = %err, "a run's end could not be stored");
+            Ok(ended) => ended,
+            Err(err) => {
+                tracing::error!(run = %run_id, error = %err, "a run's end could not be stored");
+                if let Some(client) = setting.client() {
+                    // The caller waits for an end: tell it there will be none.
+                    let _ = client.live.send(LiveEvent::Ended(ClientAnswer::failed(
+                        run_id,
+                        Failure::new("internal", "the run failed; the server's log says why"),
+                    )));
+                }
+                None
+            }
         }
-    }
-
-    /// Marks the run started and reads what it needs; `None` when it is not queued any more.
-    async fn begin(
-        &self,
-        tenant: TenantId,
-        run_id: RunId,
-        client: Option<ClientTurn>,
-        read: Option<(Agent, Vec<Message>)>,
-    ) -> Result<Option<Setting>, Error> {
-        let now = self.clock.now();
-        let mut tx = self.store.begin(tenant).await?;
-        let Some(run) = tx.runs().get(run_id).await? else {
-            return Ok(None);
-        };
-        if !tx
-            .runs()
-            .start(run_id, now + lease(&self.policy), now)
-            .await?
-        {
-            return Ok(None);
-        }
-        let (agent, listed) = match read {
-            Some((agent, messages)) => (agent, Some(messages)),
-            None => {
-                let agent = tx
-                    .agents()
-                    .get(run.agent_id, true)
-                    .await?
-                    .ok_or(Error::NotFound(Resource::Agent))?;
-                (agent, None)
-            }
-        };
-        let quota = match run.reserved {
-            Some(_) => metering::quota_of(tx.as_mut()).await?,
-            None => None,
-        };
-        let provider = if crate::services::RESERVED_PROVIDERS.contains(&run.model.provider()) {
-            None
-        } else {
-            Some(self.open_provider(tx.as_mut(), &run).await?)
-        };
-        let (thread, temperature, max_tokens) = match client {
-            Some(turn) => {
-                let (temperature, max_tokens) = (turn.temperature, turn.max_tokens);
-                (Thread::Client(turn), temperature, max_tokens)
-            }
-            None => {
-                let (Some(conversation_id), Some(answer_id), Some(question_id)) =
-                    (run.conversation_id, run.message_id, run.user_message_id)
-                else {
-                    return Err(Error::internal("a conversation's run without its messages"));
-                };
-                let messages = match listed {
-                    Some(messages) => messages,
-                    None => tx.messages().list(conversation_id).await?,
-                };
-                let path = path_to(&messages, question_id)
-                    .ok_or_else(|| Error::internal("the question is not in its conversation"))?;
-                let (question, earlier) = path
-                    .split_last()
-                    .ok_or_else(|| Error::internal("an empty path"))?;
-                let turn = StoredTurn {
-                    question: (*question).clone(),
-                    history: earlier.iter().map(|m| (*m).clone()).collect(),
-                    answer_id,
-                    conversation_id,
-                };
-                (
-                    Thread::Stored(Box::new(turn)),
-                    f64::from(agent.temperature.value()),
-                    agent.max_tokens.value(),
-                )
-            }
-        };
-        tx.commit().await?;
-        Ok(Some(Setting {
-            run,
-            agent,
-            thread,
-            temperature,
-            max_tokens,
-            quota,
-            provider,
-        }))
     }
 
     /// A tenant's own provider of the run's model, with its key opened, and the model name to
@@ -979,6 +1009,12 @@ impl Executor {
                 .model(endpoint, name)
                 .map_err(|e| unavailable(e.to_string())),
             Some(Err(reason)) => Err(unavailable(reason.clone())),
+            // Only a local model is loaded (from disk, once); asking for the platform's remote
+            // one costs nothing, and a thread hop would cost more.
+            None if setting.run.model.provider() != LOCAL_PROVIDER => self
+                .models
+                .model(&setting.run.model)
+                .map_err(|e| unavailable(e.to_string())),
             None => {
                 let (models, wanted) = (self.models.clone(), setting.run.model.clone());
                 tokio::task::spawn_blocking(move || models.model(&wanted))
@@ -994,6 +1030,9 @@ impl Executor {
         let mut last_beat = Instant::now();
         loop {
             tokio::time::sleep(self.policy.cancel_poll).await;
+            if self.live.diverged(setting.run.id) {
+                return Stop::Lost;
+            }
             match self.events.cancel_requested(tenant, setting.run.id).await {
                 Ok(true) => return Stop::Cancelled,
                 Ok(false) => {}
@@ -1140,8 +1179,11 @@ impl Executor {
             match delta.map_err(Stop::Model)? {
                 ChatDelta::Text(text) => {
                     lock(&progress.text).push_str(&text);
-                    self.publish(setting, RunEventKind::Delta, json!({"text": text}))
-                        .await;
+                    self.publish(setting, RunEventKind::Delta, json!({"text": text}));
+                    // The run's followers in this process (the client of a streamed turn) run on
+                    // this thread: let them send the text before the next delta, or the answer's
+                    // end, keeps the thread.
+                    tokio::task::yield_now().await;
                 }
                 ChatDelta::ToolCall {
                     index,
@@ -1258,8 +1300,7 @@ impl Executor {
                 setting,
                 RunEventKind::ToolCall,
                 json!({"id": call.id, "name": call.name, "arguments": call.arguments}),
-            )
-            .await;
+            );
             let result = match rounds.admit(&call.name, &call.arguments) {
                 Admission::Repeated => REPEATED_CALL.to_owned(),
                 Admission::Run => self.call_tool(setting, progress, &call).await?,
@@ -1268,8 +1309,7 @@ impl Executor {
                 setting,
                 RunEventKind::ToolResult,
                 json!({"id": call.id, "name": call.name, "content": result}),
-            )
-            .await;
+            );
             if let Some((conversation, above)) = parent {
                 let message = Message {
                     tool_call_id: Some(call.id.clone()),
@@ -1449,7 +1489,8 @@ impl Executor {
     }
 
     /// Stores how the run ended (one transaction, with its usage record), then writes its one
-    /// terminal event (and hands a client's answer to its caller).
+    /// terminal event (and hands a client's answer to its caller). Answers the run and its
+    /// answer as stored, or `None` when the reaper had ended the run first.
     async fn end(
         &self,
         tenant: TenantId,
@@ -1458,7 +1499,7 @@ impl Executor {
         status: RunStatus,
         failure: Option<Failure>,
         started: Instant,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<EndedRun>, Error> {
         let run = setting.run.id;
         let text = progress.text();
         let cited = cite(&text, &progress.sources);
@@ -1468,8 +1509,7 @@ impl Executor {
                 setting,
                 RunEventKind::Citations,
                 json!({"citations": citations}),
-            )
-            .await;
+            );
         }
         let context = RunContext {
             chunk_ids: progress.sources.iter().map(|s| s.chunk_id).collect(),
@@ -1477,14 +1517,11 @@ impl Executor {
         };
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
+        let mut answer = None;
         if let Some(turn) = setting.stored() {
-            let mut parent = turn.question.id;
-            for message in &progress.produced {
-                tx.messages().insert(message).await?;
-                parent = message.id;
-            }
-            if parent != turn.question.id {
-                tx.messages().reparent(turn.answer_id, parent).await?;
+            tx.messages().insert(&progress.produced).await?;
+            if let Some(last) = progress.produced.last() {
+                tx.messages().reparent(turn.answer_id, last.id).await?;
             }
             let latency = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
             let message_status = match status {
@@ -1492,7 +1529,8 @@ impl Executor {
                 RunStatus::Cancelled => MessageStatus::Cancelled,
                 _ => MessageStatus::Failed,
             };
-            tx.messages()
+            answer = tx
+                .messages()
                 .finish(
                     turn.answer_id,
                     &MessageOutcome {
@@ -1513,10 +1551,15 @@ impl Executor {
             error: failure.clone(),
             context,
         };
-        if !tx.runs().finish(run, &outcome, now).await? {
+        let Some(stored_run) = tx.runs().finish(run, &outcome, now).await? else {
             // The reaper ended it first (the lease ran out): its end stands.
-            return Ok(());
+            return Ok(None);
+        };
+        if let Some(turn) = setting.stored() {
+            tx.conversations().touch(turn.conversation_id, now).await?;
         }
+        // Last: the day's counter is locked from here to the commit, and every run of the
+        // tenant that ends meanwhile waits for it.
         tx.usage()
             .record(
                 &self.usage_record(setting, progress.usage, now),
@@ -1537,9 +1580,6 @@ impl Executor {
                 )
             };
             tx.usage().record(&record, None).await?;
-        }
-        if let Some(turn) = setting.stored() {
-            tx.conversations().touch(turn.conversation_id, now).await?;
         }
         tx.commit().await?;
         let usage = usage_json(progress.usage);
@@ -1569,7 +1609,7 @@ impl Executor {
                 )
             }
         };
-        self.publish(setting, kind, data).await;
+        self.publish(setting, kind, data);
         if let Some(client) = setting.client() {
             let _ = client.live.send(LiveEvent::Ended(ClientAnswer {
                 run,
@@ -1584,7 +1624,10 @@ impl Executor {
                 failure,
             }));
         }
-        Ok(())
+        Ok(Some(EndedRun {
+            run: stored_run,
+            answer,
+        }))
     }
 
     /// The usage record of a run: its model turns together, counted against the quota.
@@ -1610,15 +1653,14 @@ impl Executor {
         }
     }
 
-    /// Writes an event (and passes it to a client's caller); a log that cannot be written is
-    /// logged, not fatal to the run (what the run stores stays the truth, and
-    /// `GET /v1/runs/{id}` shows it).
-    async fn publish(&self, setting: &Setting, kind: RunEventKind, data: Value) {
-        let (tenant, run) = (setting.run.tenant_id, setting.run.id);
+    /// Adds an event of the run: its followers here have it at once, the shared log soon after
+    /// ([`LiveRuns`]). A log that cannot be written is logged, not fatal to the run (what the run
+    /// stores stays the truth, and `GET /v1/runs/{id}` shows it).
+    fn publish(&self, setting: &Setting, kind: RunEventKind, data: Value) {
         if let Some(client) = setting.client() {
             let _ = client.live.send(LiveEvent::Event(kind, data.clone()));
         }
-        self.append_event(tenant, run, kind, data).await;
+        self.live.push(setting.run.id, kind, data);
     }
 
     async fn append_event(&self, tenant: TenantId, run: RunId, kind: RunEventKind, data: Value) {
@@ -1700,6 +1742,9 @@ fn fit_sources(model: &dyn ChatModel, sources: &mut Vec<Source>, fixed: u32, win
     tokens
 }
 
+/// The platform's provider of models that run in this process.
+const LOCAL_PROVIDER: &str = "local";
+
 /// The failure code of a run the daily quota stopped (answered 429).
 pub const QUOTA_CODE: &str = "quota_exceeded";
 /// The failure code of a request the agent's model cannot serve (answered 422).
@@ -1731,30 +1776,10 @@ fn usize_of(n: u32) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-/// A committed turn, and the job that executes its run.
-fn handed_over(
-    tenant: TenantId,
-    slot: RunSlot,
-    run: Run,
-    question: Option<Message>,
-    answer: Message,
-    read: Option<(Agent, Vec<Message>)>,
-) -> (StartedRun, RunJob) {
-    let job = RunJob {
-        tenant,
-        run: run.id,
-        _slot: slot,
-        client: None,
-        read,
-    };
-    (
-        StartedRun {
-            run,
-            question,
-            answer,
-        },
-        job,
-    )
+/// The question a turn answers: posted with it, or already stored (a regeneration's).
+enum Asked {
+    New(Message),
+    Stored(Message),
 }
 
 /// The agent of a conversation, if it is live.
@@ -2106,24 +2131,10 @@ mod tests {
             }
         }
 
-        /// Units of work: the start, each search (`searches` of them), the end.
+        /// Units of work: each search (`searches` of them), the end.
         async fn execute(self, searches: usize) -> (Written, Vec<ChatRequest>) {
             let written = Arc::new(Mutex::new(Written::default()));
-            let mut start = FakeTx::new(self.tenant);
-            let run = self.run.clone();
-            start.runs.expect_get().return_once(move |_| Ok(Some(run)));
-            start.runs.expect_start().return_once(|_, _, _| Ok(true));
-            let agent = self.agent.clone();
-            start
-                .agents
-                .expect_get()
-                .return_once(move |_, _| Ok(Some(agent)));
-            let messages = self.messages.clone();
-            start
-                .messages
-                .expect_list()
-                .return_once(move |_| Ok(messages));
-            let mut txs = vec![start];
+            let mut txs = Vec::new();
             for _ in 0..searches {
                 let mut read = FakeTx::new(self.tenant);
                 let collection = self.collection();
@@ -2139,7 +2150,7 @@ mod tests {
             let mut end = FakeTx::new(self.tenant);
             let w = written.clone();
             end.messages.expect_insert().returning(move |m| {
-                w.lock().unwrap().inserted.push(m.clone());
+                w.lock().unwrap().inserted.extend_from_slice(m);
                 Ok(())
             });
             let w = written.clone();
@@ -2148,14 +2159,28 @@ mod tests {
                 Ok(())
             });
             let w = written.clone();
+            let answer = self
+                .messages
+                .iter()
+                .find(|m| Some(m.id) == self.run.message_id)
+                .cloned()
+                .unwrap();
             end.messages.expect_finish().return_once(move |_, outcome| {
                 w.lock().unwrap().answer = Some(outcome.clone());
-                Ok(true)
+                Ok(Some(Message {
+                    content: outcome.content.clone(),
+                    status: outcome.status,
+                    ..answer
+                }))
             });
             let w = written.clone();
+            let run = self.run.clone();
             end.runs.expect_finish().return_once(move |_, outcome, _| {
                 w.lock().unwrap().run = Some(outcome.clone());
-                Ok(true)
+                Ok(Some(Run {
+                    status: outcome.status,
+                    ..run
+                }))
             });
             let w = written.clone();
             end.usage.expect_record().returning(move |record, _| {
@@ -2168,11 +2193,14 @@ mod tests {
 
             let mut events = MockRunEventLog::new();
             let w = written.clone();
-            events.expect_append().returning(move |_, _, kind, data| {
-                let mut w = w.lock().unwrap();
-                w.events.push((kind, data.clone()));
-                Ok(w.events.len() as u64)
-            });
+            events
+                .expect_append_numbered()
+                .returning(move |_, _, first, batch| {
+                    let mut w = w.lock().unwrap();
+                    assert_eq!(first, w.events.len() as u64 + 1, "numbers follow the last");
+                    w.events.extend(batch.iter().cloned());
+                    Ok(true)
+                });
             events.expect_cancel_requested().returning(|_, _| Ok(false));
             let mut models = MockChatModels::new();
             let model = self.model.clone();
@@ -2195,14 +2223,32 @@ mod tests {
                 ))],
                 self.policy,
             );
-            let job = RunJob {
-                tenant: self.tenant,
-                run: self.run.id,
-                _slot: executor.slot(self.tenant).unwrap(),
-                client: None,
-                read: None,
-            };
+            let question = self
+                .messages
+                .iter()
+                .find(|m| m.id == self.question)
+                .cloned()
+                .unwrap();
+            let answer = self
+                .messages
+                .iter()
+                .find(|m| Some(m.id) == self.run.message_id)
+                .unwrap();
+            let turn = StoredTurn::of(&self.messages, question, answer).unwrap();
+            let job = executor.job(
+                executor.slot(self.tenant).unwrap(),
+                Setting {
+                    temperature: f64::from(self.agent.temperature.value()),
+                    max_tokens: self.agent.max_tokens.value(),
+                    run: self.run.clone(),
+                    agent: self.agent.clone(),
+                    thread: Thread::Stored(Box::new(turn)),
+                    quota: None,
+                    provider: None,
+                },
+            );
             executor.execute(job).await;
+            executor.live.settled().await;
             let sent = self.model.sent.lock().unwrap().clone();
             let written = std::mem::take(&mut *written.lock().unwrap());
             (written, sent)
@@ -2415,10 +2461,10 @@ mod tests {
             .expect_get()
             .return_once(move |_, _| Ok(Some(agent)));
         tx.messages.expect_list().return_once(move |_| Ok(messages));
-        let parent = Arc::new(Mutex::new(None));
+        let parent = Arc::new(Mutex::new(Vec::new()));
         let p = parent.clone();
         tx.messages.expect_insert().return_once(move |m| {
-            *p.lock().unwrap() = m.parent_id;
+            *p.lock().unwrap() = m.iter().map(|m| m.parent_id).collect::<Vec<_>>();
             Ok(())
         });
         tx.runs
@@ -2435,9 +2481,10 @@ mod tests {
         });
         let executor = bare_executor(store_with_all(vec![tx]), ExecutionPolicy::default());
         let (started, _job) = executor.regenerate(&who, answer.id).await.unwrap();
+        // Only the answer is stored: its question is the one already there.
         assert_eq!(
             *parent.lock().unwrap(),
-            Some(messages_question_id(&started))
+            vec![Some(messages_question_id(&started))]
         );
         assert!(started.question.is_none());
     }
@@ -2499,19 +2546,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_turn_whose_run_ended_here_is_answered_from_the_store_without_its_events() {
+    async fn a_turn_whose_run_ended_here_is_answered_with_its_end_without_reading_anything() {
         let case = Case::new(0, 0, Vec::new());
         let (started, answer, who) = started_turn(&case);
-        let ended = Run {
-            status: RunStatus::Completed,
-            ..case.run.clone()
+        let ended = EndedRun {
+            run: Run {
+                status: RunStatus::Completed,
+                ..case.run.clone()
+            },
+            answer: Some(answer.clone()),
         };
-        // The event log expects nothing: a read would fail the test.
-        let executor = bare_executor(
-            stored_runs(case.tenant, vec![ended], &answer),
-            ExecutionPolicy::default(),
-        );
-        let finished = executor.finished(&who, &started, async {}).await.unwrap();
+        // The store and the event log expect nothing: a read would fail the test.
+        let executor = bare_executor(store_with_all(Vec::new()), ExecutionPolicy::default());
+        let finished = executor
+            .finished(&who, &started, async { Some(ended) })
+            .await
+            .unwrap();
         assert_eq!(finished.run.status, RunStatus::Completed);
         assert_eq!(finished.answer.id, answer.id);
     }
@@ -2559,7 +2609,10 @@ mod tests {
             Vec::new(),
             ExecutionPolicy::default(),
         );
-        let finished = executor.finished(&who, &started, async {}).await.unwrap();
+        let finished = executor
+            .finished(&who, &started, async { None })
+            .await
+            .unwrap();
         assert_eq!(finished.run.status, RunStatus::Completed);
     }
 

@@ -53,14 +53,14 @@ pub fn quota_exceeded(now: DateTime<Utc>) -> Error {
 }
 
 /// Admits a run while today's quota is not spent, in `tx` (it reserves nothing yet: its model
-/// turns do). `None` when the tenant has no quota.
+/// turns do), answered with the quota. `None` when the tenant has no quota.
 ///
 /// # Errors
 /// [`Error::QuotaExceeded`] when today's quota is spent; storage failures.
 pub(crate) async fn admit_run(
     tx: &mut dyn TenantTx,
     now: DateTime<Utc>,
-) -> Result<Option<Reservation>, Error> {
+) -> Result<Option<(Reservation, u64)>, Error> {
     let Some(quota) = quota_of(tx).await? else {
         return Ok(None);
     };
@@ -68,7 +68,7 @@ pub(crate) async fn admit_run(
     if !tx.usage().reserve(day, quota, 0).await? {
         return Err(quota_exceeded(now));
     }
-    Ok(Some(Reservation { day, tokens: 0 }))
+    Ok(Some((Reservation { day, tokens: 0 }, quota)))
 }
 
 /// The tenant's daily quota, if it has one.

@@ -18,6 +18,7 @@ pub mod history;
 mod ingest;
 mod knowledge_search;
 mod lifecycle;
+mod live_runs;
 pub mod metering;
 mod providers;
 mod search;
@@ -35,7 +36,7 @@ pub use documents::{DocumentService, Upload, Uploaded};
 pub use embedders::Embedders;
 pub use embeddings::{Embedded, EmbeddingService, MAX_EMBEDDING_INPUTS};
 pub use execution::{
-    ExecutionPolicy, ExecutionPorts, Executor, FinishedRun, INVALID_REQUEST_CODE,
+    EndedRun, ExecutionPolicy, ExecutionPorts, Executor, FinishedRun, INVALID_REQUEST_CODE,
     MAX_MESSAGE_CHARS, Parent, QUOTA_CODE, RunJob, StartedRun, citation_json, usage_json,
 };
 pub use ingest::{IngestPolicy, IngestWorker};

@@ -259,10 +259,8 @@ async fn answer_turn(
     if stream {
         return Ok(event_stream(state.executor.clone(), started.run, 0));
     }
-    let executed_here = async move {
-        // A panicked execution is noticed by what is stored: the run has not ended.
-        let _ = execution.await;
-    };
+    // A panicked execution answers nothing: what is stored and the run's events then tell.
+    let executed_here = async move { execution.await.ok().flatten() };
     let finished = state
         .executor
         .finished(caller, &started, executed_here)
