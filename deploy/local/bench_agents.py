@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,8 @@ PIECES = ["The ", "answer ", "is ", "42."]
 USAGE = {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14}
 # The moment the mock wrote the first token of each streamed answer, by a marker in the question.
 FIRST_TOKEN_AT = {}
+# The mock's own time (ms) answering each turn's calls, by the turn's question number.
+MOCK_MS = {}
 
 
 def scaled(n):
@@ -39,8 +42,13 @@ def scaled(n):
 
 def json_response(writer, value):
     payload = json.dumps(value).encode()
-    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                 b"connection: close\r\n\r\n" % len(payload) + payload)
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n"
+                 % len(payload) + payload)
+
+
+def chunked(data):
+    """One piece of a chunked body."""
+    return b"%x\r\n" % len(data) + data + b"\r\n"
 
 
 def chunk(delta, finish=None):
@@ -48,52 +56,84 @@ def chunk(delta, finish=None):
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
 
+def question_number(text):
+    """The i of a turn's "Question i about ..." (what the mock's own time is counted under)."""
+    match = re.match(r"Question (\d+) ", text or "")
+    return int(match.group(1)) if match else None
+
+
 async def handle(reader, writer):
+    """Serves requests on one connection until the client closes it: the platform's HTTP client
+    keeps connections to its provider open, as it would to a real one."""
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        method, path, _ = lines[0].split(" ", 2)
-        headers = {k.lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
-        body = json.loads(await reader.readexactly(int(headers.get("content-length", "0"))) or b"{}")
-        if path.endswith("/embeddings"):
-            inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-            data = [{"object": "embedding", "index": i,
-                     "embedding": [((hash(t) >> (4 * d)) % 97) / 97.0 + 0.01 for d in range(DIMS)]}
-                    for i, t in enumerate(inputs)]
-            json_response(writer, {"object": "list", "data": data, "model": body.get("model"),
-                                   "usage": {"prompt_tokens": 1, "total_tokens": 1}})
-        elif not body.get("stream"):
-            # The platform always streams from its provider; LiteLLM asks for a whole answer
-            # when its own client did.
-            json_response(writer, {
-                "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": "mock",
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": "".join(PIECES)}}],
-                "usage": USAGE})
-        else:
-            question = body["messages"][-1]["content"]
-            marker = question.split("#", 1)[1] if "#" in question else None
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n")
-            if marker:
-                # A model that thinks a little before its first token, so the platform's part of
-                # the delay is what is left once that is taken away.
-                await writer.drain()
-                await asyncio.sleep(0.02)
-            for i, piece in enumerate(PIECES):
-                writer.write(b"data: " + json.dumps(chunk({"content": piece})).encode() + b"\n\n")
-                if i == 0:
-                    await writer.drain()
-                    if marker:
-                        FIRST_TOKEN_AT[marker] = time.perf_counter()
-            writer.write(b"data: " + json.dumps(chunk({}, "stop")).encode() + b"\n\n")
-            usage = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0,
-                     "model": "mock", "choices": [], "usage": USAGE}
-            writer.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
-        await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            lines = head.decode().split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {k.lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
+            raw = await reader.readexactly(int(headers.get("content-length", "0")))
+            # From the whole request to the whole answer nothing here waits on the platform: that
+            # span is the mock's own time, taken off the turn's latency it is counted under.
+            started = time.perf_counter()
+            key = await answer(writer, path, json.loads(raw or b"{}"))
+            if key is not None:
+                MOCK_MS[key] = MOCK_MS.get(key, 0.0) + (time.perf_counter() - started) * 1000
+    except (ConnectionError, asyncio.CancelledError):
+        # The platform hung up, or the benchmark ended with the connection still open.
         pass
     finally:
         writer.close()
+
+
+async def answer(writer, path, body):
+    """Writes the answer to one request; answers the turn number it is counted under (none for
+    the first-token measurements, whose pauses are deliberate)."""
+    if path.endswith("/embeddings"):
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i,
+                 "embedding": [((hash(t) >> (4 * d)) % 97) / 97.0 + 0.01 for d in range(DIMS)]}
+                for i, t in enumerate(inputs)]
+        json_response(writer, {"object": "list", "data": data, "model": body.get("model"),
+                               "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        await writer.drain()
+        return question_number(inputs[0] if inputs else None)
+    question = body["messages"][-1]["content"]
+    if not body.get("stream"):
+        # The platform always streams from its provider; LiteLLM asks for a whole answer
+        # when its own client did.
+        json_response(writer, {
+            "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": "mock",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "".join(PIECES)}}],
+            "usage": USAGE})
+        await writer.drain()
+        return question_number(question)
+    marker = question.split("#", 1)[1] if "#" in question else None
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                 b"transfer-encoding: chunked\r\n\r\n")
+    if marker:
+        # A model that thinks a little before its first token, so the platform's part of
+        # the delay is what is left once that is taken away.
+        await writer.drain()
+        await asyncio.sleep(0.02)
+    for i, piece in enumerate(PIECES):
+        writer.write(chunked(b"data: " + json.dumps(chunk({"content": piece})).encode() + b"\n\n"))
+        if i == 0 and marker:
+            await writer.drain()
+            FIRST_TOKEN_AT[marker] = time.perf_counter()
+            # The next tokens come a little later, as a model's do: until then this process
+            # (which is also the client) is free to note the first one's arrival, rather than
+            # writing the rest of the answer first.
+            await asyncio.sleep(0.005)
+    writer.write(chunked(b"data: " + json.dumps(chunk({}, "stop")).encode() + b"\n\n"))
+    usage = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0,
+             "model": "mock", "choices": [], "usage": USAGE}
+    writer.write(chunked(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n") + b"0\r\n\r\n")
+    await writer.drain()
+    return None if marker else question_number(question)
 
 
 async def request(base, method, path, token, body=None, on_bytes=None):
@@ -174,9 +214,26 @@ def completion(base, key, model):
     return call
 
 
+def figures(latencies, mock):
+    """p50/p99 of the platform's overhead (each latency less the mock's own time in that turn),
+    and of the latencies as the client saw them."""
+    overheads = [latency - m for latency, m in zip(latencies, mock)]
+    return {"p50_ms": pct(overheads, 0.5), "p99_ms": pct(overheads, 0.99),
+            "latency_p50_ms": pct(latencies, 0.5), "latency_p99_ms": pct(latencies, 0.99),
+            "mock_p50_ms": pct(mock, 0.5), "mock_p99_ms": pct(mock, 0.99)}
+
+
+async def timed(call, i):
+    """Calls `call(i)`: its status, its latency and the mock's own time in it (ms)."""
+    MOCK_MS.pop(i, None)
+    sent = time.perf_counter()
+    status = await call(i)
+    return status, (time.perf_counter() - sent) * 1000, MOCK_MS.pop(i, 0.0)
+
+
 async def open_loop(call, rate, seconds):
     """Calls at `rate` per second whatever the answers' pace."""
-    latencies, errors = [], 0
+    latencies, mock, errors = [], [], 0
     statuses = {}
     start = time.perf_counter()
     total = int(rate * seconds)
@@ -184,31 +241,31 @@ async def open_loop(call, rate, seconds):
     async def one(i):
         nonlocal errors
         await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-        sent = time.perf_counter()
         try:
-            status = await call(i)
+            status, latency, own = await timed(call, i)
         except OSError:  # TimeoutError among them
             status = 0
         statuses[status] = statuses.get(status, 0) + 1
         if status == 200:
-            latencies.append((time.perf_counter() - sent) * 1000)
+            latencies.append(latency)
+            mock.append(own)
         else:
             errors += 1
 
     await asyncio.gather(*(one(i) for i in range(total)))
     return {"rate": rate, "turns": total, "errors": errors, "statuses": statuses,
-            "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99)}
+            **figures(latencies, mock)}
 
 
 async def sequential(call, n):
     """Calls one at a time: the cost of one with nothing queued behind it."""
-    latencies = []
+    latencies, mock = [], []
     for i in range(n):
-        sent = time.perf_counter()
-        status = await call(i)
+        status, latency, own = await timed(call, i)
         assert status == 200, status
-        latencies.append((time.perf_counter() - sent) * 1000)
-    return {"n": n, "p50_ms": pct(latencies, 0.5), "p99_ms": pct(latencies, 0.99)}
+        latencies.append(latency)
+        mock.append(own)
+    return {"n": n, **figures(latencies, mock)}
 
 
 async def delays(n, stream):
@@ -310,7 +367,8 @@ async def collection_of_10k(base, token):
              generate_series(1, 10000 - (SELECT count(*) FROM chunks WHERE collection_id = '{collection}')) i;
         UPDATE generations g SET chunk_count = (SELECT count(*) FROM chunks WHERE generation_id = g.id)
         WHERE collection_id = '{collection}';""")
-    psql(os.environ["DATABASE_OWNER_URL"], "ANALYZE chunks")
+    # Vacuumed now, so that autovacuum does not take the 10,000 new rows in hand mid-measurement.
+    psql(os.environ["DATABASE_OWNER_URL"], "VACUUM (ANALYZE) chunks")
     return collection
 
 
@@ -376,15 +434,14 @@ def completions_lines(c):
     lines = [
         "`/v1/chat/completions` with an agent as the model (no retrieval), against the same mock in the "
         "same run, and LiteLLM's proxy beside it on the same mock when it installs. A whole answer "
-        "(`stream` false) is one request; the mock's own time is negligible (it answers at once, well "
-        "under a millisecond), so its latency is the server's overhead plus the loopback HTTP of both "
-        "hops. The platform's call is a run like a turn (authenticating the key, the agent, the run "
+        "(`stream` false) is one request; as for turns, the mock's own time is taken off its latency, "
+        "which leaves the server's overhead plus the loopback HTTP of both hops. The platform's call is a run like a turn (authenticating the key, the agent, the run "
         "committed and metered, the model called through the real adapter, which always streams); "
         "LiteLLM runs with a master key, no database and a worker per core, its defaults otherwise. "
         "The streamed first token's delay is measured as for turns, over the `chat.completion.chunk` "
         "stream.",
         "",
-        "| server | whole answer, one at a time: p50 / p99 (ms) | at 100/s: sent | errors | p50 / p99 (ms) "
+        "| server | whole answer, one at a time: overhead p50 / p99 (ms) | at 100/s: sent | errors | overhead p50 / p99 (ms) "
         "| streamed first token's delay: p50 / p99 (ms) |",
         "|---|---|---|---|---|---|",
     ]
@@ -425,23 +482,27 @@ def report(results_path, local_path, out):
         "## Agents (`just bench-agents`)",
         "",
         f"Measured {time.strftime('%Y-%m-%d')} on {cpu()}, release build, over HTTP on one machine. The chat",
-        "model and the embedder are a mock OpenAI-compatible server that answers at once (its own time is",
-        "well under a millisecond), so the latencies are the platform's own work per turn: authenticating,",
-        "committing the question and the run, loading the conversation, retrieving (over 10,000 chunks where",
-        "said), calling the model through the real adapter, publishing the events to Redis, storing the",
-        "answer, and following the run's events to its end. Open loop: turns are sent at the rate whatever",
+        "model and the embedder are a mock OpenAI-compatible server that answers at once and keeps its",
+        "connections open, as a provider does. The mock notes its own time in each turn (from a whole",
+        "request to its whole answer, nothing in between waiting on the platform), and the overhead is the",
+        "client's latency less that: the platform's own work per turn, authenticating, committing the",
+        "question and the run, loading the conversation, retrieving (over 10,000 chunks where said),",
+        "calling the model through the real adapter, publishing the events, storing the answer, and",
+        "answering. The client opens a connection per turn. Open loop: turns are sent at the rate whatever",
         "the answers' pace, round robin over 32 conversations (each conversation's history grows).",
         "",
-        "| turns | rate (turns/s) | sent | errors | p50 (ms) | p99 (ms) |",
-        "|---|---|---|---|---|---|",
+        "| turns | rate (turns/s) | sent | errors | overhead p50 (ms) | overhead p99 (ms) | latency p50 / p99 (ms) |",
+        "|---|---|---|---|---|---|---|",
     ]
     held = {}
     for name in ("no_retrieval", "retrieval"):
         for step in r[name]:
             label = "without retrieval" if name == "no_retrieval" else "with retrieval (10,000 chunks)"
             lines.append(f"| {label} | {step['rate']} | {step['turns']} | {step['errors']} | "
-                         f"{step['p50_ms']:.1f} | {step['p99_ms']:.1f} |" if step["p50_ms"] is not None else
-                         f"| {label} | {step['rate']} | {step['turns']} | {step['errors']} | – | – |")
+                         f"{step['p50_ms']:.1f} | {step['p99_ms']:.1f} | "
+                         f"{step['latency_p50_ms']:.1f} / {step['latency_p99_ms']:.1f} |"
+                         if step["p50_ms"] is not None else
+                         f"| {label} | {step['rate']} | {step['turns']} | {step['errors']} | – | – | – |")
             if not step["errors"]:
                 held[name] = step["rate"]
     sse = r["sse_first_token"]
@@ -449,9 +510,11 @@ def report(results_path, local_path, out):
     if all(one):
         lines += [
             "",
-            f"One turn at a time ({one[0]['n']} turns, nothing queued): p50 {one[0]['p50_ms']:.1f} ms, p99 "
-            f"{one[0]['p99_ms']:.1f} ms without retrieval; p50 {one[1]['p50_ms']:.1f} ms, p99 "
-            f"{one[1]['p99_ms']:.1f} ms with it.",
+            f"One turn at a time ({one[0]['n']} turns, nothing queued), overhead: p50 {one[0]['p50_ms']:.1f} ms, "
+            f"p99 {one[0]['p99_ms']:.1f} ms without retrieval; p50 {one[1]['p50_ms']:.1f} ms, p99 "
+            f"{one[1]['p99_ms']:.1f} ms with it. The mock's own time in a turn: p50 "
+            f"{one[0]['mock_p50_ms']:.2f} ms without retrieval, {one[1]['mock_p50_ms']:.2f} ms with it "
+            "(the question's embedding too).",
         ]
     lines += [
         "",
@@ -466,7 +529,8 @@ def report(results_path, local_path, out):
            "here; where a turn's time goes is in the next section."),
         "",
         f"Delay between the model's first token and the client's first byte of it over the run's event "
-        f"stream ({sse['n']} streamed turns, one at a time; the mock and the client share one clock): "
+        f"stream ({sse['n']} streamed turns, one at a time; the mock and the client share one clock, and "
+        f"the mock sends the first token alone, the rest 5 ms later): "
         f"p50 {sse['p50_ms']:.2f} ms, p99 {sse['p99_ms']:.2f} ms (goal: under 1 ms at p99"
         + (", met)." if sse["p99_ms"] < 1 else ", not met at p99)."),
         "",
