@@ -129,7 +129,8 @@ pub struct ServeSettings {
     /// Runs of one tenant in progress at once in this process; beyond, 503 `server_busy`.
     #[arg(long, env = "AGENTIC_RUNS_PER_TENANT", default_value_t = 16)]
     pub runs_per_tenant: usize,
-    /// Clients that may wait on run events at once (each holds a Redis connection); beyond, 503.
+    /// Clients that may wait on the event log at once (each holds a Redis connection); beyond,
+    /// 503. Followers of a run this process executes read it from memory and hold none.
     #[arg(long, env = "AGENTIC_RUN_FOLLOWERS", default_value_t = 256)]
     pub run_followers: usize,
     /// Largest document accepted, in bytes.
