@@ -71,7 +71,7 @@ pub async fn connect(
         .min_connections(options.min_connections)
         .acquire_timeout(options.acquire_timeout)
         // A connection used within the last second is handed out as it is: a ping on every
-        // checkout was a round trip in each of a turn's five transactions. One idle for longer
+        // checkout was a round trip in each of a turn's transactions. One idle for longer
         // (which a restart or a proxy may have cut) is still pinged first.
         .test_before_acquire_if_idle_for(Duration::from_secs(1))
         .sqlx_logging(false);

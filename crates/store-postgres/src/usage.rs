@@ -90,46 +90,39 @@ impl UsageRepo for PgTx {
             Some(held) if held.day == record.day => (tokens(held.tokens), None),
             other => (0, other),
         };
-        let day_change = if used > 0 || released_here > 0 {
-            "INSERT INTO token_days (tenant_id, day, used) SELECT $1, $3, $15
-             ON CONFLICT (tenant_id, day) DO UPDATE
-             SET used = token_days.used + EXCLUDED.used,
-                 reserved = GREATEST(0, token_days.reserved - $16)"
+        let mut values = vec![
+            self.t(),
+            record.id.into(),
+            record.day.into(),
+            record.at.into(),
+            record.kind.as_str().into(),
+            record.principal.map(|p| p.kind()).into(),
+            record.principal.map(|p| p.id()).into(),
+            record.agent_id.map(|a| a.as_uuid()).into(),
+            record.run_id.map(|r| r.as_uuid()).into(),
+            record.provider.clone().into(),
+            record.model.clone().into(),
+            i64::from(record.usage.prompt_tokens).into(),
+            i64::from(record.usage.completion_tokens).into(),
+            record.counted.into(),
+        ];
+        let insert = "INSERT INTO usage_records (tenant_id, id, day, at, kind, principal_kind,
+                                                 principal_id, agent_id, run_id, provider, model,
+                                                 prompt_tokens, completion_tokens, counted)
+                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+        let sql = if used > 0 || released_here > 0 {
+            values.extend([used.into(), released_here.into()]);
+            format!(
+                "WITH recorded AS ({insert})
+                 INSERT INTO token_days (tenant_id, day, used) SELECT $1, $3, $15
+                 ON CONFLICT (tenant_id, day) DO UPDATE
+                 SET used = token_days.used + EXCLUDED.used,
+                     reserved = GREATEST(0, token_days.reserved - $16)"
+            )
         } else {
-            // Nothing for the day's row; the statement still names every parameter it is sent.
-            "SELECT $15::bigint + $16::bigint"
+            insert.to_owned()
         };
-        execute(
-            &self.tx,
-            &format!(
-                "WITH recorded AS (
-                     INSERT INTO usage_records (tenant_id, id, day, at, kind, principal_kind,
-                                                principal_id, agent_id, run_id, provider, model,
-                                                prompt_tokens, completion_tokens, counted)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-                 )
-                 {day_change}"
-            ),
-            vec![
-                self.t(),
-                record.id.into(),
-                record.day.into(),
-                record.at.into(),
-                record.kind.as_str().into(),
-                record.principal.map(|p| p.kind()).into(),
-                record.principal.map(|p| p.id()).into(),
-                record.agent_id.map(|a| a.as_uuid()).into(),
-                record.run_id.map(|r| r.as_uuid()).into(),
-                record.provider.clone().into(),
-                record.model.clone().into(),
-                i64::from(record.usage.prompt_tokens).into(),
-                i64::from(record.usage.completion_tokens).into(),
-                record.counted.into(),
-                used.into(),
-                released_here.into(),
-            ],
-        )
-        .await?;
+        execute(&self.tx, &sql, values).await?;
         if let Some(held) = released_elsewhere {
             execute(
                 &self.tx,

@@ -833,14 +833,16 @@ impl Executor {
     pub async fn reap(&self) -> Result<usize, Error> {
         let expired = self.leases.expire(self.clock.now()).await?;
         for run in &expired {
-            let error = json!({"code": "incomplete", "message": INCOMPLETE_MESSAGE});
-            self.append_event(
-                run.tenant,
-                run.id,
-                RunEventKind::Failed,
-                json!({"error": error}),
-            )
-            .await;
+            // Not the run's own numbering: the reaper's event takes the next number, and a run
+            // still writing (its process alive but late) is refused from then on.
+            let error = json!({"error": {"code": "incomplete", "message": INCOMPLETE_MESSAGE}});
+            let appended = self
+                .events
+                .append(run.tenant, run.id, RunEventKind::Failed, &error)
+                .await;
+            if let Err(err) = appended {
+                tracing::warn!(run = %run.id, error = %err, "a reaped run's end was not written");
+            }
         }
         Ok(expired.len())
     }
@@ -1011,7 +1013,7 @@ impl Executor {
             Some(Err(reason)) => Err(unavailable(reason.clone())),
             // Only a local model is loaded (from disk, once); asking for the platform's remote
             // one costs nothing, and a thread hop would cost more.
-            None if setting.run.model.provider() != LOCAL_PROVIDER => self
+            None if setting.run.model.provider() != crate::services::LOCAL_PROVIDER => self
                 .models
                 .model(&setting.run.model)
                 .map_err(|e| unavailable(e.to_string())),
@@ -1663,12 +1665,6 @@ impl Executor {
         self.live.push(setting.run.id, kind, data);
     }
 
-    async fn append_event(&self, tenant: TenantId, run: RunId, kind: RunEventKind, data: Value) {
-        if let Err(err) = self.events.append(tenant, run, kind, &data).await {
-            tracing::warn!(run = %run, event = kind.as_str(), error = %err, "an event was not written");
-        }
-    }
-
     /// The prompt of a `/v1/chat/completions` call: the agent's system message (with its
     /// sources), then the client's messages as they came (its own system messages included).
     /// The client owns its history, so nothing of it is dropped: a prompt that does not fit
@@ -1741,9 +1737,6 @@ fn fit_sources(model: &dyn ChatModel, sources: &mut Vec<Source>, fixed: u32, win
     sources.truncate(kept);
     tokens
 }
-
-/// The platform's provider of models that run in this process.
-const LOCAL_PROVIDER: &str = "local";
 
 /// The failure code of a run the daily quota stopped (answered 429).
 pub const QUOTA_CODE: &str = "quota_exceeded";

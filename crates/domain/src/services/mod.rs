@@ -43,7 +43,8 @@ pub use ingest::{IngestPolicy, IngestWorker};
 pub use knowledge_search::KnowledgeSearch;
 pub use metering::{QuotaStatus, UsageService};
 pub use providers::{
-    ProviderDraft, ProviderPatch, ProviderService, RESERVED_PROVIDERS, rotate_secrets,
+    LOCAL_PROVIDER, ProviderDraft, ProviderPatch, ProviderService, RESERVED_PROVIDERS,
+    rotate_secrets,
 };
 pub use search::{Retrieved, SearchRequest, SearchService};
 pub use tenants::{ProvisionedTenant, TenantPorts, TenantService};

@@ -18,7 +18,10 @@ use crate::ports::{
 use crate::principal::{Principal, Scope};
 
 /// The providers every tenant has, which no tenant's own may be named.
-pub const RESERVED_PROVIDERS: [&str; 2] = ["local", "openai"];
+pub const RESERVED_PROVIDERS: [&str; 2] = [LOCAL_PROVIDER, "openai"];
+
+/// The platform's provider of models that run in this process.
+pub const LOCAL_PROVIDER: &str = "local";
 /// The longest API key taken, in characters.
 pub const MAX_API_KEY_CHARS: usize = 4096;
 const MAX_URL_CHARS: usize = 2048;
