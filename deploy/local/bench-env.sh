@@ -24,6 +24,10 @@ else
     BIN="$ROOT/target/debug/agentic"
 fi
 
+# A build leaves gigabytes of dirty pages that the kernel writes back over the next minutes; a
+# commit's flush queued behind them took 30-120 ms here. Written now, before anything is measured.
+sync
+
 with_db() { echo "${1%/*}/$DB_NAME"; }
 # BENCH_REUSE_DB=1 keeps the database of the last run (its admin's login is kept beside it) and
 # only migrates it: a benchmark that ingests for minutes can measure a change of the search again.
