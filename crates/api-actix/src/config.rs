@@ -46,7 +46,9 @@ pub struct DatabaseSettings {
     #[arg(long, env = "DATABASE_OWNER_URL", hide_env_values = true)]
     pub database_owner_url: Option<Secret>,
     /// Connections of the application pool. On a 2-core box more connections only add context
-    /// switches: 16 measured the best tail latency (docs/benchmarks.md).
+    /// switches: 16 measured the best tail latency (docs/benchmarks.md). `agentic serve` splits
+    /// them between its HTTP workers (each opens its own share), and its in-process ingestion
+    /// and reaper have a pool of this size of their own.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
 }

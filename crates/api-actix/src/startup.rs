@@ -88,6 +88,35 @@ impl Stores {
             secrets: queue,
         })
     }
+
+    /// Stores on application and platform pools of their own, opened by the caller's runtime,
+    /// each with a share (one of `of`) of the configured connections; the queue's are shared.
+    ///
+    /// # Errors
+    /// When the database cannot be reached.
+    pub async fn for_worker(&self, db: &DatabaseSettings, of: usize) -> anyhow::Result<Self> {
+        let of = u32::try_from(of.max(1)).unwrap_or(u32::MAX);
+        let app = PoolOptions {
+            max_connections: db.database_max_connections.div_ceil(of).max(2),
+            ..PoolOptions::default()
+        };
+        let platform = PoolOptions {
+            max_connections: db.database_max_connections.clamp(2, 8).div_ceil(of).max(2),
+            min_connections: 1,
+            ..PoolOptions::default()
+        };
+        Ok(Self {
+            store: Arc::new(PgStore::new(
+                store_postgres::connect(db.app_url()?, &app).await?,
+            )),
+            platform: Arc::new(PgPlatformStore::new(
+                store_postgres::connect(db.platform_url()?, &platform).await?,
+            )),
+            queue: self.queue.clone(),
+            leases: self.leases.clone(),
+            secrets: self.secrets.clone(),
+        })
+    }
 }
 
 /// The password hasher of this deployment (argon2id; cheaper parameters only when configured,
@@ -290,122 +319,208 @@ pub async fn run_reaper(executor: Arc<Executor>) {
     }
 }
 
-/// Builds every service from connected adapters, and the server's ingestion workers (not started).
-pub async fn build_state(
-    db: &DatabaseSettings,
-    serve: &ServeSettings,
-) -> anyhow::Result<(AppState, IngestWorkers)> {
-    let stores = Stores::connect(db).await?;
-    let spaces = stores.store.spaces().await?;
-    // The serving process holds no owner rights, so it builds no index: `agentic migrate up` and
-    // `agentic space register` do, with the owner's URL. Until then `/readyz` says so.
-    for problem in stores.store.vector_index_problems().await? {
-        tracing::warn!(%problem, "searches there scan every chunk until `agentic migrate up` builds it");
+/// What the services of every HTTP worker share, built once: embedders and chat models (one
+/// copy of each model in memory), keys, the runs executing in this process; and the process's
+/// own connections, on which the ingestion workers and the reaper work.
+#[derive(Clone)]
+pub struct Shared {
+    db: DatabaseSettings,
+    serve: ServeSettings,
+    stores: Arc<Stores>,
+    embedders: Embedders,
+    extractor: Arc<dyn TextExtractor>,
+    codec: Arc<JwtCodec>,
+    chat_models: Arc<ServerChatModels>,
+    sealing: Arc<dyn SecretBox>,
+    hasher: Arc<dyn PasswordHasher>,
+    runs_here: domain::services::RunsHere,
+}
+
+impl Shared {
+    /// Connects the process's stores and loads what the workers share.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or a setting is invalid.
+    pub async fn build(db: &DatabaseSettings, serve: &ServeSettings) -> anyhow::Result<Self> {
+        let stores = Stores::connect(db).await?;
+        let spaces = stores.store.spaces().await?;
+        // The serving process holds no owner rights, so it builds no index: `agentic migrate up`
+        // and `agentic space register` do, with the owner's URL. Until then `/readyz` says so.
+        for problem in stores.store.vector_index_problems().await? {
+            tracing::warn!(%problem, "searches there scan every chunk until `agentic migrate up` builds it");
+        }
+        let embedders = load_embedders(serve, &spaces);
+        Ok(Self {
+            db: db.clone(),
+            serve: serve.clone(),
+            stores: Arc::new(stores),
+            embedders,
+            extractor: Arc::new(sandboxed_extractor(serve)?),
+            codec: Arc::new(JwtCodec::new(JwtConfig {
+                issuer: serve.jwt.jwt_issuer.clone(),
+                audience: serve.jwt.jwt_audience.clone(),
+                signing_kid: serve.jwt.jwt_kid.clone(),
+                keys: serve.jwt.keys()?,
+            })?),
+            chat_models: chat_models(serve),
+            sealing: Arc::new(AesSecretBox::from_config(
+                serve.secret_keys.as_ref().map_or("", Secret::expose),
+            )?),
+            hasher: password_hasher(Some(serve))?,
+            runs_here: domain::services::RunsHere::default(),
+        })
     }
-    let embedders = load_embedders(serve, &spaces);
-    let workers = IngestWorkers {
-        workers: (0..serve.ingest_workers)
-            .map(|n| ingest_worker(&stores, embedders.clone(), serve, &format!("serve{n}")))
-            .collect(),
-        poll: std::time::Duration::from_millis(serve.worker_poll_ms),
-    };
-    let extractor: Arc<dyn TextExtractor> = Arc::new(sandboxed_extractor(serve)?);
-    let cache = RedisCache::connect(&serve.redis_url, serve.redis_key_prefix.clone())?;
-    let codec = JwtCodec::new(JwtConfig {
-        issuer: serve.jwt.jwt_issuer.clone(),
-        audience: serve.jwt.jwt_audience.clone(),
-        signing_kid: serve.jwt.jwt_kid.clone(),
-        keys: serve.jwt.keys()?,
-    })?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let chat_models = chat_models(serve);
-    let sealing: Arc<dyn SecretBox> = Arc::new(AesSecretBox::from_config(
-        serve.secret_keys.as_ref().map_or("", Secret::expose),
-    )?);
-    let run_events = RedisRunEvents::new(cache.clone(), &serve.redis_url, serve.run_followers)?;
-    let executor = Arc::new(Executor::new(
-        ExecutionPorts {
+
+    /// The server's ingestion workers on the process's stores (not started).
+    #[must_use]
+    pub fn ingest_workers(&self) -> IngestWorkers {
+        IngestWorkers {
+            workers: (0..self.serve.ingest_workers)
+                .map(|n| {
+                    ingest_worker(
+                        &self.stores,
+                        self.embedders.clone(),
+                        &self.serve,
+                        &format!("serve{n}"),
+                    )
+                })
+                .collect(),
+            poll: std::time::Duration::from_millis(self.serve.worker_poll_ms),
+        }
+    }
+
+    /// Every service on the process's own connections.
+    ///
+    /// # Errors
+    /// When Redis's address is invalid.
+    pub fn process_state(&self) -> anyhow::Result<AppState> {
+        let cache =
+            RedisCache::connect(&self.serve.redis_url, self.serve.redis_key_prefix.clone())?;
+        self.state_on(&self.stores, cache, self.serve.run_followers)
+    }
+
+    /// Every service on connections of their own, opened here: one HTTP worker's. A worker
+    /// runs on a runtime of its own, and a connection is served by the runtime that opened it;
+    /// a worker that used connections opened elsewhere would be woken by another thread on
+    /// every reply. Each worker gets its share (`of` workers) of the configured connections.
+    ///
+    /// # Errors
+    /// When the database cannot be reached.
+    pub async fn worker_state(&self, of: usize) -> anyhow::Result<AppState> {
+        let stores = self.stores.for_worker(&self.db, of).await?;
+        let cache =
+            RedisCache::connect(&self.serve.redis_url, self.serve.redis_key_prefix.clone())?;
+        let followers = self.serve.run_followers.div_ceil(of.max(1));
+        self.state_on(&stores, cache, followers)
+    }
+
+    fn state_on(
+        &self,
+        stores: &Stores,
+        cache: RedisCache,
+        followers: usize,
+    ) -> anyhow::Result<AppState> {
+        let serve = &self.serve;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let embedders = &self.embedders;
+        let run_events = RedisRunEvents::new(cache.clone(), &serve.redis_url, followers)?;
+        let executor = Arc::new(Executor::sharing(
+            ExecutionPorts {
+                store: stores.store.clone(),
+                clock: clock.clone(),
+                models: self.chat_models.clone(),
+                events: Arc::new(run_events),
+                leases: stores.leases.clone(),
+                secrets: self.sealing.clone(),
+                provider_models: self.chat_models.clone(),
+            },
+            SearchService::new(stores.store.clone(), embedders.clone()),
+            vec![Arc::new(KnowledgeSearch::new(SearchService::new(
+                stores.store.clone(),
+                embedders.clone(),
+            ))) as Arc<dyn Tool>],
+            ExecutionPolicy {
+                max_runs_per_tenant: serve.runs_per_tenant,
+                ..ExecutionPolicy::default()
+            },
+            self.runs_here.clone(),
+        ));
+        let secrets: Arc<dyn Secrets> = Arc::new(RandomSecrets);
+        let hasher = self.hasher.clone();
+        let policy = AuthPolicy {
+            access_ttl: serve.jwt.access_ttl(),
+            refresh_ttl: serve.jwt.refresh_ttl(),
+            login_attempts: serve.login_attempts,
+            ..AuthPolicy::default()
+        };
+        let auth = AuthService::new(
+            AuthPorts {
+                store: stores.store.clone(),
+                platform: stores.platform.clone(),
+                hasher: hasher.clone(),
+                codec: self.codec.clone(),
+                revocation: Arc::new(cache.clone()),
+                limiter: Arc::new(cache.clone()),
+                secrets: secrets.clone(),
+                clock: clock.clone(),
+            },
+            policy,
+        );
+        let usage = Arc::new(UsageService::new(stores.store.clone(), clock.clone()));
+        Ok(AppState {
+            auth,
+            tenants: TenantService::new(TenantPorts {
+                store: stores.store.clone(),
+                platform: stores.platform.clone(),
+                hasher: hasher.clone(),
+                secrets: secrets.clone(),
+                sessions: Arc::new(cache.clone()),
+                clock: clock.clone(),
+            }),
+            users: UserService::new(
+                stores.store.clone(),
+                hasher,
+                Arc::new(cache.clone()),
+                clock.clone(),
+            ),
+            api_keys: ApiKeyService::new(stores.store.clone(), secrets, clock.clone()),
+            agents: AgentService::new(
+                stores.store.clone(),
+                clock.clone(),
+                self.chat_models.clone(),
+            ),
+            providers: ProviderService::new(
+                stores.store.clone(),
+                self.sealing.clone(),
+                clock.clone(),
+            ),
+            collections: CollectionService::new(
+                stores.store.clone(),
+                clock.clone(),
+                embedders.clone(),
+                DEFAULT_SPACE,
+            ),
+            documents: DocumentService::new(
+                stores.store.clone(),
+                self.extractor.clone(),
+                clock.clone(),
+                serve.max_document_bytes,
+            ),
+            search: SearchService::new(stores.store.clone(), embedders.clone())
+                .metered(usage.clone()),
+            audit: AuditService::new(stores.store.clone()),
+            conversations: ConversationService::new(stores.store.clone(), clock.clone()),
+            embeddings: EmbeddingService::new(
+                stores.store.clone(),
+                embedders.clone(),
+                usage.clone(),
+            ),
+            usage,
+            executor,
             store: stores.store.clone(),
-            clock: clock.clone(),
-            models: chat_models.clone(),
-            events: Arc::new(run_events),
-            leases: stores.leases.clone(),
-            secrets: sealing.clone(),
-            provider_models: chat_models.clone(),
-        },
-        SearchService::new(stores.store.clone(), embedders.clone()),
-        vec![Arc::new(KnowledgeSearch::new(SearchService::new(
-            stores.store.clone(),
-            embedders.clone(),
-        ))) as Arc<dyn Tool>],
-        ExecutionPolicy {
-            max_runs_per_tenant: serve.runs_per_tenant,
-            ..ExecutionPolicy::default()
-        },
-    ));
-    let secrets: Arc<dyn Secrets> = Arc::new(RandomSecrets);
-    let hasher = password_hasher(Some(serve))?;
-    let policy = AuthPolicy {
-        access_ttl: serve.jwt.access_ttl(),
-        refresh_ttl: serve.jwt.refresh_ttl(),
-        login_attempts: serve.login_attempts,
-        ..AuthPolicy::default()
-    };
-    let auth = AuthService::new(
-        AuthPorts {
-            store: stores.store.clone(),
-            platform: stores.platform.clone(),
-            hasher: hasher.clone(),
-            codec: Arc::new(codec),
-            revocation: Arc::new(cache.clone()),
-            limiter: Arc::new(cache.clone()),
-            secrets: secrets.clone(),
-            clock: clock.clone(),
-        },
-        policy,
-    );
-    let usage = Arc::new(UsageService::new(stores.store.clone(), clock.clone()));
-    let state = AppState {
-        auth,
-        tenants: TenantService::new(TenantPorts {
-            store: stores.store.clone(),
-            platform: stores.platform.clone(),
-            hasher: hasher.clone(),
-            secrets: secrets.clone(),
-            sessions: Arc::new(cache.clone()),
-            clock: clock.clone(),
-        }),
-        users: UserService::new(
-            stores.store.clone(),
-            hasher,
-            Arc::new(cache.clone()),
-            clock.clone(),
-        ),
-        api_keys: ApiKeyService::new(stores.store.clone(), secrets, clock.clone()),
-        agents: AgentService::new(stores.store.clone(), clock.clone(), chat_models.clone()),
-        providers: ProviderService::new(stores.store.clone(), sealing, clock.clone()),
-        collections: CollectionService::new(
-            stores.store.clone(),
-            clock.clone(),
-            embedders.clone(),
-            DEFAULT_SPACE,
-        ),
-        documents: DocumentService::new(
-            stores.store.clone(),
-            extractor,
-            clock.clone(),
-            serve.max_document_bytes,
-        ),
-        search: SearchService::new(stores.store.clone(), embedders.clone()).metered(usage.clone()),
-        audit: AuditService::new(stores.store.clone()),
-        conversations: ConversationService::new(stores.store.clone(), clock.clone()),
-        embeddings: EmbeddingService::new(stores.store.clone(), embedders.clone(), usage.clone()),
-        usage,
-        executor: executor.clone(),
-        store: stores.store,
-        cache,
-    };
-    Ok((state, workers))
+            cache,
+        })
+    }
 }
 
 /// The HTTP server and the port it listens on (tests bind port 0), with the ingestion workers
@@ -426,9 +541,13 @@ impl Application {
         serve: &ServeSettings,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
-        let (state, workers) = build_state(db, serve).await?;
-        let executor = state.executor.clone();
-        let state = web::Data::new(state);
+        let shared = Shared::build(db, serve).await?;
+        let workers = shared.ingest_workers();
+        // The reaper works on the process's connections, like the ingestion workers.
+        let executor = shared.process_state()?.executor;
+        let http_workers = serve.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
         let port = listener.local_addr()?.port();
         let limit = serve.max_body_bytes;
         let proxies = TrustedProxies(serve.trusted_proxies.clone());
@@ -436,8 +555,16 @@ impl Application {
         let documents_limit = BodyLimit(serve.max_document_bytes.saturating_mul(2) + 64 * 1024);
         let openapi = crate::http::openapi::document();
         let mut server = HttpServer::new(move || {
+            let shared = shared.clone();
             App::new()
-                .app_data(state.clone())
+                .data_factory(move || {
+                    let shared = shared.clone();
+                    async move {
+                        shared.worker_state(http_workers).await.inspect_err(|e| {
+                            tracing::error!(error = %e, "an HTTP worker could not connect");
+                        })
+                    }
+                })
                 .app_data(BodyLimit(limit))
                 .app_data(proxies.clone())
                 // Bodies are read at most this far (the document routes set their own).
@@ -466,9 +593,7 @@ impl Application {
                 }))
         })
         .listen(listener)?;
-        if let Some(workers) = serve.workers {
-            server = server.workers(workers);
-        }
+        server = server.workers(http_workers);
         Ok(Self {
             port,
             server: server.run(),

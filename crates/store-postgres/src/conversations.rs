@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::entities::{
-    Citation, Conversation, ConversationFilter, Failure, Feedback, Message, MessageOutcome,
+    Agent, Citation, Conversation, ConversationFilter, Failure, Feedback, Message, MessageOutcome,
     MessageRole, MessageStatus, NewConversation, Owner, PromptTokens, Rating, Run, RunContext,
     RunOutcome, RunStatus,
 };
@@ -17,15 +17,15 @@ use domain::values::ModelRef;
 use domain::{
     Actor, AgentId, ChunkId, CollectionId, ConversationId, DocumentId, MessageId, RunId, TenantId,
 };
-use sea_orm::FromQueryResult;
+use sea_orm::{ConnectionTrait, FromQueryResult};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::error::corrupt;
+use crate::error::{corrupt, map};
 use crate::lifecycle::Table;
 use crate::platform::PgPlatformStore;
-use crate::rows::convert;
-use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one, limit};
+use crate::rows::{AGENT_COLUMNS, AgentRow, convert, prefixed};
+use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one, limit, stmt};
 use crate::usage::tokens;
 
 const CONVERSATION_COLUMNS: &str = "tenant_id, id, agent_id, title, owner_kind, owner_id, \
@@ -109,6 +109,39 @@ impl ConversationRepo for PgTx {
             .transpose()
     }
 
+    async fn get_with_agent(
+        &mut self,
+        id: ConversationId,
+    ) -> StoreResult<Option<(Conversation, Option<Agent>)>> {
+        let sql = format!(
+            "SELECT {}, {}, a.id IS NOT NULL AS has_agent
+             FROM conversations c
+             LEFT JOIN agents a
+               ON a.tenant_id = c.tenant_id AND a.id = c.agent_id AND a.deleted_at IS NULL
+             WHERE c.tenant_id = $1 AND c.id = $2 AND c.deleted_at IS NULL",
+            prefixed("c", CONVERSATION_COLUMNS),
+            prefixed("a", AGENT_COLUMNS),
+        );
+        let Some(row) = self
+            .tx
+            .query_one_raw(stmt(&sql, vec![self.t(), id.as_uuid().into()]))
+            .await
+            .map_err(map)?
+        else {
+            return Ok(None);
+        };
+        let conversation =
+            Conversation::try_from(ConversationRow::from_query_result(&row, "c_").map_err(map)?)?;
+        let agent = if row.try_get::<bool>("", "has_agent").map_err(map)? {
+            Some(Agent::try_from(
+                AgentRow::from_query_result(&row, "a_").map_err(map)?,
+            )?)
+        } else {
+            None
+        };
+        Ok(Some((conversation, agent)))
+    }
+
     async fn list(
         &mut self,
         filter: &ConversationFilter,
@@ -154,17 +187,6 @@ impl ConversationRepo for PgTx {
             .await?
             .map(Conversation::try_from)
             .transpose()
-    }
-
-    async fn touch(&mut self, id: ConversationId, now: DateTime<Utc>) -> StoreResult<()> {
-        execute(
-            &self.tx,
-            "UPDATE conversations SET last_active_at = GREATEST(last_active_at, $3)
-             WHERE tenant_id = $1 AND id = $2",
-            vec![self.t(), id.as_uuid().into(), now.into()],
-        )
-        .await?;
-        Ok(())
     }
 
     async fn soft_delete(
@@ -648,11 +670,16 @@ impl RunRepo for PgTx {
     async fn insert(&mut self, run: &Run) -> StoreResult<()> {
         execute(
             &self.tx,
-            "INSERT INTO runs (tenant_id, id, conversation_id, message_id, user_message_id,
-                               agent_id, started_by_kind, started_by_id, model_provider,
-                               model_name, status, created_at, lease_until, reserved_tokens,
-                               reserved_on, started_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            "WITH run AS (
+                 INSERT INTO runs (tenant_id, id, conversation_id, message_id, user_message_id,
+                                   agent_id, started_by_kind, started_by_id, model_provider,
+                                   model_name, status, created_at, lease_until, reserved_tokens,
+                                   reserved_on, started_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                 RETURNING conversation_id, created_at
+             )
+             UPDATE conversations c SET last_active_at = GREATEST(c.last_active_at, run.created_at)
+             FROM run WHERE c.tenant_id = $1 AND c.id = run.conversation_id",
             vec![
                 self.t(),
                 run.id.as_uuid().into(),
@@ -718,10 +745,16 @@ impl RunRepo for PgTx {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Run>> {
         let sql = format!(
-            "UPDATE runs SET status = $3, prompt_tokens = $4, completion_tokens = $5,
-                             error_code = $6, error_message = $7, context = $8, ended_at = $9
-             WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'in_progress')
-             RETURNING {RUN_COLUMNS}"
+            "WITH run AS (
+                 UPDATE runs SET status = $3, prompt_tokens = $4, completion_tokens = $5,
+                                 error_code = $6, error_message = $7, context = $8, ended_at = $9
+                 WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'in_progress')
+                 RETURNING {RUN_COLUMNS}
+             ), touched AS (
+                 UPDATE conversations c SET last_active_at = GREATEST(c.last_active_at, $9)
+                 FROM run WHERE c.tenant_id = $1 AND c.id = run.conversation_id
+             )
+             SELECT * FROM run"
         );
         let values = vec![
             self.t(),

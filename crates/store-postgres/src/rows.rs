@@ -97,6 +97,17 @@ impl TryFrom<UserRow> for User {
     }
 }
 
+/// `columns` (a list of plain column names) of the table aliased `alias`, each named with the
+/// alias as prefix (`a.id AS a_id`): two rows of one join, read apart with
+/// `FromQueryResult::from_query_result(row, "a_")`.
+pub(crate) fn prefixed(alias: &str, columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{alias}.{0} AS {alias}_{0}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) const AGENT_COLUMNS: &str = "tenant_id, id, name, slug, description, system_prompt, \
      model_provider, model_name, temperature, max_tokens, metadata, collection_ids, retrieval_top_k, \
      retrieval_mode, retrieval_min_score, tools, created_at, updated_at, deleted_at, deleted_by";

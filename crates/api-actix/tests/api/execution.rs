@@ -381,6 +381,15 @@ async fn a_turn_is_answered_with_citations_to_its_sources_and_the_providers_usag
     )
     .await;
     assert_eq!(run["status"], "completed");
+    // The run's end was the conversation's last activity.
+    let listed = json(
+        w.app
+            .get(&format!("/v1/conversations/{conversation}"), &w.token)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(listed["last_active_at"], run["ended_at"], "{listed}");
     let branch = messages(&w.app, &w.token, &conversation, false).await;
     let roles: Vec<&str> = branch["items"]
         .as_array()

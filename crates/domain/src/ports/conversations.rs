@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::entities::{
-    Conversation, ConversationFilter, Feedback, Message, MessageOutcome, NewConversation, Owner,
-    Rating, Run, RunOutcome,
+    Agent, Conversation, ConversationFilter, Feedback, Message, MessageOutcome, NewConversation,
+    Owner, Rating, Run, RunOutcome,
 };
 use crate::ids::{ConversationId, MessageId, RunId};
 use crate::page::{Page, PageRequest};
@@ -31,6 +31,16 @@ pub trait ConversationRepo: Send {
         include_deleted: bool,
     ) -> StoreResult<Option<Conversation>>;
 
+    /// A live conversation with its agent, the agent only while it is live too: what a turn
+    /// starts from, read at once.
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn get_with_agent(
+        &mut self,
+        id: ConversationId,
+    ) -> StoreResult<Option<(Conversation, Option<Agent>)>>;
+
     /// Newest first.
     ///
     /// # Errors
@@ -51,12 +61,6 @@ pub trait ConversationRepo: Send {
         title: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Conversation>>;
-
-    /// Notes activity (a message posted or answered).
-    ///
-    /// # Errors
-    /// [`crate::ports::StoreError::Internal`] on storage failure.
-    async fn touch(&mut self, id: ConversationId, now: DateTime<Utc>) -> StoreResult<()>;
 
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
@@ -145,6 +149,9 @@ pub trait MessageRepo: Send {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait RunRepo: Send {
+    /// Stores a new run. A run in a conversation is activity there: the conversation's
+    /// `last_active_at` moves to the run's `created_at` in the same statement.
+    ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn insert(&mut self, run: &Run) -> StoreResult<()>;
@@ -166,7 +173,8 @@ pub trait RunRepo: Send {
     async fn hold(&mut self, id: RunId, reserved: crate::ports::Reservation) -> StoreResult<()>;
 
     /// Ends a run that has not ended and answers it as stored; `None` when it had (by its
-    /// lease running out).
+    /// lease running out). Its conversation's `last_active_at` moves to `now` in the same
+    /// statement.
     ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.

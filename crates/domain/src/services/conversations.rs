@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use crate::entities::{
-    AuditAction, Conversation, ConversationFilter, Feedback, Message, MessageRole, NewConversation,
-    Owner, Rating,
+    Agent, AuditAction, Conversation, ConversationFilter, Feedback, Message, MessageRole,
+    NewConversation, Owner, Rating,
 };
 use crate::error::{Error, Resource, Validator};
 use crate::ids::{AgentId, ConversationId, MessageId, TenantId};
@@ -66,6 +66,23 @@ pub(crate) async fn visible(
         .await?
         .filter(|c| owner.is_none_or(|o| c.owner == o))
         .ok_or(Error::NotFound(Resource::Conversation))
+}
+
+/// The conversation if `who` may see it, with its agent (`NotFound(Agent)` once that is
+/// deleted): what a new turn starts from.
+pub(crate) async fn visible_with_agent(
+    tx: &mut dyn TenantTx,
+    who: &Principal,
+    id: ConversationId,
+) -> Result<(Conversation, Agent), Error> {
+    let owner = visible_owner(who)?;
+    let (conversation, agent) = tx
+        .conversations()
+        .get_with_agent(id)
+        .await?
+        .filter(|(c, _)| owner.is_none_or(|o| c.owner == o))
+        .ok_or(Error::NotFound(Resource::Conversation))?;
+    Ok((conversation, agent.ok_or(Error::NotFound(Resource::Agent))?))
 }
 
 /// A message of a conversation `who` may see, with that conversation.

@@ -36,7 +36,9 @@ use crate::principal::{Principal, Scope};
 use crate::services::SearchService;
 use crate::services::citations::{Source, cite};
 use crate::services::completions::{ClientAnswer, ClientTurn, LiveEvent};
-use crate::services::conversations::{owner_of, visible, visible_message, visible_owner};
+use crate::services::conversations::{
+    owner_of, visible_message, visible_owner, visible_with_agent,
+};
 use crate::services::history::{Budget, fit, path_to};
 use crate::services::live_runs::{LiveGuard, LiveRuns};
 use crate::services::metering::{self, day_of};
@@ -151,6 +153,15 @@ impl Drop for RunSlot {
             }
         }
     }
+}
+
+/// What every executor of one process shares, whichever connections each works on: the runs
+/// each tenant has in progress here (for [`ExecutionPolicy::max_runs_per_tenant`]), and the
+/// events of the runs executing here, which followers on any of the process's executors read.
+#[derive(Clone, Default)]
+pub struct RunsHere {
+    running: Arc<Mutex<HashMap<TenantId, usize>>>,
+    live: Arc<LiveRuns>,
 }
 
 pub struct Executor {
@@ -293,11 +304,24 @@ pub struct ExecutionPorts {
 }
 
 impl Executor {
+    /// An executor of its own, sharing nothing with others ([`Self::sharing`] makes one that
+    /// does).
     pub fn new(
         ports: ExecutionPorts,
         search: SearchService,
         tools: Vec<Arc<dyn Tool>>,
         policy: ExecutionPolicy,
+    ) -> Self {
+        Self::sharing(ports, search, tools, policy, RunsHere::default())
+    }
+
+    /// An executor counting and publishing its runs with every other given the same `here`.
+    pub fn sharing(
+        ports: ExecutionPorts,
+        search: SearchService,
+        tools: Vec<Arc<dyn Tool>>,
+        policy: ExecutionPolicy,
+        here: RunsHere,
     ) -> Self {
         Self {
             store: ports.store,
@@ -310,8 +334,17 @@ impl Executor {
             search,
             tools,
             policy,
-            running: Arc::default(),
-            live: Arc::default(),
+            running: here.running,
+            live: here.live,
+        }
+    }
+
+    /// What this executor shares with the others of its process.
+    #[must_use]
+    pub fn runs_here(&self) -> RunsHere {
+        RunsHere {
+            running: self.running.clone(),
+            live: self.live.clone(),
         }
     }
 
@@ -351,8 +384,7 @@ impl Executor {
         let slot = self.slot(tenant)?;
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
-        let conversation = visible(tx.as_mut(), who, conversation_id, false).await?;
-        let agent = live_agent(tx.as_mut(), &conversation).await?;
+        let (conversation, agent) = visible_with_agent(tx.as_mut(), who, conversation_id).await?;
         // The run reads the question's path from these: a new first message has none above it.
         let messages = match parent {
             Parent::Root => Vec::new(),
@@ -500,7 +532,6 @@ impl Executor {
             ..self.new_run(tx.tenant_id(), run_id, &agent, started_by, admitted, now)
         };
         tx.runs().insert(&run).await?;
-        tx.conversations().touch(conversation.id, now).await?;
         let turn = StoredTurn::of(&messages, question, &answer)?;
         let (temperature, max_tokens) = (
             f64::from(agent.temperature.value()),
@@ -1557,9 +1588,6 @@ impl Executor {
             // The reaper ended it first (the lease ran out): its end stands.
             return Ok(None);
         };
-        if let Some(turn) = setting.stored() {
-            tx.conversations().touch(turn.conversation_id, now).await?;
-        }
         // Last: the day's counter is locked from here to the commit, and every run of the
         // tenant that ends meanwhile waits for it.
         tx.usage()
@@ -2180,7 +2208,6 @@ mod tests {
                 w.lock().unwrap().metered.push(record.clone());
                 Ok(())
             });
-            end.conversations.expect_touch().returning(|_, _| Ok(()));
             txs.push(end);
             let store = store_with_all(txs);
 
@@ -2464,7 +2491,6 @@ mod tests {
             .expect_insert()
             .withf(move |r| r.user_message_id == Some(question.id))
             .return_once(|_| Ok(()));
-        tx.conversations.expect_touch().returning(|_, _| Ok(()));
         // No quota: nothing is reserved.
         tx.tenant.expect_get().return_once(move || {
             Ok(Some(crate::services::testing::sample_tenant(

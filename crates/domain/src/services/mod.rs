@@ -37,7 +37,7 @@ pub use embedders::Embedders;
 pub use embeddings::{Embedded, EmbeddingService, MAX_EMBEDDING_INPUTS};
 pub use execution::{
     EndedRun, ExecutionPolicy, ExecutionPorts, Executor, FinishedRun, INVALID_REQUEST_CODE,
-    MAX_MESSAGE_CHARS, Parent, QUOTA_CODE, RunJob, StartedRun, citation_json, usage_json,
+    MAX_MESSAGE_CHARS, Parent, QUOTA_CODE, RunJob, RunsHere, StartedRun, citation_json, usage_json,
 };
 pub use ingest::{IngestPolicy, IngestWorker};
 pub use knowledge_search::KnowledgeSearch;
