@@ -79,59 +79,83 @@ impl UsageRepo for PgTx {
 
     async fn record(
         &mut self,
-        record: &UsageRecord,
+        records: &[UsageRecord],
         release: Option<Reservation>,
     ) -> StoreResult<()> {
-        let used = tokens(record.counted_tokens());
-        let release = release.filter(|r| r.tokens > 0);
-        // What is given back on the record's own day goes with what it adds: one statement
-        // (the usual case), and the day's row is locked by it alone.
-        let (released_here, released_elsewhere) = match release {
-            Some(held) if held.day == record.day => (tokens(held.tokens), None),
-            other => (0, other),
-        };
-        let mut values = vec![
-            self.t(),
-            record.id.into(),
-            record.day.into(),
-            record.at.into(),
-            record.kind.as_str().into(),
-            record.principal.map(|p| p.kind()).into(),
-            record.principal.map(|p| p.id()).into(),
-            record.agent_id.map(|a| a.as_uuid()).into(),
-            record.run_id.map(|r| r.as_uuid()).into(),
-            record.provider.clone().into(),
-            record.model.clone().into(),
-            i64::from(record.usage.prompt_tokens).into(),
-            i64::from(record.usage.completion_tokens).into(),
-            record.counted.into(),
-        ];
-        let insert = "INSERT INTO usage_records (tenant_id, id, day, at, kind, principal_kind,
-                                                 principal_id, agent_id, run_id, provider, model,
-                                                 prompt_tokens, completion_tokens, counted)
-                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
-        let sql = if used > 0 || released_here > 0 {
-            values.extend([used.into(), released_here.into()]);
-            format!(
-                "WITH recorded AS ({insert})
-                 INSERT INTO token_days (tenant_id, day, used) SELECT $1, $3, $15
+        let mut values = vec![self.t()];
+        let mut rows = Vec::with_capacity(records.len());
+        // What each day gains, and what is given back on the day that held it: one upsert of
+        // every day's counter (in practice one row) in the statement that inserts the records.
+        let mut days: std::collections::BTreeMap<NaiveDate, (u64, u64)> = Default::default();
+        for record in records {
+            let first = values.len() + 1;
+            values.extend([
+                record.id.into(),
+                record.day.into(),
+                record.at.into(),
+                record.kind.as_str().into(),
+                record.principal.map(|p| p.kind()).into(),
+                record.principal.map(|p| p.id()).into(),
+                record.agent_id.map(|a| a.as_uuid()).into(),
+                record.run_id.map(|r| r.as_uuid()).into(),
+                record.provider.clone().into(),
+                record.model.clone().into(),
+                i64::from(record.usage.prompt_tokens).into(),
+                i64::from(record.usage.completion_tokens).into(),
+                record.counted.into(),
+            ]);
+            let slots: Vec<String> = (first..first + 13).map(|n| format!("${n}")).collect();
+            rows.push(format!("($1, {})", slots.join(", ")));
+            let used = record.counted_tokens();
+            if used > 0 {
+                days.entry(record.day).or_default().0 += used;
+            }
+        }
+        if let Some(held) = release.filter(|r| r.tokens > 0) {
+            days.entry(held.day).or_default().1 += held.tokens;
+        }
+        let mut sql = String::new();
+        if !rows.is_empty() {
+            sql = format!(
+                "INSERT INTO usage_records (tenant_id, id, day, at, kind, principal_kind,
+                                            principal_id, agent_id, run_id, provider, model,
+                                            prompt_tokens, completion_tokens, counted)
+                 VALUES {}",
+                rows.join(", ")
+            );
+        }
+        if !days.is_empty() {
+            let mut counters = Vec::with_capacity(days.len());
+            for (day, (used, released)) in days {
+                let first = values.len() + 1;
+                values.extend([day.into(), tokens(used).into(), tokens(released).into()]);
+                counters.push(format!(
+                    "(${first}::date, ${}::bigint, ${}::bigint)",
+                    first + 1,
+                    first + 2
+                ));
+            }
+            // A day that only gives back has its row already (its reservation made it).
+            let upsert = format!(
+                "INSERT INTO token_days (tenant_id, day, used)
+                 SELECT $1, v.day, v.used FROM (VALUES {}) v(day, used, released)
                  ON CONFLICT (tenant_id, day) DO UPDATE
                  SET used = token_days.used + EXCLUDED.used,
-                     reserved = GREATEST(0, token_days.reserved - $16)"
-            )
-        } else {
-            insert.to_owned()
-        };
-        execute(&self.tx, &sql, values).await?;
-        if let Some(held) = released_elsewhere {
-            execute(
-                &self.tx,
-                "UPDATE token_days SET reserved = GREATEST(0, reserved - $3)
-                 WHERE tenant_id = $1 AND day = $2",
-                vec![self.t(), held.day.into(), tokens(held.tokens).into()],
-            )
-            .await?;
+                     reserved = GREATEST(0, token_days.reserved - (
+                         SELECT v.released FROM (VALUES {0}) v(day, used, released)
+                         WHERE v.day = token_days.day))",
+                counters.join(", ")
+            );
+            sql = if sql.is_empty() {
+                upsert
+            } else {
+                format!("WITH recorded AS ({sql}) {upsert}")
+            };
         }
+        if sql.is_empty() {
+            return Ok(());
+        }
+        execute(&self.tx, &sql, values).await?;
         Ok(())
     }
 

@@ -390,6 +390,25 @@ async fn a_turn_is_answered_with_citations_to_its_sources_and_the_providers_usag
     )
     .await;
     assert_eq!(listed["last_active_at"], run["ended_at"], "{listed}");
+    // The day's counter holds every record of the run, stored together: its answer's tokens
+    // and its query's embedding (the document's ingestion is recorded but not counted).
+    let by_model = json(
+        w.app.get("/v1/usage?group_by=model", &w.token).await,
+        StatusCode::OK,
+    )
+    .await;
+    let tokens_of = |key: &str| {
+        let row = by_model["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["key"] == key)
+            .unwrap_or_else(|| panic!("no {key} in {by_model}"));
+        row["prompt_tokens"].as_u64().unwrap() + row["completion_tokens"].as_u64().unwrap()
+    };
+    let recorded = tokens_of("openai/gpt-test") + tokens_of("embedding/retrieval");
+    let tenant = json(w.app.get("/v1/tenant", &w.token).await, StatusCode::OK).await;
+    assert_eq!(tenant["tokens_used_today"], recorded, "{tenant} {by_model}");
     let branch = messages(&w.app, &w.token, &conversation, false).await;
     let roles: Vec<&str> = branch["items"]
         .as_array()

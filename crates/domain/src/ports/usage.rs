@@ -122,14 +122,15 @@ pub trait UsageRepo: Send {
         allowance: u64,
     ) -> StoreResult<bool>;
 
-    /// Records a metered call: adds what it counts to its day's use, and gives back what
-    /// `release` held reserved.
+    /// Records metered calls: adds what they count to their days' use, and gives back what
+    /// `release` held reserved, in one statement (a run's calls lock their day's counter once,
+    /// until the commit).
     ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn record(
         &mut self,
-        record: &UsageRecord,
+        records: &[UsageRecord],
         release: Option<Reservation>,
     ) -> StoreResult<()>;
 

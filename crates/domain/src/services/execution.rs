@@ -1588,17 +1588,10 @@ impl Executor {
             // The reaper ended it first (the lease ran out): its end stands.
             return Ok(None);
         };
-        // Last: the day's counter is locked from here to the commit, and every run of the
-        // tenant that ends meanwhile waits for it.
-        tx.usage()
-            .record(
-                &self.usage_record(setting, progress.usage, now),
-                progress.reserved,
-            )
-            .await?;
+        let mut records = vec![self.usage_record(setting, progress.usage, now)];
         if progress.embedded_tokens > 0 {
             let run = &setting.run;
-            let record = UsageRecord {
+            records.push(UsageRecord {
                 agent_id: Some(run.agent_id),
                 run_id: Some(run.id),
                 ..metering::embedding_record(
@@ -1608,9 +1601,11 @@ impl Executor {
                     true,
                     now,
                 )
-            };
-            tx.usage().record(&record, None).await?;
+            });
         }
+        // Last, and once: the day's counter is locked from here to the commit, and every run of
+        // the tenant that ends meanwhile waits for it.
+        tx.usage().record(&records, progress.reserved).await?;
         tx.commit().await?;
         let usage = usage_json(progress.usage);
         let message_id = setting
@@ -2204,8 +2199,8 @@ mod tests {
                 }))
             });
             let w = written.clone();
-            end.usage.expect_record().returning(move |record, _| {
-                w.lock().unwrap().metered.push(record.clone());
+            end.usage.expect_record().returning(move |records, _| {
+                w.lock().unwrap().metered.extend_from_slice(records);
                 Ok(())
             });
             txs.push(end);

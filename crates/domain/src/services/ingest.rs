@@ -441,7 +441,10 @@ impl IngestWorker {
                 false,
                 self.clock.now(),
             );
-            tx.usage().record(&record, None).await.map_err(storage)?;
+            tx.usage()
+                .record(std::slice::from_ref(&record), None)
+                .await
+                .map_err(storage)?;
             tx.commit().await.map_err(storage)?;
         }
         Ok(chunks)
@@ -686,7 +689,9 @@ mod tests {
             .returning(move |_, _, _, _, _| Ok(go_on));
         tx.usage
             .expect_record()
-            .withf(|record, release| !record.counted && release.is_none())
+            .withf(|records, release| {
+                records.len() == 1 && !records[0].counted && release.is_none()
+            })
             .returning(|_, _| Ok(()));
         tx
     }

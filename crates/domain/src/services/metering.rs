@@ -197,7 +197,9 @@ impl UsageService {
         record: &UsageRecord,
     ) -> Result<(), Error> {
         let mut tx = self.store.begin(tenant).await?;
-        tx.usage().record(record, None).await?;
+        tx.usage()
+            .record(std::slice::from_ref(record), None)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
