@@ -1,7 +1,9 @@
 //! The chat models this server offers agents: `local` models from the models directory (loaded
 //! on first use, then shared by every run of the process) and `openai`, any model of the
 //! OpenAI-compatible server configured by `OPENAI_BASE_URL`; and tenants' own providers, each
-//! model of which gets a client of its own (its own connections, timeouts and retries).
+//! model of which gets a client of its own (its own connections, timeouts and retries). Each HTTP
+//! worker has its own [`ServerChatModels::for_worker`]: the local models are shared, the clients
+//! of remote ones (and so their connections) are the worker's.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,7 +41,9 @@ pub struct ServerChatModels {
     models_dir: PathBuf,
     openai: Option<OpenAiChatSettings>,
     local_options: LocalChatOptions,
-    /// Loaded models by file, and OpenAI-compatible ones by name.
+    /// Loaded local models by file, shared by every worker (one copy in memory).
+    local: Arc<Mutex<HashMap<String, Arc<dyn ChatModel>>>>,
+    /// Clients of the OpenAI-compatible server by model name.
     loaded: Mutex<HashMap<String, Arc<dyn ChatModel>>>,
     /// Clients of tenants' providers, by provider, version and model name.
     providers: Mutex<HashMap<String, Arc<dyn ChatModel>>>,
@@ -61,6 +65,7 @@ impl ServerChatModels {
             models_dir,
             openai,
             local_options,
+            local: Arc::default(),
             loaded: Mutex::default(),
             providers: Mutex::default(),
             provider_defaults: OpenAiChatSettings {
@@ -86,6 +91,22 @@ impl ServerChatModels {
         self
     }
 
+    /// The same models for another HTTP worker: the local ones shared, remote clients of its
+    /// own. A client's connections are served by the runtime that opened them; a worker using
+    /// another's would be woken through that thread on every chunk of an answer.
+    #[must_use]
+    pub fn for_worker(&self) -> Self {
+        Self {
+            models_dir: self.models_dir.clone(),
+            openai: self.openai.clone(),
+            local_options: self.local_options.clone(),
+            local: self.local.clone(),
+            loaded: Mutex::default(),
+            providers: Mutex::default(),
+            provider_defaults: self.provider_defaults.clone(),
+        }
+    }
+
     fn local_file(&self, name: &str) -> Result<PathBuf, ChatModelUnavailable> {
         let (_, file) = LOCAL_CHAT_MODELS
             .iter()
@@ -102,12 +123,11 @@ impl ServerChatModels {
     }
 
     fn cached(
-        &self,
+        cache: &Mutex<HashMap<String, Arc<dyn ChatModel>>>,
         key: String,
         build: impl FnOnce() -> Result<Arc<dyn ChatModel>, ChatModelUnavailable>,
     ) -> Result<Arc<dyn ChatModel>, ChatModelUnavailable> {
-        let mut loaded = self
-            .loaded
+        let mut loaded = cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(model) = loaded.get(&key) {
@@ -134,7 +154,7 @@ impl ChatModels for ServerChatModels {
             "local" => {
                 let path = self.local_file(model.name())?;
                 let key = format!("local:{}", path.display());
-                self.cached(key, || {
+                Self::cached(&self.local, key, || {
                     let started = std::time::Instant::now();
                     let loaded =
                         LocalChatModel::load(&path, self.local_options.clone()).map_err(|e| {
@@ -154,7 +174,7 @@ impl ChatModels for ServerChatModels {
                     .openai
                     .as_ref()
                     .ok_or_else(|| ChatModelUnavailable::NotConfigured("openai".into()))?;
-                self.cached(format!("openai:{}", model.name()), || {
+                Self::cached(&self.loaded, format!("openai:{}", model.name()), || {
                     remote_model(
                         settings,
                         &settings.base_url,

@@ -421,6 +421,7 @@ impl Shared {
         followers: usize,
     ) -> anyhow::Result<AppState> {
         let serve = &self.serve;
+        let chat_models = Arc::new(self.chat_models.for_worker());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let embedders = &self.embedders;
         let run_events = RedisRunEvents::new(cache.clone(), &serve.redis_url, followers)?;
@@ -428,11 +429,11 @@ impl Shared {
             ExecutionPorts {
                 store: stores.store.clone(),
                 clock: clock.clone(),
-                models: self.chat_models.clone(),
+                models: chat_models.clone(),
                 events: Arc::new(run_events),
                 leases: stores.leases.clone(),
                 secrets: self.sealing.clone(),
-                provider_models: self.chat_models.clone(),
+                provider_models: chat_models.clone(),
             },
             SearchService::new(stores.store.clone(), embedders.clone()),
             vec![Arc::new(KnowledgeSearch::new(SearchService::new(
@@ -484,11 +485,7 @@ impl Shared {
                 clock.clone(),
             ),
             api_keys: ApiKeyService::new(stores.store.clone(), secrets, clock.clone()),
-            agents: AgentService::new(
-                stores.store.clone(),
-                clock.clone(),
-                self.chat_models.clone(),
-            ),
+            agents: AgentService::new(stores.store.clone(), clock.clone(), chat_models.clone()),
             providers: ProviderService::new(
                 stores.store.clone(),
                 self.sealing.clone(),
