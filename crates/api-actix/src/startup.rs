@@ -36,6 +36,11 @@ use crate::state::AppState;
 /// The space of collections created without one: the local model needs no network.
 pub const DEFAULT_SPACE: &str = "local-minilm-l6-v2";
 
+/// Connections of the platform pool (credential lookups): a few, whatever the application's.
+fn platform_pool_size(db: &DatabaseSettings) -> u32 {
+    db.database_max_connections.clamp(2, 8)
+}
+
 /// The storage ports, connected.
 pub struct Stores {
     pub store: Arc<dyn Store>,
@@ -54,7 +59,7 @@ impl Stores {
             ..PoolOptions::default()
         };
         let platform_options = PoolOptions {
-            max_connections: db.database_max_connections.clamp(2, 8),
+            max_connections: platform_pool_size(db),
             ..PoolOptions::default()
         };
         let app = store_postgres::connect(db.app_url()?, &options).await?;
@@ -101,7 +106,7 @@ impl Stores {
             ..PoolOptions::default()
         };
         let platform = PoolOptions {
-            max_connections: db.database_max_connections.clamp(2, 8).div_ceil(of).max(2),
+            max_connections: platform_pool_size(db).div_ceil(of).max(2),
             min_connections: 1,
             ..PoolOptions::default()
         };
@@ -389,14 +394,15 @@ impl Shared {
         }
     }
 
-    /// Every service on the process's own connections.
+    /// The executor the reaper works with, on the process's own connections.
     ///
     /// # Errors
     /// When Redis's address is invalid.
-    pub fn process_state(&self) -> anyhow::Result<AppState> {
+    pub fn process_executor(&self) -> anyhow::Result<Arc<Executor>> {
         let cache =
             RedisCache::connect(&self.serve.redis_url, self.serve.redis_key_prefix.clone())?;
-        self.state_on(&self.stores, cache, self.serve.run_followers)
+        let chat_models = Arc::new(self.chat_models.for_worker());
+        self.executor_on(&self.stores, &cache, &chat_models, self.serve.run_followers)
     }
 
     /// Every service on connections of their own, opened here: one HTTP worker's. A worker
@@ -414,21 +420,21 @@ impl Shared {
         self.state_on(&stores, cache, followers)
     }
 
-    fn state_on(
+    /// The executor on `stores`, counting and publishing its runs with every other of the
+    /// process.
+    fn executor_on(
         &self,
         stores: &Stores,
-        cache: RedisCache,
+        cache: &RedisCache,
+        chat_models: &Arc<ServerChatModels>,
         followers: usize,
-    ) -> anyhow::Result<AppState> {
-        let serve = &self.serve;
-        let chat_models = Arc::new(self.chat_models.for_worker());
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    ) -> anyhow::Result<Arc<Executor>> {
         let embedders = &self.embedders;
-        let run_events = RedisRunEvents::new(cache.clone(), &serve.redis_url, followers)?;
-        let executor = Arc::new(Executor::sharing(
+        let run_events = RedisRunEvents::new(cache.clone(), &self.serve.redis_url, followers)?;
+        Ok(Arc::new(Executor::sharing(
             ExecutionPorts {
                 store: stores.store.clone(),
-                clock: clock.clone(),
+                clock: Arc::new(SystemClock),
                 models: chat_models.clone(),
                 events: Arc::new(run_events),
                 leases: stores.leases.clone(),
@@ -441,11 +447,24 @@ impl Shared {
                 embedders.clone(),
             ))) as Arc<dyn Tool>],
             ExecutionPolicy {
-                max_runs_per_tenant: serve.runs_per_tenant,
+                max_runs_per_tenant: self.serve.runs_per_tenant,
                 ..ExecutionPolicy::default()
             },
             self.runs_here.clone(),
-        ));
+        )))
+    }
+
+    fn state_on(
+        &self,
+        stores: &Stores,
+        cache: RedisCache,
+        followers: usize,
+    ) -> anyhow::Result<AppState> {
+        let serve = &self.serve;
+        let chat_models = Arc::new(self.chat_models.for_worker());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let embedders = &self.embedders;
+        let executor = self.executor_on(stores, &cache, &chat_models, followers)?;
         let secrets: Arc<dyn Secrets> = Arc::new(RandomSecrets);
         let hasher = self.hasher.clone();
         let policy = AuthPolicy {
@@ -541,7 +560,7 @@ impl Application {
         let shared = Shared::build(db, serve).await?;
         let workers = shared.ingest_workers();
         // The reaper works on the process's connections, like the ingestion workers.
-        let executor = shared.process_state()?.executor;
+        let executor = shared.process_executor()?;
         let http_workers = serve.workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
