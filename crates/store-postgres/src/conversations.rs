@@ -4,14 +4,13 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::entities::{
-    Agent, Citation, Conversation, ConversationFilter, Failure, Feedback, Message, MessageOutcome,
-    MessageRole, MessageStatus, NewConversation, Owner, PromptTokens, Rating, Run, RunContext,
-    RunOutcome, RunStatus,
+    Agent, Citation, Conversation, ConversationFilter, Failure, Feedback, Message, MessageRole,
+    MessageStatus, NewConversation, Owner, PromptTokens, Rating, Run, RunContext, RunStatus,
 };
 use domain::page::{Page, PageRequest};
 use domain::ports::{
-    ConversationRepo, ExpiredRun, INCOMPLETE_MESSAGE, MessageRepo, Reservation, RunLeases, RunRepo,
-    StoreError, StoreResult, TokenUsage, ToolCall,
+    ConversationRepo, ExpiredRun, INCOMPLETE_MESSAGE, MessageRepo, Reservation, RunEnd, RunLeases,
+    RunRepo, StoreError, StoreResult, TokenUsage, ToolCall, TurnStart,
 };
 use domain::values::ModelRef;
 use domain::{
@@ -25,8 +24,8 @@ use crate::error::{corrupt, map};
 use crate::lifecycle::Table;
 use crate::platform::PgPlatformStore;
 use crate::rows::{AGENT_COLUMNS, AgentRow, convert, prefixed};
-use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one, limit, stmt};
-use crate::usage::tokens;
+use crate::tenant_tx::{Params, PgTx, execute, fetch_all, fetch_one, limit, stmt};
+use crate::usage::{tokens, usage_statements};
 
 const CONVERSATION_COLUMNS: &str = "tenant_id, id, agent_id, title, owner_kind, owner_id, \
      last_active_at, created_at, updated_at, deleted_at, deleted_by";
@@ -109,13 +108,11 @@ impl ConversationRepo for PgTx {
             .transpose()
     }
 
-    async fn get_with_agent(
-        &mut self,
-        id: ConversationId,
-    ) -> StoreResult<Option<(Conversation, Option<Agent>)>> {
+    async fn get_for_turn(&mut self, id: ConversationId) -> StoreResult<Option<TurnStart>> {
         let sql = format!(
-            "SELECT {}, {}, a.id IS NOT NULL AS has_agent
+            "SELECT {}, {}, a.id IS NOT NULL AS has_agent, t.daily_token_quota
              FROM conversations c
+             JOIN tenants t ON t.id = c.tenant_id
              LEFT JOIN agents a
                ON a.tenant_id = c.tenant_id AND a.id = c.agent_id AND a.deleted_at IS NULL
              WHERE c.tenant_id = $1 AND c.id = $2 AND c.deleted_at IS NULL",
@@ -139,7 +136,12 @@ impl ConversationRepo for PgTx {
         } else {
             None
         };
-        Ok(Some((conversation, agent)))
+        let quota: Option<i64> = row.try_get("", "daily_token_quota").map_err(map)?;
+        Ok(Some(TurnStart {
+            conversation,
+            agent,
+            daily_token_quota: quota.and_then(|q| u64::try_from(q).ok()),
+        }))
     }
 
     async fn list(
@@ -365,54 +367,55 @@ fn citations_from(value: &Value) -> Result<Vec<Citation>, String> {
         .collect()
 }
 
+/// The `INSERT` of `messages` in order (one may have an earlier one as parent); `None` when
+/// there are none. `$1` is the tenant.
+fn insert_messages(params: &mut Params, messages: &[Message]) -> Option<String> {
+    if messages.is_empty() {
+        return None;
+    }
+    let rows: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            let slots = [
+                params.bind(m.id.as_uuid()),
+                params.bind(m.conversation_id.as_uuid()),
+                params.bind(m.parent_id.map(|p| p.as_uuid())),
+                params.bind(m.role.as_str()),
+                params.bind(m.content.as_str()),
+                params.bind(tool_calls_json(&m.tool_calls)),
+                params.bind(m.tool_call_id.clone()),
+                params.bind(citations_json(&m.citations)),
+                params.bind(m.model.as_ref().map(|x| x.provider().to_owned())),
+                params.bind(m.model.as_ref().map(|x| x.name().to_owned())),
+                params.bind(m.usage.map(|u| stored(u.prompt_tokens))),
+                params.bind(m.usage.map(|u| stored(u.completion_tokens))),
+                params.bind(m.latency_ms.map(stored)),
+                params.bind(m.status.as_str()),
+                params.bind(m.error.as_ref().map(|e| e.code.clone())),
+                params.bind(m.error.as_ref().map(|e| e.message.clone())),
+                params.bind(m.run_id.map(|r| r.as_uuid())),
+                params.bind(m.created_at),
+            ];
+            format!("($1, {})", slots.join(", "))
+        })
+        .collect();
+    Some(format!(
+        "INSERT INTO messages (tenant_id, id, conversation_id, parent_id, role, content,
+                               tool_calls, tool_call_id, citations, model_provider, model_name,
+                               prompt_tokens, completion_tokens, latency_ms, status,
+                               error_code, error_message, run_id, created_at)
+         VALUES {}",
+        rows.join(", ")
+    ))
+}
+
 #[async_trait]
 impl MessageRepo for PgTx {
     async fn insert(&mut self, messages: &[Message]) -> StoreResult<()> {
-        const COLUMNS: usize = 19;
-        if messages.is_empty() {
-            return Ok(());
+        let mut params = Params::of(self);
+        if let Some(sql) = insert_messages(&mut params, messages) {
+            execute(&self.tx, &sql, params.into_values()).await?;
         }
-        let rows: Vec<String> = (0..messages.len())
-            .map(|row| {
-                let first = row * COLUMNS + 1;
-                let params: Vec<String> =
-                    (first..first + COLUMNS).map(|n| format!("${n}")).collect();
-                format!("({})", params.join(", "))
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO messages (tenant_id, id, conversation_id, parent_id, role, content,
-                                   tool_calls, tool_call_id, citations, model_provider, model_name,
-                                   prompt_tokens, completion_tokens, latency_ms, status,
-                                   error_code, error_message, run_id, created_at)
-             VALUES {}",
-            rows.join(", ")
-        );
-        let mut values = Vec::with_capacity(messages.len() * COLUMNS);
-        for m in messages {
-            values.extend([
-                self.t(),
-                m.id.as_uuid().into(),
-                m.conversation_id.as_uuid().into(),
-                m.parent_id.map(|p| p.as_uuid()).into(),
-                m.role.as_str().into(),
-                m.content.as_str().into(),
-                tool_calls_json(&m.tool_calls).into(),
-                m.tool_call_id.clone().into(),
-                citations_json(&m.citations).into(),
-                m.model.as_ref().map(|x| x.provider().to_owned()).into(),
-                m.model.as_ref().map(|x| x.name().to_owned()).into(),
-                m.usage.map(|u| stored(u.prompt_tokens)).into(),
-                m.usage.map(|u| stored(u.completion_tokens)).into(),
-                m.latency_ms.map(stored).into(),
-                m.status.as_str().into(),
-                m.error.as_ref().map(|e| e.code.clone()).into(),
-                m.error.as_ref().map(|e| e.message.clone()).into(),
-                m.run_id.map(|r| r.as_uuid()).into(),
-                m.created_at.into(),
-            ]);
-        }
-        execute(&self.tx, &sql, values).await?;
         Ok(())
     }
 
@@ -454,33 +457,6 @@ impl MessageRepo for PgTx {
         )
         .await?;
         Ok(())
-    }
-
-    async fn finish(&mut self, id: MessageId, o: &MessageOutcome) -> StoreResult<Option<Message>> {
-        let sql = format!(
-            "UPDATE messages SET content = $3, tool_calls = $4, citations = $5,
-                                 prompt_tokens = $6, completion_tokens = $7, latency_ms = $8,
-                                 status = $9, error_code = $10, error_message = $11
-             WHERE tenant_id = $1 AND id = $2 AND status IN ('pending', 'streaming')
-             RETURNING {MESSAGE_COLUMNS}"
-        );
-        let values = vec![
-            self.t(),
-            id.as_uuid().into(),
-            o.content.as_str().into(),
-            tool_calls_json(&o.tool_calls).into(),
-            citations_json(&o.citations).into(),
-            stored(o.usage.prompt_tokens).into(),
-            stored(o.usage.completion_tokens).into(),
-            stored(o.latency_ms).into(),
-            o.status.as_str().into(),
-            o.error.as_ref().map(|e| e.code.clone()).into(),
-            o.error.as_ref().map(|e| e.message.clone()).into(),
-        ];
-        fetch_one::<MessageRow>(&self.tx, &sql, values)
-            .await?
-            .map(Message::try_from)
-            .transpose()
     }
 
     async fn reparent(&mut self, id: MessageId, parent: MessageId) -> StoreResult<()> {
@@ -667,39 +643,38 @@ impl TryFrom<RunRow> for Run {
 
 #[async_trait]
 impl RunRepo for PgTx {
-    async fn insert(&mut self, run: &Run) -> StoreResult<()> {
-        execute(
-            &self.tx,
-            "WITH run AS (
+    async fn insert(&mut self, run: &Run, messages: &[Message]) -> StoreResult<()> {
+        let mut params = Params::of(self);
+        let inserted = insert_messages(&mut params, messages)
+            .map_or_else(String::new, |sql| format!("inserted AS ({sql}), "));
+        let sql = format!(
+            "WITH {inserted}run AS (
                  INSERT INTO runs (tenant_id, id, conversation_id, message_id, user_message_id,
                                    agent_id, started_by_kind, started_by_id, model_provider,
                                    model_name, status, created_at, lease_until, reserved_tokens,
                                    reserved_on, started_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                 VALUES ($1, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})
                  RETURNING conversation_id, created_at
              )
              UPDATE conversations c SET last_active_at = GREATEST(c.last_active_at, run.created_at)
              FROM run WHERE c.tenant_id = $1 AND c.id = run.conversation_id",
-            vec![
-                self.t(),
-                run.id.as_uuid().into(),
-                run.conversation_id.map(|c| c.as_uuid()).into(),
-                run.message_id.map(|m| m.as_uuid()).into(),
-                run.user_message_id.map(|m| m.as_uuid()).into(),
-                run.agent_id.as_uuid().into(),
-                run.started_by.kind().into(),
-                run.started_by.id().into(),
-                run.model.provider().into(),
-                run.model.name().into(),
-                run.status.as_str().into(),
-                run.created_at.into(),
-                run.lease_until.into(),
-                tokens(run.reserved.map_or(0, |r| r.tokens)).into(),
-                run.reserved.map(|r| r.day).into(),
-                run.started_at.into(),
-            ],
-        )
-        .await?;
+            params.bind(run.id.as_uuid()),
+            params.bind(run.conversation_id.map(|c| c.as_uuid())),
+            params.bind(run.message_id.map(|m| m.as_uuid())),
+            params.bind(run.user_message_id.map(|m| m.as_uuid())),
+            params.bind(run.agent_id.as_uuid()),
+            params.bind(run.started_by.kind()),
+            params.bind(run.started_by.id()),
+            params.bind(run.model.provider()),
+            params.bind(run.model.name()),
+            params.bind(run.status.as_str()),
+            params.bind(run.created_at),
+            params.bind(run.lease_until),
+            params.bind(tokens(run.reserved.map_or(0, |r| r.tokens))),
+            params.bind(run.reserved.map(|r| r.day)),
+            params.bind(run.started_at),
+        );
+        execute(&self.tx, &sql, params.into_values()).await?;
         Ok(())
     }
 
@@ -741,36 +716,96 @@ impl RunRepo for PgTx {
     async fn finish(
         &mut self,
         id: RunId,
-        outcome: &RunOutcome,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<Run>> {
-        let sql = format!(
-            "WITH run AS (
-                 UPDATE runs SET status = $3, prompt_tokens = $4, completion_tokens = $5,
-                                 error_code = $6, error_message = $7, context = $8, ended_at = $9
-                 WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'in_progress')
+        end: &RunEnd,
+    ) -> StoreResult<Option<(Run, Option<Message>)>> {
+        let mut params = Params::of(self);
+        let o = &end.outcome;
+        let at = params.bind(end.at);
+        // Every other part is written only when the run was still open: when it was not, the
+        // statement changes nothing.
+        let mut parts = vec![format!(
+            "run AS (
+                 UPDATE runs SET status = {}, prompt_tokens = {}, completion_tokens = {},
+                                 error_code = {}, error_message = {}, context = {},
+                                 ended_at = {at}
+                 WHERE tenant_id = $1 AND id = {} AND status IN ('queued', 'in_progress')
                  RETURNING {RUN_COLUMNS}
              ), touched AS (
-                 UPDATE conversations c SET last_active_at = GREATEST(c.last_active_at, $9)
+                 UPDATE conversations c SET last_active_at = GREATEST(c.last_active_at, {at})
                  FROM run WHERE c.tenant_id = $1 AND c.id = run.conversation_id
-             )
-             SELECT * FROM run"
+             )",
+            params.bind(o.status.as_str()),
+            params.bind(stored(o.usage.prompt_tokens)),
+            params.bind(stored(o.usage.completion_tokens)),
+            params.bind(o.error.as_ref().map(|e| e.code.clone())),
+            params.bind(o.error.as_ref().map(|e| e.message.clone())),
+            params.bind(context_json(&o.context)),
+            params.bind(id.as_uuid()),
+        )];
+        if let Some((answer, a)) = &end.answer {
+            parts.push(format!(
+                "answer AS (
+                     UPDATE messages SET content = {}, tool_calls = {}, citations = {},
+                                         prompt_tokens = {}, completion_tokens = {},
+                                         latency_ms = {}, status = {}, error_code = {},
+                                         error_message = {}
+                     WHERE tenant_id = $1 AND id = {} AND status IN ('pending', 'streaming')
+                       AND EXISTS (SELECT 1 FROM run)
+                     RETURNING {MESSAGE_COLUMNS}
+                 )",
+                params.bind(a.content.as_str()),
+                params.bind(tool_calls_json(&a.tool_calls)),
+                params.bind(citations_json(&a.citations)),
+                params.bind(stored(a.usage.prompt_tokens)),
+                params.bind(stored(a.usage.completion_tokens)),
+                params.bind(stored(a.latency_ms)),
+                params.bind(a.status.as_str()),
+                params.bind(a.error.as_ref().map(|e| e.code.clone())),
+                params.bind(a.error.as_ref().map(|e| e.message.clone())),
+                params.bind(answer.as_uuid()),
+            ));
+        }
+        let metered = usage_statements(
+            &mut params,
+            &end.usage,
+            end.release,
+            "EXISTS (SELECT 1 FROM run)",
         );
-        let values = vec![
-            self.t(),
-            id.as_uuid().into(),
-            outcome.status.as_str().into(),
-            stored(outcome.usage.prompt_tokens).into(),
-            stored(outcome.usage.completion_tokens).into(),
-            outcome.error.as_ref().map(|e| e.code.clone()).into(),
-            outcome.error.as_ref().map(|e| e.message.clone()).into(),
-            context_json(&outcome.context).into(),
-            now.into(),
-        ];
-        fetch_one::<RunRow>(&self.tx, &sql, values)
-            .await?
-            .map(Run::try_from)
-            .transpose()
+        for (n, statement) in metered.into_iter().enumerate() {
+            parts.push(format!("metered_{n} AS ({statement})"));
+        }
+        let sql = if end.answer.is_some() {
+            format!(
+                "WITH {} SELECT {}, {}, m.id IS NOT NULL AS has_answer
+                 FROM run r LEFT JOIN answer m ON true",
+                parts.join(", "),
+                prefixed("r", RUN_COLUMNS),
+                prefixed("m", MESSAGE_COLUMNS),
+            )
+        } else {
+            format!(
+                "WITH {} SELECT {}, false AS has_answer FROM run r",
+                parts.join(", "),
+                prefixed("r", RUN_COLUMNS),
+            )
+        };
+        let Some(row) = self
+            .tx
+            .query_one_raw(stmt(&sql, params.into_values()))
+            .await
+            .map_err(map)?
+        else {
+            return Ok(None);
+        };
+        let run = Run::try_from(RunRow::from_query_result(&row, "r_").map_err(map)?)?;
+        let answer = if row.try_get::<bool>("", "has_answer").map_err(map)? {
+            Some(Message::try_from(
+                MessageRow::from_query_result(&row, "m_").map_err(map)?,
+            )?)
+        } else {
+            None
+        };
+        Ok(Some((run, answer)))
     }
 }
 

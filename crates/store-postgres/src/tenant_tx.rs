@@ -100,6 +100,25 @@ pub struct PgTx {
     pub(crate) tenant: TenantId,
 }
 
+/// The values of a statement written in pieces, each piece binding its own: [`Params::bind`]
+/// answers the placeholder of the value it adds. `$1` is the tenant.
+pub(crate) struct Params(Vec<Value>);
+
+impl Params {
+    pub(crate) fn of(tx: &PgTx) -> Self {
+        Self(vec![tx.t()])
+    }
+
+    pub(crate) fn bind(&mut self, value: impl Into<Value>) -> String {
+        self.0.push(value.into());
+        format!("${}", self.0.len())
+    }
+
+    pub(crate) fn into_values(self) -> Vec<Value> {
+        self.0
+    }
+}
+
 pub(crate) fn stmt(sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }

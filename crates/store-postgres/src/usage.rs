@@ -9,7 +9,7 @@ use domain::ports::{
 };
 use sea_orm::FromQueryResult;
 
-use crate::tenant_tx::{PgTx, execute, fetch_all, fetch_one};
+use crate::tenant_tx::{Params, PgTx, execute, fetch_all, fetch_one};
 
 /// A token count as stored (`bigint`).
 pub(crate) fn tokens(n: u64) -> i64 {
@@ -18,6 +18,82 @@ pub(crate) fn tokens(n: u64) -> i64 {
 
 fn counted(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
+}
+
+/// What storing `records` takes, written under the condition `when` to run within one
+/// statement: the records' `INSERT`, then one upsert of each day's counter (in practice one
+/// row) with what the day gains and what `release` gives back on the day that held it. Each is
+/// left out when it has nothing to do. `$1` is the tenant.
+pub(crate) fn usage_statements(
+    params: &mut Params,
+    records: &[UsageRecord],
+    release: Option<Reservation>,
+    when: &str,
+) -> Vec<String> {
+    let mut statements = Vec::with_capacity(2);
+    let mut rows = Vec::with_capacity(records.len());
+    let mut days: std::collections::BTreeMap<NaiveDate, (u64, u64)> = Default::default();
+    for record in records {
+        let slots = [
+            params.bind(record.id),
+            params.bind(record.day),
+            params.bind(record.at),
+            params.bind(record.kind.as_str()),
+            params.bind(record.principal.map(|p| p.kind())),
+            params.bind(record.principal.map(|p| p.id())),
+            params.bind(record.agent_id.map(|a| a.as_uuid())),
+            params.bind(record.run_id.map(|r| r.as_uuid())),
+            params.bind(record.provider.clone()),
+            params.bind(record.model.clone()),
+            params.bind(i64::from(record.usage.prompt_tokens)),
+            params.bind(i64::from(record.usage.completion_tokens)),
+            params.bind(record.counted),
+        ];
+        rows.push(format!("($1, {})", slots.join(", ")));
+        let used = record.counted_tokens();
+        if used > 0 {
+            days.entry(record.day).or_default().0 += used;
+        }
+    }
+    if let Some(held) = release.filter(|r| r.tokens > 0) {
+        days.entry(held.day).or_default().1 += held.tokens;
+    }
+    if !rows.is_empty() {
+        statements.push(format!(
+            "INSERT INTO usage_records (tenant_id, id, day, at, kind, principal_kind,
+                                        principal_id, agent_id, run_id, provider, model,
+                                        prompt_tokens, completion_tokens, counted)
+             SELECT * FROM (VALUES {}) v WHERE {when}",
+            rows.join(", ")
+        ));
+    }
+    if !days.is_empty() {
+        let counters: Vec<String> = days
+            .into_iter()
+            .map(|(day, (used, released))| {
+                format!(
+                    "({}::date, {}::bigint, {}::bigint)",
+                    params.bind(day),
+                    params.bind(tokens(used)),
+                    params.bind(tokens(released))
+                )
+            })
+            .collect();
+        // A day that only gives back has its row already (its reservation made it). `ON
+        // CONFLICT DO UPDATE` sees only the target's columns: what a day gives back is read
+        // from the list again.
+        statements.push(format!(
+            "INSERT INTO token_days (tenant_id, day, used)
+             SELECT $1, v.day, v.used FROM (VALUES {0}) v(day, used, released) WHERE {when}
+             ON CONFLICT (tenant_id, day) DO UPDATE
+             SET used = token_days.used + EXCLUDED.used,
+                 reserved = GREATEST(0, token_days.reserved - (
+                     SELECT v.released FROM (VALUES {0}) v(day, used, released)
+                     WHERE v.day = token_days.day))",
+            counters.join(", ")
+        ));
+    }
+    statements
 }
 
 impl PgTx {
@@ -82,80 +158,14 @@ impl UsageRepo for PgTx {
         records: &[UsageRecord],
         release: Option<Reservation>,
     ) -> StoreResult<()> {
-        let mut values = vec![self.t()];
-        let mut rows = Vec::with_capacity(records.len());
-        // What each day gains, and what is given back on the day that held it: one upsert of
-        // every day's counter (in practice one row) in the statement that inserts the records.
-        let mut days: std::collections::BTreeMap<NaiveDate, (u64, u64)> = Default::default();
-        for record in records {
-            let first = values.len() + 1;
-            values.extend([
-                record.id.into(),
-                record.day.into(),
-                record.at.into(),
-                record.kind.as_str().into(),
-                record.principal.map(|p| p.kind()).into(),
-                record.principal.map(|p| p.id()).into(),
-                record.agent_id.map(|a| a.as_uuid()).into(),
-                record.run_id.map(|r| r.as_uuid()).into(),
-                record.provider.clone().into(),
-                record.model.clone().into(),
-                i64::from(record.usage.prompt_tokens).into(),
-                i64::from(record.usage.completion_tokens).into(),
-                record.counted.into(),
-            ]);
-            let slots: Vec<String> = (first..first + 13).map(|n| format!("${n}")).collect();
-            rows.push(format!("($1, {})", slots.join(", ")));
-            let used = record.counted_tokens();
-            if used > 0 {
-                days.entry(record.day).or_default().0 += used;
-            }
-        }
-        if let Some(held) = release.filter(|r| r.tokens > 0) {
-            days.entry(held.day).or_default().1 += held.tokens;
-        }
-        let mut sql = String::new();
-        if !rows.is_empty() {
-            sql = format!(
-                "INSERT INTO usage_records (tenant_id, id, day, at, kind, principal_kind,
-                                            principal_id, agent_id, run_id, provider, model,
-                                            prompt_tokens, completion_tokens, counted)
-                 VALUES {}",
-                rows.join(", ")
-            );
-        }
-        if !days.is_empty() {
-            let mut counters = Vec::with_capacity(days.len());
-            for (day, (used, released)) in days {
-                let first = values.len() + 1;
-                values.extend([day.into(), tokens(used).into(), tokens(released).into()]);
-                counters.push(format!(
-                    "(${first}::date, ${}::bigint, ${}::bigint)",
-                    first + 1,
-                    first + 2
-                ));
-            }
-            // A day that only gives back has its row already (its reservation made it).
-            let upsert = format!(
-                "INSERT INTO token_days (tenant_id, day, used)
-                 SELECT $1, v.day, v.used FROM (VALUES {}) v(day, used, released)
-                 ON CONFLICT (tenant_id, day) DO UPDATE
-                 SET used = token_days.used + EXCLUDED.used,
-                     reserved = GREATEST(0, token_days.reserved - (
-                         SELECT v.released FROM (VALUES {0}) v(day, used, released)
-                         WHERE v.day = token_days.day))",
-                counters.join(", ")
-            );
-            sql = if sql.is_empty() {
-                upsert
-            } else {
-                format!("WITH recorded AS ({sql}) {upsert}")
-            };
-        }
-        if sql.is_empty() {
+        let mut params = Params::of(self);
+        let Some(sql) = usage_statements(&mut params, records, release, "true")
+            .into_iter()
+            .reduce(|recorded, counted| format!("WITH recorded AS ({recorded}) {counted}"))
+        else {
             return Ok(());
-        }
-        execute(&self.tx, &sql, values).await?;
+        };
+        execute(&self.tx, &sql, params.into_values()).await?;
         Ok(())
     }
 

@@ -336,3 +336,204 @@ async fn exact_and_index_searches_find_the_same_nearest_chunk_and_a_missing_inde
         .unwrap();
     assert!(none.is_empty());
 }
+
+/// A turn as the execution service stores it: the run with its question and answer in one
+/// statement, its end (answer, run, usage, day's counter) in one more. An end that finds the
+/// run already ended (by the reaper, its lease run out) writes nothing.
+#[tokio::test]
+async fn a_run_starts_and_ends_in_one_statement_each_and_a_late_end_writes_nothing() {
+    use domain::entities::{
+        MessageOutcome, MessageRole, MessageStatus, NewConversation, Owner, Run, RunContext,
+        RunOutcome, RunStatus,
+    };
+    use domain::ports::{RunEnd, RunLeases, TokenUsage, UsageKind, UsageRecord};
+    use domain::{ConversationId, RunId};
+
+    let db = TestDb::new().await;
+    let (tenant, user) = db.tenant("turns").await;
+    let owner = Owner::User(user);
+    let mut tx = db.store.begin(tenant).await.unwrap();
+    let agent = tx.agents().insert(&agent("bot"), now()).await.unwrap();
+    let conversation = tx
+        .conversations()
+        .insert(
+            &NewConversation {
+                id: ConversationId::new(),
+                agent_id: agent.id,
+                title: String::new(),
+                owner,
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    let start = tx
+        .conversations()
+        .get_for_turn(conversation.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(start.agent.map(|a| a.id), Some(agent.id));
+    assert_eq!(start.daily_token_quota, None);
+
+    let start_run = |id: RunId| {
+        let question = domain::entities::Message::new(
+            conversation.id,
+            None,
+            MessageRole::User,
+            "Why?".into(),
+            id,
+            now(),
+        );
+        let answer = domain::entities::Message {
+            status: MessageStatus::Pending,
+            ..domain::entities::Message::new(
+                conversation.id,
+                Some(question.id),
+                MessageRole::Assistant,
+                String::new(),
+                id,
+                now(),
+            )
+        };
+        let run = Run {
+            id,
+            tenant_id: tenant,
+            conversation_id: Some(conversation.id),
+            message_id: Some(answer.id),
+            user_message_id: Some(question.id),
+            agent_id: agent.id,
+            started_by: owner,
+            model: agent.model.clone(),
+            status: RunStatus::InProgress,
+            usage: TokenUsage::default(),
+            error: None,
+            context: RunContext::default(),
+            created_at: now(),
+            started_at: Some(now()),
+            ended_at: None,
+            lease_until: now() + chrono::Duration::seconds(30),
+            reserved: None,
+        };
+        (run, question, answer)
+    };
+    let end_of = |run: &Run, answer: domain::MessageId| {
+        let usage = TokenUsage {
+            prompt_tokens: 7,
+            completion_tokens: 3,
+        };
+        RunEnd {
+            outcome: RunOutcome {
+                status: RunStatus::Completed,
+                usage,
+                error: None,
+                context: RunContext::default(),
+            },
+            answer: Some((
+                answer,
+                MessageOutcome {
+                    content: "Because.".into(),
+                    tool_calls: Vec::new(),
+                    citations: Vec::new(),
+                    usage,
+                    latency_ms: 5,
+                    status: MessageStatus::Complete,
+                    error: None,
+                },
+            )),
+            usage: vec![UsageRecord {
+                id: uuid::Uuid::now_v7(),
+                day: now().date_naive(),
+                at: now(),
+                kind: UsageKind::Chat,
+                principal: Some(owner),
+                agent_id: Some(agent.id),
+                run_id: Some(run.id),
+                provider: "local".into(),
+                model: "smollm2".into(),
+                usage,
+                counted: true,
+            }],
+            release: None,
+            at: now() + chrono::Duration::seconds(1),
+        }
+    };
+
+    let (run, question, answer) = start_run(RunId::new());
+    tx.runs()
+        .insert(&run, &[question.clone(), answer.clone()])
+        .await
+        .unwrap();
+    let stored = tx.messages().list(conversation.id).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [question.id, answer.id]
+    );
+    let (ended, answered) = tx
+        .runs()
+        .finish(run.id, &end_of(&run, answer.id))
+        .await
+        .unwrap()
+        .expect("an open run ends");
+    assert_eq!(ended.status, RunStatus::Completed);
+    assert_eq!(ended.usage.completion_tokens, 3);
+    let answered = answered.expect("its open answer ends with it");
+    assert_eq!(
+        (answered.content.as_str(), answered.status),
+        ("Because.", MessageStatus::Complete)
+    );
+    assert_eq!(
+        tx.usage().day(now().date_naive()).await.unwrap(),
+        (10, 0),
+        "the day's counter has the run's tokens"
+    );
+    let active = tx
+        .conversations()
+        .get(conversation.id, false)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_active_at;
+    assert_eq!(active, ended.ended_at);
+
+    // A second end of the same run, and the end of a run the reaper ended: nothing is written.
+    assert!(
+        tx.runs()
+            .finish(run.id, &end_of(&run, answer.id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (late, late_question, late_answer) = start_run(RunId::new());
+    tx.runs()
+        .insert(&late, &[late_question, late_answer.clone()])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let expired = db
+        .platform
+        .expire(now() + chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    let mut tx = db.store.begin(tenant).await.unwrap();
+    assert!(
+        tx.runs()
+            .finish(late.id, &end_of(&late, late_answer.id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        tx.usage().day(now().date_naive()).await.unwrap(),
+        (10, 0),
+        "no usage of an end that did not happen"
+    );
+    let kept = tx.messages().get(late_answer.id).await.unwrap().unwrap();
+    assert_eq!(
+        kept.status,
+        MessageStatus::Failed,
+        "the reaper's end stands"
+    );
+    tx.commit().await.unwrap();
+}

@@ -9,8 +9,30 @@ use crate::entities::{
 };
 use crate::ids::{ConversationId, MessageId, RunId};
 use crate::page::{Page, PageRequest};
-use crate::ports::StoreResult;
+use crate::ports::{Reservation, StoreResult, UsageRecord};
 use crate::principal::Actor;
+
+/// What a turn in a conversation starts from ([`ConversationRepo::get_for_turn`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TurnStart {
+    pub conversation: Conversation,
+    /// `None` once the agent is deleted.
+    pub agent: Option<Agent>,
+    /// The tenant's daily token quota; `None` when it has none.
+    pub daily_token_quota: Option<u64>,
+}
+
+/// Everything a run's end stores, in one statement ([`RunRepo::finish`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunEnd {
+    pub outcome: RunOutcome,
+    /// The open answer the run ends, when it answers in a conversation.
+    pub answer: Option<(MessageId, MessageOutcome)>,
+    /// What the run used, and the reservation those records replace.
+    pub usage: Vec<UsageRecord>,
+    pub release: Option<Reservation>,
+    pub at: DateTime<Utc>,
+}
 
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -31,15 +53,12 @@ pub trait ConversationRepo: Send {
         include_deleted: bool,
     ) -> StoreResult<Option<Conversation>>;
 
-    /// A live conversation with its agent, the agent only while it is live too: what a turn
-    /// starts from, read at once.
+    /// A live conversation with what a turn in it starts from, read at once: its agent while
+    /// that is live too, and the tenant's quota.
     ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
-    async fn get_with_agent(
-        &mut self,
-        id: ConversationId,
-    ) -> StoreResult<Option<(Conversation, Option<Agent>)>>;
+    async fn get_for_turn(&mut self, id: ConversationId) -> StoreResult<Option<TurnStart>>;
 
     /// Newest first.
     ///
@@ -115,17 +134,6 @@ pub trait MessageRepo: Send {
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn write_partial(&mut self, id: MessageId, content: &str) -> StoreResult<()>;
 
-    /// Ends an open message and answers it as stored; `None` when it was no longer open (the
-    /// run was already ended).
-    ///
-    /// # Errors
-    /// [`crate::ports::StoreError::Internal`] on storage failure.
-    async fn finish(
-        &mut self,
-        id: MessageId,
-        outcome: &MessageOutcome,
-    ) -> StoreResult<Option<Message>>;
-
     /// Moves a message under another parent (an answer under the tool results it used).
     ///
     /// # Errors
@@ -149,12 +157,13 @@ pub trait MessageRepo: Send {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait RunRepo: Send {
-    /// Stores a new run. A run in a conversation is activity there: the conversation's
-    /// `last_active_at` moves to the run's `created_at` in the same statement.
+    /// Stores a new run, and in the same statement the messages it adds to its conversation
+    /// (as [`MessageRepo::insert`]). A run in a conversation is activity there: the
+    /// conversation's `last_active_at` moves to the run's `created_at` too.
     ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
-    async fn insert(&mut self, run: &Run) -> StoreResult<()>;
+    async fn insert(&mut self, run: &Run, messages: &[Message]) -> StoreResult<()>;
 
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
@@ -172,18 +181,18 @@ pub trait RunRepo: Send {
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn hold(&mut self, id: RunId, reserved: crate::ports::Reservation) -> StoreResult<()>;
 
-    /// Ends a run that has not ended and answers it as stored; `None` when it had (by its
-    /// lease running out). Its conversation's `last_active_at` moves to `now` in the same
-    /// statement.
+    /// Ends a run that has not ended, in one statement: the run, its open answer, its usage
+    /// records with the day's counter (as [`crate::ports::UsageRepo::record`]), and its
+    /// conversation's `last_active_at` (to `end.at`). Answers the run and the answer as
+    /// stored; `None`, with nothing written, when the run had ended (its lease ran out).
     ///
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn finish(
         &mut self,
         id: RunId,
-        outcome: &RunOutcome,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<Run>>;
+        end: &RunEnd,
+    ) -> StoreResult<Option<(Run, Option<Message>)>>;
 }
 
 /// What a run ended by [`RunLeases::expire`] says, with error code `incomplete`.

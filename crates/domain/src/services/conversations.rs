@@ -69,20 +69,21 @@ pub(crate) async fn visible(
 }
 
 /// The conversation if `who` may see it, with its agent (`NotFound(Agent)` once that is
-/// deleted): what a new turn starts from.
-pub(crate) async fn visible_with_agent(
+/// deleted) and the tenant's quota: what a new turn starts from.
+pub(crate) async fn visible_for_turn(
     tx: &mut dyn TenantTx,
     who: &Principal,
     id: ConversationId,
-) -> Result<(Conversation, Agent), Error> {
+) -> Result<(Conversation, Agent, Option<u64>), Error> {
     let owner = visible_owner(who)?;
-    let (conversation, agent) = tx
+    let start = tx
         .conversations()
-        .get_with_agent(id)
+        .get_for_turn(id)
         .await?
-        .filter(|(c, _)| owner.is_none_or(|o| c.owner == o))
+        .filter(|s| owner.is_none_or(|o| s.conversation.owner == o))
         .ok_or(Error::NotFound(Resource::Conversation))?;
-    Ok((conversation, agent.ok_or(Error::NotFound(Resource::Agent))?))
+    let agent = start.agent.ok_or(Error::NotFound(Resource::Agent))?;
+    Ok((start.conversation, agent, start.daily_token_quota))
 }
 
 /// A message of a conversation `who` may see, with that conversation.

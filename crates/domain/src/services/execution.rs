@@ -28,17 +28,15 @@ use crate::error::{Conflict, Error, Resource};
 use crate::ids::{ConversationId, MessageId, RunId, TenantId};
 use crate::ports::{
     ChatDelta, ChatError, ChatMessage, ChatModel, ChatModels, ChatRequest, ChatRole, Clock,
-    INCOMPLETE_MESSAGE, ProviderEndpoint, ProviderModels, Reservation, RunEventKind, RunEventLog,
-    RunLeases, SecretBox, Store, TokenUsage, Tool, ToolCall, ToolCallPieces, ToolContext,
-    ToolOutput, ToolSpec, UsageKind, UsageRecord, secret_context,
+    INCOMPLETE_MESSAGE, ProviderEndpoint, ProviderModels, Reservation, RunEnd, RunEventKind,
+    RunEventLog, RunLeases, SecretBox, Store, TokenUsage, Tool, ToolCall, ToolCallPieces,
+    ToolContext, ToolOutput, ToolSpec, UsageKind, UsageRecord, secret_context,
 };
 use crate::principal::{Principal, Scope};
 use crate::services::SearchService;
 use crate::services::citations::{Source, cite};
 use crate::services::completions::{ClientAnswer, ClientTurn, LiveEvent};
-use crate::services::conversations::{
-    owner_of, visible_message, visible_owner, visible_with_agent,
-};
+use crate::services::conversations::{owner_of, visible_for_turn, visible_message, visible_owner};
 use crate::services::history::{Budget, fit, path_to};
 use crate::services::live_runs::{LiveGuard, LiveRuns};
 use crate::services::metering::{self, day_of};
@@ -384,7 +382,8 @@ impl Executor {
         let slot = self.slot(tenant)?;
         let now = self.clock.now();
         let mut tx = self.store.begin(tenant).await?;
-        let (conversation, agent) = visible_with_agent(tx.as_mut(), who, conversation_id).await?;
+        let (conversation, agent, quota) =
+            visible_for_turn(tx.as_mut(), who, conversation_id).await?;
         // The run reads the question's path from these: a new first message has none above it.
         let messages = match parent {
             Parent::Root => Vec::new(),
@@ -412,6 +411,7 @@ impl Executor {
             run_id,
             now,
         );
+        let admitted = metering::admit_run_under(tx.as_mut(), quota, now).await?;
         let queued = self
             .queue(
                 tx.as_mut(),
@@ -420,7 +420,7 @@ impl Executor {
                 &conversation,
                 Asked::New(question.clone()),
                 messages,
-                started_by,
+                (started_by, admitted),
                 now,
             )
             .await?;
@@ -470,6 +470,7 @@ impl Executor {
                     .cloned()
             })
             .ok_or_else(|| Error::invalid("message", "answers no question"))?;
+        let admitted = metering::admit_run(tx.as_mut(), now).await?;
         let queued = self
             .queue(
                 tx.as_mut(),
@@ -478,7 +479,7 @@ impl Executor {
                 &conversation,
                 Asked::Stored(question),
                 messages,
-                started_by,
+                (started_by, admitted),
                 now,
             )
             .await?;
@@ -486,8 +487,9 @@ impl Executor {
         Ok(self.handed_over(slot, queued, None))
     }
 
-    /// Stores the question (when new), the answer's placeholder and the run, in progress from
-    /// now, and reads what the run will need: it starts as soon as the transaction commits.
+    /// Stores the question (when new), the answer's placeholder and the run (admitted against
+    /// the quota), in progress from now, and reads what the run will need: it starts as soon as
+    /// the transaction commits.
     #[allow(clippy::too_many_arguments)]
     async fn queue(
         &self,
@@ -497,10 +499,9 @@ impl Executor {
         conversation: &Conversation,
         asked: Asked,
         mut messages: Vec<Message>,
-        started_by: crate::entities::Owner,
+        (started_by, admitted): (crate::entities::Owner, Option<(Reservation, u64)>),
         now: DateTime<Utc>,
     ) -> Result<(Setting, Message), Error> {
-        let admitted = metering::admit_run(tx, now).await?;
         let (question, new) = match asked {
             Asked::New(question) => (question, true),
             Asked::Stored(question) => (question, false),
@@ -517,21 +518,22 @@ impl Executor {
                 now,
             )
         };
-        if new {
-            tx.messages()
-                .insert(&[question.clone(), answer.clone()])
-                .await?;
-            messages.push(question.clone());
-        } else {
-            tx.messages().insert(std::slice::from_ref(&answer)).await?;
-        }
         let run = Run {
             conversation_id: Some(conversation.id),
             message_id: Some(answer.id),
             user_message_id: Some(question.id),
             ..self.new_run(tx.tenant_id(), run_id, &agent, started_by, admitted, now)
         };
-        tx.runs().insert(&run).await?;
+        if new {
+            tx.runs()
+                .insert(&run, &[question.clone(), answer.clone()])
+                .await?;
+            messages.push(question.clone());
+        } else {
+            tx.runs()
+                .insert(&run, std::slice::from_ref(&answer))
+                .await?;
+        }
         let turn = StoredTurn::of(&messages, question, &answer)?;
         let (temperature, max_tokens) = (
             f64::from(agent.temperature.value()),
@@ -664,7 +666,7 @@ impl Executor {
         turn.cap(agent.temperature.value(), agent.max_tokens.value());
         let admitted = metering::admit_run(tx.as_mut(), now).await?;
         let run = self.new_run(tenant, RunId::new(), &agent, started_by, admitted, now);
-        tx.runs().insert(&run).await?;
+        tx.runs().insert(&run, &[]).await?;
         let limits = (turn.temperature, turn.max_tokens);
         let setting = self
             .setting(
@@ -1562,32 +1564,19 @@ impl Executor {
                 RunStatus::Cancelled => MessageStatus::Cancelled,
                 _ => MessageStatus::Failed,
             };
-            answer = tx
-                .messages()
-                .finish(
-                    turn.answer_id,
-                    &MessageOutcome {
-                        content: cited.answer.clone(),
-                        tool_calls: progress.unrun_calls.clone(),
-                        citations: cited.citations.clone(),
-                        usage: progress.usage,
-                        latency_ms: latency,
-                        status: message_status,
-                        error: failure.clone(),
-                    },
-                )
-                .await?;
+            answer = Some((
+                turn.answer_id,
+                MessageOutcome {
+                    content: cited.answer.clone(),
+                    tool_calls: progress.unrun_calls.clone(),
+                    citations: cited.citations.clone(),
+                    usage: progress.usage,
+                    latency_ms: latency,
+                    status: message_status,
+                    error: failure.clone(),
+                },
+            ));
         }
-        let outcome = RunOutcome {
-            status,
-            usage: progress.usage,
-            error: failure.clone(),
-            context,
-        };
-        let Some(stored_run) = tx.runs().finish(run, &outcome, now).await? else {
-            // The reaper ended it first (the lease ran out): its end stands.
-            return Ok(None);
-        };
         let mut records = vec![self.usage_record(setting, progress.usage, now)];
         if progress.embedded_tokens > 0 {
             let run = &setting.run;
@@ -1603,9 +1592,22 @@ impl Executor {
                 )
             });
         }
-        // Last, and once: the day's counter is locked from here to the commit, and every run of
-        // the tenant that ends meanwhile waits for it.
-        tx.usage().record(&records, progress.reserved).await?;
+        let end = RunEnd {
+            outcome: RunOutcome {
+                status,
+                usage: progress.usage,
+                error: failure.clone(),
+                context,
+            },
+            answer,
+            usage: records,
+            release: progress.reserved,
+            at: now,
+        };
+        let Some((stored_run, answer)) = tx.runs().finish(run, &end).await? else {
+            // The reaper ended it first (the lease ran out): its end stands.
+            return Ok(None);
+        };
         tx.commit().await?;
         let usage = usage_json(progress.usage);
         let message_id = setting
@@ -2181,27 +2183,23 @@ mod tests {
                 .find(|m| Some(m.id) == self.run.message_id)
                 .cloned()
                 .unwrap();
-            end.messages.expect_finish().return_once(move |_, outcome| {
-                w.lock().unwrap().answer = Some(outcome.clone());
-                Ok(Some(Message {
-                    content: outcome.content.clone(),
+            let run = self.run.clone();
+            end.runs.expect_finish().return_once(move |_, end| {
+                let mut w = w.lock().unwrap();
+                w.run = Some(end.outcome.clone());
+                w.metered.extend_from_slice(&end.usage);
+                let (_, outcome) = end.answer.clone().expect("the run answers a message");
+                w.answer = Some(outcome.clone());
+                let run = Run {
+                    status: end.outcome.status,
+                    ..run
+                };
+                let answer = Message {
+                    content: outcome.content,
                     status: outcome.status,
                     ..answer
-                }))
-            });
-            let w = written.clone();
-            let run = self.run.clone();
-            end.runs.expect_finish().return_once(move |_, outcome, _| {
-                w.lock().unwrap().run = Some(outcome.clone());
-                Ok(Some(Run {
-                    status: outcome.status,
-                    ..run
-                }))
-            });
-            let w = written.clone();
-            end.usage.expect_record().returning(move |records, _| {
-                w.lock().unwrap().metered.extend_from_slice(records);
-                Ok(())
+                };
+                Ok(Some((run, Some(answer))))
             });
             txs.push(end);
             let store = store_with_all(txs);
@@ -2478,14 +2476,13 @@ mod tests {
         tx.messages.expect_list().return_once(move |_| Ok(messages));
         let parent = Arc::new(Mutex::new(Vec::new()));
         let p = parent.clone();
-        tx.messages.expect_insert().return_once(move |m| {
-            *p.lock().unwrap() = m.iter().map(|m| m.parent_id).collect::<Vec<_>>();
-            Ok(())
-        });
         tx.runs
             .expect_insert()
-            .withf(move |r| r.user_message_id == Some(question.id))
-            .return_once(|_| Ok(()));
+            .withf(move |r, _| r.user_message_id == Some(question.id))
+            .return_once(move |_, m| {
+                *p.lock().unwrap() = m.iter().map(|m| m.parent_id).collect::<Vec<_>>();
+                Ok(())
+            });
         // No quota: nothing is reserved.
         tx.tenant.expect_get().return_once(move || {
             Ok(Some(crate::services::testing::sample_tenant(

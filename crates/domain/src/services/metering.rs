@@ -61,7 +61,20 @@ pub(crate) async fn admit_run(
     tx: &mut dyn TenantTx,
     now: DateTime<Utc>,
 ) -> Result<Option<(Reservation, u64)>, Error> {
-    let Some(quota) = quota_of(tx).await? else {
+    let quota = quota_of(tx).await?;
+    admit_run_under(tx, quota, now).await
+}
+
+/// [`admit_run`] with the tenant's quota already read.
+///
+/// # Errors
+/// As [`admit_run`].
+pub(crate) async fn admit_run_under(
+    tx: &mut dyn TenantTx,
+    quota: Option<u64>,
+    now: DateTime<Utc>,
+) -> Result<Option<(Reservation, u64)>, Error> {
+    let Some(quota) = quota else {
         return Ok(None);
     };
     let day = day_of(now);
