@@ -36,6 +36,16 @@ if [[ $installed != "$LITELLM_VERSION" || ! -x $LITELLM_VENV/bin/litellm ]]; the
     fi
 fi
 
+# The client that posts turns, compiled (see bench_agents.py), before the server's build and the
+# `sync` that follows it in bench-env.sh.
+if [[ ${BENCH_PROFILE:-release} == release ]]; then
+    cargo build -q --release -p api-actix --example bench_client
+    export BENCH_CLIENT="$ROOT/target/release/examples/bench_client"
+else
+    cargo build -q -p api-actix --example bench_client
+    export BENCH_CLIENT="$ROOT/target/debug/examples/bench_client"
+fi
+
 # The server reaches the mock (served by the benchmark itself) as its OpenAI-compatible provider.
 export OPENAI_BASE_URL="http://127.0.0.1:$MOCK_PORT/v1" OPENAI_API_KEY=bench OPENAI_SUPPORTS_TOOLS=false
 export AGENTIC_RUNS_PER_TENANT=1024 AGENTIC_RUN_FOLLOWERS=1024

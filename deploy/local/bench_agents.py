@@ -9,7 +9,9 @@ No dependency beyond the standard library: the mock and the client speak HTTP/1.
 streams, so the client can note the moment the mock writes the model's first token and the moment
 the platform's stream delivers it on one clock (both in this process).
 
-`run` also measures `/v1/chat/completions`, and LiteLLM's proxy on the same mock beside it when
+Turns are posted by the compiled client BENCH_CLIENT (crates/api-actix/examples/bench_client.rs),
+a process of its own, so that neither the client's CPU nor its event loop is counted as the
+platform's; this process then only serves the mock. `run` also measures `/v1/chat/completions`, and LiteLLM's proxy on the same mock beside it when
 bench-agents.sh could start one: LITELLM_URL is its address, LITELLM_KEY its master key and
 LITELLM_VERSION its version, or LITELLM_SKIPPED says why there is none. BENCH_QUICK=1 makes every
 count and loop small, to try the harness on a debug build (its figures mean nothing).
@@ -195,15 +197,6 @@ def pct(values, q):
     return values[min(len(values) - 1, int(q * len(values)))] if values else None
 
 
-def turn(base, token, conversations):
-    """A call that posts the i-th question to a conversation, round robin; answers the status."""
-    async def call(i):
-        status, _ = await request(base, "POST", f"/v1/conversations/{conversations[i % len(conversations)]}/messages",
-                                  token, {"content": f"Question {i} about rockets and fuel?"})
-        return status
-    return call
-
-
 def completion(base, key, model):
     """A call that asks `model` (an agent's slug, or LiteLLM's model) for a whole answer over
     `/v1/chat/completions`; answers the status, and 0 for a 200 without the mock's answer."""
@@ -255,6 +248,37 @@ async def open_loop(call, rate, seconds):
     await asyncio.gather(*(one(i) for i in range(total)))
     return {"rate": rate, "turns": total, "errors": errors, "statuses": statuses,
             **figures(latencies, mock)}
+
+
+async def client_turns(base, token, conversations, *mode):
+    """Turns posted by the compiled client (see the module's doc), while this process serves the
+    mock: [(i, status, latency_ms)], the i-th asking "Question i ...". The mock's own time is
+    counted afresh."""
+    MOCK_MS.clear()
+    client = await asyncio.create_subprocess_exec(
+        os.environ["BENCH_CLIENT"], base, token, ",".join(conversations), *map(str, mode),
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await client.communicate()
+    assert client.returncode == 0, f"bench_client exited with {client.returncode}"
+    return json.loads(out)
+
+
+async def turns_in_sequence(base, token, conversations, n):
+    """One turn at a time: the cost of one with nothing queued behind it."""
+    rows = await client_turns(base, token, conversations, "sequential", n)
+    assert all(status == 200 for _, status, _ in rows), [status for _, status, _ in rows]
+    return {"n": n, **figures([ms for _, _, ms in rows], [MOCK_MS.get(i, 0.0) for i, _, _ in rows])}
+
+
+async def turns_open_loop(base, token, conversations, rate, seconds):
+    """Turns at `rate` per second whatever the answers' pace."""
+    rows = await client_turns(base, token, conversations, "open", rate, seconds)
+    statuses = {}
+    for _, status, _ in rows:
+        statuses[status] = statuses.get(status, 0) + 1
+    done = [(i, ms) for i, status, ms in rows if status == 200]
+    return {"rate": rate, "turns": len(rows), "errors": len(rows) - len(done), "statuses": statuses,
+            **figures([ms for _, ms in done], [MOCK_MS.get(i, 0.0) for i, _ in done])}
 
 
 async def sequential(call, n):
@@ -382,14 +406,14 @@ async def run(base, token, mock_port):
         results = {}
         plain = await setup(base, token)
         # Warm up connections, caches and the planner.
-        await open_loop(turn(base, token, plain), 50, scaled(20) / 10)
+        await turns_open_loop(base, token, plain, 50, scaled(20) / 10)
         results["sse_first_token"] = await first_token_delays(base, token, (await setup(base, token))[0], scaled(200))
         for name, conversations in [("no_retrieval", plain), ("retrieval", await setup(base, token, collection))]:
-            results[f"{name}_sequential"] = await sequential(turn(base, token, conversations), scaled(100))
+            results[f"{name}_sequential"] = await turns_in_sequence(base, token, conversations, scaled(100))
             steps = []
             for rate in (100, 200, 400):
                 fresh = conversations if rate == 100 else await setup(base, token, collection if name == "retrieval" else None)
-                step = await open_loop(turn(base, token, fresh), rate, scaled(15 if rate == 100 else 8))
+                step = await turns_open_loop(base, token, fresh, rate, scaled(15 if rate == 100 else 8))
                 steps.append(step)
                 if step["errors"]:
                     break
@@ -491,7 +515,7 @@ def report(results_path, local_path, out):
         "client's latency less that: the platform's own work per turn, authenticating, committing the",
         "question and the run, loading the conversation, retrieving (over 10,000 chunks where said),",
         "calling the model through the real adapter, publishing the events, storing the answer, and",
-        "answering. The client opens a connection per turn. Open loop: turns are sent at the rate whatever",
+        "answering. The client (compiled, one thread, a process of its own) opens a connection per turn. Open loop: turns are sent at the rate whatever",
         "the answers' pace, round robin over 32 conversations (each conversation's history grows).",
         "",
         "| turns | rate (turns/s) | sent | errors | overhead p50 (ms) | overhead p99 (ms) | latency p50 / p99 (ms) |",
@@ -527,7 +551,7 @@ def report(results_path, local_path, out):
         "written. Goals: p99 under 5 ms without retrieval and under 20 ms with it at 100 turns/s"
         + (" (met)." if r["no_retrieval"][0]["p99_ms"] and r["no_retrieval"][0]["p99_ms"] < 5
            and r["retrieval"][0]["p99_ms"] and r["retrieval"][0]["p99_ms"] < 20 else
-           ": **not met**. On 2 cores the client, the mock (one Python process), PostgreSQL and "
+           ": **not met**. On 2 cores the client, the mock (a Python process), PostgreSQL and "
            "Redis share the CPU with the server, and open-loop figures vary by 2x from run to run "
            "here; where a turn's time goes is in the next section."),
         "",
