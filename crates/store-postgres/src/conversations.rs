@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::entities::{
-    Agent, Citation, Conversation, ConversationFilter, Failure, Feedback, Message, MessageRole,
+    Citation, Conversation, ConversationFilter, Failure, Feedback, Message, MessageRole,
     MessageStatus, NewConversation, Owner, PromptTokens, Rating, Run, RunContext, RunStatus,
 };
 use domain::page::{Page, PageRequest};
@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::error::{corrupt, map};
 use crate::lifecycle::Table;
 use crate::platform::PgPlatformStore;
-use crate::rows::{AGENT_COLUMNS, AgentRow, convert, prefixed};
+use crate::rows::{AGENT_COLUMNS, AgentRow, convert, joined, prefixed};
 use crate::tenant_tx::{Params, PgTx, execute, fetch_all, fetch_one, limit, stmt};
 use crate::usage::{tokens, usage_statements};
 
@@ -129,13 +129,7 @@ impl ConversationRepo for PgTx {
         };
         let conversation =
             Conversation::try_from(ConversationRow::from_query_result(&row, "c_").map_err(map)?)?;
-        let agent = if row.try_get::<bool>("", "has_agent").map_err(map)? {
-            Some(Agent::try_from(
-                AgentRow::from_query_result(&row, "a_").map_err(map)?,
-            )?)
-        } else {
-            None
-        };
+        let agent = joined::<AgentRow, _>(&row, "has_agent", "a_")?;
         let quota: Option<i64> = row.try_get("", "daily_token_quota").map_err(map)?;
         Ok(Some(TurnStart {
             conversation,
@@ -798,13 +792,7 @@ impl RunRepo for PgTx {
             return Ok(None);
         };
         let run = Run::try_from(RunRow::from_query_result(&row, "r_").map_err(map)?)?;
-        let answer = if row.try_get::<bool>("", "has_answer").map_err(map)? {
-            Some(Message::try_from(
-                MessageRow::from_query_result(&row, "m_").map_err(map)?,
-            )?)
-        } else {
-            None
-        };
+        let answer = joined::<MessageRow, _>(&row, "has_answer", "m_")?;
         Ok(Some((run, answer)))
     }
 }

@@ -6,16 +6,16 @@ use domain::entities::{
     Agent, AgentTool, ApiKey, AuditRecord, Collection, EmbeddingSpace, Retrieval, Tenant,
     TenantStatus, User, UserCredentials, UserStatus,
 };
-use domain::ports::StoreError;
+use domain::ports::{StoreError, StoreResult};
 use domain::values::{Email, MaxTokens, ModelRef, Name, Slug, Temperature};
 use domain::{
     AgentId, ApiKeyId, AuditEntryId, CollectionId, GenerationId, Role, Scopes, TenantId,
     TokenFamilyId, UserId,
 };
-use sea_orm::FromQueryResult;
+use sea_orm::{FromQueryResult, QueryResult};
 use uuid::Uuid;
 
-use crate::error::corrupt;
+use crate::error::{corrupt, map};
 
 pub(crate) const TENANT_COLUMNS: &str =
     "id, name, slug, status, daily_token_quota, created_at, updated_at";
@@ -106,6 +106,19 @@ pub(crate) fn prefixed(alias: &str, columns: &str) -> String {
         .map(|c| format!("{alias}.{0} AS {alias}_{0}", c.trim()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The row of a `LEFT JOIN`'s right side read apart from `row` by its `prefix` (see
+/// [`prefixed`]); `None` when the boolean column `found` says the join found none.
+pub(crate) fn joined<R, T>(row: &QueryResult, found: &str, prefix: &str) -> StoreResult<Option<T>>
+where
+    R: FromQueryResult,
+    T: TryFrom<R, Error = StoreError>,
+{
+    if !row.try_get::<bool>("", found).map_err(map)? {
+        return Ok(None);
+    }
+    T::try_from(R::from_query_result(row, prefix).map_err(map)?).map(Some)
 }
 
 pub(crate) const AGENT_COLUMNS: &str = "tenant_id, id, name, slug, description, system_prompt, \
