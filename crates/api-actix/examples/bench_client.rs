@@ -116,25 +116,22 @@ async fn open_loop(target: Target, rate: f64, seconds: f64) -> Vec<(usize, u16, 
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let total = (rate * seconds) as usize;
     let start = tokio::time::Instant::now();
-    let local = tokio::task::LocalSet::new();
-    local
-        .run_until(async move {
-            let mut tasks = Vec::with_capacity(total);
-            for i in 0..total {
-                #[allow(clippy::cast_precision_loss)]
-                let at = start + Duration::from_secs_f64(i as f64 / rate);
-                let target = target.clone();
-                tasks.push(tokio::task::spawn_local(async move {
-                    tokio::time::sleep_until(at).await;
-                    let (status, ms) = target.turn(i).await;
-                    (i, status, ms)
-                }));
-            }
-            let mut results = Vec::with_capacity(total);
-            for task in tasks {
-                results.push(task.await.unwrap());
-            }
-            results
+    // Spawned on the one thread of the current-thread runtime.
+    let tasks: Vec<_> = (0..total)
+        .map(|i| {
+            #[allow(clippy::cast_precision_loss)]
+            let at = start + Duration::from_secs_f64(i as f64 / rate);
+            let target = target.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let (status, ms) = target.turn(i).await;
+                (i, status, ms)
+            })
         })
-        .await
+        .collect();
+    let mut results = Vec::with_capacity(total);
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
 }

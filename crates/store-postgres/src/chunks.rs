@@ -4,11 +4,11 @@
 use async_trait::async_trait;
 use domain::ports::{ChunkRepo, ChunkTarget, NewChunk, SearchHit, SearchQuery, StoreResult};
 use domain::{ChunkId, CollectionId, DocumentId, GenerationId};
+use sea_orm::FromQueryResult;
 use sea_orm::prelude::PgVector;
-use sea_orm::{FromQueryResult, Value};
 use uuid::Uuid;
 
-use crate::tenant_tx::{PgTx, execute, fetch_all};
+use crate::tenant_tx::{Params, PgTx, execute, fetch_all};
 
 /// Chunks per INSERT: five parameters each, well within PostgreSQL's 65,535.
 const INSERT_BATCH: usize = 500;
@@ -29,31 +29,27 @@ impl ChunkRepo for PgTx {
         )
         .await?;
         for batch in chunks.chunks(INSERT_BATCH) {
-            let mut values: Vec<Value> = vec![
-                self.t(),
-                target.collection.as_uuid().into(),
-                target.document.as_uuid().into(),
-                target.generation.as_uuid().into(),
-                target.space_id.as_str().into(),
-                target.metadata.clone().into(),
-                target.title.as_str().into(),
-            ];
-            let mut rows = Vec::with_capacity(batch.len());
-            for chunk in batch {
-                let first = values.len() + 1;
-                values.push(chunk.id.as_uuid().into());
-                values.push(i32::try_from(chunk.position).unwrap_or(i32::MAX).into());
-                values.push(chunk.content.as_str().into());
-                values.push(i32::try_from(chunk.token_count).unwrap_or(i32::MAX).into());
-                values.push(PgVector::from(chunk.embedding.clone()).into());
-                rows.push(format!(
-                    "($1, ${first}, $2, $3, $4, $5, ${}, ${}, ${}, $6, ${}, $7)",
-                    first + 1,
-                    first + 2,
-                    first + 3,
-                    first + 4
-                ));
-            }
+            let mut params = Params::of(self);
+            let collection = params.bind(target.collection.as_uuid());
+            let document = params.bind(target.document.as_uuid());
+            let generation = params.bind(target.generation.as_uuid());
+            let space = params.bind(target.space_id.as_str());
+            let metadata = params.bind(target.metadata.clone());
+            let title = params.bind(target.title.as_str());
+            let rows: Vec<String> = batch
+                .iter()
+                .map(|chunk| {
+                    format!(
+                        "($1, {}, {collection}, {document}, {generation}, {space}, {}, {}, {}, \
+                         {metadata}, {}, {title})",
+                        params.bind(chunk.id.as_uuid()),
+                        params.bind(i32::try_from(chunk.position).unwrap_or(i32::MAX)),
+                        params.bind(chunk.content.as_str()),
+                        params.bind(i32::try_from(chunk.token_count).unwrap_or(i32::MAX)),
+                        params.bind(PgVector::from(chunk.embedding.clone())),
+                    )
+                })
+                .collect();
             execute(
                 &self.tx,
                 &format!(
@@ -62,7 +58,7 @@ impl ChunkRepo for PgTx {
                      VALUES {}",
                     rows.join(", ")
                 ),
-                values,
+                params.into_values(),
             )
             .await?;
         }
