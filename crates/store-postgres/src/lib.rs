@@ -1,8 +1,9 @@
 //! PostgreSQL adapter: implements the domain's storage ports with SeaORM.
 //!
-//! - [`PgStore`] opens tenant units of work as the application role: every transaction first runs
-//!   `set_config('app.tenant_id', …, true)` (local to the transaction, so a pooled connection never
-//!   carries a tenant over), and every query also filters on the tenant explicitly. Two walls.
+//! - [`PgStore`] opens tenant units of work as the application role: every transaction starts
+//!   with `SET LOCAL app.tenant_id = …`, sent with its `BEGIN` (local to the transaction,
+//!   so a pooled connection never carries a tenant over), and every query also filters on the
+//!   tenant explicitly. Two walls.
 //! - [`PgPlatformStore`] is the platform role (BYPASSRLS), for the few things that must see across
 //!   tenants: resolving a tenant slug or an API key before a tenant is known, and provisioning.
 //!
@@ -27,6 +28,7 @@ mod search;
 mod spaces;
 mod tenant_tx;
 mod tenants;
+mod transaction;
 mod usage;
 mod users;
 

@@ -8,14 +8,12 @@ use domain::ports::{
     AgentRepo, ApiKeyRepo, AuditLog, CollectionRepo, Store, StoreResult, TenantRepo, TenantTx,
     UserRepo,
 };
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, FromQueryResult,
-    Statement, TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Statement, Value};
 
 use crate::error::map;
 use crate::rows::{SpaceRow, convert};
 use crate::spaces::{HNSW_MAX_DIMENSIONS, USABLE_INDEXES};
+use crate::transaction::TenantTransaction;
 
 /// Opens tenant units of work on a pool of the application role.
 #[derive(Clone, Debug)]
@@ -33,17 +31,13 @@ impl PgStore {
 #[async_trait]
 impl Store for PgStore {
     async fn begin(&self, tenant: TenantId) -> StoreResult<Box<dyn TenantTx>> {
-        let tx = self.db.begin().await.map_err(map)?;
-        // `true`: local to this transaction, so the pooled connection forgets the tenant at
-        // commit or rollback and the next borrower starts with none (and sees no rows).
-        tx.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT set_config('app.tenant_id', $1, true)",
-            [tenant.to_string().into()],
-        ))
-        .await
-        .map_err(map)?;
-        Ok(Box::new(PgTx { tx, tenant }))
+        let pool = self.db.get_postgres_connection_pool();
+        let tx = TenantTransaction::begin(pool, tenant).await.map_err(map)?;
+        Ok(Box::new(PgTx {
+            tx,
+            tenant,
+            planner_steered: false,
+        }))
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -94,10 +88,12 @@ impl Store for PgStore {
     }
 }
 
-/// A transaction with `app.tenant_id` set. Dropped without commit, SeaORM rolls it back.
+/// A transaction with `app.tenant_id` set. Dropped without commit, it is rolled back.
 pub struct PgTx {
-    pub(crate) tx: DatabaseTransaction,
+    pub(crate) tx: TenantTransaction,
     pub(crate) tenant: TenantId,
+    /// An HNSW search set planner settings that the next search must undo first.
+    pub(crate) planner_steered: bool,
 }
 
 /// The values of a statement written in pieces, each piece binding its own: [`Params::bind`]

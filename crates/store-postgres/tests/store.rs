@@ -24,6 +24,7 @@ struct TestDb {
     store: PgStore,
     platform: PgPlatformStore,
     owner_url: String,
+    app_url: String,
 }
 
 fn url(key: &str) -> String {
@@ -60,9 +61,8 @@ impl TestDb {
             .await
             .unwrap();
         Migrator::up(&owner, None).await.unwrap();
-        let app = store_postgres::connect(&with_database(&url("DATABASE_URL"), &name), &small())
-            .await
-            .unwrap();
+        let app_url = with_database(&url("DATABASE_URL"), &name);
+        let app = store_postgres::connect(&app_url, &small()).await.unwrap();
         let platform = store_postgres::connect(
             &with_database(&url("DATABASE_PLATFORM_URL"), &name),
             &small(),
@@ -74,6 +74,7 @@ impl TestDb {
             store: PgStore::new(app),
             platform: PgPlatformStore::new(platform),
             owner_url: with_database(&owner_base, &name),
+            app_url,
         }
     }
 
@@ -167,6 +168,75 @@ async fn soft_delete_restore_and_purge_find_only_what_they_should() {
     assert!(tx.agents().purge(bot.id).await.unwrap());
     assert!(!tx.agents().purge(bot.id).await.unwrap());
     assert!(tx.agents().get(bot.id, true).await.unwrap().is_none());
+    tx.commit().await.unwrap();
+}
+
+/// What a connection of the application role holds outside any unit of work: its tenant
+/// setting, and how many agents it can see.
+async fn left_on(connection: &sea_orm::DatabaseConnection) -> (Option<String>, i64) {
+    let row = connection
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT current_setting('app.tenant_id', true) AS setting,
+                    (SELECT count(*) FROM agents) AS agents",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        row.try_get::<Option<String>>("", "setting")
+            .unwrap()
+            .filter(|s| !s.is_empty()),
+        row.try_get("", "agents").unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_unit_of_work_opens_with_its_tenant_and_leaves_none_on_its_connection() {
+    let db = TestDb::new().await;
+    let (acme, _) = db.tenant("acme").await;
+    let (globex, _) = db.tenant("globex").await;
+    // One connection, so every unit of work and every check below runs on the same one.
+    let single = PoolOptions {
+        max_connections: 1,
+        min_connections: 1,
+        ..PoolOptions::default()
+    };
+    let connection = store_postgres::connect(&db.app_url, &single).await.unwrap();
+    let store = PgStore::new(connection.clone());
+    let bot = agent("bot");
+
+    let mut tx = store.begin(acme).await.unwrap();
+    tx.agents().insert(&bot, now()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(left_on(&connection).await, (None, 0), "after a commit");
+
+    // Dropped uncommitted: what it wrote is gone, and so is its tenant.
+    let mut tx = store.begin(acme).await.unwrap();
+    let dropped = agent("dropped");
+    tx.agents().insert(&dropped, now()).await.unwrap();
+    drop(tx);
+    assert_eq!(left_on(&connection).await, (None, 0), "after a drop");
+
+    let mut tx = store.begin(acme).await.unwrap();
+    assert!(tx.agents().get(bot.id, false).await.unwrap().is_some());
+    assert!(tx.agents().get(dropped.id, false).await.unwrap().is_none());
+    tx.commit().await.unwrap();
+    let mut tx = store.begin(globex).await.unwrap();
+    assert!(tx.agents().get(bot.id, false).await.unwrap().is_none());
+    tx.commit().await.unwrap();
+
+    // A statement that fails aborts the unit of work; the next one starts clean.
+    let mut tx = store.begin(acme).await.unwrap();
+    let twin = agent("bot");
+    assert!(matches!(
+        tx.agents().insert(&twin, now()).await,
+        Err(StoreError::Conflict(Conflict::AgentSlugTaken))
+    ));
+    drop(tx);
+    assert_eq!(left_on(&connection).await, (None, 0), "after a failure");
+    let mut tx = store.begin(acme).await.unwrap();
+    assert!(tx.agents().get(bot.id, false).await.unwrap().is_some());
     tx.commit().await.unwrap();
 }
 
