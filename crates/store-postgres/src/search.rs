@@ -136,6 +136,7 @@ impl PgTx {
         &mut self,
         query: &SearchQuery,
     ) -> StoreResult<Vec<SearchHit>> {
+        self.default_planner().await?;
         let (rows, kind) = match query.mode {
             SearchMode::Vector => {
                 let nearest = self
@@ -145,9 +146,7 @@ impl PgTx {
                     )
                     .await?;
                 let rows = fetch_all::<HitRow>(&self.tx, &nearest.sql, nearest.values).await?;
-                if nearest.plan == VectorPlan::Hnsw {
-                    self.reset_plan().await?;
-                }
+                self.planner_steered |= nearest.plan == VectorPlan::Hnsw;
                 (rows, ScoreKind::CosineSimilarity)
             }
             SearchMode::Fulltext => {
@@ -244,11 +243,10 @@ impl PgTx {
         &mut self,
         query: &SearchQuery,
     ) -> StoreResult<Vec<(ChunkId, f32)>> {
+        self.default_planner().await?;
         let nearest = self.nearest(query, "c.id AS chunk_id").await?;
         let rows = fetch_all::<Scored>(&self.tx, &nearest.sql, nearest.values).await?;
-        if nearest.plan == VectorPlan::Hnsw {
-            self.reset_plan().await?;
-        }
+        self.planner_steered |= nearest.plan == VectorPlan::Hnsw;
         Ok(scored(rows))
     }
 
@@ -258,6 +256,7 @@ impl PgTx {
         &mut self,
         query: &SearchQuery,
     ) -> StoreResult<Vec<(ChunkId, f32)>> {
+        self.default_planner().await?;
         let rows = fetch_all::<Scored>(
             &self.tx,
             "SELECT f.id AS chunk_id, f.score FROM chunk_fulltext_hits($1, $2, $3::jsonb, $4::integer) f
@@ -331,7 +330,7 @@ impl PgTx {
         // The decision must bind the planner: a prepared statement turns generic after five
         // runs (and a generic plan never takes the partial index), and PostgreSQL's costs
         // prefer a sort over the index for most sizes. relaxed_order may return neighbours
-        // slightly out of order, so the queries sort again; `reset_plan` undoes these settings.
+        // slightly out of order, so the queries sort again; `default_planner` undoes these settings.
         // Whether the space's index can serve (it may be missing, or left invalid by a build
         // that failed or died) is read in the same round trip; the settings apply only if so.
         let candidates = (query.top_k * 10).clamp(100, 1000);
@@ -373,8 +372,15 @@ impl PgTx {
         Ok(VectorPlan::Exact)
     }
 
-    /// Gives the rest of the transaction (another collection's search) the default planner.
-    async fn reset_plan(&mut self) -> StoreResult<()> {
+    /// Gives the next search of the transaction (another collection's) the default planner
+    /// when an HNSW search steered it. Undone lazily: most transactions end after their one
+    /// search, and a round trip to undo what the commit undoes anyway was one of a retrieval
+    /// turn's. The settings only steer the choice of plan, so a statement other than a search
+    /// between the two still answers the same.
+    async fn default_planner(&mut self) -> StoreResult<()> {
+        if !std::mem::take(&mut self.planner_steered) {
+            return Ok(());
+        }
         execute(
             &self.tx,
             "SELECT set_config('plan_cache_mode', 'auto', true), set_config('enable_sort', 'on', true)",
