@@ -904,6 +904,43 @@ impl crate::services::history::InTree for Message {
     }
 }
 
+/// A message as a turn's history holds it: what was said, by whom, and where it hangs in the
+/// tree. A prompt never holds a message's citations, model or usage, and a long conversation is
+/// read on every turn, so its history is read without them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryMessage {
+    pub id: MessageId,
+    pub parent_id: Option<MessageId>,
+    pub role: MessageRole,
+    pub content: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub tool_call_id: Option<String>,
+    pub status: MessageStatus,
+}
+
+impl From<&Message> for HistoryMessage {
+    fn from(m: &Message) -> Self {
+        Self {
+            id: m.id,
+            parent_id: m.parent_id,
+            role: m.role,
+            content: m.content.clone(),
+            tool_calls: m.tool_calls.clone(),
+            tool_call_id: m.tool_call_id.clone(),
+            status: m.status,
+        }
+    }
+}
+
+impl crate::services::history::InTree for HistoryMessage {
+    fn id(&self) -> MessageId {
+        self.id
+    }
+    fn parent_id(&self) -> Option<MessageId> {
+        self.parent_id
+    }
+}
+
 /// How an open message ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageOutcome {

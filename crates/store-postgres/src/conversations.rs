@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::entities::{
-    Citation, Conversation, ConversationFilter, Failure, Feedback, Message, MessageRole,
-    MessageStatus, NewConversation, Owner, PromptTokens, Rating, Run, RunContext, RunStatus,
+    Citation, Conversation, ConversationFilter, Failure, Feedback, HistoryMessage, Message,
+    MessageRole, MessageStatus, NewConversation, Owner, PromptTokens, Rating, Run, RunContext,
+    RunStatus,
 };
 use domain::page::{Page, PageRequest};
 use domain::ports::{
@@ -289,6 +290,35 @@ impl TryFrom<MessageRow> for Message {
     }
 }
 
+const HISTORY_COLUMNS: &str = "id, parent_id, role, content, tool_calls, tool_call_id, status";
+
+#[derive(Debug, FromQueryResult)]
+struct HistoryRow {
+    id: Uuid,
+    parent_id: Option<Uuid>,
+    role: String,
+    content: String,
+    tool_calls: Value,
+    tool_call_id: Option<String>,
+    status: String,
+}
+
+impl TryFrom<HistoryRow> for HistoryMessage {
+    type Error = StoreError;
+    fn try_from(r: HistoryRow) -> Result<Self, StoreError> {
+        let bad = |e: String| corrupt("message", e);
+        Ok(Self {
+            id: MessageId::from_uuid(r.id),
+            parent_id: r.parent_id.map(MessageId::from_uuid),
+            role: MessageRole::parse(&r.role).map_err(bad)?,
+            content: r.content,
+            tool_calls: tool_calls_from(&r.tool_calls).map_err(bad)?,
+            tool_call_id: r.tool_call_id,
+            status: MessageStatus::parse(&r.status).map_err(bad)?,
+        })
+    }
+}
+
 fn tool_calls_json(calls: &[ToolCall]) -> Value {
     calls
         .iter()
@@ -434,6 +464,21 @@ impl MessageRepo for PgTx {
              ORDER BY created_at, id"
         );
         let rows = fetch_all::<MessageRow>(
+            &self.tx,
+            &sql,
+            vec![self.t(), conversation.as_uuid().into()],
+        )
+        .await?;
+        convert(rows)
+    }
+
+    async fn history(&mut self, conversation: ConversationId) -> StoreResult<Vec<HistoryMessage>> {
+        let sql = format!(
+            "SELECT {HISTORY_COLUMNS} FROM messages
+             WHERE tenant_id = $1 AND conversation_id = $2
+             ORDER BY created_at, id"
+        );
+        let rows = fetch_all::<HistoryRow>(
             &self.tx,
             &sql,
             vec![self.t(), conversation.as_uuid().into()],

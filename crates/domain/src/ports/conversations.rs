@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::entities::{
-    Agent, Conversation, ConversationFilter, Feedback, Message, MessageOutcome, NewConversation,
-    Owner, Rating, Run, RunOutcome,
+    Agent, Conversation, ConversationFilter, Feedback, HistoryMessage, Message, MessageOutcome,
+    NewConversation, Owner, Rating, Run, RunOutcome,
 };
 use crate::ids::{ConversationId, MessageId, RunId};
 use crate::page::{Page, PageRequest};
@@ -127,6 +127,13 @@ pub trait MessageRepo: Send {
     /// # Errors
     /// [`crate::ports::StoreError::Internal`] on storage failure.
     async fn list(&mut self, conversation: ConversationId) -> StoreResult<Vec<Message>>;
+
+    /// Every message of the conversation as a turn's history needs it, oldest first, in one
+    /// query: what [`Self::list`] reads less what a prompt never holds (citations, usage).
+    ///
+    /// # Errors
+    /// [`crate::ports::StoreError::Internal`] on storage failure.
+    async fn history(&mut self, conversation: ConversationId) -> StoreResult<Vec<HistoryMessage>>;
 
     /// Marks an open message as being written and keeps what was generated so far.
     ///

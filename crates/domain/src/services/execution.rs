@@ -13,7 +13,7 @@
 //! the run while it works; when the process dies the lease runs out and [`Executor::reap`] ends
 //! the run `failed` with code `incomplete`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,8 +21,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::entities::{
-    Agent, AgentTool, Conversation, Failure, Message, MessageOutcome, MessageRole, MessageStatus,
-    PromptTokens, Run, RunContext, RunOutcome, RunStatus,
+    Agent, AgentTool, Conversation, Failure, HistoryMessage, Message, MessageOutcome, MessageRole,
+    MessageStatus, PromptTokens, Run, RunContext, RunOutcome, RunStatus,
 };
 use crate::error::{Conflict, Error, Resource};
 use crate::ids::{ConversationId, MessageId, RunId, TenantId};
@@ -240,7 +240,7 @@ enum Thread {
 
 struct StoredTurn {
     question: Message,
-    history: Vec<Message>,
+    history: Vec<HistoryMessage>,
     answer_id: MessageId,
     conversation_id: ConversationId,
 }
@@ -248,7 +248,7 @@ struct StoredTurn {
 impl StoredTurn {
     /// The turn that answers `question` with `answer`: its history is the path from the root
     /// of `messages` (the conversation, with the question) to the question.
-    fn of(messages: &[Message], question: Message, answer: &Message) -> Result<Self, Error> {
+    fn of(messages: &[HistoryMessage], question: Message, answer: &Message) -> Result<Self, Error> {
         let path = path_to(messages, question.id)
             .ok_or_else(|| Error::internal("the question is not in its conversation"))?;
         let history = path
@@ -387,7 +387,7 @@ impl Executor {
         // The run reads the question's path from these: a new first message has none above it.
         let messages = match parent {
             Parent::Root => Vec::new(),
-            Parent::Latest | Parent::Message(_) => tx.messages().list(conversation_id).await?,
+            Parent::Latest | Parent::Message(_) => tx.messages().history(conversation_id).await?,
         };
         let parent_id = match parent {
             Parent::Root => None,
@@ -478,7 +478,7 @@ impl Executor {
                 agent,
                 &conversation,
                 Asked::Stored(question),
-                messages,
+                messages.iter().map(HistoryMessage::from).collect(),
                 (started_by, admitted),
                 now,
             )
@@ -498,7 +498,7 @@ impl Executor {
         agent: Agent,
         conversation: &Conversation,
         asked: Asked,
-        mut messages: Vec<Message>,
+        mut messages: Vec<HistoryMessage>,
         (started_by, admitted): (crate::entities::Owner, Option<(Reservation, u64)>),
         now: DateTime<Utc>,
     ) -> Result<(Setting, Message), Error> {
@@ -528,7 +528,7 @@ impl Executor {
             tx.runs()
                 .insert(&run, &[question.clone(), answer.clone()])
                 .await?;
-            messages.push(question.clone());
+            messages.push(HistoryMessage::from(&question));
         } else {
             tx.runs()
                 .insert(&run, std::slice::from_ref(&answer))
@@ -1461,14 +1461,16 @@ impl Executor {
                 window,
             }));
         }
-        let sendable: Vec<&Message> = turn
+        // Each message counted once: a long conversation's history is most of a turn's counting.
+        let sendable: Vec<(&HistoryMessage, u32)> = turn
             .history
             .iter()
             .filter(|m| sendable(m, model.supports_tools()))
+            .map(|m| (m, count(&m.content) + MESSAGE_OVERHEAD))
             .collect();
         let fitted = fit(
             &sendable,
-            |m| usize_of(count(&m.content) + MESSAGE_OVERHEAD),
+            |(_, tokens)| usize_of(*tokens),
             usize_of(system_tokens),
             usize_of(question_tokens),
             Budget {
@@ -1477,9 +1479,10 @@ impl Executor {
                 answer: usize_of(answer),
             },
         );
-        let kept: Vec<&Message> = fitted.kept.iter().map(|m| **m).collect();
-        let kept_ids: Vec<MessageId> = kept.iter().map(|m| m.id).collect();
-        progress.context.kept_message_ids = kept_ids.clone();
+        let kept: Vec<&HistoryMessage> = fitted.kept.iter().map(|(m, _)| *m).collect();
+        let history_tokens: u32 = fitted.kept.iter().map(|(_, tokens)| tokens).sum();
+        let kept_ids: HashSet<MessageId> = kept.iter().map(|m| m.id).collect();
+        progress.context.kept_message_ids = kept.iter().map(|m| m.id).collect();
         progress.context.dropped_message_ids = turn
             .history
             .iter()
@@ -1489,10 +1492,7 @@ impl Executor {
         progress.context.chunk_ids = progress.sources.iter().map(|s| s.chunk_id).collect();
         progress.context.tokens = PromptTokens {
             system: system_tokens,
-            history: kept
-                .iter()
-                .map(|m| count(&m.content) + MESSAGE_OVERHEAD)
-                .sum(),
+            history: history_tokens,
             sources: sources_tokens,
             question: question_tokens,
         };
@@ -1812,7 +1812,7 @@ async fn live_agent(
 }
 
 /// A message a user message may follow: an answer that is not being written any more.
-fn check_parent(parent: &Message) -> Result<MessageId, Error> {
+fn check_parent(parent: &HistoryMessage) -> Result<MessageId, Error> {
     if parent.role != MessageRole::Assistant {
         return Err(Error::invalid(
             "parent_id",
@@ -1827,7 +1827,7 @@ fn check_parent(parent: &Message) -> Result<MessageId, Error> {
 
 /// Whether a stored message goes into a prompt: questions, and answers that were not failures
 /// (tool turns only for a model that takes tools).
-fn sendable(message: &Message, tools: bool) -> bool {
+fn sendable(message: &HistoryMessage, tools: bool) -> bool {
     match message.role {
         MessageRole::User => true,
         MessageRole::Tool => tools,
@@ -2247,7 +2247,9 @@ mod tests {
                 .iter()
                 .find(|m| Some(m.id) == self.run.message_id)
                 .unwrap();
-            let turn = StoredTurn::of(&self.messages, question, answer).unwrap();
+            let history: Vec<HistoryMessage> =
+                self.messages.iter().map(HistoryMessage::from).collect();
+            let turn = StoredTurn::of(&history, question, answer).unwrap();
             let job = executor.job(
                 executor.slot(self.tenant).unwrap(),
                 Setting {
