@@ -45,36 +45,56 @@ pub fn configure(cfg: &mut web::ServiceConfig, documents_limit: BodyLimit) {
         .service(resource("/readyz", "GET").route(web::get().to(ops::readyz)))
         .service(
             web::scope("/v1")
-                .service(resource("/auth/login", "POST").route(web::post().to(auth::login)))
-                .service(resource("/auth/refresh", "POST").route(web::post().to(auth::refresh)))
-                .service(resource("/auth/logout", "POST").route(web::post().to(auth::logout)))
                 .service(
-                    resource("/auth/logout-all", "POST").route(web::post().to(auth::logout_all)),
-                )
-                .service(resource("/me", "GET").route(web::get().to(auth::me)))
-                .service(
-                    resource("/me/password", "POST").route(web::post().to(auth::change_password)),
-                )
-                .service(
-                    resource("/tenants", "GET, POST")
-                        .route(web::post().to(tenants::create))
-                        .route(web::get().to(tenants::list)),
+                    web::scope("/auth")
+                        .service(resource("/login", "POST").route(web::post().to(auth::login)))
+                        .service(resource("/refresh", "POST").route(web::post().to(auth::refresh)))
+                        .service(resource("/logout", "POST").route(web::post().to(auth::logout)))
+                        .service(
+                            resource("/logout-all", "POST").route(web::post().to(auth::logout_all)),
+                        ),
                 )
                 .service(
-                    resource("/tenants/{id}", "PATCH")
-                        .route(web::patch().to(tenants::update_settings)),
+                    web::scope("/me")
+                        .service(resource("", "GET").route(web::get().to(auth::me)))
+                        .service(
+                            resource("/password", "POST")
+                                .route(web::post().to(auth::change_password)),
+                        ),
+                )
+                .service(
+                    web::scope("/tenants")
+                        .service(
+                            resource("", "GET, POST")
+                                .route(web::post().to(tenants::create))
+                                .route(web::get().to(tenants::list)),
+                        )
+                        .service(
+                            resource("/{id}", "PATCH")
+                                .route(web::patch().to(tenants::update_settings)),
+                        )
+                        .service(
+                            resource("/{id}/suspend", "POST")
+                                .route(web::post().to(tenants::suspend)),
+                        )
+                        .service(
+                            resource("/{id}/resume", "POST").route(web::post().to(tenants::resume)),
+                        ),
                 )
                 .service(resource("/usage", "GET").route(web::get().to(usage::summary)))
                 .service(
-                    resource("/providers", "GET, POST")
-                        .route(web::post().to(providers::create))
-                        .route(web::get().to(providers::list)),
-                )
-                .service(
-                    resource("/providers/{id}", "GET, PATCH, DELETE")
-                        .route(web::get().to(providers::get))
-                        .route(web::patch().to(providers::update))
-                        .route(web::delete().to(providers::delete)),
+                    web::scope("/providers")
+                        .service(
+                            resource("", "GET, POST")
+                                .route(web::post().to(providers::create))
+                                .route(web::get().to(providers::list)),
+                        )
+                        .service(
+                            resource("/{id}", "GET, PATCH, DELETE")
+                                .route(web::get().to(providers::get))
+                                .route(web::patch().to(providers::update))
+                                .route(web::delete().to(providers::delete)),
+                        ),
                 )
                 .service(
                     resource("/chat/completions", "POST")
@@ -92,155 +112,178 @@ pub fn configure(cfg: &mut web::ServiceConfig, documents_limit: BodyLimit) {
                         .route(web::post().to(openai::embeddings)),
                 )
                 .service(
-                    resource("/tenants/{id}/suspend", "POST")
-                        .route(web::post().to(tenants::suspend)),
-                )
-                .service(
-                    resource("/tenants/{id}/resume", "POST").route(web::post().to(tenants::resume)),
-                )
-                .service(
                     resource("/tenant", "GET, PATCH")
                         .route(web::get().to(tenants::current))
                         .route(web::patch().to(tenants::rename)),
                 )
                 .service(
-                    resource("/users", "GET, POST")
-                        .route(web::post().to(users::create))
-                        .route(web::get().to(users::list)),
+                    web::scope("/users")
+                        .service(
+                            resource("", "GET, POST")
+                                .route(web::post().to(users::create))
+                                .route(web::get().to(users::list)),
+                        )
+                        .service(
+                            resource("/{id}", "GET, PATCH, DELETE")
+                                .route(web::get().to(users::get))
+                                .route(web::patch().to(users::update))
+                                .route(web::delete().to(users::delete)),
+                        )
+                        .service(
+                            resource("/{id}/restore", "POST").route(web::post().to(users::restore)),
+                        )
+                        .service(
+                            resource("/{id}/password", "POST")
+                                .route(web::post().to(users::reset_password)),
+                        )
+                        .service(
+                            resource("/{id}/purge", "DELETE").route(web::delete().to(users::purge)),
+                        ),
                 )
                 .service(
-                    resource("/users/{id}", "GET, PATCH, DELETE")
-                        .route(web::get().to(users::get))
-                        .route(web::patch().to(users::update))
-                        .route(web::delete().to(users::delete)),
+                    web::scope("/api-keys")
+                        .service(
+                            resource("", "GET, POST")
+                                .route(web::post().to(api_keys::create))
+                                .route(web::get().to(api_keys::list)),
+                        )
+                        .service(
+                            resource("/{id}", "DELETE").route(web::delete().to(api_keys::revoke)),
+                        ),
                 )
                 .service(
-                    resource("/users/{id}/restore", "POST").route(web::post().to(users::restore)),
-                )
-                .service(
-                    resource("/users/{id}/password", "POST")
-                        .route(web::post().to(users::reset_password)),
-                )
-                .service(
-                    resource("/users/{id}/purge", "DELETE").route(web::delete().to(users::purge)),
-                )
-                .service(
-                    resource("/api-keys", "GET, POST")
-                        .route(web::post().to(api_keys::create))
-                        .route(web::get().to(api_keys::list)),
-                )
-                .service(
-                    resource("/api-keys/{id}", "DELETE").route(web::delete().to(api_keys::revoke)),
-                )
-                .service(
-                    resource("/agents", "GET, POST")
-                        .route(web::post().to(agents::create))
-                        .route(web::get().to(agents::list)),
-                )
-                .service(
-                    resource("/agents/{id}", "GET, PATCH, DELETE")
-                        .route(web::get().to(agents::get))
-                        .route(web::patch().to(agents::update))
-                        .route(web::delete().to(agents::delete)),
-                )
-                .service(
-                    resource("/agents/{id}/restore", "POST").route(web::post().to(agents::restore)),
-                )
-                .service(
-                    resource("/agents/{id}/purge", "DELETE").route(web::delete().to(agents::purge)),
+                    web::scope("/agents")
+                        .service(
+                            resource("", "GET, POST")
+                                .route(web::post().to(agents::create))
+                                .route(web::get().to(agents::list)),
+                        )
+                        .service(
+                            resource("/{id}", "GET, PATCH, DELETE")
+                                .route(web::get().to(agents::get))
+                                .route(web::patch().to(agents::update))
+                                .route(web::delete().to(agents::delete)),
+                        )
+                        .service(
+                            resource("/{id}/restore", "POST")
+                                .route(web::post().to(agents::restore)),
+                        )
+                        .service(
+                            resource("/{id}/purge", "DELETE")
+                                .route(web::delete().to(agents::purge)),
+                        )
+                        .service(
+                            resource("/{id}/conversations", "POST")
+                                .route(web::post().to(conversations::create)),
+                        ),
                 )
                 .service(resource("/spaces", "GET").route(web::get().to(collections::spaces)))
                 .service(
-                    resource("/collections", "GET, POST")
-                        .route(web::post().to(collections::create))
-                        .route(web::get().to(collections::list)),
+                    web::scope("/collections")
+                        .service(
+                            resource("", "GET, POST")
+                                .route(web::post().to(collections::create))
+                                .route(web::get().to(collections::list)),
+                        )
+                        .service(
+                            resource("/{id}", "GET, PATCH, DELETE")
+                                .route(web::get().to(collections::get))
+                                .route(web::patch().to(collections::update))
+                                .route(web::delete().to(collections::delete)),
+                        )
+                        .service(
+                            resource("/{id}/restore", "POST")
+                                .route(web::post().to(collections::restore)),
+                        )
+                        .service(
+                            resource("/{id}/purge", "DELETE")
+                                .route(web::delete().to(collections::purge)),
+                        )
+                        .service(
+                            resource("/{id}/reembed", "POST")
+                                .route(web::post().to(collections::reembed)),
+                        )
+                        .service(
+                            resource("/{id}/documents", "GET, POST")
+                                .app_data(documents_limit)
+                                .app_data(documents_payload.clone())
+                                .route(web::post().to(documents::upload))
+                                .route(web::get().to(documents::list)),
+                        )
+                        .service(
+                            resource("/{id}/search", "POST").route(web::post().to(search::search)),
+                        ),
                 )
                 .service(
-                    resource("/collections/{id}", "GET, PATCH, DELETE")
-                        .route(web::get().to(collections::get))
-                        .route(web::patch().to(collections::update))
-                        .route(web::delete().to(collections::delete)),
+                    web::scope("/documents")
+                        .service(
+                            resource("/{id}", "GET, PUT, DELETE")
+                                .app_data(documents_limit)
+                                .app_data(documents_payload)
+                                .route(web::get().to(documents::get))
+                                .route(web::put().to(documents::replace))
+                                .route(web::delete().to(documents::delete)),
+                        )
+                        .service(
+                            resource("/{id}/restore", "POST")
+                                .route(web::post().to(documents::restore)),
+                        )
+                        .service(
+                            resource("/{id}/purge", "DELETE")
+                                .route(web::delete().to(documents::purge)),
+                        ),
                 )
                 .service(
-                    resource("/collections/{id}/restore", "POST")
-                        .route(web::post().to(collections::restore)),
-                )
-                .service(
-                    resource("/collections/{id}/purge", "DELETE")
-                        .route(web::delete().to(collections::purge)),
-                )
-                .service(
-                    resource("/collections/{id}/reembed", "POST")
-                        .route(web::post().to(collections::reembed)),
-                )
-                .service(
-                    resource("/collections/{id}/documents", "GET, POST")
-                        .app_data(documents_limit)
-                        .app_data(documents_payload.clone())
-                        .route(web::post().to(documents::upload))
-                        .route(web::get().to(documents::list)),
-                )
-                .service(
-                    resource("/documents/{id}", "GET, PUT, DELETE")
-                        .app_data(documents_limit)
-                        .app_data(documents_payload)
-                        .route(web::get().to(documents::get))
-                        .route(web::put().to(documents::replace))
-                        .route(web::delete().to(documents::delete)),
-                )
-                .service(
-                    resource("/documents/{id}/restore", "POST")
-                        .route(web::post().to(documents::restore)),
-                )
-                .service(
-                    resource("/documents/{id}/purge", "DELETE")
-                        .route(web::delete().to(documents::purge)),
-                )
-                .service(resource("/jobs", "GET").route(web::get().to(jobs::jobs)))
-                .service(resource("/jobs/{id}", "GET").route(web::get().to(jobs::job)))
-                .service(resource("/jobs/{id}/cancel", "POST").route(web::post().to(jobs::cancel)))
-                .service(
-                    resource("/collections/{id}/search", "POST")
-                        .route(web::post().to(search::search)),
+                    web::scope("/jobs")
+                        .service(resource("", "GET").route(web::get().to(jobs::jobs)))
+                        .service(resource("/{id}", "GET").route(web::get().to(jobs::job)))
+                        .service(
+                            resource("/{id}/cancel", "POST").route(web::post().to(jobs::cancel)),
+                        ),
                 )
                 .service(resource("/search", "POST").route(web::post().to(search::search_many)))
                 .service(resource("/audit", "GET").route(web::get().to(audit::list)))
                 .service(
-                    resource("/agents/{id}/conversations", "POST")
-                        .route(web::post().to(conversations::create)),
+                    web::scope("/conversations")
+                        .service(resource("", "GET").route(web::get().to(conversations::list)))
+                        .service(
+                            resource("/{id}", "GET, PATCH, DELETE")
+                                .route(web::get().to(conversations::get))
+                                .route(web::patch().to(conversations::rename))
+                                .route(web::delete().to(conversations::delete)),
+                        )
+                        .service(
+                            resource("/{id}/restore", "POST")
+                                .route(web::post().to(conversations::restore)),
+                        )
+                        .service(
+                            resource("/{id}/purge", "DELETE")
+                                .route(web::delete().to(conversations::purge)),
+                        )
+                        .service(
+                            resource("/{id}/messages", "GET, POST")
+                                .route(web::get().to(conversations::messages))
+                                .route(web::post().to(conversations::post_message)),
+                        ),
                 )
                 .service(
-                    resource("/conversations", "GET").route(web::get().to(conversations::list)),
+                    web::scope("/messages")
+                        .service(
+                            resource("/{id}/regenerate", "POST")
+                                .route(web::post().to(conversations::regenerate)),
+                        )
+                        .service(
+                            resource("/{id}/feedback", "POST")
+                                .route(web::post().to(conversations::feedback)),
+                        ),
                 )
                 .service(
-                    resource("/conversations/{id}", "GET, PATCH, DELETE")
-                        .route(web::get().to(conversations::get))
-                        .route(web::patch().to(conversations::rename))
-                        .route(web::delete().to(conversations::delete)),
-                )
-                .service(
-                    resource("/conversations/{id}/restore", "POST")
-                        .route(web::post().to(conversations::restore)),
-                )
-                .service(
-                    resource("/conversations/{id}/purge", "DELETE")
-                        .route(web::delete().to(conversations::purge)),
-                )
-                .service(
-                    resource("/conversations/{id}/messages", "GET, POST")
-                        .route(web::get().to(conversations::messages))
-                        .route(web::post().to(conversations::post_message)),
-                )
-                .service(
-                    resource("/messages/{id}/regenerate", "POST")
-                        .route(web::post().to(conversations::regenerate)),
-                )
-                .service(
-                    resource("/messages/{id}/feedback", "POST")
-                        .route(web::post().to(conversations::feedback)),
-                )
-                .service(resource("/runs/{id}", "GET").route(web::get().to(runs::get)))
-                .service(resource("/runs/{id}/events", "GET").route(web::get().to(runs::events)))
-                .service(resource("/runs/{id}/cancel", "POST").route(web::post().to(runs::cancel))),
+                    web::scope("/runs")
+                        .service(resource("/{id}", "GET").route(web::get().to(runs::get)))
+                        .service(resource("/{id}/events", "GET").route(web::get().to(runs::events)))
+                        .service(
+                            resource("/{id}/cancel", "POST").route(web::post().to(runs::cancel)),
+                        ),
+                ),
         );
 }
