@@ -319,6 +319,20 @@ impl TryFrom<HistoryRow> for HistoryMessage {
     }
 }
 
+/// Every message of a conversation, oldest first, as `columns` of it.
+async fn messages_of<R: FromQueryResult>(
+    tx: &PgTx,
+    conversation: ConversationId,
+    columns: &str,
+) -> StoreResult<Vec<R>> {
+    let sql = format!(
+        "SELECT {columns} FROM messages
+         WHERE tenant_id = $1 AND conversation_id = $2
+         ORDER BY created_at, id"
+    );
+    fetch_all::<R>(&tx.tx, &sql, vec![tx.t(), conversation.as_uuid().into()]).await
+}
+
 fn tool_calls_json(calls: &[ToolCall]) -> Value {
     calls
         .iter()
@@ -458,33 +472,11 @@ impl MessageRepo for PgTx {
     }
 
     async fn list(&mut self, conversation: ConversationId) -> StoreResult<Vec<Message>> {
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages
-             WHERE tenant_id = $1 AND conversation_id = $2
-             ORDER BY created_at, id"
-        );
-        let rows = fetch_all::<MessageRow>(
-            &self.tx,
-            &sql,
-            vec![self.t(), conversation.as_uuid().into()],
-        )
-        .await?;
-        convert(rows)
+        convert(messages_of::<MessageRow>(self, conversation, MESSAGE_COLUMNS).await?)
     }
 
     async fn history(&mut self, conversation: ConversationId) -> StoreResult<Vec<HistoryMessage>> {
-        let sql = format!(
-            "SELECT {HISTORY_COLUMNS} FROM messages
-             WHERE tenant_id = $1 AND conversation_id = $2
-             ORDER BY created_at, id"
-        );
-        let rows = fetch_all::<HistoryRow>(
-            &self.tx,
-            &sql,
-            vec![self.t(), conversation.as_uuid().into()],
-        )
-        .await?;
-        convert(rows)
+        convert(messages_of::<HistoryRow>(self, conversation, HISTORY_COLUMNS).await?)
     }
 
     async fn write_partial(&mut self, id: MessageId, content: &str) -> StoreResult<()> {
