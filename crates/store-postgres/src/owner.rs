@@ -3,10 +3,11 @@
 //! in `spaces`.)
 
 use domain::TenantId;
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::PoolOptions;
 use crate::tenant_tx::stmt;
+use crate::transaction::TenantTransaction;
 
 /// Deletes every audit entry of `tenant`; answers how many. The log refuses this to every other
 /// role (grants and triggers), so history can only be removed on purpose, by its owner.
@@ -23,13 +24,8 @@ pub async fn purge_audit_trail(owner_url: &str, tenant: TenantId) -> Result<u64,
         },
     )
     .await?;
-    let tx = conn.begin().await?;
     // Row-level security is forced on the owner too: it sees the tenant it names, no other.
-    tx.execute_raw(stmt(
-        "SELECT set_config('app.tenant_id', $1, true)",
-        vec![tenant.to_string().into()],
-    ))
-    .await?;
+    let tx = TenantTransaction::begin(conn.get_postgres_connection_pool(), tenant).await?;
     let removed = tx
         .execute_raw(stmt(
             "DELETE FROM audit_log WHERE tenant_id = $1",

@@ -1481,8 +1481,8 @@ impl Executor {
         );
         let kept: Vec<&HistoryMessage> = fitted.kept.iter().map(|(m, _)| *m).collect();
         let history_tokens: u32 = fitted.kept.iter().map(|(_, tokens)| tokens).sum();
-        let kept_ids: HashSet<MessageId> = kept.iter().map(|m| m.id).collect();
         progress.context.kept_message_ids = kept.iter().map(|m| m.id).collect();
+        let kept_ids: HashSet<&MessageId> = progress.context.kept_message_ids.iter().collect();
         progress.context.dropped_message_ids = turn
             .history
             .iter()
