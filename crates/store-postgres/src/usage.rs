@@ -97,36 +97,41 @@ pub(crate) fn usage_statements(
 }
 
 impl PgTx {
-    /// The day's counter, created empty when it is the day's first.
-    async fn ensure_day(&self, day: NaiveDate) -> StoreResult<()> {
-        execute(
+    /// Adds `amount` to the day's reservation when `used + reserved + need <= limit`, creating
+    /// the day's counter when it is the day's first: one statement, so that a reservation is
+    /// one round trip. A new counter starts at zero, so it is created only when the condition
+    /// holds at zero (it can only hold less as the counter grows).
+    async fn reserve_within(
+        &self,
+        day: NaiveDate,
+        amount: u64,
+        need: u64,
+        limit: u64,
+    ) -> StoreResult<bool> {
+        let reserved = execute(
             &self.tx,
-            "INSERT INTO token_days (tenant_id, day) VALUES ($1, $2)
-             ON CONFLICT (tenant_id, day) DO NOTHING",
-            vec![self.t(), day.into()],
+            "INSERT INTO token_days AS d (tenant_id, day, reserved)
+             SELECT $1, $2, $3 WHERE $4 <= $5
+             ON CONFLICT (tenant_id, day) DO UPDATE SET reserved = d.reserved + EXCLUDED.reserved
+             WHERE d.used + d.reserved + $4 <= $5",
+            vec![
+                self.t(),
+                day.into(),
+                tokens(amount).into(),
+                tokens(need).into(),
+                tokens(limit).into(),
+            ],
         )
         .await?;
-        Ok(())
+        Ok(reserved == 1)
     }
 }
 
 #[async_trait]
 impl UsageRepo for PgTx {
     async fn reserve(&mut self, day: NaiveDate, quota: u64, more: u64) -> StoreResult<bool> {
-        self.ensure_day(day).await?;
-        let reserved = execute(
-            &self.tx,
-            "UPDATE token_days SET reserved = reserved + $4
-             WHERE tenant_id = $1 AND day = $2 AND used + reserved < $3",
-            vec![
-                self.t(),
-                day.into(),
-                tokens(quota).into(),
-                tokens(more).into(),
-            ],
-        )
-        .await?;
-        Ok(reserved == 1)
+        // Something of the quota must be left: at least one token.
+        self.reserve_within(day, more, 1, quota).await
     }
 
     async fn reserve_more(
@@ -136,21 +141,8 @@ impl UsageRepo for PgTx {
         more: u64,
         allowance: u64,
     ) -> StoreResult<bool> {
-        self.ensure_day(day).await?;
-        let reserved = execute(
-            &self.tx,
-            "UPDATE token_days SET reserved = reserved + $4
-             WHERE tenant_id = $1 AND day = $2 AND used + reserved + $4 <= $3 + $5",
-            vec![
-                self.t(),
-                day.into(),
-                tokens(quota).into(),
-                tokens(more).into(),
-                tokens(allowance).into(),
-            ],
-        )
-        .await?;
-        Ok(reserved == 1)
+        self.reserve_within(day, more, more, quota.saturating_add(allowance))
+            .await
     }
 
     async fn record(

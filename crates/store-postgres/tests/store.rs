@@ -607,3 +607,39 @@ async fn a_run_starts_and_ends_in_one_statement_each_and_a_late_end_writes_nothi
     );
     tx.commit().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_reservation_is_one_statement_that_creates_the_day_and_holds_the_quota() {
+    let db = TestDb::new().await;
+    let (tenant, _) = db.tenant("quota").await;
+    let (other, _) = db.tenant("other").await;
+    let day = now().date_naive();
+    let mut tx = db.store.begin(tenant).await.unwrap();
+    // A quota of nothing admits nothing, and leaves no counter behind.
+    assert!(!tx.usage().reserve(day, 0, 0).await.unwrap());
+    assert_eq!(tx.usage().day(day).await.unwrap(), (0, 0));
+    // The day's first reservation makes its counter.
+    assert!(tx.usage().reserve(day, 10, 4).await.unwrap());
+    assert_eq!(tx.usage().day(day).await.unwrap(), (0, 4));
+    // More within the quota and its allowance, and not beyond.
+    assert!(tx.usage().reserve_more(day, 10, 6, 0).await.unwrap());
+    assert!(!tx.usage().reserve_more(day, 10, 1, 0).await.unwrap());
+    assert!(tx.usage().reserve_more(day, 10, 2, 2).await.unwrap());
+    assert_eq!(tx.usage().day(day).await.unwrap(), (0, 12));
+    // Spent: nothing more starts.
+    assert!(!tx.usage().reserve(day, 12, 0).await.unwrap());
+    assert!(tx.usage().reserve(day, 13, 0).await.unwrap());
+    // A later day starts afresh.
+    let next = day.succ_opt().unwrap();
+    assert!(tx.usage().reserve_more(next, 5, 5, 0).await.unwrap());
+    assert_eq!(tx.usage().day(next).await.unwrap(), (0, 5));
+    tx.commit().await.unwrap();
+    // Another tenant's day is its own.
+    let mut tx = db.store.begin(other).await.unwrap();
+    assert_eq!(tx.usage().day(day).await.unwrap(), (0, 0));
+    assert!(tx.usage().reserve(day, 1, 1).await.unwrap());
+    tx.commit().await.unwrap();
+    let mut tx = db.store.begin(tenant).await.unwrap();
+    assert_eq!(tx.usage().day(day).await.unwrap(), (0, 12));
+    tx.commit().await.unwrap();
+}
