@@ -1,6 +1,8 @@
 //! Conversations, their messages and ratings, and runs, within a tenant unit of work; and the
 //! platform role's ending of runs whose process died.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::entities::{
@@ -30,6 +32,21 @@ use crate::usage::{tokens, usage_statements};
 
 const CONVERSATION_COLUMNS: &str = "tenant_id, id, agent_id, title, owner_kind, owner_id, \
      last_active_at, created_at, updated_at, deleted_at, deleted_by";
+
+/// A turn's first read: the conversation, its agent and the tenant's quota in one row. Built
+/// once: a turn's statements are the server's hottest.
+static TURN_START: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, {}, a.id IS NOT NULL AS has_agent, t.daily_token_quota
+         FROM conversations c
+         JOIN tenants t ON t.id = c.tenant_id
+         LEFT JOIN agents a
+           ON a.tenant_id = c.tenant_id AND a.id = c.agent_id AND a.deleted_at IS NULL
+         WHERE c.tenant_id = $1 AND c.id = $2 AND c.deleted_at IS NULL",
+        prefixed("c", CONVERSATION_COLUMNS),
+        prefixed("a", AGENT_COLUMNS),
+    )
+});
 
 #[derive(Debug, FromQueryResult)]
 pub(crate) struct ConversationRow {
@@ -110,19 +127,9 @@ impl ConversationRepo for PgTx {
     }
 
     async fn get_for_turn(&mut self, id: ConversationId) -> StoreResult<Option<TurnStart>> {
-        let sql = format!(
-            "SELECT {}, {}, a.id IS NOT NULL AS has_agent, t.daily_token_quota
-             FROM conversations c
-             JOIN tenants t ON t.id = c.tenant_id
-             LEFT JOIN agents a
-               ON a.tenant_id = c.tenant_id AND a.id = c.agent_id AND a.deleted_at IS NULL
-             WHERE c.tenant_id = $1 AND c.id = $2 AND c.deleted_at IS NULL",
-            prefixed("c", CONVERSATION_COLUMNS),
-            prefixed("a", AGENT_COLUMNS),
-        );
         let Some(row) = self
             .tx
-            .query_one_raw(stmt(&sql, vec![self.t(), id.as_uuid().into()]))
+            .query_one_raw(stmt(&TURN_START, vec![self.t(), id.as_uuid().into()]))
             .await
             .map_err(map)?
         else {
@@ -552,6 +559,10 @@ const RUN_COLUMNS: &str = "tenant_id, id, conversation_id, message_id, user_mess
      completion_tokens, error_code, error_message, context, created_at, started_at, ended_at, \
      lease_until, reserved_tokens, reserved_on";
 
+/// A run's and its answer's columns as a run's end returns them, read apart by prefix.
+static RUN_AS_R: LazyLock<String> = LazyLock::new(|| prefixed("r", RUN_COLUMNS));
+static MESSAGE_AS_M: LazyLock<String> = LazyLock::new(|| prefixed("m", MESSAGE_COLUMNS));
+
 #[derive(Debug, FromQueryResult)]
 struct RunRow {
     tenant_id: Uuid,
@@ -810,14 +821,14 @@ impl RunRepo for PgTx {
                 "WITH {} SELECT {}, {}, m.id IS NOT NULL AS has_answer
                  FROM run r LEFT JOIN answer m ON true",
                 parts.join(", "),
-                prefixed("r", RUN_COLUMNS),
-                prefixed("m", MESSAGE_COLUMNS),
+                *RUN_AS_R,
+                *MESSAGE_AS_M,
             )
         } else {
             format!(
                 "WITH {} SELECT {}, false AS has_answer FROM run r",
                 parts.join(", "),
-                prefixed("r", RUN_COLUMNS),
+                *RUN_AS_R,
             )
         };
         let Some(row) = self
