@@ -503,7 +503,12 @@ impl Shared {
                 Arc::new(cache.clone()),
                 clock.clone(),
             ),
-            api_keys: ApiKeyService::new(stores.store.clone(), secrets, clock.clone()),
+            api_keys: ApiKeyService::new(
+                stores.store.clone(),
+                secrets,
+                Arc::new(cache.clone()),
+                clock.clone(),
+            ),
             agents: AgentService::new(stores.store.clone(), clock.clone(), chat_models.clone()),
             providers: ProviderService::new(
                 stores.store.clone(),

@@ -18,6 +18,23 @@ const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 /// cached view for seconds), so letting it expire after a day cannot make a stale view current.
 const GENERATION_TTL_SECS: u64 = 24 * 3600;
 
+/// `KEYS[1]` = the API keys' epoch; `ARGV[1]` = a new one. Answers the epoch, setting the new
+/// one when there is none (a fresh or restarted Redis): whoever sets it first wins.
+const API_KEYS_EPOCH: &str = r"
+local epoch = redis.call('GET', KEYS[1])
+if epoch then
+  return epoch
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+";
+
+/// A new epoch of API keys: random, so that one set after Redis lost the last (it keeps nothing
+/// on disk) is unlike any a server may have cached keys under.
+fn new_epoch() -> u64 {
+    uuid::Uuid::new_v4().as_u64_pair().0
+}
+
 /// Lua that marks a family revoked (`KEYS[1]`) for at least `ARGV[1]` seconds — an existing mark
 /// that lasts longer is kept, never shortened — and forgets its current token (`KEYS[2]`).
 macro_rules! revoke_family_lua {
@@ -82,6 +99,10 @@ impl RedisCache {
 
     fn tenant_generation_key(&self, tenant: TenantId) -> String {
         self.key("tenant-gen:", tenant)
+    }
+
+    fn api_keys_epoch_key(&self) -> String {
+        self.key("api-keys:", "epoch")
     }
 
     fn sessions_ended_key(&self, user: UserId) -> String {
@@ -165,6 +186,37 @@ impl TokenRevocation for RedisCache {
 
     async fn tenant_changed(&self, tenant: TenantId) -> Result<(), domain::Error> {
         self.bump(self.tenant_generation_key(tenant)).await
+    }
+
+    async fn api_keys_epoch(&self) -> Result<u64, domain::Error> {
+        let key = self.api_keys_epoch_key();
+        let mut conn = self.conn().await?;
+        let epoch: Option<u64> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(internal)?;
+        if let Some(epoch) = epoch {
+            return Ok(epoch);
+        }
+        redis::cmd("EVAL")
+            .arg(API_KEYS_EPOCH)
+            .arg(1)
+            .arg(&key)
+            .arg(new_epoch())
+            .query_async(&mut conn)
+            .await
+            .map_err(internal)
+    }
+
+    async fn api_keys_changed(&self) -> Result<(), domain::Error> {
+        let mut conn = self.conn().await?;
+        redis::cmd("SET")
+            .arg(self.api_keys_epoch_key())
+            .arg(new_epoch())
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(internal)
     }
 
     async fn revoke_token(&self, jti: TokenId, until: DateTime<Utc>) -> Result<(), domain::Error> {

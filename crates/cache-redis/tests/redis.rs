@@ -436,3 +436,40 @@ async fn numbered_appends_follow_the_log_and_are_refused_once_someone_else_wrote
     let other = RunId::new();
     assert!(log.append_numbered(tenant, other, 1, &first).await.unwrap());
 }
+
+#[tokio::test]
+async fn the_api_keys_epoch_stands_until_changed_and_is_new_when_redis_lost_it() {
+    let prefix = unique_prefix();
+    let cache = cache_with_prefix(&prefix).await;
+    let other = cache_with_prefix(&prefix).await;
+    let first = cache.api_keys_epoch().await.unwrap();
+    assert_eq!(cache.api_keys_epoch().await.unwrap(), first);
+    assert_eq!(
+        other.api_keys_epoch().await.unwrap(),
+        first,
+        "every server sees the same epoch"
+    );
+    cache.api_keys_changed().await.unwrap();
+    let second = other.api_keys_epoch().await.unwrap();
+    assert_ne!(second, first, "a change is seen by every server");
+    // Redis keeps nothing on disk: an epoch it lost is replaced by a new one, not a reused one.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("DEL")
+        .arg(format!("{prefix}api-keys:epoch"))
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let third = cache.api_keys_epoch().await.unwrap();
+    assert!(third != first && third != second);
+    assert_eq!(other.api_keys_epoch().await.unwrap(), third);
+    assert_ne!(
+        cache_with_prefix(&unique_prefix())
+            .await
+            .api_keys_epoch()
+            .await
+            .unwrap(),
+        third,
+        "another prefix has its own"
+    );
+}

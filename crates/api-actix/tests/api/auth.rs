@@ -1323,9 +1323,24 @@ async fn revoked_expired_and_unknown_api_keys_are_unauthenticated() {
     )
     .await;
 
-    // Expired: refused from its expiry on.
+    // Expired: refused from its expiry on, whether the server has it cached or reads it.
+    let soon = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+    let created = json(
+        app.post(
+            "/v1/api-keys",
+            admin,
+            json!({"name": "brief", "scopes": ["read"], "expires_at": soon.to_rfc3339()}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let brief = str_of(&created, "key");
+    json(app.get("/v1/agents", brief).await, StatusCode::OK).await;
+    let left = soon - chrono::Utc::now() + chrono::Duration::milliseconds(100);
+    tokio::time::sleep(left.to_std().unwrap_or_default()).await;
+    assert_unauthenticated(app.get("/v1/agents", brief).await, "expired cached key").await;
     let (id, key) = app.api_key(&acme, &["read"]).await;
-    json(app.get("/v1/agents", &key).await, StatusCode::OK).await;
     let db = app.platform_connection().await;
     let done = db
         .execute_unprepared(&format!(

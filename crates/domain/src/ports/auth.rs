@@ -138,6 +138,20 @@ pub trait TokenRevocation: Send + Sync {
     /// [`Error::Internal`] when the store does not answer.
     async fn tenant_changed(&self, tenant: TenantId) -> Result<(), Error>;
 
+    /// The current epoch of API keys: replaced whenever a key is revoked or a tenant's status
+    /// changes ([`TokenRevocation::api_keys_changed`]), so a view of a key cached under another
+    /// epoch is stale. One round trip, made on every request that presents a key.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the store does not answer.
+    async fn api_keys_epoch(&self) -> Result<u64, Error>;
+
+    /// Starts a new epoch of API keys: every server reads each key afresh on its next use.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the store does not answer.
+    async fn api_keys_changed(&self) -> Result<(), Error>;
+
     /// Ends a user's sessions at once on every server: access tokens issued before `ended.at`
     /// are refused (but those of `ended.kept_family`). Kept a day, longer than any access token
     /// lives; refresh tokens are ended durably by the user's row.

@@ -7,7 +7,7 @@ use crate::entities::{ApiKey, AuditAction, NewApiKey};
 use crate::error::{Error, Resource, Validator};
 use crate::ids::ApiKeyId;
 use crate::page::{Page, PageRequest};
-use crate::ports::{Clock, Secrets, Store};
+use crate::ports::{Clock, Secrets, Store, TokenRevocation};
 use crate::principal::{Principal, Scope, Scopes};
 use crate::values::Name;
 
@@ -21,14 +21,22 @@ pub struct CreatedApiKey {
 pub struct ApiKeyService {
     store: Arc<dyn Store>,
     secrets: Arc<dyn Secrets>,
+    /// Told of every revocation, so that no server trusts what it cached of the key.
+    sessions: Arc<dyn TokenRevocation>,
     clock: Arc<dyn Clock>,
 }
 
 impl ApiKeyService {
-    pub fn new(store: Arc<dyn Store>, secrets: Arc<dyn Secrets>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: Arc<dyn Secrets>,
+        sessions: Arc<dyn TokenRevocation>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             store,
             secrets,
+            sessions,
             clock,
         }
     }
@@ -111,14 +119,14 @@ impl ApiKeyService {
             .record(now, who.actor(), AuditAction::Revoked, id)
             .await?;
         tx.commit().await?;
-        Ok(())
+        self.sessions.api_keys_changed().await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{MintedKey, MockSecrets};
+    use crate::ports::{MintedKey, MockSecrets, MockTokenRevocation};
     use crate::services::testing::{FakeTx, admin, fixed_clock, now, store_with};
 
     #[tokio::test]
@@ -150,7 +158,12 @@ mod tests {
             });
         tx.audit.expect_append().times(1).returning(|_| Ok(()));
         let (store, _) = store_with(tx);
-        let service = ApiKeyService::new(store, Arc::new(secrets), fixed_clock());
+        let service = ApiKeyService::new(
+            store,
+            Arc::new(secrets),
+            Arc::new(MockTokenRevocation::new()),
+            fixed_clock(),
+        );
         let created = service
             .create(&who, "ci", &["read".into()], None)
             .await
@@ -162,7 +175,12 @@ mod tests {
     async fn past_expiry_and_unknown_scopes_are_refused() {
         let who = admin();
         let (store, _) = store_with(FakeTx::new(crate::TenantId::new()));
-        let service = ApiKeyService::new(store, Arc::new(MockSecrets::new()), fixed_clock());
+        let service = ApiKeyService::new(
+            store,
+            Arc::new(MockSecrets::new()),
+            Arc::new(MockTokenRevocation::new()),
+            fixed_clock(),
+        );
         let err = service
             .create(
                 &who,

@@ -26,8 +26,9 @@ pub struct AuthPolicy {
     /// Login attempts allowed per tenant and email within `login_window`.
     pub login_attempts: u32,
     pub login_window: Duration,
-    /// How long a server may trust what it read of a user without asking again. Changes to a user
-    /// bump a shared generation, so this is only the backstop if that signal is lost.
+    /// How long a server may trust what it read of a user or an API key without asking again.
+    /// Changes to a user bump a shared generation, and revocations start a new epoch of keys, so
+    /// this is only the backstop if that signal is lost.
     pub user_cache_ttl: Duration,
 }
 
@@ -62,6 +63,7 @@ pub struct AuthService {
     clock: Arc<dyn Clock>,
     policy: AuthPolicy,
     users: UserCache,
+    keys: KeyCache,
     unknown_keys: UnknownKeys,
     /// A real hash to verify against when the tenant or email is unknown, so such a login takes
     /// as long as a wrong password and does not tell which emails exist.
@@ -93,6 +95,7 @@ impl AuthService {
             clock: ports.clock,
             policy,
             users: UserCache::default(),
+            keys: KeyCache::default(),
             unknown_keys: UnknownKeys::default(),
             decoy_hash: OnceLock::new(),
         }
@@ -449,47 +452,33 @@ impl AuthService {
         if self.unknown_keys.contains(&hash, now) {
             return Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal));
         }
-        match self.platform.key_owner(&hash, now).await? {
+        // The epoch is read before the key, so that a view read under it is trusted only while
+        // it stands: a revocation that lands after the read starts another. Without an answer
+        // from the shared store the key is read from the database, as it always may be.
+        let epoch = match self.revocation.api_keys_epoch().await {
+            Ok(epoch) => Some(epoch),
+            Err(err) => {
+                tracing::warn!(error = %err, "the API keys' epoch is unknown: reading the key");
+                None
+            }
+        };
+        let cached = epoch.and_then(|epoch| self.keys.get(&hash, epoch, now));
+        let owner = match cached {
+            Some(owner) => owner,
             None => {
-                self.unknown_keys
-                    .insert(hash, now + chrono::Duration::seconds(30));
-                Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal))
-            }
-            Some(
-                KeyOwner::Platform { revoked: true, .. } | KeyOwner::Tenant { revoked: true, .. },
-            ) => Err(Error::Unauthenticated(AuthFailure::Revoked)),
-            Some(KeyOwner::Platform {
-                key,
-                expires_at,
-                revoked: false,
-            }) => {
-                if expires_at.is_some_and(|at| at <= now) {
-                    Err(Error::Unauthenticated(AuthFailure::Expired))
-                } else {
-                    Ok(Principal::Platform { key })
+                let Some(owner) = self.platform.key_owner(&hash, now).await? else {
+                    self.unknown_keys
+                        .insert(hash, now + chrono::Duration::seconds(30));
+                    return Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal));
+                };
+                if let Some(epoch) = epoch {
+                    let expires_at = now + chrono_duration(self.policy.user_cache_ttl);
+                    self.keys.put(hash, owner.clone(), epoch, expires_at);
                 }
+                owner
             }
-            Some(KeyOwner::Tenant {
-                tenant,
-                key,
-                scopes,
-                expires_at,
-                revoked: false,
-                tenant_active,
-            }) => {
-                if expires_at.is_some_and(|at| at <= now) {
-                    Err(Error::Unauthenticated(AuthFailure::Expired))
-                } else if !tenant_active {
-                    Err(Error::TenantSuspended)
-                } else {
-                    Ok(Principal::ApiKey {
-                        tenant,
-                        key,
-                        scopes,
-                    })
-                }
-            }
-        }
+        };
+        key_principal(owner, now)
     }
 
     async fn issue_pair(
@@ -613,6 +602,83 @@ impl UnknownKeys {
                 keys.clear();
             }
             keys.insert(hash, until);
+        }
+    }
+}
+
+/// The principal a key's owner stands for at `now`, or why it stands for none.
+fn key_principal(owner: KeyOwner, now: DateTime<Utc>) -> Result<Principal, Error> {
+    match owner {
+        KeyOwner::Platform { revoked: true, .. } | KeyOwner::Tenant { revoked: true, .. } => {
+            Err(Error::Unauthenticated(AuthFailure::Revoked))
+        }
+        KeyOwner::Platform {
+            expires_at: Some(at),
+            ..
+        }
+        | KeyOwner::Tenant {
+            expires_at: Some(at),
+            ..
+        } if at <= now => Err(Error::Unauthenticated(AuthFailure::Expired)),
+        KeyOwner::Platform { key, .. } => Ok(Principal::Platform { key }),
+        KeyOwner::Tenant {
+            tenant_active: false,
+            ..
+        } => Err(Error::TenantSuspended),
+        KeyOwner::Tenant {
+            tenant,
+            key,
+            scopes,
+            ..
+        } => Ok(Principal::ApiKey {
+            tenant,
+            key,
+            scopes,
+        }),
+    }
+}
+
+/// A key's owner as read, the epoch it was read under and until when it may be trusted.
+#[derive(Clone, Debug)]
+struct CachedKey {
+    owner: KeyOwner,
+    epoch: u64,
+    expires_at: DateTime<Utc>,
+}
+
+/// Keys seen recently, by hash, so that a request that presents one needs no database round
+/// trip. Entries are trusted only under the epoch they were read in (replaced by every
+/// revocation and every change of a tenant's status) and until they expire, which also bounds
+/// how stale a key's `last_used_at` gets (the database read notes the use). Only keys that
+/// exist get here, so made-up ones cannot grow it.
+#[derive(Debug, Default)]
+struct KeyCache(Mutex<HashMap<Vec<u8>, CachedKey>>);
+
+impl KeyCache {
+    /// Beyond this many keys the cache starts afresh rather than tracking recency.
+    const CAPACITY: usize = 100_000;
+
+    fn get(&self, hash: &[u8], epoch: u64, now: DateTime<Utc>) -> Option<KeyOwner> {
+        let entries = self.0.lock().ok()?;
+        entries
+            .get(hash)
+            .filter(|c| c.epoch == epoch && c.expires_at > now)
+            .map(|c| c.owner.clone())
+    }
+
+    fn put(&self, hash: Vec<u8>, owner: KeyOwner, epoch: u64, expires_at: DateTime<Utc>) {
+        if let Ok(mut entries) = self.0.lock() {
+            if entries.len() >= Self::CAPACITY {
+                entries.clear();
+            }
+            entries.insert(
+                hash,
+                CachedKey {
+                    owner,
+                    epoch,
+                    expires_at,
+                },
+            );
         }
     }
 }
@@ -891,6 +957,7 @@ mod tests {
     #[tokio::test]
     async fn expired_and_revoked_api_keys_are_refused() {
         let mut m = Mocks::new();
+        m.revocation.expect_api_keys_epoch().returning(|| Ok(1));
         m.secrets
             .expect_hash_api_key()
             .returning(|k| k.as_bytes().to_vec());
@@ -1040,6 +1107,7 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_api_key_is_looked_up_once_for_a_while() {
         let mut m = Mocks::new();
+        m.revocation.expect_api_keys_epoch().returning(|| Ok(1));
         m.secrets
             .expect_hash_api_key()
             .returning(|k| k.as_bytes().to_vec());
@@ -1053,6 +1121,57 @@ mod tests {
                 service.authenticate("ak_made_up").await,
                 Err(Error::Unauthenticated(AuthFailure::UnknownPrincipal))
             ));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_api_key_is_read_once_per_epoch_and_every_time_without_one() {
+        let mut m = Mocks::new();
+        m.secrets
+            .expect_hash_api_key()
+            .returning(|k| k.as_bytes().to_vec());
+        // Requests 1-2 under epoch 7, 3-4 under epoch 8 (a revocation), 5-6 without an answer.
+        let mut asked = 0;
+        m.revocation.expect_api_keys_epoch().returning(move || {
+            asked += 1;
+            match asked {
+                1 | 2 => Ok(7),
+                3 | 4 => Ok(8),
+                _ => Err(Error::internal("redis is down")),
+            }
+        });
+        let tenant = TenantId::new();
+        let key = crate::ids::ApiKeyId::new();
+        let mut reads = 0;
+        m.platform
+            .expect_key_owner()
+            .times(4)
+            .returning(move |_, _| {
+                reads += 1;
+                Ok(Some(KeyOwner::Tenant {
+                    tenant,
+                    key,
+                    scopes: crate::Scopes::ALL,
+                    expires_at: None,
+                    // Revoked from the second read on.
+                    revoked: reads > 1,
+                    tenant_active: true,
+                }))
+            });
+        let service = m.service(vec![]);
+        for request in 1..=6 {
+            let answer = service.authenticate("ak_real").await;
+            if request <= 2 {
+                assert!(
+                    matches!(answer, Ok(Principal::ApiKey { key: k, .. }) if k == key),
+                    "request {request}: {answer:?}"
+                );
+            } else {
+                assert!(
+                    matches!(answer, Err(Error::Unauthenticated(AuthFailure::Revoked))),
+                    "request {request}: {answer:?}"
+                );
+            }
         }
     }
 }

@@ -107,6 +107,8 @@ impl TenantService {
             .await?
             .ok_or(Error::NotFound(Resource::Tenant))?;
         self.sessions.tenant_changed(id).await?;
+        // A key's view holds its tenant's status too.
+        self.sessions.api_keys_changed().await?;
         Ok(tenant)
     }
 
@@ -308,10 +310,13 @@ impl TenantService {
     /// # Errors
     /// `NotFound`.
     pub async fn revoke_platform_key(&self, id: PlatformKeyId) -> Result<PlatformKey, Error> {
-        self.platform
+        let key = self
+            .platform
             .revoke_platform_key(id, self.clock.now())
             .await?
-            .ok_or(Error::NotFound(Resource::ApiKey))
+            .ok_or(Error::NotFound(Resource::ApiKey))?;
+        self.sessions.api_keys_changed().await?;
+        Ok(key)
     }
 }
 
@@ -319,7 +324,7 @@ impl TenantService {
 mod tests {
     use super::*;
     use crate::entities::TenantStatus;
-    use crate::ports::{MockPasswordHasher, MockPlatformStore, MockSecrets};
+    use crate::ports::{MockPasswordHasher, MockPlatformStore, MockSecrets, MockTokenRevocation};
     use crate::services::testing::{admin, fixed_clock, sample_user, store_with_all};
 
     #[tokio::test]
@@ -372,5 +377,66 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(made.admin_password, "generated-password");
+    }
+
+    #[tokio::test]
+    async fn revoking_a_key_or_changing_a_tenant_starts_a_new_epoch_of_keys() {
+        // Suspending a tenant: its keys' cached views hold its status.
+        let mut revocation = MockTokenRevocation::new();
+        revocation
+            .expect_tenant_changed()
+            .times(1)
+            .returning(|_| Ok(()));
+        revocation
+            .expect_api_keys_changed()
+            .times(2)
+            .returning(|| Ok(()));
+        let revocation = Arc::new(revocation);
+        let tenant = TenantId::new();
+        let mut platform = MockPlatformStore::new();
+        platform
+            .expect_set_tenant_status()
+            .returning(move |_, status, _, now| {
+                Ok(Some(Tenant {
+                    id: tenant,
+                    name: Name::parse("Acme").unwrap(),
+                    slug: Slug::parse("acme").unwrap(),
+                    status,
+                    daily_token_quota: None,
+                    created_at: now,
+                    updated_at: now,
+                }))
+            });
+        platform.expect_revoke_platform_key().returning(|id, now| {
+            Ok(Some(PlatformKey {
+                id,
+                name: Name::parse("ops").unwrap(),
+                prefix: "ak_ops".into(),
+                created_at: now,
+                expires_at: None,
+                last_used_at: None,
+                revoked_at: Some(now),
+            }))
+        });
+        let tenants = TenantService::new(TenantPorts {
+            store: store_with_all(vec![]),
+            platform: Arc::new(platform),
+            hasher: Arc::new(MockPasswordHasher::new()),
+            secrets: Arc::new(MockSecrets::new()),
+            sessions: revocation,
+            clock: fixed_clock(),
+        });
+        tenants
+            .set_status(
+                Actor::Platform(PlatformKeyId::new()),
+                tenant,
+                TenantStatus::Suspended,
+            )
+            .await
+            .unwrap();
+        tenants
+            .revoke_platform_key(PlatformKeyId::new())
+            .await
+            .unwrap();
     }
 }
