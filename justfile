@@ -101,6 +101,11 @@ bench-ingest: services models
 bench-agents: services models
     deploy/local/bench-agents.sh
 
+# Two agentic release binaries side by side (batches alternating between them): for comparing
+# builds on a machine whose speed drifts. Prints a table; writes nothing into the docs.
+bench-agents-ab bin_a bin_b: services models
+    deploy/local/bench-agents-ab.sh {{bin_a}} {{bin_b}}
+
 # Hit@k, MRR@10 and latency of every search mode over Python's and the C library's docs, beside BM25/dense references and a fusion study; writes docs/benchmarks.md.
 bench-retrieval: services models
     deploy/local/bench-retrieval.sh
