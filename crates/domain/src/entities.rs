@@ -813,8 +813,50 @@ impl MessageStatus {
 /// Why a message or run failed, safe to show to its owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
+    /// One of [`failure_codes`].
     pub code: String,
     pub message: String,
+}
+
+/// The codes of a failed run, stored with it and shown to its owner; the HTTP edge answers each
+/// with a status of its own.
+pub mod failure_codes {
+    /// The provider answered with an error.
+    pub const MODEL_ERROR: &str = "model_error";
+    pub const MODEL_TIMEOUT: &str = "model_timeout";
+    /// The provider does not know the model.
+    pub const MODEL_UNAVAILABLE: &str = "model_unavailable";
+    /// The provider's answer could not be read.
+    pub const MODEL_BAD_RESPONSE: &str = "model_bad_response";
+    /// The prompt and room for the answer do not fit the model's window.
+    pub const CONTEXT_EXCEEDED: &str = "context_exceeded";
+    /// The local model's queue is full.
+    pub const SERVER_BUSY: &str = "server_busy";
+    /// The local model failed (a thread that died, a tokenizer that failed).
+    pub const MODEL_INTERNAL: &str = "model_internal";
+    /// The process running the run stopped before it ended (its lease ran out).
+    pub const INCOMPLETE: &str = "incomplete";
+    /// The platform failed; its log says why.
+    pub const INTERNAL: &str = "internal";
+    /// The request cannot be served by the agent's model.
+    pub const INVALID_REQUEST: &str = "invalid_request";
+    /// The tenant's daily token quota cannot cover the answer.
+    pub const QUOTA_EXCEEDED: &str = "quota_exceeded";
+
+    /// Every code, for whoever must answer each.
+    pub const ALL: [&str; 11] = [
+        MODEL_ERROR,
+        MODEL_TIMEOUT,
+        MODEL_UNAVAILABLE,
+        MODEL_BAD_RESPONSE,
+        CONTEXT_EXCEEDED,
+        SERVER_BUSY,
+        MODEL_INTERNAL,
+        INCOMPLETE,
+        INTERNAL,
+        INVALID_REQUEST,
+        QUOTA_EXCEEDED,
+    ];
 }
 
 impl Failure {

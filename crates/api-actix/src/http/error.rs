@@ -210,16 +210,7 @@ impl From<Error> for ApiError {
                 )
             }
             Error::ModelFailed(failure) => {
-                let (status, code) = match failure.code.as_str() {
-                    "model_timeout" => (StatusCode::GATEWAY_TIMEOUT, "model_timeout"),
-                    "server_busy" => (StatusCode::SERVICE_UNAVAILABLE, "server_busy"),
-                    "context_exceeded" => (StatusCode::UNPROCESSABLE_ENTITY, "context_exceeded"),
-                    "model_unavailable" => (StatusCode::BAD_GATEWAY, "model_unavailable"),
-                    "model_bad_response" => (StatusCode::BAD_GATEWAY, "model_bad_response"),
-                    "incomplete" => (StatusCode::BAD_GATEWAY, "incomplete"),
-                    "internal" => (StatusCode::BAD_GATEWAY, "run_failed"),
-                    _ => (StatusCode::BAD_GATEWAY, "model_error"),
-                };
+                let (status, code) = model_failure_status(&failure.code);
                 Self::new(status, code, failure.message)
             }
             Error::RateLimited {
@@ -286,6 +277,25 @@ impl From<Error> for ApiError {
     }
 }
 
+/// The status and code a failed run answers with, by its failure's code. The platform's own
+/// failures are `run_failed` (the stored answer says more); a code this does not know (stored
+/// by a later version, say) is a model's failure.
+fn model_failure_status(failure: &str) -> (StatusCode, &'static str) {
+    use domain::entities::failure_codes as codes;
+    match failure {
+        codes::MODEL_TIMEOUT => (StatusCode::GATEWAY_TIMEOUT, codes::MODEL_TIMEOUT),
+        codes::SERVER_BUSY => (StatusCode::SERVICE_UNAVAILABLE, codes::SERVER_BUSY),
+        codes::CONTEXT_EXCEEDED => (StatusCode::UNPROCESSABLE_ENTITY, codes::CONTEXT_EXCEEDED),
+        codes::INVALID_REQUEST => (StatusCode::UNPROCESSABLE_ENTITY, codes::INVALID_REQUEST),
+        codes::QUOTA_EXCEEDED => (StatusCode::TOO_MANY_REQUESTS, codes::QUOTA_EXCEEDED),
+        codes::MODEL_UNAVAILABLE => (StatusCode::BAD_GATEWAY, codes::MODEL_UNAVAILABLE),
+        codes::MODEL_BAD_RESPONSE => (StatusCode::BAD_GATEWAY, codes::MODEL_BAD_RESPONSE),
+        codes::INCOMPLETE => (StatusCode::BAD_GATEWAY, codes::INCOMPLETE),
+        codes::INTERNAL | codes::MODEL_INTERNAL => (StatusCode::BAD_GATEWAY, "run_failed"),
+        _ => (StatusCode::BAD_GATEWAY, codes::MODEL_ERROR),
+    }
+}
+
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 impl ResponseError for ApiError {
@@ -340,3 +350,31 @@ impl ResponseError for ApiError {
 
 /// The result type of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use domain::entities::failure_codes;
+
+    use super::*;
+
+    #[test]
+    fn every_failure_code_has_a_status_of_its_own() {
+        for code in failure_codes::ALL {
+            let (status, answered) = model_failure_status(code);
+            match code {
+                failure_codes::INTERNAL | failure_codes::MODEL_INTERNAL => {
+                    assert_eq!(answered, "run_failed");
+                }
+                _ => assert_eq!(answered, code, "{code} is answered as itself"),
+            }
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code}: {status}"
+            );
+        }
+        assert_eq!(
+            model_failure_status("from_a_later_version"),
+            (StatusCode::BAD_GATEWAY, "model_error")
+        );
+    }
+}

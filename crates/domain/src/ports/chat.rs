@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::entities::failure_codes;
 use crate::values::ModelRef;
 
 /// Who said a message in a prompt.
@@ -181,13 +182,13 @@ impl ChatError {
     #[must_use]
     pub const fn code(&self) -> &'static str {
         match self {
-            Self::Provider(_) => "model_error",
-            Self::Timeout => "model_timeout",
-            Self::ModelUnavailable(_) => "model_unavailable",
-            Self::BadResponse(_) => "model_bad_response",
-            Self::ContextExceeded { .. } => "context_exceeded",
-            Self::Busy { .. } => "server_busy",
-            Self::Internal(_) => "model_internal",
+            Self::Provider(_) => failure_codes::MODEL_ERROR,
+            Self::Timeout => failure_codes::MODEL_TIMEOUT,
+            Self::ModelUnavailable(_) => failure_codes::MODEL_UNAVAILABLE,
+            Self::BadResponse(_) => failure_codes::MODEL_BAD_RESPONSE,
+            Self::ContextExceeded { .. } => failure_codes::CONTEXT_EXCEEDED,
+            Self::Busy { .. } => failure_codes::SERVER_BUSY,
+            Self::Internal(_) => failure_codes::MODEL_INTERNAL,
         }
     }
 }

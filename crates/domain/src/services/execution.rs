@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::entities::{
     Agent, AgentTool, Conversation, Failure, HistoryMessage, Message, MessageOutcome, MessageRole,
-    MessageStatus, PromptTokens, Run, RunContext, RunOutcome, RunStatus,
+    MessageStatus, PromptTokens, Run, RunContext, RunOutcome, RunStatus, failure_codes,
 };
 use crate::error::{Conflict, Error, Resource};
 use crate::ids::{ConversationId, MessageId, RunId, TenantId};
@@ -226,8 +226,18 @@ struct Setting {
     max_tokens: u32,
     /// The tenant's daily quota, when it has one.
     quota: Option<u64>,
-    /// A tenant's own provider, opened (or why it cannot be); `None` for the platform's.
-    provider: Option<Result<(ProviderEndpoint, String), String>>,
+    /// Who serves the run's model.
+    server: ModelServer,
+}
+
+/// Who serves a run's model.
+enum ModelServer {
+    /// The platform: its local model, or its OpenAI-compatible server.
+    Platform,
+    /// A tenant's own provider, its key opened, and the model name to ask it for.
+    Tenant(ProviderEndpoint, String),
+    /// A tenant's own provider that cannot serve, and why.
+    Unusable(String),
 }
 
 /// Where the question and the history come from, and where the answer goes.
@@ -590,10 +600,10 @@ impl Executor {
         (temperature, max_tokens): (f64, u32),
         admitted: Option<(Reservation, u64)>,
     ) -> Result<Setting, Error> {
-        let provider = if crate::services::RESERVED_PROVIDERS.contains(&run.model.provider()) {
-            None
+        let server = if crate::services::RESERVED_PROVIDERS.contains(&run.model.provider()) {
+            ModelServer::Platform
         } else {
-            Some(self.open_provider(tx, &run).await?)
+            self.open_provider(tx, &run).await?
         };
         Ok(Setting {
             run,
@@ -602,7 +612,7 @@ impl Executor {
             temperature,
             max_tokens,
             quota: admitted.map(|(_, quota)| quota),
-            provider,
+            server,
         })
     }
 
@@ -753,14 +763,33 @@ impl Executor {
             .request_cancel(run.tenant_id, id)
             .await
             .map_err(|e| Error::Unavailable(e.to_string()))?;
+        // The run's end is followed on its events (an end is stored before its event is
+        // written), so that a cancellation reads the run once more, not every few milliseconds.
         let deadline = Instant::now() + Duration::from_secs(2);
+        let mut after = 0;
         loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let now = self.run(who, id).await?;
-            if now.status.is_terminal() || Instant::now() >= deadline {
-                return Ok(now);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
+            let events = match self.events(&run, after, 256, left).await {
+                Ok(events) => events,
+                Err(err) => {
+                    // Without the log the run is looked at now and then instead.
+                    tracing::warn!(run = %id, error = %err, "cancel: the run's events cannot be read");
+                    tokio::time::sleep(Duration::from_millis(250).min(left)).await;
+                    if self.stored_run(&run).await?.status.is_terminal() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if events.iter().any(|e| e.kind.is_terminal()) {
+                break;
+            }
+            after = events.last().map_or(after, |e| e.seq);
         }
+        self.run(who, id).await
     }
 
     /// Waits for the run to end and answers it with its messages; a failed run is the model's
@@ -853,9 +882,14 @@ impl Executor {
     #[must_use]
     pub fn failure_error(&self, failure: Option<Failure>) -> Error {
         match failure {
-            Some(f) if f.code == QUOTA_CODE => metering::quota_exceeded(self.clock.now()),
+            Some(f) if f.code == failure_codes::QUOTA_EXCEEDED => {
+                metering::quota_exceeded(self.clock.now())
+            }
             Some(f) => Error::ModelFailed(f),
-            None => Error::ModelFailed(Failure::new("model_error", "the model failed to answer")),
+            None => Error::ModelFailed(Failure::new(
+                failure_codes::MODEL_ERROR,
+                "the model failed to answer",
+            )),
         }
     }
 
@@ -868,7 +902,7 @@ impl Executor {
         for run in &expired {
             // Not the run's own numbering: the reaper's event takes the next number, and a run
             // still writing (its process alive but late) is refused from then on.
-            let error = json!({"error": {"code": "incomplete", "message": INCOMPLETE_MESSAGE}});
+            let error = json!({"error": {"code": failure_codes::INCOMPLETE, "message": INCOMPLETE_MESSAGE}});
             let appended = self
                 .events
                 .append(run.tenant, run.id, RunEventKind::Failed, &error)
@@ -947,12 +981,12 @@ impl Executor {
             Some(Stop::Lost) => return None,
             Some(Stop::Invalid(message)) => (
                 RunStatus::Failed,
-                Some(Failure::new(INVALID_REQUEST_CODE, message)),
+                Some(Failure::new(failure_codes::INVALID_REQUEST, message)),
             ),
             Some(Stop::Quota) => (
                 RunStatus::Failed,
                 Some(Failure::new(
-                    QUOTA_CODE,
+                    failure_codes::QUOTA_EXCEEDED,
                     "the tenant's daily token quota cannot cover this answer",
                 )),
             ),
@@ -968,7 +1002,7 @@ impl Executor {
                 (
                     RunStatus::Failed,
                     Some(Failure::new(
-                        "internal",
+                        failure_codes::INTERNAL,
                         "the run failed; the server's log says why",
                     )),
                 )
@@ -985,7 +1019,10 @@ impl Executor {
                     // The caller waits for an end: tell it there will be none.
                     let _ = client.live.send(LiveEvent::Ended(ClientAnswer::failed(
                         run_id,
-                        Failure::new("internal", "the run failed; the server's log says why"),
+                        Failure::new(
+                            failure_codes::INTERNAL,
+                            "the run failed; the server's log says why",
+                        ),
                     )));
                 }
                 None
@@ -999,10 +1036,12 @@ impl Executor {
         &self,
         tx: &mut dyn crate::ports::TenantTx,
         run: &Run,
-    ) -> Result<Result<(ProviderEndpoint, String), String>, Error> {
+    ) -> Result<ModelServer, Error> {
         let name = run.model.provider();
         let Some((provider, sealed)) = tx.providers().by_name(name).await? else {
-            return Ok(Err(format!("the provider {name:?} no longer exists")));
+            return Ok(ModelServer::Unusable(format!(
+                "the provider {name:?} no longer exists"
+            )));
         };
         let api_key = match self
             .secrets
@@ -1011,7 +1050,7 @@ impl Executor {
             Ok(key) => key,
             Err(err) => {
                 tracing::error!(provider = %provider.id, error = %err, "a provider key does not open");
-                return Ok(Err(format!(
+                return Ok(ModelServer::Unusable(format!(
                     "the key of provider {name:?} cannot be opened"
                 )));
             }
@@ -1020,7 +1059,7 @@ impl Executor {
             ("default", Some(default)) => default.clone(),
             (named, _) => named.to_owned(),
         };
-        Ok(Ok((
+        Ok(ModelServer::Tenant(
             ProviderEndpoint {
                 provider: provider.id,
                 updated_at: provider.updated_at,
@@ -1031,26 +1070,29 @@ impl Executor {
                 max_retries: provider.max_retries,
             },
             model,
-        )))
+        ))
     }
 
     /// The run's chat model: the platform's (a local one is loaded on first use, which takes a
     /// while: not on the async executor), or the tenant's own provider's.
     async fn chat_model(&self, setting: &Setting) -> Result<Arc<dyn ChatModel>, Stop> {
         let unavailable = |reason: String| Stop::Model(ChatError::ModelUnavailable(reason));
-        match &setting.provider {
-            Some(Ok((endpoint, name))) => self
+        match &setting.server {
+            ModelServer::Tenant(endpoint, name) => self
                 .provider_models
                 .model(endpoint, name)
                 .map_err(|e| unavailable(e.to_string())),
-            Some(Err(reason)) => Err(unavailable(reason.clone())),
+            ModelServer::Unusable(reason) => Err(unavailable(reason.clone())),
             // Only a local model is loaded (from disk, once); asking for the platform's remote
             // one costs nothing, and a thread hop would cost more.
-            None if setting.run.model.provider() != crate::services::LOCAL_PROVIDER => self
-                .models
-                .model(&setting.run.model)
-                .map_err(|e| unavailable(e.to_string())),
-            None => {
+            ModelServer::Platform
+                if setting.run.model.provider() != crate::services::LOCAL_PROVIDER =>
+            {
+                self.models
+                    .model(&setting.run.model)
+                    .map_err(|e| unavailable(e.to_string()))
+            }
+            ModelServer::Platform => {
                 let (models, wanted) = (self.models.clone(), setting.run.model.clone());
                 tokio::task::spawn_blocking(move || models.model(&wanted))
                     .await
@@ -1625,7 +1667,7 @@ impl Executor {
             _ => {
                 let failure = failure
                     .clone()
-                    .unwrap_or_else(|| Failure::new("internal", "failed"));
+                    .unwrap_or_else(|| Failure::new(failure_codes::INTERNAL, "failed"));
                 (
                     RunEventKind::Failed,
                     json!({
@@ -1762,11 +1804,6 @@ fn fit_sources(model: &dyn ChatModel, sources: &mut Vec<Source>, fixed: u32, win
     sources.truncate(kept);
     tokens
 }
-
-/// The failure code of a run the daily quota stopped (answered 429).
-pub const QUOTA_CODE: &str = "quota_exceeded";
-/// The failure code of a request the agent's model cannot serve (answered 422).
-pub const INVALID_REQUEST_CODE: &str = "invalid_request";
 
 const REPEATED_CALL: &str = "error: this exact call was already made in this answer; \
      answer with what the earlier results said";
@@ -2259,7 +2296,7 @@ mod tests {
                     agent: self.agent.clone(),
                     thread: Thread::Stored(Box::new(turn)),
                     quota: None,
-                    provider: None,
+                    server: ModelServer::Platform,
                 },
             );
             executor.execute(job).await;

@@ -36,8 +36,8 @@ pub use documents::{DocumentService, Upload, Uploaded};
 pub use embedders::Embedders;
 pub use embeddings::{Embedded, EmbeddingService, MAX_EMBEDDING_INPUTS};
 pub use execution::{
-    EndedRun, ExecutionPolicy, ExecutionPorts, Executor, FinishedRun, INVALID_REQUEST_CODE,
-    MAX_MESSAGE_CHARS, Parent, QUOTA_CODE, RunJob, RunsHere, StartedRun, citation_json, usage_json,
+    EndedRun, ExecutionPolicy, ExecutionPorts, Executor, FinishedRun, MAX_MESSAGE_CHARS, Parent,
+    RunJob, RunsHere, StartedRun, citation_json, usage_json,
 };
 pub use ingest::{IngestPolicy, IngestWorker};
 pub use knowledge_search::KnowledgeSearch;

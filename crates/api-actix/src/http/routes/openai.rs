@@ -13,10 +13,11 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use base64::Engine as _;
 use domain::entities::RunStatus;
+use domain::entities::failure_codes;
 use domain::error::Resource;
 use domain::ports::RunEventKind;
+use domain::services::Executor;
 use domain::services::completions::{ClientAnswer, ClientTurn, LiveEvent};
-use domain::services::{Executor, INVALID_REQUEST_CODE};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -202,9 +203,9 @@ fn check(executor: &Executor, answer: &ClientAnswer) -> Result<(), ApiError> {
         return Ok(());
     }
     let mut err = match &answer.failure {
-        Some(f) if f.code == INVALID_REQUEST_CODE => ApiError::new(
+        Some(f) if f.code == failure_codes::INVALID_REQUEST => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
+            failure_codes::INVALID_REQUEST,
             f.message.clone(),
         ),
         failure => ApiError::from(executor.failure_error(failure.clone())),
