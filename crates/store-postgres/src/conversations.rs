@@ -561,6 +561,12 @@ const RUN_COLUMNS: &str = "tenant_id, id, conversation_id, message_id, user_mess
 
 /// A run's and its answer's columns as a run's end returns them, read apart by prefix.
 static RUN_AS_R: LazyLock<String> = LazyLock::new(|| prefixed("r", RUN_COLUMNS));
+
+/// What a run's end returns of the run: its columns but the context, which the end itself
+/// wrote (a list of every message id the prompt kept: sent back and parsed again, it grew with
+/// the conversation).
+static RUN_ENDED: LazyLock<String> =
+    LazyLock::new(|| RUN_COLUMNS.replace("context", "'{}'::jsonb AS context"));
 static MESSAGE_AS_M: LazyLock<String> = LazyLock::new(|| prefixed("m", MESSAGE_COLUMNS));
 
 #[derive(Debug, FromQueryResult)]
@@ -771,7 +777,7 @@ impl RunRepo for PgTx {
                                  error_code = {}, error_message = {}, context = {},
                                  ended_at = {at}
                  WHERE tenant_id = $1 AND id = {} AND status IN ('queued', 'in_progress')
-                 RETURNING {RUN_COLUMNS}
+                 RETURNING {}
              ), touched AS (
                  UPDATE conversations c SET last_active_at = GREATEST(c.last_active_at, {at})
                  FROM run WHERE c.tenant_id = $1 AND c.id = run.conversation_id
@@ -783,6 +789,7 @@ impl RunRepo for PgTx {
             params.bind(o.error.as_ref().map(|e| e.message.clone())),
             params.bind(context_json(&o.context)),
             params.bind(id.as_uuid()),
+            *RUN_ENDED,
         )];
         if let Some((answer, a)) = &end.answer {
             parts.push(format!(
@@ -839,7 +846,8 @@ impl RunRepo for PgTx {
         else {
             return Ok(None);
         };
-        let run = Run::try_from(RunRow::from_query_result(&row, "r_").map_err(map)?)?;
+        let mut run = Run::try_from(RunRow::from_query_result(&row, "r_").map_err(map)?)?;
+        run.context = o.context.clone();
         let answer = joined::<MessageRow, _>(&row, "has_answer", "m_")?;
         Ok(Some((run, answer)))
     }

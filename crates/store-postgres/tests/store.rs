@@ -497,7 +497,11 @@ async fn a_run_starts_and_ends_in_one_statement_each_and_a_late_end_writes_nothi
                 status: RunStatus::Completed,
                 usage,
                 error: None,
-                context: RunContext::default(),
+                context: RunContext {
+                    kept_message_ids: vec![run.user_message_id.unwrap()],
+                    query_truncated: true,
+                    ..RunContext::default()
+                },
             },
             answer: Some((
                 answer,
@@ -547,6 +551,11 @@ async fn a_run_starts_and_ends_in_one_statement_each_and_a_late_end_writes_nothi
         .expect("an open run ends");
     assert_eq!(ended.status, RunStatus::Completed);
     assert_eq!(ended.usage.completion_tokens, 3);
+    // The context the end wrote, as it stored it.
+    let stored = tx.runs().get(run.id).await.unwrap().unwrap();
+    assert_eq!(ended.context, stored.context);
+    assert_eq!(stored.context.kept_message_ids, [question.id]);
+    assert!(stored.context.query_truncated);
     let answered = answered.expect("its open answer ends with it");
     assert_eq!(
         (answered.content.as_str(), answered.status),
