@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -64,6 +65,8 @@ pub struct AuthService {
     policy: AuthPolicy,
     users: UserCache,
     keys: KeyCache,
+    /// The minute (Unix time / 60) the unknown epoch of API keys was last logged.
+    epoch_unknown_logged: AtomicI64,
     unknown_keys: UnknownKeys,
     /// A real hash to verify against when the tenant or email is unknown, so such a login takes
     /// as long as a wrong password and does not tell which emails exist.
@@ -96,6 +99,7 @@ impl AuthService {
             policy,
             users: UserCache::default(),
             keys: KeyCache::default(),
+            epoch_unknown_logged: AtomicI64::new(i64::MIN),
             unknown_keys: UnknownKeys::default(),
             decoy_hash: OnceLock::new(),
         }
@@ -458,7 +462,11 @@ impl AuthService {
         let epoch = match self.revocation.api_keys_epoch().await {
             Ok(epoch) => Some(epoch),
             Err(err) => {
-                tracing::warn!(error = %err, "the API keys' epoch is unknown: reading the key");
+                // Once a minute at most: an outage would otherwise log every request.
+                let minute = now.timestamp().div_euclid(60);
+                if self.epoch_unknown_logged.swap(minute, Ordering::Relaxed) != minute {
+                    tracing::warn!(error = %err, "the API keys' epoch is unknown: keys are read from the database");
+                }
                 None
             }
         };
