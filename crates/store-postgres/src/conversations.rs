@@ -559,14 +559,14 @@ const RUN_COLUMNS: &str = "tenant_id, id, conversation_id, message_id, user_mess
      completion_tokens, error_code, error_message, context, created_at, started_at, ended_at, \
      lease_until, reserved_tokens, reserved_on";
 
-/// A run's and its answer's columns as a run's end returns them, read apart by prefix.
-static RUN_AS_R: LazyLock<String> = LazyLock::new(|| prefixed("r", RUN_COLUMNS));
-
 /// What a run's end returns of the run: its columns but the context, which the end itself
 /// wrote (a list of every message id the prompt kept: sent back and parsed again, it grew with
 /// the conversation).
 static RUN_ENDED: LazyLock<String> =
     LazyLock::new(|| RUN_COLUMNS.replace("context", "'{}'::jsonb AS context"));
+
+/// A run's and its answer's columns as a run's end returns them, read apart by prefix.
+static RUN_AS_R: LazyLock<String> = LazyLock::new(|| prefixed("r", RUN_COLUMNS));
 static MESSAGE_AS_M: LazyLock<String> = LazyLock::new(|| prefixed("m", MESSAGE_COLUMNS));
 
 #[derive(Debug, FromQueryResult)]

@@ -122,11 +122,10 @@ impl VectorPlan {
 }
 
 /// The nearest chunks: the statement (with the rows it returns, `chunk_id` and `score` among
-/// them), its parameters, and the plan it runs with.
+/// them) and its parameters.
 struct Nearest {
     sql: String,
     values: Vec<Value>,
-    plan: VectorPlan,
 }
 
 impl PgTx {
@@ -146,7 +145,6 @@ impl PgTx {
                     )
                     .await?;
                 let rows = fetch_all::<HitRow>(&self.tx, &nearest.sql, nearest.values).await?;
-                self.planner_steered |= nearest.plan == VectorPlan::Hnsw;
                 (rows, ScoreKind::CosineSimilarity)
             }
             SearchMode::Fulltext => {
@@ -246,7 +244,6 @@ impl PgTx {
         self.default_planner().await?;
         let nearest = self.nearest(query, "c.id AS chunk_id").await?;
         let rows = fetch_all::<Scored>(&self.tx, &nearest.sql, nearest.values).await?;
-        self.planner_steered |= nearest.plan == VectorPlan::Hnsw;
         Ok(scored(rows))
     }
 
@@ -275,7 +272,7 @@ impl PgTx {
     /// The statement that finds the chunks of live documents nearest to `query.vector` (at most
     /// `query.top_k`, the metadata filter and `min_score` applied), best first, returning
     /// `columns` (of `c`, chunks, and `d`, documents) and `score` (cosine similarity). Plans
-    /// the search for this transaction ([`PgTx::vector_plan`]): the caller resets an HNSW plan.
+    /// the search for this transaction ([`PgTx::vector_plan`]).
     async fn nearest(&mut self, query: &SearchQuery, columns: &str) -> StoreResult<Nearest> {
         let (space, dims) = space_literals(&query.space_id, query.dimensions)?;
         let vector = query
@@ -316,7 +313,6 @@ impl PgTx {
                  ORDER BY score DESC, chunk_id"
             ),
             values,
-            plan,
         })
     }
 
@@ -357,6 +353,8 @@ impl PgTx {
         )
         .await?
         .is_some_and(|r| r.usable);
+        // Applied with the answer: the next search undoes them first.
+        self.planner_steered |= usable;
         let plan = VectorPlan::choose(query.chunk_count, query.dimensions, usable);
         if plan == VectorPlan::Hnsw {
             return Ok(plan);
